@@ -1,0 +1,95 @@
+"""Column types that keep money exact and time in UTC on both SQLite and PostgreSQL.
+
+SQLite has no decimal type: a ``NUMERIC`` column there silently stores a float, which breaks
+design rule 3 (a float never touches money). So on SQLite a :class:`ScaledDecimal` is a 64-bit
+integer count of ``10**-scale`` units, and SQL ``SUM`` over it stays exact; on PostgreSQL it is a
+real ``NUMERIC(38, scale)``. Either way Python sees :class:`~decimal.Decimal`.
+
+:class:`UTCDateTime` is ``TIMESTAMPTZ`` on PostgreSQL and integer epoch seconds on SQLite, so
+bucket arithmetic (hour, day) is integer division there and comparisons never depend on string
+formats. Naive datetimes are rejected on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Numeric
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+MONEY_SCALE = 10
+QUANTITY_SCALE = 6
+
+
+def canonical_decimal(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to exponent notation (``10`` stays ``10``)."""
+    value = value.normalize()
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > 0:
+        value = value.quantize(Decimal(1))
+    return value
+
+
+class ScaledDecimal(TypeDecorator[Decimal]):
+    """Exact decimal: ``NUMERIC(38, scale)`` on PostgreSQL, scaled ``BIGINT`` on SQLite."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, scale: int = MONEY_SCALE) -> None:
+        super().__init__()
+        self.scale = scale
+        self._quantum = Decimal(1).scaleb(-scale)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(38, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError(f"money and quantities must be Decimal or int, not float: {value!r}")
+        dec = Decimal(value)
+        if dialect.name == "sqlite":
+            return int(dec.scaleb(self.scale).to_integral_value())
+        return dec.quantize(self._quantum)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return canonical_decimal(Decimal(int(value)).scaleb(-self.scale))
+        return canonical_decimal(Decimal(value))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetime: ``TIMESTAMPTZ`` on PostgreSQL, epoch seconds on SQLite."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise TypeError(f"expected a timezone-aware datetime, got {value!r}")
+        if dialect.name == "sqlite":
+            return int(value.timestamp())
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.fromtimestamp(int(value), tz=UTC)

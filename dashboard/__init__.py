@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: pages draw, queries read, charts build figures."""

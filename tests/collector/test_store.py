@@ -1,0 +1,121 @@
+"""Store tests, each on SQLite and PostgreSQL (the ``engine`` fixture is parametrised)."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select, text
+
+from collector.schema import KEY_FIELDS, UsageRecord
+from collector.store import USAGE, USAGE_DAILY, rebuild_all_daily, upsert_records
+from collector.synthetic import GeneratorConfig, generate
+
+SUMS = ("input_tokens", "cache_read_tokens", "output_tokens", "requests", "cost")
+
+
+def totals(engine, table=USAGE):
+    with engine.connect() as conn:
+        cols = [func.count()] + [func.sum(table.c[name]) for name in SUMS]
+        return tuple(conn.execute(select(*cols)).one())
+
+
+def expected_totals(records):
+    return (
+        len(records),
+        *(sum(getattr(r, n) for r in records) for n in SUMS[:-1]),
+        sum(r.cost for r in records if r.cost is not None),
+    )
+
+
+@pytest.fixture(scope="module")
+def ten_thousand():
+    return list(generate(GeneratorConfig(days=10, rows_per_hour=45, seed=7), limit=10_000))
+
+
+def test_upsert_twice_changes_nothing(engine, ten_thousand):
+    assert len(ten_thousand) == 10_000
+    upsert_records(engine, ten_thousand)
+    first = totals(engine)
+    assert first == expected_totals(ten_thousand)
+    with engine.connect() as conn:
+        stamp = conn.execute(select(func.max(USAGE.c.updated_at))).scalar_one()
+    upsert_records(engine, ten_thousand, now=datetime.now(UTC) + timedelta(days=1))
+    assert totals(engine) == first
+    with engine.connect() as conn:
+        # unchanged rows are not rewritten, so their updated_at stays put
+        assert conn.execute(select(func.max(USAGE.c.updated_at))).scalar_one() == stamp
+    assert totals(engine, USAGE_DAILY)[1:] == first[1:]
+
+
+def test_reupsert_with_changed_values_updates_those_rows(engine, ten_thousand):
+    upsert_records(engine, ten_thousand)
+    changed = [replace(r, output_tokens=r.output_tokens + 7, _key=None) for r in ten_thousand[:100]]
+    upsert_records(engine, changed)
+    count, _, _, out, *_ = totals(engine)
+    assert count == 10_000
+    assert out == sum(r.output_tokens for r in ten_thousand) + 700
+    daily = totals(engine, USAGE_DAILY)
+    assert daily[3] == out  # the rollup followed the update
+
+
+def test_no_key_column_is_ever_null(engine, ten_thousand):
+    upsert_records(engine, ten_thousand[:500])
+    with engine.connect() as conn:
+        for name in KEY_FIELDS:
+            nulls = conn.execute(select(func.count()).where(USAGE.c[name].is_(None))).scalar_one()
+            assert nulls == 0, name
+        empty_projects = conn.execute(select(func.count()).where(USAGE.c.user_id == "")).scalar_one()
+        assert empty_projects == 500  # '' stands for "not applicable"
+
+
+@pytest.mark.parametrize("amount", ["0.0000042", "123456.789012", "-17.5", "0"])
+def test_decimal_amounts_round_trip_exactly(engine, amount):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    r = UsageRecord(
+        provider="openai",
+        source="api",
+        kind="costs",
+        bucket_start=t0,
+        bucket_end=t0 + timedelta(days=1),
+        line_item="gpt-4o, input",
+        cost=Decimal(amount),
+        currency="USD",
+        basis="billed",
+    )
+    upsert_records(engine, [r])
+    with engine.connect() as conn:
+        got = conn.execute(select(USAGE.c.cost, USAGE.c.bucket_start)).one()
+        daily = conn.execute(select(USAGE_DAILY.c.cost, USAGE_DAILY.c.day)).one()
+    assert got.cost == Decimal(amount) and str(got.cost) == amount
+    assert got.bucket_start == t0
+    assert daily.cost == Decimal(amount) and daily.day == t0
+
+
+def test_rollup_matches_usage_by_day_and_can_be_rebuilt(engine, ten_thousand):
+    upsert_records(engine, ten_thousand)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM usage_daily"))
+        days = rebuild_all_daily(conn)
+    assert days >= 9
+    assert totals(engine, USAGE_DAILY)[1:] == totals(engine)[1:]
+    with engine.connect() as conn:
+        rows = conn.execute(select(func.sum(USAGE_DAILY.c.rows))).scalar_one()
+    assert rows == 10_000
+
+
+def test_unpriced_rows_keep_null_cost(engine):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    r = UsageRecord(
+        provider="fireworks",
+        source="csv",
+        kind="fireworks",
+        bucket_start=t0,
+        bucket_end=t0 + timedelta(hours=1),
+        model="mystery",
+        input_tokens=5,
+    )
+    upsert_records(engine, [r])
+    with engine.connect() as conn:
+        assert conn.execute(select(USAGE.c.cost, USAGE.c.basis)).one() == (None, "unpriced")
+        assert conn.execute(select(USAGE_DAILY.c.cost, USAGE_DAILY.c.input_tokens)).one() == (None, 5)
