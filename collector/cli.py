@@ -154,3 +154,8 @@ def scheduler() -> None:
         sched.start()
     except KeyboardInterrupt:
         typer.echo("scheduler stopped")
+
+
+# --- feature command groups: one import and one add_typer line per feature module ---------------
+# (e.g. ``from collector.cli_connections import connections_app`` then
+#  ``app.add_typer(connections_app, name="connections")``)
