@@ -12,6 +12,7 @@ formats. Naive datetimes are rejected on the way in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,6 +60,27 @@ class ScaledDecimal(TypeDecorator[Decimal]):
             return int(dec.scaleb(self.scale).to_integral_value())
         return dec.quantize(self._quantum)
 
+    def fast_bind(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """A lean converter for bulk writes (None when the driver takes the value as it is).
+
+        psycopg adapts ``Decimal`` itself and ``NUMERIC(38, scale)`` rounds to the scale; SQLite
+        needs the scaled integer.
+        """
+        if dialect.name != "sqlite":
+            return None
+        scale = self.scale
+
+        def to_scaled(value: Any) -> int | None:
+            if not value:
+                return None if value is None else 0
+            if isinstance(value, float):
+                raise TypeError(f"money and quantities must be Decimal or int, not float: {value!r}")
+            if not isinstance(value, Decimal):
+                value = Decimal(value)
+            return int(value.scaleb(scale).to_integral_value())
+
+        return to_scaled
+
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
@@ -86,6 +108,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return int(value.timestamp())
         return value.astimezone(UTC)
+
+    def fast_bind(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """A lean converter for bulk writes: epoch seconds on SQLite; PostgreSQL takes aware datetimes."""
+        if dialect.name != "sqlite":
+            return None
+
+        def to_epoch(value: datetime) -> int:
+            return int(value.timestamp())
+
+        return to_epoch
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -10,7 +10,7 @@ the days it covered, which is rebuilt from ``usage`` in the same transaction.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -79,11 +79,19 @@ class UpsertResult:
     """What one :func:`upsert` call wrote."""
 
     records: int = 0
+    #: Rows inserted or changed (identical re-writes are skipped by the upsert's WHERE clause).
+    changed: int = 0
+    #: UTC days (epoch seconds of midnight) whose rollups were rebuilt.
     days: set[int] = field(default_factory=set)
 
 
 class _Writer:
-    """The compiled upsert statement and value converters for one dialect."""
+    """The compiled upsert statement and a lean row builder for one dialect.
+
+    The statement is compiled with a positional parameter style (``?`` or ``%s``) so each row is
+    a plain tuple in column order; only the columns whose driver value differs from the Python
+    value (epoch seconds and scaled integers on SQLite) get a converter.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
@@ -95,42 +103,45 @@ class _Writer:
             cond = USAGE.c[name].is_distinct_from(excluded[name])
             changed = cond if changed is None else changed | cond
         stmt = stmt.on_conflict_do_update(
-            index_elements=[USAGE.c.record_key],
+            index_elements=[USAGE.c.bucket_start, USAGE.c.record_key],
             set_={name: excluded[name] for name in (*_MUTABLE, "updated_at")},
             where=changed,
         )
-        compiled = stmt.compile(dialect=dialect)
+        compile_dialect = dialect if dialect.positional else type(dialect)(paramstyle="format")
+        compiled = stmt.compile(dialect=compile_dialect)
+        names = [str(p) for p in compiled.positiontup or []]
+        if names[-2:] != ["ingested_at", "updated_at"] or set(names) != set(_ROW_COLUMNS):
+            raise RuntimeError(f"unexpected upsert parameter order: {names}")
         self.sql = str(compiled)
-        self.positional = compiled.positional
-        self.param_names = [str(p) for p in (compiled.positiontup or [])] if compiled.positional else []
-        self.getter = operator.attrgetter(*RECORD_FIELDS)
-        self.converters = self._converters()
-
-    def _converters(self) -> list[tuple[int, Callable[[Any], Any]]]:
-        """Bind processors of the columns that need one on this dialect (dates, decimals)."""
-        out: list[tuple[int, Callable[[Any], Any]]] = []
-        for index, name in enumerate(_ROW_COLUMNS):
-            proc = USAGE.c[name].type.bind_processor(self.dialect)
-            if proc is not None:
-                out.append((index, proc))  # type: ignore[arg-type]
-        return out
+        self.names = names[:-2]
+        epoch = dialect.name == "sqlite"  # SQLite stores time as epoch seconds (collector/sqltypes.py)
+        attrs = [{"bucket_start": "_start_ts", "bucket_end": "_end_ts"}.get(n, n) if epoch else n for n in self.names]
+        self.getter = operator.attrgetter(*attrs)
+        stamp = USAGE.c.updated_at.type
+        self.stamp = stamp.fast_bind(dialect)  # type: ignore[attr-defined]
+        self.converters = [
+            (i, conv)
+            for i, name in enumerate(self.names)
+            if name not in ("bucket_start", "bucket_end")
+            and (conv := getattr(USAGE.c[name].type, "fast_bind", lambda _d: None)(dialect)) is not None
+        ]
 
     def rows(self, records: Iterable[UsageRecord], now: datetime, days: set[int]) -> list[Any]:
-        """Plain parameter rows for ``executemany``; collects the UTC days they touch."""
+        """Plain parameter tuples for ``executemany``; collects the UTC days they touch."""
+        stamp = self.stamp(now) if self.stamp else now
+        getter, converters = self.getter, self.converters
         out: list[Any] = []
-        converters = self.converters
-        getter = self.getter
+        append = out.append
         for rec in records:
-            row = [rec.record_key, *getter(rec), now, now]
-            start = int(rec.bucket_start.timestamp())
+            row = list(getter(rec))
+            for index, conv in converters:
+                row[index] = conv(row[index])
+            row.append(stamp)
+            row.append(stamp)
+            append(tuple(row))
+            start = rec._start_ts
             days.add(start - start % DAY_SECONDS)
-            for index, proc in converters:
-                row[index] = proc(row[index])
-            out.append(row)
-        if self.positional:
-            order = [_ROW_COLUMNS.index(n) for n in self.param_names]
-            return [tuple(r[i] for i in order) for r in out]
-        return [dict(zip(_ROW_COLUMNS, r, strict=True)) for r in out]
+        return out
 
 
 _WRITERS: dict[str, _Writer] = {}
@@ -173,10 +184,18 @@ def upsert(
     writer = _writer(conn.dialect)
     stamp = now or datetime.now(UTC)
     result = UpsertResult()
+    # The DBAPI cursor of this connection, inside its transaction: SQLAlchemy's parameter
+    # distilling would add a per-row cost to what is the product's hottest loop.
+    cursor = conn.connection.cursor()
     for batch in _batches(records, batch_size):
-        params = writer.rows(batch, stamp, result.days)
-        conn.exec_driver_sql(writer.sql, params)
+        days: set[int] = set()
+        params = writer.rows(batch, stamp, days)
+        cursor.executemany(writer.sql, params)
+        written = cursor.rowcount
         result.records += len(batch)
+        result.changed += written
+        if written:  # a batch that changed nothing leaves its days' rollups as they are
+            result.days |= days
     refresh_daily(conn, result.days)
     return result
 

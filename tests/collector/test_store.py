@@ -40,7 +40,8 @@ def test_upsert_twice_changes_nothing(engine, ten_thousand):
     assert first == expected_totals(ten_thousand)
     with engine.connect() as conn:
         stamp = conn.execute(select(func.max(USAGE.c.updated_at))).scalar_one()
-    upsert_records(engine, ten_thousand, now=datetime.now(UTC) + timedelta(days=1))
+    again = upsert_records(engine, ten_thousand, now=datetime.now(UTC) + timedelta(days=1))
+    assert (again.records, again.changed, again.days) == (10_000, 0, set())
     assert totals(engine) == first
     with engine.connect() as conn:
         # unchanged rows are not rewritten, so their updated_at stays put
@@ -51,7 +52,8 @@ def test_upsert_twice_changes_nothing(engine, ten_thousand):
 def test_reupsert_with_changed_values_updates_those_rows(engine, ten_thousand):
     upsert_records(engine, ten_thousand)
     changed = [replace(r, output_tokens=r.output_tokens + 7, _key=None) for r in ten_thousand[:100]]
-    upsert_records(engine, changed)
+    result = upsert_records(engine, changed)
+    assert result.changed == 100 and result.days
     count, _, _, out, *_ = totals(engine)
     assert count == 10_000
     assert out == sum(r.output_tokens for r in ten_thousand) + 700

@@ -51,7 +51,7 @@ def _measures() -> list[sa.Column]:
 def upgrade() -> None:
     op.create_table(
         "usage",
-        sa.Column("record_key", sa.LargeBinary(16), primary_key=True),
+        sa.Column("record_key", sa.LargeBinary(16), nullable=False),
         *_dimensions(),
         sa.Column("bucket_start", UTCDateTime(), nullable=False),
         sa.Column("bucket_end", UTCDateTime(), nullable=False),
@@ -74,9 +74,9 @@ def upgrade() -> None:
         sa.Column("details", sa.Text(), nullable=False, server_default=""),
         sa.Column("ingested_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("bucket_start", "record_key", name="pk_usage"),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_usage_bucket_start", "usage", ["bucket_start"])
     op.create_table(
         "usage_daily",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -103,5 +103,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_usage_daily_day", table_name="usage_daily")
     op.drop_table("usage_daily")
-    op.drop_index("ix_usage_bucket_start", table_name="usage")
     op.drop_table("usage")

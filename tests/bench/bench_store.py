@@ -1,0 +1,160 @@
+"""Issue 2 benchmark: upsert 1M generated rows into SQLite and PostgreSQL, then re-upsert them.
+
+Baseline, same run, same rows: the database driver's own ``executemany`` of the same
+``INSERT ... ON CONFLICT DO UPDATE`` statement on already-converted tuples (the practical
+ceiling). Our path additionally hashes keys, converts values and keeps the daily rollup
+current. Records are generated batch by batch outside the timed sections, so neither side
+holds a million objects and the figures are the store's alone.
+
+Environment: ``BENCH_ROWS`` (default 1,000,000), ``LLM_USAGE_TEST_DATABASE_URL`` for PostgreSQL
+(skipped with a note when unset).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from collector.migrate import open_database
+from collector.schema import UsageRecord
+from collector.store import _writer, upsert
+from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
+
+ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
+BATCH = 5000
+
+
+def batches() -> Iterator[list[UsageRecord]]:
+    """The same 1M records every run, in batches."""
+    cfg = GeneratorConfig(days=365, rows_per_hour=rows_per_hour_for(ROWS) + 2, seed=2026)
+    batch: list[UsageRecord] = []
+    for rec in generate(cfg, limit=ROWS):
+        batch.append(rec)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Timing:
+    seconds: float = 0.0
+    rows: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def run_ours(engine: Engine) -> Timing:
+    """Timed: ``store.upsert`` per batch (conversion, hashing, executemany, rollup refresh)."""
+    timing = Timing()
+    with engine.begin() as conn:
+        for batch in batches():
+            started = time.perf_counter()
+            upsert(conn, batch)
+            timing.seconds += time.perf_counter() - started
+            timing.rows += len(batch)
+    return timing
+
+
+def run_baseline(engine: Engine) -> Timing:
+    """Timed: the raw driver cursor's ``executemany`` of the same statement on ready tuples."""
+    timing = Timing()
+    raw = engine.raw_connection()
+    try:
+        writer = _writer(engine.dialect)
+        cur = raw.cursor()
+        now = datetime.now(UTC)
+        for batch in batches():
+            params = writer.rows(batch, now, set())  # conversion happens outside the timer
+            started = time.perf_counter()
+            cur.executemany(writer.sql, params)
+            timing.seconds += time.perf_counter() - started
+            timing.rows += len(batch)
+        raw.commit()
+    finally:
+        raw.close()
+    return timing
+
+
+def fresh_sqlite() -> Engine:
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-store-"), "usage.db")
+    return open_database(url=f"sqlite:///{path}")
+
+
+def fresh_postgres(base: str) -> tuple[Engine, str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    admin.dispose()
+    sep = "&" if "?" in base else "?"
+    return open_database(url=f"{base}{sep}options={quote(f'-csearch_path={schema}')}"), schema
+
+
+def drop_schema(base: str, schema: str) -> None:
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def report(backend: str, label: str, ours: Timing, base: Timing) -> None:
+    ratio = ours.seconds / base.seconds if base.seconds else float("nan")
+    print(
+        f"{backend:<10} {label:<9} ours {ours.rate:>9,.0f} rows/s ({ours.seconds:6.1f} s)   "
+        f"baseline executemany {base.rate:>9,.0f} rows/s ({base.seconds:6.1f} s)   ratio {ratio:4.2f}x",
+        flush=True,
+    )
+
+
+def bench_backend(backend: str, make: object) -> None:
+    engines = []
+    ours_engine = make()  # type: ignore[operator]
+    base_engine = make()  # type: ignore[operator]
+    engines += [ours_engine, base_engine]
+    first_ours, first_base = run_ours(ours_engine), run_baseline(base_engine)
+    report(backend, "first", first_ours, first_base)
+    again_ours, again_base = run_ours(ours_engine), run_baseline(base_engine)
+    report(backend, "re-write", again_ours, again_base)
+    for eng in engines:
+        eng.dispose()
+
+
+def main() -> None:
+    print(f"upserting {ROWS:,} generated rows in batches of {BATCH} (generation not timed)")
+    bench_backend("sqlite", fresh_sqlite)
+    base = os.environ.get("LLM_USAGE_TEST_DATABASE_URL")
+    if base:
+        schemas: list[str] = []
+
+        def make_pg() -> Engine:
+            eng, schema = fresh_postgres(base)
+            schemas.append(schema)
+            return eng
+
+        try:
+            bench_backend("postgresql", make_pg)
+        finally:
+            for schema in schemas:
+                drop_schema(base, schema)
+    else:
+        print("postgresql skipped: set LLM_USAGE_TEST_DATABASE_URL")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of the whole benchmark process: {peak_mb:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
