@@ -107,7 +107,7 @@ class _Writer:
             set_={name: excluded[name] for name in (*_MUTABLE, "updated_at")},
             where=changed,
         )
-        compile_dialect = dialect if dialect.positional else type(dialect)(paramstyle="format")
+        compile_dialect = dialect if dialect.positional else type(dialect)(paramstyle="format")  # type: ignore[call-arg]
         compiled = stmt.compile(dialect=compile_dialect)
         names = [str(p) for p in compiled.positiontup or []]
         if names[-2:] != ["ingested_at", "updated_at"] or set(names) != set(_ROW_COLUMNS):
