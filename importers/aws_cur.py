@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from collector.schema import UsageRecord
 from importers import _common
-from importers.base import Columns, ImportContext, Importer, RowMapper, token_fields, unit_multiplier
+from importers.base import NO_TOKENS, Columns, ImportContext, Importer, RowMapper, token_fields, unit_multiplier
 
 _REGION = re.compile(r"^[A-Z]{2,4}\d?-(?=.)")
 _TOKEN_TYPE = re.compile(
@@ -134,7 +134,7 @@ class AwsCurImporter(Importer):
             if not usage_line:
                 line_item += f" | {item_type}"
             amount = ctx.opt_decimal(row[i_amount], nm("amount"))
-            tokens: dict[str, int] = {}
+            tokens = NO_TOKENS
             quantity, q_unit = Decimal(0), ""
             if ut.direction and usage_line and amount >= 0:
                 mult, _ = unit_multiplier(row[i_unit]) if row[i_unit] else (1, "")
@@ -164,7 +164,11 @@ class AwsCurImporter(Importer):
                 currency=ctx.currency(currency, nm("currency")) if currency else "USD",
                 basis="billed",
                 source_ref=ctx.source_ref,
-                **tokens,
+                input_tokens=tokens[0],
+                cache_read_tokens=tokens[1],
+                cache_write_5m_tokens=tokens[2],
+                cache_write_1h_tokens=tokens[3],
+                output_tokens=tokens[4],
             )
 
         return mapper

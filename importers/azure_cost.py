@@ -20,6 +20,7 @@ from typing import ClassVar
 from collector.schema import UsageRecord
 from importers import _common
 from importers.base import (
+    NO_TOKENS,
     Columns,
     ImportContext,
     Importer,
@@ -100,7 +101,7 @@ class AzureCostImporter(Importer):
                 line_item += f" | {charge}"
             qty = ctx.opt_decimal(row[i_qty], nm("quantity"))
             mult, base = unit_multiplier(row[i_unit]) if row[i_unit] else (1, "")
-            tokens: dict[str, int] = {}
+            tokens = NO_TOKENS
             quantity, q_unit = Decimal(0), ""
             if direction and usage_row and qty >= 0 and (not base or "token" in base):
                 tokens = token_fields(direction, ctx.tokens(qty, mult, nm("quantity"), row[i_qty]), meter)
@@ -125,7 +126,11 @@ class AzureCostImporter(Importer):
                 currency=ctx.currency(row[i_cur], nm("currency")),
                 basis="billed",
                 source_ref=ctx.source_ref,
-                **tokens,
+                input_tokens=tokens[0],
+                cache_read_tokens=tokens[1],
+                cache_write_5m_tokens=tokens[2],
+                cache_write_1h_tokens=tokens[3],
+                output_tokens=tokens[4],
             )
 
         return mapper

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import IO, ClassVar
+from typing import IO, ClassVar, cast
 
 from collector.schema import InvariantError, UsageRecord
 
@@ -201,14 +201,14 @@ class CsvFile:
         magic = fp.read(2)
         fp.seek(0)
         self.gzipped = magic == b"\x1f\x8b"
-        stream: IO[bytes] = gzip.GzipFile(fileobj=fp, mode="rb") if self.gzipped else fp
+        stream: IO[bytes] = cast(IO[bytes], gzip.GzipFile(fileobj=fp, mode="rb")) if self.gzipped else fp
         try:
             sample = stream.read(SAMPLE_BYTES)
         except (OSError, EOFError) as exc:
             raise FileFormatError(f"cannot read the file: {exc}") from exc
         if self.gzipped:
             fp.seek(0)
-            stream = gzip.GzipFile(fileobj=fp, mode="rb")
+            stream = cast(IO[bytes], gzip.GzipFile(fileobj=fp, mode="rb"))
         else:
             fp.seek(0)
         if not sample.strip(b"\x00\r\n\t \xef\xbb\xbf\xff\xfe"):
@@ -356,9 +356,10 @@ def parse_datetime(text: str, *, us_slash_dates: bool = False) -> datetime:
     try:
         value = datetime.fromisoformat(s)
     except ValueError:
-        value = _parse_slash(s) if us_slash_dates else None
-        if value is None:
+        slashed = _parse_slash(s) if us_slash_dates else None
+        if slashed is None:
             raise ValueError("not an ISO 8601 date or time") from None
+        value = slashed
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not YEAR_RANGE[0] <= value.year <= YEAR_RANGE[1]:
         raise ValueError(f"date outside {YEAR_RANGE[0]}-{YEAR_RANGE[1]}")
@@ -415,18 +416,25 @@ def token_direction(text: str) -> str:
     return ""
 
 
-def token_fields(direction: str, count: int, text: str = "") -> dict[str, int]:
-    """Record fields for ``count`` tokens of one direction, keeping input = total input (rule 4)."""
+def token_fields(direction: str, count: int, text: str = "") -> tuple[int, int, int, int, int]:
+    """``(input, cache_read, cache_write_5m, cache_write_1h, output)`` for ``count`` tokens of one direction.
+
+    Cache reads and writes are also input: input is total input (design rule 4).
+    """
     if direction == "input":
-        return {"input_tokens": count}
+        return (count, 0, 0, 0, 0)
     if direction == "output":
-        return {"output_tokens": count}
+        return (0, 0, 0, 0, count)
     if direction == "cache_read":
-        return {"input_tokens": count, "cache_read_tokens": count}
+        return (count, count, 0, 0, 0)
     if direction == "cache_write":
-        name = "cache_write_1h_tokens" if re.search(r"1\s*h", text, re.I) else "cache_write_5m_tokens"
-        return {"input_tokens": count, name: count}
-    return {}
+        if re.search(r"1\s*h", text, re.I):
+            return (count, 0, 0, count, 0)
+        return (count, 0, count, 0, 0)
+    return NO_TOKENS
+
+
+NO_TOKENS = (0, 0, 0, 0, 0)
 
 
 def slug(text: str) -> str:

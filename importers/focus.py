@@ -114,6 +114,8 @@ class FocusImporter(Importer):
         currency_cache: dict[str, str] = {}
         teams = _common.Memo(_common.team_from_tags)
         fit = _common.fit
+        fitted = _common.Memo(fit)
+        variants = _common.Memo(lambda r: fit("resource=" + r) if r else "")
 
         def keep(category: str, service: str) -> bool:
             key = category + "\x1f" + service
@@ -174,9 +176,17 @@ class FocusImporter(Importer):
             q_unit = ""
             qty_text = row[i_qty]
             if qty_text and usage_row:
-                qty = decimal(qty_text, n_qty)
                 mult, base = unit_of(row[i_unit])
-                if direction and "token" in base and qty >= 0:
+                if direction and "token" in base and mult == 1 and qty_text.isdigit() and len(qty_text) < 16:
+                    n = int(qty_text)  # the common case, without a Decimal
+                    for slot in SLOTS[direction]:
+                        tokens[slot] = n
+                    qty = None
+                else:
+                    qty = decimal(qty_text, n_qty)
+                if qty is None:
+                    pass
+                elif direction and "token" in base and qty >= 0:
                     n = ctx.tokens(qty, mult, n_qty, qty_text)
                     for slot in SLOTS[direction]:
                         tokens[slot] = n
@@ -184,7 +194,6 @@ class FocusImporter(Importer):
                     requests = int(qty * mult)
                 elif qty:
                     quantity, q_unit = decimal(str(qty * mult), n_qty), (base or "units")[:32]
-            resource = row[i_resource]
             details = ""
             if i_eff >= 0 and row[i_eff] and row[i_eff] != row[i_cost]:
                 details = '{"effective_cost": "%s"}' % money(row[i_eff], n_eff)  # noqa: UP031
@@ -194,12 +203,12 @@ class FocusImporter(Importer):
                 kind="focus",
                 bucket_start=start,
                 bucket_end=end,
-                account=account_override or fit(row[i_account]),
-                project=fit(row[i_sub]),
+                account=account_override or fitted[row[i_account]],
+                project=fitted[row[i_sub]],
                 model=model,
                 line_item=line_item,
-                variant=fit("resource=" + resource) if resource else "",
-                team=teams[row[i_tags]] if i_tags >= 0 else "",
+                variant=variants[row[i_resource]],
+                team=teams[row[i_tags]],
                 input_tokens=tokens[0],
                 cache_read_tokens=tokens[1],
                 cache_write_5m_tokens=tokens[2],

@@ -18,6 +18,7 @@ from typing import ClassVar
 from collector.schema import UsageRecord
 from importers import _common
 from importers.base import (
+    NO_TOKENS,
     Columns,
     ImportContext,
     Importer,
@@ -118,7 +119,7 @@ class GcpBillingImporter(Importer):
                 line_item += f" | {cost_type}"
             amount = ctx.opt_decimal(row[i_amount], nm("usage_amount"))
             unit = row[i_unit].strip().lower()
-            tokens: dict[str, int] = {}
+            tokens = NO_TOKENS
             quantity, q_unit = Decimal(0), ""
             if amount and direction and unit in TOKEN_UNITS and cost_type in ("", "regular"):
                 mult = unit_multiplier(unit)[0]
@@ -143,7 +144,11 @@ class GcpBillingImporter(Importer):
                 currency=ctx.currency(row[i_cur], nm("currency")),
                 basis="billed",
                 source_ref=ctx.source_ref,
-                **tokens,
+                input_tokens=tokens[0],
+                cache_read_tokens=tokens[1],
+                cache_write_5m_tokens=tokens[2],
+                cache_write_1h_tokens=tokens[3],
+                output_tokens=tokens[4],
             )
 
         return mapper

@@ -375,9 +375,11 @@ def _write(
 ) -> ImportResult:
     try:
         with engine.begin() as conn:
-            file_id = conn.execute(
+            pk = conn.execute(
                 insert(IMPORT_FILES).values(_file_row(result, result.importer, account, who, IMPORTED, ""))
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert pk is not None
+            file_id = int(pk[0])
             ctx.source_ref = f"file:{file_id}"
             try:
                 upsert(conn, run.records())
