@@ -27,6 +27,7 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,10 +70,12 @@ class ImportIssue:
     rule: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        col = f" column {self.column!r}" if self.column else ""
-        val = f" value {self.value!r}" if self.value else ""
-        return f"{where}:{col}{val}: {self.rule}".replace(": :", ":")
+        parts = [f"{self.file}:{self.line}"]
+        if self.column:
+            parts.append(f"column {self.column!r}")
+        if self.value:
+            parts.append(f"value {self.value!r}")
+        return ": ".join([*parts, self.rule])
 
 
 class RowError(ValueError):
@@ -148,7 +151,7 @@ class Columns:
 # -- reading the bytes --------------------------------------------------------------------------
 
 
-def _sniff_encoding(sample: bytes) -> str:
+def _sniff_encoding(sample: bytes, complete: bool) -> str:
     """Pick the text encoding from a BOM, UTF-16 NUL patterns, or a strict UTF-8 trial."""
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -162,7 +165,7 @@ def _sniff_encoding(sample: bytes) -> str:
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(sample) - 4:  # not merely a character cut at the sample's end
+        if complete or exc.start < len(sample) - 4:  # not merely a character cut at the sample's end
             return "cp1252"
     return "utf-8"
 
@@ -204,19 +207,21 @@ class CsvFile:
         stream: IO[bytes] = cast(IO[bytes], gzip.GzipFile(fileobj=fp, mode="rb")) if self.gzipped else fp
         try:
             sample = stream.read(SAMPLE_BYTES)
-        except (OSError, EOFError) as exc:
-            raise FileFormatError(f"cannot read the file: {exc}") from exc
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileFormatError(f"cannot read the file: {exc}", line=1) from exc
         if self.gzipped:
             fp.seek(0)
             stream = cast(IO[bytes], gzip.GzipFile(fileobj=fp, mode="rb"))
         else:
             fp.seek(0)
         if not sample.strip(b"\x00\r\n\t \xef\xbb\xbf\xff\xfe"):
-            raise FileFormatError("the file is empty")
-        self.encoding = _sniff_encoding(sample)
+            raise FileFormatError("the file is empty", line=1)
+        self.encoding = _sniff_encoding(sample, complete=len(sample) < SAMPLE_BYTES)
         self._text = io.TextIOWrapper(stream, encoding=self.encoding, newline="")
         self.line_offset = 0
         header_line = self._first_line()
+        if "\x00" in header_line:
+            raise FileFormatError("NUL character in the header (binary or corrupt file?)", line=self.line_offset)
         self.delimiter = sniff_delimiter(header_line)
         self.decimal_comma = self.delimiter == ";"
         try:
@@ -229,7 +234,7 @@ class CsvFile:
             raise FileFormatError("the file has no header line", line=self.line_offset)
         self.header = [h.strip().lstrip("\ufeff") for h in header]
         self.header_line = self.line_offset
-        self._reader = csv.reader(self._text, delimiter=self.delimiter)
+        self._reader = csv.reader(self._lines(), delimiter=self.delimiter)
 
     def _first_line(self) -> str:
         """Skip blank and ``#`` comment lines; return the header line."""
@@ -241,7 +246,16 @@ class CsvFile:
                     return line
         except UnicodeDecodeError as exc:
             raise FileFormatError(f"not valid {self.encoding} text ({exc.reason})", line=self.line_offset + 1) from exc
-        raise FileFormatError("the file is empty (no header line)")
+        raise FileFormatError("the file is empty (no header line)", line=max(self.line_offset, 1))
+
+    def _lines(self) -> Iterator[str]:
+        """The text lines after the header, refusing NUL characters (no database stores them in text)."""
+        number = self.line_offset
+        for line in self._text:
+            number += 1
+            if "\x00" in line:
+                raise FileFormatError("NUL character in the text (binary or corrupt file?)", line=number)
+            yield line
 
     def batches(self, size: int = BATCH_ROWS) -> Iterator[tuple[list[int], list[list[str]]]]:
         """Yield ``(line numbers, rows)`` lists of up to ``size`` data rows.
@@ -270,7 +284,7 @@ class CsvFile:
             ) from exc
         except csv.Error as exc:
             raise FileFormatError(f"CSV structure error: {exc}", line=reader.line_num + offset) from exc
-        except (OSError, EOFError) as exc:  # truncated or corrupt gzip stream
+        except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip stream
             raise FileFormatError(f"cannot read the file: {exc}", line=reader.line_num + offset + 1) from exc
         if rows:
             yield lines, rows
@@ -460,7 +474,7 @@ class ImportContext:
 
     def issue(self, line: int, column: str, value: str, rule: str) -> None:
         """Record one problem (the caller stops after :data:`MAX_ISSUES`)."""
-        self.issues.append(ImportIssue(self.file, line, column, _clip(value), rule))
+        self.issues.append(ImportIssue(self.file, max(line, 1), column, _clip(value), rule))
 
     @property
     def full(self) -> bool:
