@@ -81,7 +81,7 @@ def _counts(engine):
     return usage, imported
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=corrupted(), keep_all=st.booleans())
 def test_corrupted_files_are_refused_cleanly_or_imported_whole(sqlite_engine, case, keep_all):
     name, kind, data = case
@@ -103,7 +103,7 @@ def test_corrupted_files_are_refused_cleanly_or_imported_whole(sqlite_engine, ca
             assert issue.rule
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=400))
 def test_random_bytes_never_crash(sqlite_engine, data):
     before = _counts(sqlite_engine)
