@@ -18,6 +18,7 @@ def import_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and total, write nothing."),
     account: str | None = typer.Option(None, "--account", help="Account label for every row of these files."),
     all_services: bool = typer.Option(False, "--all-services", help="Keep rows of every service, not only AI."),
+    force: bool = typer.Option(False, "--force", help="Import files even if the same bytes were imported before."),
 ) -> None:
     """Import CSV billing exports, each file whole or not at all.
 
@@ -46,6 +47,7 @@ def import_command(
             engine=engine,
             settings=settings,
             keep_all=all_services or None,
+            force=force,
         )
         for line in result.summary():
             typer.echo(line, err=not result.ok)

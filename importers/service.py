@@ -289,6 +289,7 @@ def import_file(
     who: str | None = None,
     keep_all: bool | None = None,
     name: str | None = None,
+    force: bool = False,
 ) -> ImportResult:
     """Import one billing export, whole or not at all.
 
@@ -302,6 +303,8 @@ def import_file(
         who: recorded as ``imported_by``; defaults to the OS user.
         keep_all: keep every service, not only AI ones (default from settings).
         name: display name overriding the path's or file object's.
+        force: import even if the same bytes were imported before (e.g. with other options);
+            rows are upserted by natural key, so nothing is counted twice.
 
     Returns:
         The result: status ``imported``, ``duplicate``, ``dry_run`` or ``failed`` (then ``issues``
@@ -315,7 +318,7 @@ def import_file(
             from collector.migrate import open_database
 
             engine = open_database(settings)
-        if engine is not None and (previous := _previous_import(engine, sha)) is not None:
+        if engine is not None and not force and (previous := _previous_import(engine, sha)) is not None:
             result.status, result.import_id = DUPLICATE, previous["id"]
             result.importer, result.records = previous["importer"], previous["rows"]
             result.message = (

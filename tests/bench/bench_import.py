@@ -6,8 +6,9 @@ target is within 3x of that baseline and a peak RSS under 300 MB.
 
 Each import runs in a fresh child process on a fresh SQLite file, so its peak RSS (from
 ``os.wait4``) is its own. The file is generated from :mod:`collector.synthetic` (seeded, so every
-run imports the same bytes) into a temporary directory and deleted afterwards; set
-``BENCH_IMPORT_ROWS`` for a smaller run. If the ``sqlite3`` shell is missing it is installed
+run imports the same bytes) into the system temp directory (``llm-usage-bench/``, never the
+checkout) and reused by later runs; the databases live in a temporary directory deleted
+afterwards. Set ``BENCH_IMPORT_ROWS`` for a smaller run. If the ``sqlite3`` shell is missing it is installed
 from Debian (``apt-get install -y sqlite3``), and the bench says so.
 """
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,62 +69,84 @@ FOCUS_PROVIDERS = {
 }
 
 
+REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ca-central-1",
+    "sa-east-1",
+    "me-central-1",
+)
+
+
 def generate(path: Path, rows: int) -> None:
-    """Write ``rows`` FOCUS rows: each synthetic hourly record as an input and an output line."""
+    """Write ``rows`` FOCUS rows: each synthetic hourly record as input + output lines in 10 regions.
+
+    Synthetic records are costly to make, so one record fans out to 20 distinct rows (its cost
+    and tokens split across regions); every row still has its own natural key.
+    """
     from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
 
-    half = rows // 2
-    cfg = GeneratorConfig(days=365, rows_per_hour=rows_per_hour_for(half), seed=4)
+    per_record = 2 * len(REGIONS)
+    base = -(-rows // per_record)
+    cfg = GeneratorConfig(days=365, rows_per_hour=rows_per_hour_for(base), seed=4)
+    tenth = Decimal(len(REGIONS))
     with path.open("w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         out.writerow(HEADER)
         written = 0
-        for rec in generate(cfg, limit=half):
+        for rec in generate(cfg, limit=base):
             provider, service = FOCUS_PROVIDERS.get(rec.provider, (rec.provider.title(), f"{rec.provider.title()} API"))
             start = rec.bucket_start.strftime("%Y-%m-%dT%H:%M:%SZ")
             end = rec.bucket_end.strftime("%Y-%m-%dT%H:%M:%SZ")
             month = rec.bucket_start.strftime("%Y-%m-01T00:00:00Z")
             cost = rec.cost or Decimal(0)
             total = rec.input_tokens + rec.output_tokens or 1
-            resource = f"{provider.lower().replace(' ', '-')}/{rec.project}/{rec.api_key_id}"
             for direction, tokens in (("Input", rec.input_tokens), ("Output", rec.output_tokens)):
-                share = (cost * tokens / total).quantize(Decimal("0.0000000001"))
+                share = (cost * tokens / total / tenth).quantize(Decimal("0.0000000001"))
                 sku = f"{rec.model} {direction} tokens"
-                out.writerow(
-                    [
-                        share,
-                        share,
-                        share,
-                        "ba-bench-0001",
-                        "Bench billing account",
-                        "USD",
-                        month,
-                        month,
-                        "Usage",
-                        "",
-                        f"{rec.model} {direction.lower()} tokens",
-                        start,
-                        end,
-                        tokens,
-                        "Tokens",
-                        tokens,
-                        "Tokens",
-                        provider,
-                        provider,
-                        provider,
-                        "us-east-1",
-                        resource,
-                        "AI and Machine Learning",
-                        service,
-                        f"SKU-{abs(hash(sku)) % 10**8:08d}",
-                        sku,
-                        rec.project,
-                        rec.project.removeprefix("proj_").title(),
-                        f'{{"team": "{rec.team}"}}',
-                    ]
-                )
-                written += 1
-    assert written >= rows - 1, written
+                sku_id = f"SKU-{zlib.crc32(sku.encode()):08x}"
+                for region in REGIONS:
+                    out.writerow(
+                        [
+                            share,
+                            share,
+                            share,
+                            "ba-bench-0001",
+                            "Bench billing account",
+                            "USD",
+                            month,
+                            month,
+                            "Usage",
+                            "",
+                            f"{rec.model} {direction.lower()} tokens",
+                            start,
+                            end,
+                            tokens // 10,
+                            "Tokens",
+                            tokens // 10,
+                            "Tokens",
+                            provider,
+                            provider,
+                            provider,
+                            region,
+                            f"{provider.lower().replace(' ', '-')}/{region}/{rec.project}/{rec.api_key_id}",
+                            "AI and Machine Learning",
+                            service,
+                            sku_id,
+                            sku,
+                            rec.project,
+                            rec.project.removeprefix("proj_").title(),
+                            f'{{"team": "{rec.team}"}}',
+                        ]
+                    )
+                    written += 1
+                    if written >= rows:
+                        return
 
 
 def sqlite3_shell() -> str:
@@ -157,27 +181,34 @@ def child(path: str, db: str) -> None:
 
     engine = open_database(url=f"sqlite:///{db}")
     result = import_file(path, engine=engine, who="bench")
-    if not result.ok or result.records < ROWS // 2:
+    if not result.ok or result.records < ROWS:
         raise SystemExit(f"import failed: {result.summary()[:5]}")
 
 
 def main() -> None:
     """Generate the file, run the baseline and our import (plain and gzipped), print the table."""
     shell = sqlite3_shell()
+    cache = Path(tempfile.gettempdir()) / "llm-usage-bench"
+    cache.mkdir(exist_ok=True)
+    plain = cache / f"focus_{ROWS}_seed4_v1.csv"
+    gz = plain.with_suffix(".csv.gz")
+    t0 = time.perf_counter()
+    if not gz.exists():
+        generate(plain.with_suffix(".tmp"), ROWS)
+        plain.with_suffix(".tmp").rename(plain)
+        with plain.open("rb") as src, gzip.open(gz.with_suffix(".tmp"), "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        gz.with_suffix(".tmp").rename(gz)
+        how = "generated"
+    else:
+        how = "reused"
+    print(
+        f"{how} {ROWS:,} FOCUS rows in {cache}: {plain.stat().st_size / 1e6:.0f} MB plain, "
+        f"{gz.stat().st_size / 1e6:.0f} MB gzipped ({time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench_import_") as tmp:
         work = Path(tmp)
-        plain = work / "focus_1m.csv"
-        t0 = time.perf_counter()
-        generate(plain, ROWS)
-        gz = work / "focus_1m.csv.gz"
-        with plain.open("rb") as src, gzip.open(gz, "wb", compresslevel=6) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        size_mb = plain.stat().st_size / 1e6
-        print(
-            f"generated {ROWS:,} FOCUS rows: {size_mb:.0f} MB plain, {gz.stat().st_size / 1e6:.0f} MB gzipped "
-            f"in {time.perf_counter() - t0:.1f} s",
-            flush=True,
-        )
         base_plain = run_measured([shell, str(work / "base.db"), f".import --csv {plain} focus"])
         base_gz = run_measured([shell, str(work / "base_gz.db"), f".import --csv '|gzip -dc {gz}' focus"])
         ours_plain = run_measured(

@@ -34,10 +34,15 @@ def test_dry_run_account_and_importer_options():
     assert usage_count(open_database()) == 0
 
 
-def test_all_services_option_keeps_non_ai_rows():
-    result = runner.invoke(app, ["import", "--all-services", str(FIXTURES / "gcp_billing.csv")])
-    assert result.exit_code == 0, result.output
-    assert usage_count(open_database()) == 5
+def test_all_services_option_keeps_non_ai_rows_and_force_reimports():
+    path = str(FIXTURES / "gcp_billing.csv")
+    assert runner.invoke(app, ["import", path]).exit_code == 0
+    assert usage_count(open_database()) == 4
+    skipped = runner.invoke(app, ["import", "--all-services", path])
+    assert "already imported" in skipped.output and usage_count(open_database()) == 4
+    forced = runner.invoke(app, ["import", "--all-services", "--force", path])
+    assert forced.exit_code == 0, forced.output
+    assert usage_count(open_database()) == 5  # the 4 AI rows upserted again, plus Compute Engine
 
 
 def test_a_bad_file_exits_non_zero_naming_line_and_column(tmp_path):

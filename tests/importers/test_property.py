@@ -83,12 +83,12 @@ def _counts(engine):
 
 @settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=corrupted(), keep_all=st.booleans())
-def test_corrupted_files_are_refused_cleanly_or_imported_whole(sqlite_engine, case, keep_all):
+def test_corrupted_files_are_refused_cleanly_or_imported_whole(engine, case, keep_all):
     name, kind, data = case
-    before = _counts(sqlite_engine)
-    result = import_file(io.BytesIO(data), name=name, engine=sqlite_engine, keep_all=keep_all)
+    before = _counts(engine)
+    result = import_file(io.BytesIO(data), name=name, engine=engine, keep_all=keep_all)
     event(f"{kind}: {result.status}")
-    after = _counts(sqlite_engine)
+    after = _counts(engine)
     physical_lines = data.count(b"\n") + data.count(b"\r") + 2
     if result.ok:
         assert result.status in ("imported", "duplicate")
