@@ -21,7 +21,17 @@ from typing import ClassVar
 
 from collector.schema import UsageRecord
 from importers import _common
-from importers.base import NO_TOKENS, Columns, ImportContext, Importer, RowMapper, token_fields, unit_multiplier
+from importers.base import (
+    END_RULE,
+    NO_TOKENS,
+    Columns,
+    ImportContext,
+    Importer,
+    RowError,
+    RowMapper,
+    token_fields,
+    unit_multiplier,
+)
 
 _REGION = re.compile(r"^[A-Z]{2,4}\d?-(?=.)")
 _TOKEN_TYPE = re.compile(
@@ -127,6 +137,8 @@ class AwsCurImporter(Importer):
                 return None
             start = ctx.when(row[i_start], nm("start"))
             end = ctx.when(row[i_end], nm("end"))
+            if end <= start:
+                raise RowError(nm("end"), row[i_end], END_RULE)
             cost = ctx.money(row[i_cost], nm("cost"))
             item_type = row[i_item]
             usage_line = item_type in ("", "Usage", "DiscountedUsage", "SavingsPlanCoveredUsage")

@@ -51,6 +51,7 @@ MONEY_LIMIT = Decimal(10) ** 8
 NUMBER_LIMIT = Decimal(10) ** 12
 COUNT_LIMIT = 10**15
 HOUR = timedelta(hours=1)
+END_RULE = "the end must be after the start (half-open window, design rule 2)"
 DAY = timedelta(days=1)
 
 RowMapper = Callable[[list[str]], UsageRecord | None]

@@ -20,7 +20,17 @@ from typing import ClassVar
 
 from collector.schema import UsageRecord
 from importers import _common
-from importers.base import Columns, ImportContext, Importer, RowMapper, slug, token_direction, unit_multiplier
+from importers.base import (
+    END_RULE,
+    Columns,
+    ImportContext,
+    Importer,
+    RowError,
+    RowMapper,
+    slug,
+    token_direction,
+    unit_multiplier,
+)
 
 AI_CATEGORY = "ai and machine learning"
 USAGE = "usage"
@@ -154,6 +164,8 @@ class FocusImporter(Importer):
                 return None
             start: datetime = when(row[i_start], n_start)
             end: datetime = when(row[i_end], n_end)
+            if end <= start:
+                raise RowError(n_end, row[i_end], END_RULE)
             cost = money(row[i_cost], n_cost)
             raw_cur = row[i_cur]
             cur = currency_cache.get(raw_cur)

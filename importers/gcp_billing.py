@@ -18,6 +18,7 @@ from typing import ClassVar
 from collector.schema import UsageRecord
 from importers import _common
 from importers.base import (
+    END_RULE,
     NO_TOKENS,
     Columns,
     ImportContext,
@@ -110,6 +111,8 @@ class GcpBillingImporter(Importer):
                 return None
             start = ctx.when(row[i_start], nm("start"))
             end = ctx.when(row[i_end], nm("end"))
+            if end <= start:
+                raise RowError(nm("end"), row[i_end], END_RULE)
             cost = ctx.money(row[i_cost], nm("cost")) + parse_credits(row[i_credits], nm("credits"), ctx)
             desc = row[i_sku]
             model, direction = sku_info(desc)

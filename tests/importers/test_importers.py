@@ -171,3 +171,16 @@ def test_generic_template_file_is_a_valid_generic_header():
     template = FIXTURES.parents[2] / "importers" / "templates" / "generic.csv"
     with template.open("rb") as fp:
         assert detect(CsvFile(fp, "generic.csv").header).name == "generic"
+
+
+def test_focus_row_ending_before_it_starts_names_the_column(sqlite_engine, tmp_path):
+    text = (FIXTURES / "focus_ai.csv").read_text()
+    bad = tmp_path / "focus_bad.csv"
+    bad.write_text(
+        text.replace("2026-09-02T10:00:00Z,2026-09-02T11:00:00Z", "2026-09-02T10:00:00Z,2026-09-02T09:00:00Z", 1)
+    )
+    result = import_file(bad, engine=sqlite_engine)
+    assert not result.ok
+    (issue,) = result.issues
+    assert (issue.line, issue.column, issue.value) == (5, "ChargePeriodEnd", "2026-09-02T09:00:00Z")
+    assert "half-open" in issue.rule
