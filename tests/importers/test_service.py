@@ -210,3 +210,24 @@ def test_token_only_rows_are_estimated_or_unpriced_never_zero(sqlite_engine, tmp
     assert rows["openai"]["basis"] == "estimated" and rows["openai"]["cost"] > 0
     assert rows["openai"]["currency"] == "USD"
     assert rows["acme"]["basis"] == "unpriced" and rows["acme"]["cost"] is None
+
+
+def test_excel_unicode_text_and_european_semicolon_files(sqlite_engine, tmp_path):
+    rows = [line for line in (FIXTURES / "generic.csv").read_text().splitlines() if not line.startswith("#")]
+    utf16 = tmp_path / "excel-unicode.txt"
+    tabbed = "\r\n".join(line.replace('"1,200,000"', "1200000").replace(",", "\t") for line in rows) + "\r\n"
+    utf16.write_bytes(tabbed.encode("utf-16"))
+    first = import_file(utf16, engine=sqlite_engine)
+    assert first.ok and first.records == 4, first.summary()
+    european = tmp_path / "eu.csv"
+    european.write_bytes(
+        (
+            "\ufeff"
+            + HEADER.replace(",", ";")
+            + "2026-09-08;mistral;mistral-small-latest;p;1.000.000;2000;3;1.234,56;EUR\n"
+        ).encode("utf-8")
+    )
+    second = import_file(european, engine=sqlite_engine)
+    assert second.ok, second.summary()
+    (row,) = usage_rows(sqlite_engine, provider="mistral", model="mistral-small-latest")
+    assert (row["input_tokens"], row["cost"], row["currency"]) == (1_000_000, Decimal("1234.56"), "EUR")
