@@ -189,23 +189,23 @@ class FocusImporter(Importer):
             qty_text = row[i_qty]
             if qty_text and usage_row:
                 mult, base = unit_of(row[i_unit])
-                if direction and "token" in base and mult == 1 and qty_text.isdigit() and len(qty_text) < 16:
-                    n = int(qty_text)  # the common case, without a Decimal
-                    for slot in SLOTS[direction]:
-                        tokens[slot] = n
-                    qty = None
+                if direction and "token" in base:
+                    if mult == 1 and qty_text.isdigit() and len(qty_text) < 16:
+                        n = int(qty_text)  # the common case, without a Decimal
+                    else:
+                        qty = decimal(qty_text, n_qty)
+                        n = ctx.tokens(qty, mult, n_qty, qty_text) if qty >= 0 else -1
+                    if n >= 0:
+                        for slot in SLOTS[direction]:
+                            tokens[slot] = n
+                    else:  # negative token quantities (usage reversals) stay a quantity
+                        quantity, q_unit = decimal(str(qty * mult), n_qty), base[:32]
                 else:
                     qty = decimal(qty_text, n_qty)
-                if qty is None:
-                    pass
-                elif direction and "token" in base and qty >= 0:
-                    n = ctx.tokens(qty, mult, n_qty, qty_text)
-                    for slot in SLOTS[direction]:
-                        tokens[slot] = n
-                elif base.startswith(("request", "call")) and qty >= 0 and qty == qty.to_integral_value():
-                    requests = int(qty * mult)
-                elif qty:
-                    quantity, q_unit = decimal(str(qty * mult), n_qty), (base or "units")[:32]
+                    if base.startswith(("request", "call")) and qty >= 0 and qty == qty.to_integral_value():
+                        requests = ctx.count(str(qty * mult), n_qty)
+                    elif qty:
+                        quantity, q_unit = decimal(str(qty * mult), n_qty), (base or "units")[:32]
             details = ""
             if i_eff >= 0 and row[i_eff] and row[i_eff] != row[i_cost]:
                 details = '{"effective_cost": "%s"}' % money(row[i_eff], n_eff)  # noqa: UP031

@@ -1,6 +1,7 @@
 """Each importer against its fixture (built from the documented column layouts), on SQLite and PostgreSQL."""
 
 import gzip
+import io
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -184,3 +185,26 @@ def test_focus_row_ending_before_it_starts_names_the_column(sqlite_engine, tmp_p
     (issue,) = result.issues
     assert (issue.line, issue.column, issue.value) == (5, "ChargePeriodEnd", "2026-09-02T09:00:00Z")
     assert "half-open" in issue.rule
+
+
+def test_focus_request_units_and_negative_token_quantities(sqlite_engine):
+    header = "BilledCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ServiceName,ServiceCategory,ProviderName,"
+    header += "SkuId,SkuMeter,ConsumedQuantity,ConsumedUnit\n"
+    common = "2026-09-01T00:00:00Z,2026-09-02T00:00:00Z,Vertex AI,AI and Machine Learning,Google Cloud"
+    data = (
+        header
+        + f"0.40,USD,{common},S1,Grounding with Google Search requests,1000,Requests\n"
+        + f"-0.10,USD,{common},S2,Gemini 2.0 Flash Input tokens,-5,1000 Tokens\n"
+    ).encode()
+    result = import_file(io.BytesIO(data), name="focus-small.csv", engine=sqlite_engine)
+    assert result.ok, result.summary()
+    rows = {r["line_item"]: r for r in usage_rows(sqlite_engine)}
+    grounding = rows["S1 | Grounding with Google Search requests"]
+    assert (grounding["requests"], grounding["quantity"]) == (1000, Decimal(0))
+    reversal = rows["S2 | Gemini 2.0 Flash Input tokens"]
+    assert reversal["input_tokens"] == 0
+    assert (reversal["quantity"], reversal["quantity_unit"], reversal["cost"]) == (
+        Decimal(-5000),
+        "tokens",
+        Decimal("-0.1"),
+    )
