@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 
 from importers.base import slug
@@ -72,7 +73,7 @@ def team_from_tags(text: str) -> str:
 class Memo(dict[str, str]):
     """A bounded string cache for per-distinct-value work (tags, SKU texts)."""
 
-    def __init__(self, fn, limit: int = 50_000) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, fn: Callable[[str], str], limit: int = 50_000) -> None:
         super().__init__()
         self.fn = fn
         self.limit = limit
