@@ -159,3 +159,6 @@ def scheduler() -> None:
 # --- feature command groups: one import and one add_typer line per feature module ---------------
 # (e.g. ``from collector.cli_connections import connections_app`` then
 #  ``app.add_typer(connections_app, name="connections")``)
+from collector.cli_import import import_command  # noqa: E402  (issue 4)
+
+app.command("import")(import_command)

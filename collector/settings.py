@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     http_max_attempts: int = Field(6, description="Attempts per request on 429/5xx/timeouts before giving up.")
     http_max_backoff_seconds: float = Field(60.0, description="Cap on one retry wait, Retry-After included.")
     upsert_batch_size: int = Field(5000, description="Records per executemany batch in the store.")
+    import_ai_services: str = Field(
+        "Vertex AI,Gemini API,Generative Language API,Amazon Bedrock,Azure OpenAI,Azure OpenAI Service,"
+        "Azure AI Services,Cognitive Services,Foundry Models",
+        description="Comma-separated service names whose rows CSV imports keep (besides FOCUS ServiceCategory "
+        "'AI and Machine Learning'); matched case-insensitively.",
+    )
+    import_keep_all_services: bool = Field(
+        False, description="CSV imports keep rows of every service, not only AI ones (like --all-services)."
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file under ``data_dir``."""

@@ -1,0 +1,239 @@
+"""FinOps FOCUS 1.0-1.2 cost-and-usage exports (AWS, Azure and Google Cloud all export FOCUS).
+
+Columns are FOCUS 1.2's (provider-apis.md §9.2); FOCUS 1.3 renames ``ProviderName`` to
+``ServiceProviderName`` (§9.1), accepted as a variant. FOCUS has no token columns (§9.4):
+tokens are ``ConsumedQuantity`` in a ``ConsumedUnit`` such as ``Tokens`` or ``1000 Tokens``
+(§9.3), and their direction is read from ``SkuMeter`` / ``ChargeDescription``.
+
+Money is ``BilledCost`` (what is invoiced), basis ``billed``; ``EffectiveCost`` (amortised)
+goes to ``details`` when it differs. Credits, refunds and other non-usage charges keep their
+``ChargeCategory`` in ``line_item``, so they are separate (negative) rows, never netted into a
+usage row. By default only AI rows are kept: ``ServiceCategory = "AI and Machine Learning"``
+or a service named in ``LLM_USAGE_IMPORT_AI_SERVICES``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar
+
+from collector.schema import UsageRecord
+from importers import _common
+from importers.base import (
+    END_RULE,
+    Columns,
+    ImportContext,
+    Importer,
+    RowError,
+    RowMapper,
+    slug,
+    token_direction,
+    unit_multiplier,
+)
+
+AI_CATEGORY = "ai and machine learning"
+USAGE = "usage"
+#: (input, cache_read, cache_write_5m, cache_write_1h, output) slots each direction fills.
+SLOTS: dict[str, tuple[int, ...]] = {
+    "input": (0,),
+    "cache_read": (0, 1),
+    "cache_write": (0, 2),
+    "cache_write_1h": (0, 3),
+    "output": (4,),
+}
+
+
+def provider_for(provider_name: str, service: str) -> str:
+    """Our provider id for a FOCUS ProviderName + ServiceName (ids as in collector/pricing.py)."""
+    p, s = provider_name.lower(), service.lower()
+    if "amazon" in p or "aws" in p:
+        return "aws_bedrock" if "bedrock" in s else "aws"
+    if "google" in p or "gcp" in p:
+        return "google"
+    if "microsoft" in p or "azure" in p:
+        ai = ("openai", "ai services", "cognitive", "foundry")
+        return "azure_openai" if any(a in s for a in ai) else "azure"
+    return slug(provider_name) or "unknown"
+
+
+def model_for(provider: str, meter: str, description: str) -> str:
+    """The model named in a SKU meter or description, by the provider's own naming (§3.2, §5.2, §6.2)."""
+    if provider == "aws_bedrock":
+        from importers.aws_cur import parse_usage_type
+
+        model = parse_usage_type(meter).model
+        if model:
+            return model
+    return _common.model_from_text(meter) or _common.model_from_text(description)
+
+
+class FocusImporter(Importer):
+    """FOCUS 1.0-1.2 (and 1.3 draft) CSV exports."""
+
+    name = "focus"
+    title = "FinOps FOCUS cost and usage export (AWS, Azure, Google Cloud, others)"
+    columns: ClassVar[dict[str, tuple[str, ...]]] = {
+        "billed_cost": ("BilledCost",),
+        "effective_cost": ("EffectiveCost",),
+        "start": ("ChargePeriodStart",),
+        "end": ("ChargePeriodEnd",),
+        "currency": ("BillingCurrency",),
+        "service": ("ServiceName",),
+        "category": ("ServiceCategory",),
+        "provider": ("ProviderName", "ServiceProviderName", "PublisherName"),
+        "billing_account": ("BillingAccountId",),
+        "sub_account": ("SubAccountId",),
+        "resource": ("ResourceId",),
+        "sku": ("SkuId", "SkuPriceId"),
+        "meter": ("SkuMeter", "x_SkuMeterName"),
+        "description": ("ChargeDescription", "x_SkuDescription"),
+        "quantity": ("ConsumedQuantity",),
+        "unit": ("ConsumedUnit",),
+        "charge_category": ("ChargeCategory",),
+        "charge_class": ("ChargeClass",),
+        "tags": ("Tags",),
+        "model": ("x_Model", "x_ModelName", "x_ModelId"),
+    }
+    required: ClassVar[tuple[str, ...]] = ("billed_cost", "start", "end", "currency", "service", "provider")
+
+    def row_mapper(self, cols: Columns, ctx: ImportContext) -> RowMapper:
+        """Map one FOCUS row; closures over column indexes and per-distinct-string caches."""
+        i_cost, n_cost = cols.at("billed_cost"), cols.name("billed_cost")
+        i_eff, n_eff = cols.at("effective_cost"), cols.name("effective_cost")
+        i_start, n_start = cols.at("start"), cols.name("start")
+        i_end, n_end = cols.at("end"), cols.name("end")
+        i_cur, n_cur = cols.at("currency"), cols.name("currency")
+        i_service, i_category, i_provider = cols.at("service"), cols.at("category"), cols.at("provider")
+        i_account, i_sub, i_resource = cols.at("billing_account"), cols.at("sub_account"), cols.at("resource")
+        i_sku, i_meter, i_desc = cols.at("sku"), cols.at("meter"), cols.at("description")
+        i_qty, n_qty, i_unit = cols.at("quantity"), cols.name("quantity"), cols.at("unit")
+        i_cc, i_class, i_tags, i_model = (
+            cols.at("charge_category"),
+            cols.at("charge_class"),
+            cols.at("tags"),
+            cols.at("model"),
+        )
+        keep_all, ai_services = ctx.keep_all, ctx.ai_services
+        account_override, source_ref = ctx.account, ctx.source_ref
+        when, decimal, money, currency = ctx.when, ctx.decimal, ctx.money, ctx.currency
+        keep_cache: dict[str, bool] = {}
+        provider_cache: dict[str, str] = {}
+        sku_cache: dict[str, tuple[str, str, str]] = {}
+        unit_cache: dict[str, tuple[int, str]] = {}
+        currency_cache: dict[str, str] = {}
+        teams = _common.Memo(_common.team_from_tags)
+        fit = _common.fit
+        fitted = _common.Memo(fit)
+        variants = _common.Memo(lambda r: fit("resource=" + r) if r else "")
+
+        def keep(category: str, service: str) -> bool:
+            key = category + "\x1f" + service
+            hit = keep_cache.get(key)
+            if hit is None:
+                hit = category.strip().lower() == AI_CATEGORY or service.strip().lower() in ai_services
+                keep_cache[key] = hit
+            return hit
+
+        def describe_sku(provider: str, sku: str, meter: str, desc: str, model_col: str) -> tuple[str, str, str]:
+            key = "\x1f".join((provider, sku, meter, desc, model_col))
+            hit = sku_cache.get(key)
+            if hit is None:
+                text = meter or desc
+                model = fit(slug(model_col) if model_col else model_for(provider, meter, desc))
+                direction = token_direction(text) or token_direction(desc)
+                if direction == "cache_write" and "1h" in text.lower().replace(" ", ""):
+                    direction = "cache_write_1h"
+                line_item = fit(" | ".join(p for p in (sku, meter) if p) or desc, _common.LINE_ITEM_LIMIT)
+                hit = (model, direction, line_item)
+                if len(sku_cache) > 50_000:
+                    sku_cache.clear()
+                sku_cache[key] = hit
+            return hit
+
+        def unit_of(unit: str) -> tuple[int, str]:
+            hit = unit_cache.get(unit)
+            if hit is None:
+                hit = unit_multiplier(unit)
+                unit_cache[unit] = hit
+            return hit
+
+        def mapper(row: list[str]) -> UsageRecord | None:
+            service = row[i_service]
+            if not keep_all and not keep(row[i_category], service):
+                return None
+            start: datetime = when(row[i_start], n_start)
+            end: datetime = when(row[i_end], n_end)
+            if end <= start:
+                raise RowError(n_end, row[i_end], END_RULE)
+            cost = money(row[i_cost], n_cost)
+            raw_cur = row[i_cur]
+            cur = currency_cache.get(raw_cur)
+            if cur is None:
+                cur = currency_cache[raw_cur] = currency(raw_cur, n_cur)
+            pname = row[i_provider]
+            provider = provider_cache.get(pname + "\x1f" + service)
+            if provider is None:
+                provider = provider_cache[pname + "\x1f" + service] = provider_for(pname, service)
+            model, direction, line_item = describe_sku(provider, row[i_sku], row[i_meter], row[i_desc], row[i_model])
+            charge = row[i_cc]
+            usage_row = not charge or charge.lower() == USAGE
+            if not usage_row:
+                line_item = fit(f"{line_item} | {charge}", _common.LINE_ITEM_LIMIT)
+            if row[i_class]:
+                line_item = fit(f"{line_item} | {row[i_class]}", _common.LINE_ITEM_LIMIT)
+            tokens = [0, 0, 0, 0, 0]
+            requests = 0
+            quantity = Decimal(0)
+            q_unit = ""
+            qty_text = row[i_qty]
+            if qty_text and usage_row:
+                mult, base = unit_of(row[i_unit])
+                if direction and "token" in base:
+                    if mult == 1 and qty_text.isdigit() and len(qty_text) < 16:
+                        n = int(qty_text)  # the common case, without a Decimal
+                    else:
+                        qty = decimal(qty_text, n_qty)
+                        n = ctx.tokens(qty, mult, n_qty, qty_text) if qty >= 0 else -1
+                    if n >= 0:
+                        for slot in SLOTS[direction]:
+                            tokens[slot] = n
+                    else:  # negative token quantities (usage reversals) stay a quantity
+                        quantity, q_unit = decimal(str(qty * mult), n_qty), base[:32]
+                else:
+                    qty = decimal(qty_text, n_qty)
+                    if base.startswith(("request", "call")) and qty >= 0 and qty == qty.to_integral_value():
+                        requests = ctx.count(str(qty * mult), n_qty)
+                    elif qty:
+                        quantity, q_unit = decimal(str(qty * mult), n_qty), (base or "units")[:32]
+            details = ""
+            if i_eff >= 0 and row[i_eff] and row[i_eff] != row[i_cost]:
+                details = '{"effective_cost": "%s"}' % money(row[i_eff], n_eff)  # noqa: UP031
+            return UsageRecord(
+                provider=provider,
+                source="csv",
+                kind="focus",
+                bucket_start=start,
+                bucket_end=end,
+                account=account_override or fitted[row[i_account]],
+                project=fitted[row[i_sub]],
+                model=model,
+                line_item=line_item,
+                variant=variants[row[i_resource]],
+                team=teams[row[i_tags]],
+                input_tokens=tokens[0],
+                cache_read_tokens=tokens[1],
+                cache_write_5m_tokens=tokens[2],
+                cache_write_1h_tokens=tokens[3],
+                output_tokens=tokens[4],
+                requests=requests,
+                quantity=quantity,
+                quantity_unit=q_unit,
+                cost=cost,
+                currency=cur,
+                basis="billed",
+                source_ref=source_ref,
+                details=details,
+            )
+
+        return mapper

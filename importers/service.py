@@ -1,0 +1,479 @@
+"""Import one billing export: the API the CLI and the dashboard's upload page call.
+
+:func:`import_file` takes a path or a binary file object, detects the format from the header
+(or is told), validates every row, and writes the file in **one transaction**: the usage rows
+(through :func:`collector.store.upsert`, the only writer) and its ``import_files`` row commit
+together or not at all (issue 4). It stops reading after 50 problems and reports each with
+file, line, column, value and rule.
+
+Re-importing the same bytes (same SHA-256) is a no-op that says so. A newer export that
+overlaps an older one updates rows through their natural keys instead of adding to them.
+Rows of one file that share a natural key (e.g. two resources whose key columns coincide) are
+*summed*, never allowed to overwrite each other: within a batch in memory, across batches by
+reading the row back inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from collector.imports import FAILED, IMPORT_FILES, IMPORTED
+from collector.pricing import apply_estimate
+from collector.schema import RECORD_FIELDS, UsageRecord
+from collector.settings import Settings, get_settings
+from collector.store import USAGE, upsert
+from importers import detect, get_importer
+from importers.base import BATCH_ROWS, CsvFile, FileFormatError, ImportContext, Importer, ImportIssue, RowError
+
+#: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
+DUPLICATE = "duplicate"
+DRY_RUN = "dry_run"
+_SUMMED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+)
+
+Source = str | Path | IO[bytes]
+
+
+@dataclass
+class Totals:
+    """What one (provider, model) pair of a file adds up to."""
+
+    records: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    #: ``(basis, currency) -> amount``; billed and estimated money are never summed (design rule 5).
+    cost: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    unpriced: int = 0
+
+
+@dataclass
+class ImportResult:
+    """The outcome of importing (or dry-running) one file."""
+
+    file: str
+    status: str = FAILED
+    importer: str = ""
+    sha256: str = ""
+    size: int = 0
+    rows_read: int = 0
+    records: int = 0
+    skipped: int = 0
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    totals: dict[tuple[str, str], Totals] = field(default_factory=dict)
+    issues: list[ImportIssue] = field(default_factory=list)
+    import_id: int | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True unless the file was refused."""
+        return self.status != FAILED
+
+    def summary(self) -> list[str]:
+        """Human-readable lines: the headline, the period, then totals by provider and model."""
+        lines = [self.message or self.status]
+        if self.period_start and self.period_end:
+            lines.append(f"  period {self.period_start:%Y-%m-%d %H:%M} → {self.period_end:%Y-%m-%d %H:%M} UTC")
+        for (provider, model), t in sorted(self.totals.items()):
+            money = ", ".join(f"{amount:,.4f} {cur} {basis}" for (basis, cur), amount in sorted(t.cost.items()))
+            if t.unpriced:
+                money = ", ".join(filter(None, [money, f"{t.unpriced} unpriced"]))
+            lines.append(
+                f"  {provider:<14} {model or '(no model)':<36} {t.records:>9,} rows  "
+                f"in {t.input_tokens:>14,}  out {t.output_tokens:>13,}  {money}"
+            )
+        lines += [f"  {issue}" for issue in self.issues]
+        return lines
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a file that has problems."""
+
+
+# -- opening the source -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _open_source(source: Source, name: str | None) -> Iterator[tuple[IO[bytes], str]]:
+    """A seekable binary file and its display name, from a path or a file object."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        with path.open("rb") as fp:
+            yield fp, name or path.name
+        return
+    display = name or Path(str(getattr(source, "name", "") or "upload.csv")).name
+    seekable = getattr(source, "seekable", None)
+    if callable(seekable) and seekable():
+        yield source, display
+        return
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
+        shutil.copyfileobj(source, spool)
+        yield spool, display  # type: ignore[misc]
+
+
+def _digest(fp: IO[bytes]) -> tuple[str, int]:
+    fp.seek(0)
+    sha = hashlib.sha256()
+    size = 0
+    while chunk := fp.read(1 << 20):
+        sha.update(chunk)
+        size += len(chunk)
+    fp.seek(0)
+    return sha.hexdigest(), size
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return ""
+
+
+# -- the run over one file ----------------------------------------------------------------------
+
+
+class _Run:
+    """Streams one file's rows into merged, priced records and keeps the result's tallies."""
+
+    def __init__(self, importer: Importer, csv_file: CsvFile, ctx: ImportContext, result: ImportResult) -> None:
+        self.importer = importer
+        self.csv = csv_file
+        self.ctx = ctx
+        self.result = result
+        self.seen: set[bytes] = set()
+        #: Rows whose key was already flushed in an earlier batch: summed in after the main pass.
+        self.late: dict[bytes, UsageRecord] = {}
+
+    def records(self) -> Iterator[UsageRecord]:
+        """Every distinct record of the file, in batches; stops yielding at the first problem."""
+        ctx, result, importer = self.ctx, self.result, self.importer
+        mapper = importer.row_mapper(importer.bind(self.csv.header), ctx)
+        width = len(self.csv.header)
+        pending: dict[bytes, UsageRecord] = {}
+        seen, late = self.seen, self.late
+        for lines, rows in self.csv.batches(BATCH_ROWS):
+            result.rows_read += len(rows)
+            records, rec_lines, skipped = importer.map_batch(mapper, lines, rows, width, ctx)
+            result.skipped += skipped
+            if ctx.issues:
+                if ctx.full:
+                    return
+                continue  # keep validating; nothing more will be written
+            for rec, line in zip(records, rec_lines, strict=True):
+                key = rec.record_key
+                try:
+                    if key in pending:
+                        _merge(pending[key], rec)
+                    elif key in seen:
+                        if key in late:
+                            _merge(late[key], rec)
+                        else:
+                            late[key] = rec
+                    else:
+                        pending[key] = rec
+                        seen.add(key)
+                except RowError as exc:
+                    ctx.issue(line, exc.column, exc.value, exc.rule)
+            if ctx.issues:
+                continue
+            if len(pending) >= BATCH_ROWS:
+                yield from self._flush(pending)
+                pending = {}
+        if not ctx.issues:
+            yield from self._flush(pending)
+
+    def _flush(self, pending: dict[bytes, UsageRecord]) -> Iterator[UsageRecord]:
+        for rec in pending.values():
+            self.tally(rec)
+            yield rec
+
+    def tally(self, rec: UsageRecord, *, count: bool = True) -> None:
+        """Price a token-only record (estimated, or unpriced: never $0) and add it to the totals."""
+        if rec.basis != "billed" and (rec.input_tokens or rec.output_tokens):
+            apply_estimate(rec)
+        result = self.result
+        t = result.totals.get((rec.provider, rec.model))
+        if t is None:
+            t = result.totals[(rec.provider, rec.model)] = Totals()
+        if count:
+            t.records += 1
+            result.records += 1
+        t.input_tokens += rec.input_tokens
+        t.output_tokens += rec.output_tokens
+        t.requests += rec.requests
+        if rec.cost is None:
+            t.unpriced += 1
+        else:
+            key = (rec.basis, rec.currency)
+            t.cost[key] = t.cost.get(key, Decimal(0)) + rec.cost
+        if result.period_start is None or rec.bucket_start < result.period_start:
+            result.period_start = rec.bucket_start
+        if result.period_end is None or rec.bucket_end > result.period_end:
+            result.period_end = rec.bucket_end
+
+    def merge_late(self, conn: Connection | None) -> list[UsageRecord]:
+        """Sum rows whose key an earlier batch already wrote into the row as written (same transaction)."""
+        if not self.late:
+            return []
+        for rec in self.late.values():
+            self.tally(rec, count=False)
+        if conn is None:  # dry run: the totals above are all there is to report
+            return []
+        merged: list[UsageRecord] = []
+        keys = list(self.late)
+        cols = [USAGE.c[name] for name in RECORD_FIELDS]
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            for row in conn.execute(select(*cols).where(USAGE.c.record_key.in_(chunk))):
+                written = UsageRecord(**dict(zip(RECORD_FIELDS, row, strict=True)))
+                _merge(written, self.late[written.record_key])
+                if written.basis != "billed":
+                    written.basis, written.cost, written.currency = "unpriced", None, ""
+                    if written.input_tokens or written.output_tokens:
+                        apply_estimate(written)
+                merged.append(written)
+        return merged
+
+
+def _merge(into: UsageRecord, rec: UsageRecord) -> None:
+    """Add ``rec`` to ``into`` (same natural key). Sums of valid records stay valid (rule 4 is additive)."""
+    if (into.basis == "billed") != (rec.basis == "billed"):
+        raise RowError("cost", "", "rows with and without a billed cost share one usage key")
+    if into.cost is not None and rec.cost is not None and into.currency != rec.currency:
+        raise RowError("currency", rec.currency, f"the same usage key was already billed in {into.currency}")
+    if into.quantity_unit != rec.quantity_unit and into.quantity and rec.quantity:
+        raise RowError("unit", rec.quantity_unit, f"the same usage key was already measured in {into.quantity_unit}")
+    for name in _SUMMED:
+        setattr(into, name, getattr(into, name) + getattr(rec, name))
+    if rec.quantity:
+        into.quantity += rec.quantity
+        into.quantity_unit = rec.quantity_unit
+    if into.basis == "billed" and rec.cost is not None:
+        into.cost = (into.cost or Decimal(0)) + rec.cost
+    into.details = ""
+
+
+# -- the public API -----------------------------------------------------------------------------
+
+
+def import_file(
+    source: Source,
+    *,
+    importer: str | None = None,
+    dry_run: bool = False,
+    account: str | None = None,
+    engine: Engine | None = None,
+    settings: Settings | None = None,
+    who: str | None = None,
+    keep_all: bool | None = None,
+    name: str | None = None,
+    force: bool = False,
+) -> ImportResult:
+    """Import one billing export, whole or not at all.
+
+    Args:
+        source: a path, or a binary file object (an upload); its ``name`` is shown in messages.
+        importer: a registry name (``focus``, ``gcp_billing``, ...); detected from the header if None.
+        dry_run: validate and total everything, write nothing (the database is not opened).
+        account: label stored as every record's ``account`` instead of the file's billing account.
+        engine: the database; by default the configured one (migrated on open).
+        settings: defaults to :func:`collector.settings.get_settings`.
+        who: recorded as ``imported_by``; defaults to the OS user.
+        keep_all: keep every service, not only AI ones (default from settings).
+        name: display name overriding the path's or file object's.
+        force: import even if the same bytes were imported before (e.g. with other options);
+            rows are upserted by natural key, so nothing is counted twice.
+
+    Returns:
+        The result: status ``imported``, ``duplicate``, ``dry_run`` or ``failed`` (then ``issues``
+        names file, line, column, value and rule of up to 50 problems).
+    """
+    settings = settings or get_settings()
+    with _open_source(source, name) as (fp, display):
+        sha, size = _digest(fp)
+        result = ImportResult(file=display, sha256=sha, size=size)
+        if not dry_run and engine is None:
+            from collector.migrate import open_database
+
+            engine = open_database(settings)
+        if engine is not None and not force and (previous := _previous_import(engine, sha)) is not None:
+            result.status, result.import_id = DUPLICATE, previous["id"]
+            result.importer, result.records = previous["importer"], previous["rows"]
+            result.message = (
+                f"{display}: already imported as import #{previous['id']} on "
+                f"{previous['imported_at']:%Y-%m-%d %H:%M} UTC ({previous['rows']:,} rows); nothing to do"
+            )
+            return result
+        ctx = ImportContext(
+            file=display,
+            account=account or None,
+            keep_all=settings.import_keep_all_services if keep_all is None else keep_all,
+            ai_services=frozenset(s.strip().lower() for s in settings.import_ai_services.split(",") if s.strip()),
+        )
+        try:
+            csv_file = CsvFile(fp, display)
+            chosen = get_importer(importer) if importer else detect(csv_file.header)
+            if missing := chosen.missing(csv_file.header):
+                raise FileFormatError(
+                    f"not a {chosen.name} file: missing required column(s) {', '.join(missing)}",
+                    line=csv_file.header_line,
+                )
+        except FileFormatError as exc:
+            ctx.issue(exc.line, exc.column, exc.value, exc.rule)
+            return _refuse(engine, result, ctx, "", account, who, dry_run)
+        result.importer = chosen.name
+        ctx.decimal_comma = csv_file.decimal_comma
+        run = _Run(chosen, csv_file, ctx, result)
+        if dry_run:
+            return _dry_run(run, result, ctx, csv_file)
+        assert engine is not None
+        return _write(engine, run, result, ctx, csv_file, account, who)
+
+
+def _dry_run(run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> ImportResult:
+    try:
+        for _ in run.records():
+            pass
+        run.merge_late(None)
+    except FileFormatError as exc:
+        ctx.issue(exc.line, exc.column, exc.value, exc.rule)
+    _check_not_empty(result, ctx, csv_file)
+    if ctx.issues:
+        return _refuse(None, result, ctx, result.importer, None, None, True)
+    result.status = DRY_RUN
+    result.message = f"{result.file}: dry run, nothing written — {_headline(result)}"
+    return result
+
+
+def _write(
+    engine: Engine,
+    run: _Run,
+    result: ImportResult,
+    ctx: ImportContext,
+    csv_file: CsvFile,
+    account: str | None,
+    who: str | None,
+) -> ImportResult:
+    try:
+        with engine.begin() as conn:
+            pk = conn.execute(
+                insert(IMPORT_FILES).values(_file_row(result, result.importer, account, who, IMPORTED, ""))
+            ).inserted_primary_key
+            assert pk is not None
+            file_id = int(pk[0])
+            ctx.source_ref = f"file:{file_id}"
+            try:
+                upsert(conn, run.records())
+                upsert(conn, run.merge_late(conn))
+            except FileFormatError as exc:
+                ctx.issue(exc.line, exc.column, exc.value, exc.rule)
+            _check_not_empty(result, ctx, csv_file)
+            if ctx.issues:
+                raise _Rollback
+            result.import_id = file_id
+            result.status = IMPORTED
+            result.message = f"{result.file}: imported as import #{file_id} — {_headline(result)}"
+            conn.execute(
+                update(IMPORT_FILES)
+                .where(IMPORT_FILES.c.id == file_id)
+                .values(
+                    rows=result.records,
+                    rows_read=result.rows_read,
+                    period_start=result.period_start,
+                    period_end=result.period_end,
+                    message=result.message,
+                )
+            )
+    except _Rollback:
+        result.records = 0
+        return _refuse(engine, result, ctx, result.importer, account, who, False)
+    return result
+
+
+def _check_not_empty(result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> None:
+    if result.rows_read == 0 and not ctx.issues:
+        ctx.issue(csv_file.header_line, "", "", "the file has a header but no data rows")
+
+
+def _headline(result: ImportResult) -> str:
+    text = f"{result.rows_read:,} rows read, {result.records:,} usage records ({result.importer})"
+    if result.skipped:
+        text += f", {result.skipped:,} rows of non-AI services skipped (--all-services keeps them)"
+    return text
+
+
+def _refuse(
+    engine: Engine | None,
+    result: ImportResult,
+    ctx: ImportContext,
+    importer: str,
+    account: str | None,
+    who: str | None,
+    dry_run: bool,
+) -> ImportResult:
+    """Mark the result failed and, unless dry-running, record the refusal (no usage rows)."""
+    result.status = FAILED
+    result.issues = list(ctx.issues)
+    more = " (stopped after 50)" if len(result.issues) >= 50 else ""
+    result.message = f"{result.file}: refused, nothing imported — {len(result.issues)} problem(s){more}"
+    result.totals = {}
+    result.records = 0
+    if engine is not None and not dry_run:
+        text = "\n".join([result.message, *(str(i) for i in result.issues[:20])])
+        with engine.begin() as conn:
+            conn.execute(insert(IMPORT_FILES).values(_file_row(result, importer, account, who, FAILED, text)))
+    return result
+
+
+def _file_row(
+    result: ImportResult, importer: str, account: str | None, who: str | None, status: str, message: str
+) -> dict[str, Any]:
+    return {
+        "name": result.file[:512],
+        "sha256": result.sha256,
+        "size": result.size,
+        "importer": importer or "",
+        "rows": 0,
+        "rows_read": result.rows_read,
+        "account": (account or "")[:255],
+        "imported_by": (who if who is not None else _who())[:255],
+        "imported_at": datetime.now(UTC),
+        "status": status,
+        "message": message,
+    }
+
+
+def _previous_import(engine: Engine, sha: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(IMPORT_FILES.c.id, IMPORT_FILES.c.imported_at, IMPORT_FILES.c.rows, IMPORT_FILES.c.importer)
+            .where(IMPORT_FILES.c.sha256 == sha, IMPORT_FILES.c.status == IMPORTED)
+            .order_by(IMPORT_FILES.c.id)
+            .limit(1)
+        ).first()
+    return dict(row._mapping) if row is not None else None
+
+
+__all__ = ["DRY_RUN", "DUPLICATE", "ImportResult", "Totals", "import_file"]
