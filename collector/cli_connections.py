@@ -217,6 +217,7 @@ def sync(
     connection_id: int = typer.Argument(..., metavar="ID"),
     since: str | None = typer.Option(None, "--since", help="Back-fill from this date (UTC), e.g. 2026-01-01."),
     until: str | None = typer.Option(None, "--until", help="Stop at this date (UTC); default now."),
+    endpoint: list[str] | None = typer.Option(None, "--endpoint", help="Only this endpoint (repeatable)."),
 ) -> None:
     """Sync one connection now (a back-fill with --since), with a progress bar per endpoint."""
     settings = get_settings()
@@ -225,7 +226,15 @@ def sync(
     bars = _Bars()
 
     try:
-        summary = sync_connection(engine, settings, connection_id, since=start, until=end, progress=bars)
+        summary = sync_connection(
+            engine,
+            settings,
+            connection_id,
+            since=start,
+            until=end,
+            endpoints=set(endpoint or ()) or None,
+            progress=bars,
+        )
     except ConnectionsError as exc:
         raise _fail(str(exc)) from None
     finally:

@@ -51,7 +51,12 @@ def test_a_key_that_fails_its_test_call_is_not_stored(engine, tmp_path, fake_api
     fake_api.api.faults.auth_fail = True
     with pytest.raises(ConnectionsError) as err:
         add_connection(
-            engine, settings, load_vault(settings), provider="openai", label="prod", key=OPENAI_KEY,
+            engine,
+            settings,
+            load_vault(settings),
+            provider="openai",
+            label="prod",
+            key=OPENAI_KEY,
             base_url=fake_api.base_url,
         )
     assert "Incorrect API key provided" in str(err.value)  # the provider's message ...
@@ -89,7 +94,9 @@ def test_lifecycle_disable_enable_retest_replace_remove_keeps_rows(engine, tmp_p
 
 def test_cli_add_list_sync_disable_remove(fake_api):
     add = runner.invoke(
-        app, ["connections", "add", "openai", "--label", "prod", "--base-url", fake_api.base_url], input=OPENAI_KEY + "\n"
+        app,
+        ["connections", "add", "openai", "--label", "prod", "--base-url", fake_api.base_url],
+        input=OPENAI_KEY + "\n",
     )
     assert add.exit_code == 0, add.output
     assert "added connection 1" in add.output and OPENAI_KEY not in add.output

@@ -18,9 +18,7 @@ RUNS = SyncRun.__table__
 
 def _add(engine, settings, fake_api, provider="openai", key=OPENAI_KEY, label="prod"):
     vault = load_vault(settings)
-    conn = add_connection(
-        engine, settings, vault, provider=provider, label=label, key=key, base_url=fake_api.base_url
-    )
+    conn = add_connection(engine, settings, vault, provider=provider, label=label, key=key, base_url=fake_api.base_url)
     return conn, vault
 
 
@@ -32,8 +30,17 @@ def test_first_sync_backfills_every_endpoint_and_files_rows_under_the_discovered
     summary = sync_connection(engine, settings, conn.id, vault=vault, now=now)
     assert summary.ok, summary.error
     assert {e.endpoint for e in summary.endpoints} == {
-        "completions", "embeddings", "moderations", "images", "audio_speeches", "audio_transcriptions",
-        "vector_stores", "code_interpreter_sessions", "file_search_calls", "web_search_calls", "costs",
+        "completions",
+        "embeddings",
+        "moderations",
+        "images",
+        "audio_speeches",
+        "audio_transcriptions",
+        "vector_stores",
+        "code_interpreter_sessions",
+        "file_search_calls",
+        "web_search_calls",
+        "costs",
     }
     with engine.connect() as db:
         assert high_water(db, conn.id, "completions") == floor(now, HOUR)
@@ -70,7 +77,9 @@ def test_idempotent_seven_day_window_synced_three_times(engine, tmp_path, fake_a
     since = floor(datetime.now(UTC), DAY) - timedelta(days=7)
     seen = []
     for _ in range(3):
-        summary = sync_connection(engine, settings, conn.id, vault=vault, since=since, endpoints={"completions", "costs"})
+        summary = sync_connection(
+            engine, settings, conn.id, vault=vault, since=since, endpoints={"completions", "costs"}
+        )
         assert summary.ok, summary.error
         seen.append(totals(engine))
     assert seen[0] == seen[1] == seen[2]
