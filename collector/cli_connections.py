@@ -217,7 +217,7 @@ def sync(
     connection_id: int = typer.Argument(..., metavar="ID"),
     since: str | None = typer.Option(None, "--since", help="Back-fill from this date (UTC), e.g. 2026-01-01."),
     until: str | None = typer.Option(None, "--until", help="Stop at this date (UTC); default now."),
-    endpoint: list[str] | None = typer.Option(None, "--endpoint", help="Only this endpoint (repeatable)."),
+    endpoint: list[str] | None = typer.Option(None, "--endpoint", help="Only this endpoint (repeatable)."),  # noqa: B008
 ) -> None:
     """Sync one connection now (a back-fill with --since), with a progress bar per endpoint."""
     settings = get_settings()

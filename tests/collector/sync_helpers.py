@@ -41,7 +41,8 @@ def totals(engine: Engine, where: str = "1=1") -> tuple:
     # SQLite stores quantity and money as scaled integers (collector/sqltypes.py): unscale so
     # totals compare exactly across backends.
     q_scale, m_scale = (6, 10) if engine.dialect.name == "sqlite" else (0, 0)
-    return tuple(int(v) for v in row[:5]) + (
+    return (
+        *tuple(int(v) for v in row[:5]),
         Decimal(row[5]).scaleb(-q_scale).normalize(),
         Decimal(row[6]).scaleb(-m_scale).normalize(),
     )

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-
-from datetime import date
+from datetime import UTC, datetime
 
 import collector.sync  # noqa: F401  (pre-load before forking)
 from collector.cli import app
@@ -20,7 +19,7 @@ from collector.pricing import unit_prices
 
 def main() -> None:
     """Serve commands until stdin closes."""
-    unit_prices("openai", "gpt-4o-mini", date.today())  # loads the price snapshot once, pre-fork
+    unit_prices("openai", "gpt-4o-mini", datetime.now(UTC).date())  # loads the price snapshot once, pre-fork
     for line in sys.stdin:
         args = line.split()
         pid = os.fork()

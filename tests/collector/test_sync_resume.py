@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -82,10 +83,8 @@ def test_sigkilled_syncs_resume_to_the_clean_totals(tmp_path, fake_api, monkeypa
             worker.stdin.flush()
             pid = int(worker.stdout.readline())
             time.sleep(rng.uniform(0.02, 0.8) * duration)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             status = int(worker.stdout.readline().split()[1])
             if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
                 kills += 1
