@@ -72,5 +72,5 @@ def test_the_plaintext_key_appears_in_no_file_log_message_run_record_cassette_or
     data_dir = get_settings().data_dir
     assert (data_dir / "usage.db").exists()
     assert _bytes_contain(data_dir, needle.encode()) == []  # the SQLite file, its WAL, the secret file
-    assert _bytes_contain(CASSETTES, needle.encode()) == []
+    assert CASSETTES.is_dir() and _bytes_contain(CASSETTES, needle.encode()) == []
     assert _bytes_contain(CASSETTES, b"sk-admin-") == [] and _bytes_contain(CASSETTES, b"sk-ant-admin") == []

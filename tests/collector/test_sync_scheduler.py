@@ -50,7 +50,12 @@ def test_a_running_scheduler_syncs_new_connections(sqlite_engine, tmp_path, fake
     sched.start()
     try:
         add_connection(
-            sqlite_engine, settings, load_vault(settings), provider="anthropic", label="late", key=ANTHROPIC_KEY,
+            sqlite_engine,
+            settings,
+            load_vault(settings),
+            provider="anthropic",
+            label="late",
+            key=ANTHROPIC_KEY,
             base_url=fake_api.base_url,
         )
         assert done.wait(30), "the refresh job did not pick up the connection added while running"
