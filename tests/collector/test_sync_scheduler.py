@@ -68,9 +68,7 @@ def test_two_schedulers_on_one_postgresql_never_sync_a_connection_at_once(pg_url
     settings = make_settings(tmp_path, backfill_days=2, sync_jitter_seconds=0, scheduler_refresh_seconds=3600)
     first, second = open_database(url=pg_url), open_database(url=pg_url)
     vault = load_vault(settings)
-    conn = add_connection(
-        first, settings, vault, provider="openai", label="prod", key=OPENAI_KEY, base_url=fake_api.base_url
-    )
+    add_connection(first, settings, vault, provider="openai", label="prod", key=OPENAI_KEY, base_url=fake_api.base_url)
     fake_api.api.faults.latency = 0.05  # long enough that both fire while the first still runs
     results, lock = [], threading.Lock()
 

@@ -65,6 +65,7 @@ def test_claude_code_rows_per_model_plus_sessions():
     recs = parse_claude_code(load("anthropic", "claude_code_documented"), CTX)
     assert len(recs) == 3
     opus, sonnet, sessions = recs
+    assert sonnet.model == "claude-sonnet-5" and sonnet.output_tokens == 5680
     assert opus.user_id == "user@emaildomain.com" and opus.model == "claude-opus-5"
     assert opus.input_tokens == 45230 + 8790 + 2340 and opus.output_tokens == 12450
     assert json.loads(opus.details)["anthropic_estimated_cost_cents"] == 186
