@@ -22,7 +22,7 @@ from collector.connections import (
 from collector.migrate import open_database
 from collector.settings import get_settings
 from collector.sync import sync_connection
-from collector.vault import load_vault
+from collector.vault import load_vault, new_secret, write_secret_file
 from providers.base import KeyFormatError
 from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
 
@@ -132,3 +132,29 @@ def test_cli_secrets_new_and_rotate_keep_keys_readable(fake_api):
     after = get_connection(engine, 1).key_encrypted
     assert after != before
     assert load_vault(settings).decrypt(after) == OPENAI_KEY
+
+
+def test_a_database_copied_without_its_secret_fails_clearly(engine, tmp_path, fake_api):
+    settings = make_settings(tmp_path)
+    conn = add_connection(
+        engine, settings, load_vault(settings), provider="openai", label="p", key=OPENAI_KEY, base_url=fake_api.base_url
+    )
+    other = load_vault(make_settings(tmp_path))  # a different secret
+    before = fake_api.api.requests["total"]
+    summary = sync_connection(engine, settings, conn.id, vault=other)
+    assert "cannot decrypt: wrong or missing secret" in summary.error and not summary.ok
+    assert fake_api.api.requests["total"] == before  # nothing was sent with a garbage key
+    stored = get_connection(engine, conn.id)
+    assert stored.status == "failing" and "cannot decrypt" in stored.last_error
+
+
+def test_cli_reports_a_missing_or_wrong_secret(fake_api):
+    runner.invoke(app, ["connections", "add", "openai", "--label", "p", "--skip-test"], input=OPENAI_KEY + "\n")
+    secret = get_settings().data_dir / "secret.key"
+    secret.unlink()  # the database was copied without its secret
+    missing = runner.invoke(app, ["connections", "test", "1"])
+    assert missing.exit_code == 1 and "no secret configured" in missing.output
+    assert not secret.exists()  # a test does not invent a secret that could never decrypt
+    write_secret_file(secret, [new_secret()])  # ... or with somebody else's
+    wrong = runner.invoke(app, ["connections", "test", "1"])
+    assert wrong.exit_code == 1 and "cannot decrypt: wrong or missing secret" in wrong.output

@@ -74,31 +74,29 @@ def test_anthropic_sync_stores_messages_costs_and_claude_code(engine, tmp_path, 
 def test_idempotent_seven_day_window_synced_three_times(engine, tmp_path, fake_api):
     settings = make_settings(tmp_path)
     conn, vault = _add(engine, settings, fake_api)
-    since = floor(datetime.now(UTC), DAY) - timedelta(days=7)
+    now = datetime.now(UTC)  # one clock for the three runs, so an hour boundary cannot fall between them
+    since = floor(now, DAY) - timedelta(days=7)
     seen = []
     for _ in range(3):
         summary = sync_connection(
-            engine, settings, conn.id, vault=vault, since=since, endpoints={"completions", "costs"}
+            engine, settings, conn.id, vault=vault, since=since, endpoints={"completions", "costs"}, now=now
         )
         assert summary.ok, summary.error
         seen.append(totals(engine))
     assert seen[0] == seen[1] == seen[2]
-    assert seen[0][0] == (7 * 24 + 24 * 0) * 4 + 7 * 4 + _hours_today() * 4
-
-
-def _hours_today() -> int:
-    now = datetime.now(UTC)
-    return int((floor(now, HOUR) - floor(now, DAY)) / HOUR)
+    hours_today = int((floor(now, HOUR) - floor(now, DAY)) / HOUR)
+    assert seen[0][0] == 7 * 24 * 4 + 7 * 4 + hours_today * 4  # hourly usage + daily costs, 4 groups
 
 
 def test_late_revision_inside_the_lookback_shows_up_after_the_next_run(engine, tmp_path, fake_api):
     settings = make_settings(tmp_path, backfill_days=2, usage_lookback_hours=6)
     conn, vault = _add(engine, settings, fake_api)
-    assert sync_connection(engine, settings, conn.id, vault=vault, endpoints={"completions"}).ok
+    now = datetime.now(UTC)
+    assert sync_connection(engine, settings, conn.id, vault=vault, endpoints={"completions"}, now=now).ok
     before = totals(engine, "kind='completions'")
-    revise_from = int((floor(datetime.now(UTC), HOUR) - timedelta(hours=3)).timestamp())
+    revise_from = int((floor(now, HOUR) - timedelta(hours=3)).timestamp())
     fake_api.api.faults.revise_from, fake_api.api.faults.revision = revise_from, 1
-    assert sync_connection(engine, settings, conn.id, vault=vault, endpoints={"completions"}).ok
+    assert sync_connection(engine, settings, conn.id, vault=vault, endpoints={"completions"}, now=now).ok
     after = totals(engine, "kind='completions'")
     assert after[0] == before[0]  # same rows, revised values
     assert after[1] == before[1] + 3 * 4 * 1000  # 3 revised hours x 4 groups x +1000 input tokens
