@@ -40,6 +40,7 @@ from collector.connections import (
     STATUS_FAILING,
     STATUS_OK,
     Connection,
+    ConnectionsError,
     get_connection,
     mark_status,
 )
@@ -339,7 +340,13 @@ def sync_connection(
             summary.skipped = "locked"
             log.info("connection %d is being synced by another process; skipping", connection_id)
             return summary
-        conn = get_connection(engine, connection_id)
+        try:
+            conn = get_connection(engine, connection_id)
+        except ConnectionsError:
+            if not scheduled:
+                raise
+            summary.skipped = "removed"  # removed after its job was scheduled; the refresh drops the job
+            return summary
         if scheduled and (not conn.active or conn.paused):
             summary.skipped = "inactive" if not conn.active else "paused"
             return summary
