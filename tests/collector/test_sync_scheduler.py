@@ -14,7 +14,7 @@ from collector.connections import add_connection, mark_status, remove_connection
 from collector.migrate import open_database
 from collector.scheduler import INSTALLERS, build_scheduler
 from collector.sync import sync_connection
-from collector.sync_jobs import REFRESH_JOB_ID, install_sync_jobs, job_id, refresh_sync_jobs
+from collector.sync_jobs import REFRESH_JOB_ID, install_sync_jobs, job_id, refresh_sync_jobs, run_sync_job
 from collector.vault import load_vault
 from collector.windows import HOUR, floor
 from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
@@ -41,6 +41,7 @@ def test_installer_is_registered_and_jobs_follow_the_connections_table(sqlite_en
     remove_connection(sqlite_engine, a.id)
     assert refresh_sync_jobs(sched, sqlite_engine, settings) == {job_id(b.id)}
     assert [j.id for j in sched.get_jobs() if j.id.startswith("sync:conn:")] == [job_id(b.id)]
+    assert run_sync_job(sqlite_engine, settings, a.id).skipped == "removed"  # a job that fired after removal
 
 
 def test_a_running_scheduler_syncs_new_connections(sqlite_engine, tmp_path, fake_api):
