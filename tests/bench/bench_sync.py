@@ -50,6 +50,12 @@ def _server() -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
+def _server_cpu(pid: int) -> float:
+    """CPU seconds the fake server process has used (Linux /proc), to show the serving side too."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wanted(provider: str) -> set[str] | None:
     return None if os.environ.get("BENCH_SYNC_ALL_ENDPOINTS") else ENDPOINTS[provider]
 
@@ -103,8 +109,11 @@ def main() -> None:
             folder = Path(tmp)
             settings = Settings(data_dir=folder, secret_keys=new_secret(), backfill_days=DAYS)
             now = floor(datetime.now(UTC), timedelta(hours=1))
+            srv0 = _server_cpu(proc.pid)
             fetch_s, fetch_cpu, fetch_pages = _fetch_only(settings, base_url, now)
+            srv1 = _server_cpu(proc.pid)
             sync_s, sync_cpu, rows, sync_pages = _sync(settings, base_url, now, folder)
+            srv2 = _server_cpu(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -113,11 +122,17 @@ def main() -> None:
     extra_cpu = (sync_cpu - fetch_cpu) / fetch_cpu * 100
     wanted = f"{_wanted('openai') or 'all'} + {_wanted('anthropic') or 'all'}"
     print(f"90-day hourly back-fill, {GROUPS} groups per bucket, endpoints: {wanted}")
-    print(f"{'pass':<32} {'wall s':>8} {'cpu s':>7} {'pages':>6} {'records':>8} {'rec/s wall':>11} {'rec/s cpu':>10}")
-    print(f"{'baseline: fetch + discard':<32} {fetch_s:>8.2f} {fetch_cpu:>7.2f} {fetch_pages:>6} {'-':>8}")
     print(
-        f"{'sync: fetch + parse + upsert':<32} {sync_s:>8.2f} {sync_cpu:>7.2f} {sync_pages:>6} {rows:>8} "
-        f"{rows / sync_s:>11,.0f} {rows / sync_cpu:>10,.0f}"
+        f"{'pass':<32} {'wall s':>8} {'cpu s':>7} {'server cpu s':>13} {'pages':>6} {'records':>8} "
+        f"{'rec/s wall':>11} {'rec/s cpu':>10}"
+    )
+    print(
+        f"{'baseline: fetch + discard':<32} {fetch_s:>8.2f} {fetch_cpu:>7.2f} {srv1 - srv0:>13.2f} "
+        f"{fetch_pages:>6} {'-':>8}"
+    )
+    print(
+        f"{'sync: fetch + parse + upsert':<32} {sync_s:>8.2f} {sync_cpu:>7.2f} {srv2 - srv1:>13.2f} "
+        f"{sync_pages:>6} {rows:>8} {rows / sync_s:>11,.0f} {rows / sync_cpu:>10,.0f}"
     )
     print(f"parse + store add {extra:+.0f}% wall, {extra_cpu:+.0f}% CPU (this process) to fetch-only (target: +50%)")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
