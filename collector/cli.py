@@ -162,3 +162,7 @@ def scheduler() -> None:
 from collector.cli_import import import_command  # noqa: E402  (issue 4)
 
 app.command("import")(import_command)
+from collector.cli_connections import connections_app, secrets_app  # noqa: E402
+
+app.add_typer(connections_app, name="connections")
+app.add_typer(secrets_app, name="secrets")

@@ -9,8 +9,9 @@ Providers never sleep, retry or catch ``httpx`` errors themselves.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -168,6 +169,7 @@ def send(
     settings: Settings,
     *,
     sleep: Any = None,
+    parse_float: Callable[[str], Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Send a request under the retry policy and return its parsed JSON body.
@@ -178,6 +180,7 @@ def send(
         url: path or URL.
         settings: supplies attempts and backoff caps.
         sleep: replaces ``time.sleep`` (tests pass a recorder).
+        parse_float: JSON float parser; ``decimal.Decimal`` keeps money exact (design rule 3).
         **kwargs: passed to ``client.request`` (``params``, ``json`` ...).
 
     Returns:
@@ -194,10 +197,16 @@ def send(
         reraise=True,
         **({"sleep": sleep} if sleep is not None else {}),
     )
-    return retrying(_send_once, client, method, url, kwargs)
+    return retrying(_send_once, client, method, url, kwargs, parse_float)
 
 
-def _send_once(client: httpx.Client, method: str, url: str, kwargs: dict[str, Any]) -> Any:
+def _send_once(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    kwargs: dict[str, Any],
+    parse_float: Callable[[str], Any] | None = None,
+) -> Any:
     try:
         response = client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
@@ -206,6 +215,8 @@ def _send_once(client: httpx.Client, method: str, url: str, kwargs: dict[str, An
         raise RetriableAPIError(f"connection error talking to {redact(str(url))}: {type(exc).__name__}") from None
     check(response)
     try:
+        if parse_float is not None:
+            return json.loads(response.content, parse_float=parse_float)
         return response.json()
     except ValueError:
         raise RetriableAPIError(

@@ -4,7 +4,6 @@ A feature that adds tables adds its module here and a numbered migration under
 ``collector/migrations/versions``.
 """
 
-import collector.imports  # noqa: F401  (issue 4: import_files)
-from collector import schema
+from collector import imports, schema, sync_tables
 
-__all__ = ["schema"]
+__all__ = ["imports", "schema", "sync_tables"]

@@ -34,3 +34,9 @@ def build_scheduler(engine: Engine, settings: Settings, scheduler: BaseScheduler
         install(scheduler, engine, settings)
     log.info("scheduler ready with %d job(s)", len(scheduler.get_jobs()))
     return scheduler
+
+
+# --- feature installers (one import + one append per feature) ----------------------------------
+from collector.sync_jobs import install_sync_jobs  # noqa: E402
+
+INSTALLERS.append(install_sync_jobs)

@@ -48,6 +48,27 @@ class Settings(BaseSettings):
     import_keep_all_services: bool = Field(
         False, description="CSV imports keep rows of every service, not only AI ones (like --all-services)."
     )
+    backfill_days: int = Field(30, ge=1, description="Days of history the first sync of a connection fetches.")
+    usage_lookback_hours: int = Field(
+        48, ge=1, description="Hourly usage buckets re-fetched on every sync (providers revise recent data)."
+    )
+    cost_lookback_days: int = Field(3, ge=1, description="Daily cost buckets re-fetched on every sync.")
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="OpenAI Administration API base URL (a connection may override it)."
+    )
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com/v1", description="Anthropic Admin API base URL (a connection may override it)."
+    )
+    sync_interval_minutes: int = Field(60, ge=1, description="How often the scheduler syncs each connection.")
+    sync_jitter_seconds: int = Field(
+        300, ge=0, description="Random delay added to each scheduled sync so connections do not fire together."
+    )
+    sync_misfire_grace_seconds: int = Field(
+        900, ge=1, description="A sync that could not start on time still runs if at most this late."
+    )
+    scheduler_refresh_seconds: int = Field(
+        60, ge=1, description="How often the scheduler re-reads connections (added, disabled, removed)."
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file under ``data_dir``."""
