@@ -151,7 +151,7 @@ def check(response: httpx.Response) -> httpx.Response:
 
 
 def _wait(settings: Settings) -> Any:
-    backoff = wait_exponential_jitter(initial=0.5, max=settings.http_max_backoff_seconds, jitter=0.5)
+    backoff = wait_exponential_jitter(multiplier=0.5, max=settings.http_max_backoff_seconds, jitter=0.5)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
