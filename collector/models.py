@@ -5,5 +5,6 @@ A feature that adds tables adds its module here and a numbered migration under
 """
 
 from collector import schema
+from collector.proxy import models as proxy_models
 
-__all__ = ["schema"]
+__all__ = ["proxy_models", "schema"]
