@@ -255,6 +255,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._db_ok = engine is not None
         self._next_probe = 0.0 if engine is None else time.monotonic()
+        self.received = 0
         self.written = 0
         self.spooled = 0
         self.spilled = 0
@@ -263,6 +264,7 @@ class Recorder:
 
     def record(self, event: Event) -> None:
         """Queue an event; never blocks: a full queue spills the event to the spool."""
+        self.received += 1
         try:
             self._queue.put_nowait(event)
         except queue.Full:
@@ -296,13 +298,14 @@ class Recorder:
         self._thread.join(timeout)
         self._thread = None
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every queued event was written or spooled (tests and shutdown)."""
+    def flush(self, expected: int = 0, timeout: float = 10.0) -> bool:
+        """Wait until ``expected`` events were received and every queued one written or spooled."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
-                return
+            if self.received >= expected and self._queue.unfinished_tasks == 0:
+                return True
             time.sleep(0.01)
+        return False
 
     # -- writer thread --------------------------------------------------------------------------
 

@@ -27,9 +27,10 @@ class Sidecar:
     def url(self) -> str:
         return self.server.url
 
-    def flush(self) -> None:
+    def flush(self, expected: int) -> None:
+        """Wait until ``expected`` events were recorded and written (or spooled)."""
         assert self.app.recorder is not None
-        self.app.recorder.flush()
+        assert self.app.recorder.flush(expected), f"{self.app.recorder.received} events, expected {expected}"
 
 
 @pytest.fixture
