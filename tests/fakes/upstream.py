@@ -44,11 +44,23 @@ class CutConnection(Exception):
     """Raised inside the fake to make uvicorn drop the connection mid-response."""
 
 
+class _Send:
+    """The ASGI ``send`` callable, carrying the request's ``receive`` for disconnect detection."""
+
+    def __init__(self, send: Any, receive: Any) -> None:
+        self.send = send
+        self.receive = receive
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        await self.send(message)
+
+
 class FakeUpstream:
     """The ASGI app. ``sent[tag]`` lists ``perf_counter()`` times at which stream chunks were sent."""
 
     def __init__(self) -> None:
         self.sent: dict[str, list[float]] = defaultdict(list)
+        self.disconnected: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.keep_requests = True
 
@@ -92,7 +104,7 @@ class FakeUpstream:
         if handler is None:
             await self._error(send, 404, anthropic)
             return
-        await handler(send, payload, headers)
+        await handler(_Send(send, receive), payload, headers)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -141,16 +153,30 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")],
             }
         )
-        for i, event in enumerate(events):
-            delay = first if i == 0 else interval
-            if delay:
-                await asyncio.sleep(delay)
-            if i == cut:
-                raise CutConnection("fake upstream cut the stream")
-            if tag:
-                self.sent[tag].append(time.perf_counter())
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        receive = send.receive
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            if (await receive())["type"] == "http.disconnect":
+                gone.set()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            for i, event in enumerate(events):
+                delay = first if i == 0 else interval
+                if delay:
+                    await asyncio.sleep(delay)
+                if gone.is_set():  # the sidecar cancelled the request: stop generating
+                    self.disconnected.add(tag)
+                    return
+                if i == cut:
+                    raise CutConnection("fake upstream cut the stream")
+                if tag:
+                    self.sent[tag].append(time.perf_counter())
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
 
     @staticmethod
     def _numbers(headers: dict[str, str], default: tuple[int, ...]) -> tuple[int, ...]:
