@@ -28,19 +28,21 @@ from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector.http import make_async_client
-from collector.migrate import open_database
+from collector.migrate import upgrade
 from collector.proxy.forward import Forwarder, Upstream
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from collector.proxy.recorder import Recorder, Spool
 from collector.proxy.rollup import purge, rollup
 from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
 from collector.settings import Settings, get_settings
+from collector.store import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,15 @@ class ProxyApp:
     # -- lifespan ------------------------------------------------------------------------------
 
     def _open_engine(self) -> Engine:
-        return open_database(self.settings)
+        """The configured database, migrated; SQLite without a pool, so every batch reopens the file.
+
+        A batch every half second costs nothing to reopen, and a replaced or repaired database
+        file is picked up at once instead of through a stale pooled handle.
+        """
+        url = self.settings.resolved_database_url()
+        engine = make_engine(url, poolclass=NullPool) if url.startswith("sqlite") else make_engine(url)
+        upgrade(engine)
+        return engine
 
     def _reload_tokens(self, engine: Engine) -> None:
         self.token_map = load_active(engine)

@@ -128,10 +128,10 @@ def insert_events(engine: Engine, events: list[Event]) -> int:
     now = datetime.now(UTC)
     rows = [to_row(e, now) for e in events]
     dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(PROXY_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+    stmt = dialect.insert(PROXY_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(PROXY_EVENTS.c.id)
     with engine.begin() as conn:
-        result = conn.execute(stmt, rows)
-    return max(result.rowcount or 0, 0)
+        # RETURNING names only the rows really inserted (rowcount is unreliable for executemany).
+        return len(conn.execute(stmt, rows).all())
 
 
 def _batches(items: Iterable[Event], size: int) -> Iterator[list[Event]]:

@@ -41,11 +41,15 @@ def usage_of(event: dict) -> dict:
 def openai_calls(client: openai.OpenAI) -> list:
     """One call per OpenAI endpoint and mode; returns plain data to compare."""
     out = [client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).model_dump()]
-    out.append([c.model_dump() for c in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)])
+    out.append(
+        [c.model_dump() for c in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)]
+    )
     out.append(client.responses.create(model="gpt-4.1-mini", input=f"hi {PROMPT_MARKER}").model_dump())
     out.append([e.model_dump() for e in client.responses.create(model="gpt-4.1-mini", input="hi", stream=True)])
     out.append(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi").model_dump())
-    out.append([c.model_dump() for c in client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", stream=True)])
+    out.append(
+        [c.model_dump() for c in client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", stream=True)]
+    )
     out.append(client.embeddings.create(model="text-embedding-3-small", input=["a", "b"]).model_dump())
     return out
 
@@ -74,7 +78,11 @@ def test_openai_sdk_sees_identical_responses_and_usage_is_exact(fake, sidecar, e
     chat = rows[:2]
     for r in chat:
         assert usage_of(r) == OPENAI_EXPECTED
-        assert (r["model"], r["service_tier"], r["response_id"]) == ("gpt-4o-mini-2024-07-18", "default", "chatcmpl-fake123")
+        assert (r["model"], r["service_tier"], r["response_id"]) == (
+            "gpt-4o-mini-2024-07-18",
+            "default",
+            "chatcmpl-fake123",
+        )
     for r in rows[2:4]:
         assert usage_of(r) == OPENAI_EXPECTED and r["model"] == "gpt-4.1-mini"
     for r in rows[4:]:  # legacy completions report no details
@@ -103,7 +111,12 @@ def test_anthropic_sdk_sees_identical_responses_and_usage_is_exact(fake, sidecar
     assert len(rows) == 2
     for r, stream in zip(rows, (False, True), strict=True):
         assert usage_of(r) == ANTHROPIC_EXPECTED
-        assert (r["provider"], r["endpoint"], bool(r["stream"]), r["model"]) == ("anthropic", "messages", stream, "claude-sonnet-4-6")
+        assert (r["provider"], r["endpoint"], bool(r["stream"]), r["model"]) == (
+            "anthropic",
+            "messages",
+            stream,
+            "claude-sonnet-4-6",
+        )
         assert r["response_id"] == "msg_fake01" and r["service_tier"] == "standard"
         assert r["basis"] == "estimated" and r["cost"] > 0
 

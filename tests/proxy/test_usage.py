@@ -56,7 +56,9 @@ def test_openai_responses_and_embeddings_json():
         ).encode(),
     )
     assert (r.input_tokens, r.cache_read_tokens, r.output_tokens, r.reasoning_tokens) == (50, 10, 70, 64)
-    e = extract_json("openai", b'{"object":"list","model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}')
+    e = extract_json(
+        "openai", b'{"object":"list","model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}'
+    )
     assert (e.known, e.input_tokens, e.output_tokens) == (True, 8, 0)
 
 
@@ -75,7 +77,12 @@ def test_anthropic_json_sums_cache_reads_and_writes_into_input():
         }
     ).encode()
     u = extract_json("anthropic", body)
-    assert (u.input_tokens, u.cache_read_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (1305, 1000, 100, 200)
+    assert (u.input_tokens, u.cache_read_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
+        1305,
+        1000,
+        100,
+        200,
+    )
     assert u.output_tokens == 42
     # Without the TTL split, writes are 5-minute writes.
     old = extract_json("anthropic", b'{"usage":{"input_tokens":1,"cache_creation_input_tokens":9,"output_tokens":2}}')
@@ -90,7 +97,12 @@ def test_error_and_garbage_bodies_have_no_usage():
 
 def test_openai_chat_stream_usage_chunk():
     chunk = {"id": "c1", "model": "gpt-4o-mini-2024-07-18", "choices": [{"delta": {"content": "hi"}}], "usage": None}
-    final = {"id": "c1", "model": "gpt-4o-mini-2024-07-18", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}
+    final = {
+        "id": "c1",
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+    }
     stream = sse(chunk, chunk, final, "[DONE]")
     u = extract_sse("openai", stream, stream)
     assert (u.known, u.model, u.input_tokens, u.output_tokens) == (True, "gpt-4o-mini-2024-07-18", 9, 4)
@@ -122,14 +134,25 @@ def test_anthropic_stream_takes_input_from_message_start_and_output_from_message
         "message": {
             "id": "msg_2",
             "model": "claude-haiku-4-5",
-            "usage": {"input_tokens": 7, "cache_read_input_tokens": 3, "cache_creation_input_tokens": 0, "output_tokens": 1},
+            "usage": {
+                "input_tokens": 7,
+                "cache_read_input_tokens": 3,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 1,
+            },
         },
     }
     delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}}
     head = sse(start, {"type": "ping"}, events=["message_start", "ping"])
     tail = sse(delta, {"type": "message_stop"}, events=["message_delta", "message_stop"])
     u = extract_sse("anthropic", head, tail)
-    assert (u.model, u.response_id, u.input_tokens, u.cache_read_tokens, u.output_tokens) == ("claude-haiku-4-5", "msg_2", 10, 3, 15)
+    assert (u.model, u.response_id, u.input_tokens, u.cache_read_tokens, u.output_tokens) == (
+        "claude-haiku-4-5",
+        "msg_2",
+        10,
+        3,
+        15,
+    )
     # A stream cut before message_delta still knows its input (recorded as partial).
     cut = extract_sse("anthropic", head, b"")
     assert (cut.input_tokens, cut.output_tokens) == (10, 1)
