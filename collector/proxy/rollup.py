@@ -7,12 +7,12 @@ token, ``api_key_id`` = the salted key fingerprint, model, service tier, and ``v
 ``endpoint=<endpoint>``. Proxy rows are compared with the provider's numbers, never added to
 them (design.md rule 5).
 
-Correctness under concurrency and replays: a rollup first marks the not-yet-rolled events of
-some hours, then recomputes *those whole hours* from every event in them and upserts the
-result, all in one transaction. An event committed later (a spool replay, another replica)
-stays unmarked and makes its hour be recomputed next time, so late events are never lost and
-an hour is never counted twice. On PostgreSQL an advisory lock keeps two replicas from
-recomputing at once.
+The rollup is incremental and exactly once: in one transaction it picks a chunk of events not
+yet rolled up (by id), adds their sums to the existing usage rows of the same keys, upserts, and
+marks exactly those ids. Events that arrive later (a spool replay, another replica) are picked
+up by the next run and added to their hour, however old, and purged events never make an hour
+shrink (a whole-hour recompute would). On PostgreSQL an advisory lock keeps two replicas from
+rolling up at once.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from collector.pricing import CURRENCY, PRICE_VERSION
 from collector.proxy.models import PROXY_EVENTS
 from collector.schema import UsageRecord
-from collector.store import upsert
+from collector.store import USAGE, upsert
 
 HOUR = timedelta(hours=1)
 _E = PROXY_EVENTS.c
@@ -83,7 +83,7 @@ def _records(rows: Iterable[Any]) -> list[UsageRecord]:
     return out
 
 
-def _aggregate(conn: Connection, hours: list[datetime]) -> list[UsageRecord]:
+def _aggregate(conn: Connection, ids: list[str]) -> list[UsageRecord]:
     stmt = (
         select(
             *_GROUP,
@@ -103,28 +103,64 @@ def _aggregate(conn: Connection, hours: list[datetime]) -> list[UsageRecord]:
             func.sum(_E.latency_ms).label("latency"),
             func.sum(_E.ttfb_ms).label("ttfb"),
         )
-        .where(_E.hour.in_(bindparam("hours", expanding=True)))
+        .where(_E.id.in_(bindparam("ids", expanding=True)))
         .group_by(*_GROUP)
     )
-    return _records(conn.execute(stmt, {"hours": hours}))
+    return _records(conn.execute(stmt, {"ids": ids}))
 
 
-def rollup(engine: Engine, *, batch_size: int = 5000) -> int:
-    """Roll every hour with new events up into ``usage``; returns how many usage rows were written."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('proxy_rollup'))"))
-        hours = [r[0] for r in conn.execute(select(_E.hour).where(_E.rolled_up.is_(False)).distinct())]
-        if not hours:
-            return 0
-        conn.execute(
-            update(PROXY_EVENTS)
-            .where(_E.rolled_up.is_(False), _E.hour.in_(bindparam("hours", expanding=True)))
-            .values(rolled_up=True),
-            {"hours": hours},
-        )
-        records = _aggregate(conn, hours)
-        return upsert(conn, records, batch_size=batch_size).records
+_SUMMED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+)
+
+
+def _add_existing(conn: Connection, records: list[UsageRecord]) -> list[UsageRecord]:
+    """Add what ``usage`` already holds for the same keys (earlier rollups of those hours)."""
+    by_key = {r.record_key: r for r in records}
+    cols = [USAGE.c.record_key, *(USAGE.c[n] for n in _SUMMED), USAGE.c.cost, USAGE.c.details]
+    stmt = select(*cols).where(USAGE.c.record_key.in_(bindparam("keys", expanding=True)))
+    for row in conn.execute(stmt, {"keys": list(by_key)}):
+        old = row._mapping
+        rec = by_key[old["record_key"]]
+        for name in _SUMMED:
+            setattr(rec, name, getattr(rec, name) + int(old[name]))
+        if old["cost"] is not None:
+            rec.cost = (rec.cost or Decimal(0)) + old["cost"]
+            rec.currency, rec.basis, rec.price_version = CURRENCY, "estimated", PRICE_VERSION
+        if old["details"]:
+            details = json.loads(rec.details)
+            for name, value in json.loads(old["details"]).items():
+                details[name] = round(details.get(name, 0) + value, 3)
+            rec.details = json.dumps(details, sort_keys=True)
+    for rec in records:
+        rec.__post_init__()  # the sums must still satisfy every schema rule
+    return records
+
+
+def rollup(engine: Engine, *, chunk: int = 5000, batch_size: int = 5000) -> int:
+    """Roll every event not yet rolled up into ``usage``; returns how many usage rows were written."""
+    written = 0
+    while True:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('proxy_rollup'))"))
+            ids = [r[0] for r in conn.execute(select(_E.id).where(_E.rolled_up.is_(False)).limit(chunk))]
+            if not ids:
+                return written
+            records = _add_existing(conn, _aggregate(conn, ids))
+            conn.execute(
+                update(PROXY_EVENTS).where(_E.id.in_(bindparam("ids", expanding=True))).values(rolled_up=True),
+                {"ids": ids},
+            )
+            written += upsert(conn, records, batch_size=batch_size).records
+        if len(ids) < chunk:
+            return written
 
 
 def purge(engine: Engine, retention_days: int, *, now: datetime | None = None) -> int:
