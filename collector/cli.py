@@ -159,3 +159,7 @@ def scheduler() -> None:
 # --- feature command groups: one import and one add_typer line per feature module ---------------
 # (e.g. ``from collector.cli_connections import connections_app`` then
 #  ``app.add_typer(connections_app, name="connections")``)
+from collector.cli_proxy import proxy, tokens_app  # noqa: E402  (issue 5: proxy sidecar)
+
+app.command("proxy")(proxy)
+app.add_typer(tokens_app, name="tokens")
