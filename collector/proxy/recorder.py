@@ -30,17 +30,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import uuid_utils
+from genai_prices import data_snapshot
+from genai_prices.types import TieredPrices
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
-from collector.pricing import PRICE_VERSION, estimate_request_cost
+from collector.pricing import PRICE_VERSION, PROVIDER_IDS, estimate_request_cost, estimate_tokens_cost
 from collector.proxy.models import PROXY_EVENTS
+from collector.sqltypes import MONEY_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -81,26 +86,41 @@ def new_event_id() -> str:
     return str(uuid_utils.uuid7())
 
 
+@lru_cache(maxsize=4096)
+def _flat_prices(provider: str, model: str, day: date) -> bool:
+    """True when the model has no long-context tiers on ``day`` (then base rates are exact)."""
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, PROVIDER_IDS.get(provider, provider), None)
+    except LookupError:
+        return False
+    prices = info.get_prices(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+    return not any(isinstance(getattr(prices, a, None), TieredPrices) for a in dir(prices) if a.endswith("_mtok"))
+
+
 def price_event(event: Event) -> tuple[Any, str, str]:
     """``(cost, basis, price_version)`` of one request, with long-context tiers (design.md "Pricing").
 
     A model missing from the price table, or a call whose usage is unknown, is ``unpriced``
-    with no cost (never $0).
+    with no cost (never $0). Models without tiers are priced from the cached unit prices
+    (:func:`collector.pricing.estimate_tokens_cost`, a few microseconds); tiered ones through
+    :func:`collector.pricing.estimate_request_cost` (``genai-prices``' calculator, ~100 µs),
+    since one request may cross a tier threshold.
     """
     if not event.get("usage_known") or not event.get("model"):
         return None, "unpriced", ""
     at = datetime.fromtimestamp(event["ts"], UTC)
+    tokens = {
+        "input_tokens": event["input_tokens"],
+        "cache_read_tokens": event["cache_read_tokens"],
+        "cache_write_5m_tokens": event["cache_write_5m_tokens"],
+        "cache_write_1h_tokens": event["cache_write_1h_tokens"],
+        "output_tokens": event["output_tokens"],
+    }
     try:
-        cost = estimate_request_cost(
-            event["provider"],
-            event["model"],
-            at,
-            input_tokens=event["input_tokens"],
-            cache_read_tokens=event["cache_read_tokens"],
-            cache_write_5m_tokens=event["cache_write_5m_tokens"],
-            cache_write_1h_tokens=event["cache_write_1h_tokens"],
-            output_tokens=event["output_tokens"],
-        )
+        if _flat_prices(event["provider"], event["model"], at.date()):
+            cost = estimate_tokens_cost(event["provider"], event["model"], at.date(), **tokens)
+        else:
+            cost = estimate_request_cost(event["provider"], event["model"], at, **tokens)
     except Exception:  # noqa: BLE001  (a pricing bug must not lose the event)
         log.warning("pricing failed for model %r; event recorded unpriced", event.get("model"))
         cost = None
@@ -109,29 +129,66 @@ def price_event(event: Event) -> tuple[Any, str, str]:
     return cost, "estimated", PRICE_VERSION
 
 
-def to_row(event: Event, now: datetime) -> dict[str, Any]:
-    """The ``proxy_events`` row of an event: times as aware datetimes, priced."""
-    row = {k: event[k] for k in EVENT_KEYS}
-    ts = datetime.fromtimestamp(event["ts"], UTC)
-    row["ts"] = ts
-    row["hour"] = ts.replace(minute=0, second=0, microsecond=0)
-    row["cost"], row["basis"], row["price_version"] = price_event(event)
-    row["rolled_up"] = False
-    row["ingested_at"] = now
-    return row
+#: Column order of the compiled insert.
+_COLUMNS = (*EVENT_KEYS, "hour", "cost", "basis", "price_version", "rolled_up", "ingested_at")
+
+
+class _Inserter:
+    """``INSERT ... ON CONFLICT (id) DO NOTHING`` compiled once per dialect, run by the driver's
+    ``executemany`` on plain tuples (SQLAlchemy's per-row processing costs ~10x more, and this runs
+    in the sidecar's process, where every microsecond competes with the request path).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        insert = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+        stmt = insert(PROXY_EVENTS).values({c: bindparam(c) for c in _COLUMNS})
+        compiled = stmt.on_conflict_do_nothing(index_elements=["id"]).compile(dialect=dialect)
+        self.sql = str(compiled)
+        names = [str(p) for p in (compiled.positiontup or [])] if compiled.positional else list(_COLUMNS)
+        self.order = [_COLUMNS.index(n) for n in names]
+        self.positional = compiled.positional
+        self.sqlite = dialect.name == "sqlite"
+
+    def params(self, events: list[Event], now: datetime) -> list[Any]:
+        """Driver parameters, converted here as :mod:`collector.sqltypes` would (epoch seconds and
+        scaled integers on SQLite, aware datetimes and decimals on PostgreSQL), without its
+        per-value call overhead.
+        """
+        rows: list[Any] = []
+        stamp: Any = int(now.timestamp()) if self.sqlite else now
+        for e in events:
+            cost, basis, version = price_event(e)
+            row = [e[k] for k in EVENT_KEYS]
+            hour: Any
+            if self.sqlite:
+                ts = int(e["ts"])
+                row[1], hour = ts, ts - ts % 3600
+                if cost is not None:
+                    cost = int(cost.scaleb(MONEY_SCALE).to_integral_value())
+            else:
+                row[1] = when = datetime.fromtimestamp(e["ts"], UTC)
+                hour = when.replace(minute=0, second=0, microsecond=0)
+            row += [hour, cost, basis, version, False, stamp]
+            rows.append(tuple(row[i] for i in self.order) if self.positional else dict(zip(_COLUMNS, row, strict=True)))
+        return rows
+
+
+_INSERTERS: dict[str, _Inserter] = {}
 
 
 def insert_events(engine: Engine, events: list[Event]) -> int:
     """Insert events, ignoring ids already present; returns how many were new."""
     if not events:
         return 0
-    now = datetime.now(UTC)
-    rows = [to_row(e, now) for e in events]
-    dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(PROXY_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(PROXY_EVENTS.c.id)
+    dialect = engine.dialect
+    inserter = _INSERTERS.get(dialect.name)
+    if inserter is None:
+        inserter = _INSERTERS[dialect.name] = _Inserter(dialect)
+    params = inserter.params(events, datetime.now(UTC))
     with engine.begin() as conn:
-        # RETURNING names only the rows really inserted (rowcount is unreliable for executemany).
-        return len(conn.execute(stmt, rows).all())
+        result = conn.exec_driver_sql(inserter.sql, params)
+        # Both drivers sum the rows each execution changed; conflicts change none.
+        return max(result.rowcount or 0, 0)
 
 
 def _batches(items: Iterable[Event], size: int) -> Iterator[list[Event]]:
