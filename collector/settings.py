@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         True,
         description="Add stream_options.include_usage to OpenAI streams that lack it (and hide the extra chunk).",
     )
+    proxy_fast_transport: bool = Field(
+        True,
+        description="Forward over the sidecar's asyncio + httptools transport (false: httpx's default transport).",
+    )
     proxy_upstream_timeout_seconds: float = Field(
         600.0, description="Read timeout towards the upstream (long completions stream slowly)."
     )

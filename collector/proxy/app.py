@@ -25,6 +25,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar
 from typing import Any
 
 import httpx
@@ -35,17 +36,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collector.http import make_async_client
+from collector.http import NODELAY, make_async_client
 from collector.migrate import upgrade
 from collector.proxy.forward import Forwarder, Upstream
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from collector.proxy.recorder import Recorder, Spool
 from collector.proxy.rollup import purge, rollup
 from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
+from collector.proxy.transport import FastTransport
 from collector.settings import Settings, get_settings
 from collector.store import make_engine
 
 log = logging.getLogger(__name__)
+
+
+class _NoCookies(CookieJar):
+    """A cookie jar that stores and sends nothing: the sidecar is shared by many callers."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return
+
+    def add_cookie_header(self, request: Any) -> None:
+        return
 
 
 def upstreams_from(settings: Settings) -> dict[str, Upstream]:
@@ -194,10 +206,16 @@ class ProxyApp:
             engine_factory=self._open_engine,
         )
         self.recorder.start()
+        transport = self.transport
+        if transport is None and s.proxy_fast_transport:
+            limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+            fallback = httpx.AsyncHTTPTransport(limits=limits, socket_options=NODELAY)
+            transport = FastTransport(read_timeout=s.proxy_upstream_timeout_seconds, fallback=fallback)
         client = make_async_client(
-            s.model_copy(update={"http_timeout_seconds": s.proxy_upstream_timeout_seconds}), transport=self.transport
+            s.model_copy(update={"http_timeout_seconds": s.proxy_upstream_timeout_seconds}), transport=transport
         )
         client.headers = httpx.Headers()  # forward the caller's headers only, add none of ours
+        client.cookies = _NoCookies()  # never keep one caller's cookies and send them for another
         self.forwarder = Forwarder(
             client,
             self.recorder,

@@ -133,6 +133,7 @@ class FakeUpstream:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(raw)).encode()),
                     (b"x-request-id", b"req_fake"),
+                    *([(b"set-cookie", b"session=secret-of-caller-a; Path=/")] if "x-fake-set-cookie" in headers else []),
                 ],
             }
         )

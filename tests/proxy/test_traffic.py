@@ -146,3 +146,32 @@ def test_metrics_and_healthz(fake, side):
     health = httpx.get(f"{side.url}/healthz").json()
     assert (health["status"], health["database"], health["queue_depth"]) == ("ok", "up", 0)
     assert OPENAI_USAGE  # the fake's usage constants are importable for the bench
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_both_transports_forward_and_never_share_cookies_between_callers(fake, sqlite_engine, fast):
+    app, upstream = fake
+    side = start_sidecar(proxy_settings(upstream.url, proxy_fast_transport=fast), sqlite_engine)
+    try:
+        url = f"{side.url}/openai/v1/chat/completions"
+        first = httpx.post(url, json=CHAT, headers={"x-fake-set-cookie": "1"})
+        assert first.headers["set-cookie"].startswith("session=")  # the caller gets its cookie ...
+        with httpx.Client() as other:
+            second = other.post(url, json={**CHAT, "stream": True})
+        assert "cookie" not in app.requests[-1]["headers"]  # ... and the next caller's request carries none
+        assert second.status_code == 200 and b"[DONE]" in second.content
+        side.flush(2)
+    finally:
+        side.server.stop()
+    assert [r["usage_known"] for r in events(sqlite_engine)] == [True, True]
+
+
+def test_large_request_body_is_streamed_upstream(fake, side, sqlite_engine):
+    app, _ = fake
+    big = {"model": "text-embedding-3-small", "input": ["x" * 1000] * 5000}  # ~5 MB: not read whole
+    r = httpx.post(f"{side.url}/openai/v1/embeddings", json=big, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["data"]) == 5000
+    assert len(app.requests[-1]["body"]) > 5_000_000
+    side.flush(1)
+    (row,) = events(sqlite_engine)
+    assert (row["model"], row["input_tokens"], row["usage_known"]) == ("text-embedding-3-small", OPENAI_USAGE[0], True)
