@@ -90,7 +90,9 @@ def new_event_id() -> str:
 def _flat_prices(provider: str, model: str, day: date) -> bool:
     """True when the model has no long-context tiers on ``day`` (then base rates are exact)."""
     try:
-        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, PROVIDER_IDS.get(provider, provider), None)
+        _, info = data_snapshot.get_snapshot().find_provider_model(
+            model, None, PROVIDER_IDS.get(provider, provider), None
+        )
     except LookupError:
         return False
     prices = info.get_prices(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
@@ -134,9 +136,11 @@ _COLUMNS = (*EVENT_KEYS, "hour", "cost", "basis", "price_version", "rolled_up", 
 
 
 class _Inserter:
-    """``INSERT ... ON CONFLICT (id) DO NOTHING`` compiled once per dialect, run by the driver's
-    ``executemany`` on plain tuples (SQLAlchemy's per-row processing costs ~10x more, and this runs
-    in the sidecar's process, where every microsecond competes with the request path).
+    """``INSERT ... ON CONFLICT (id) DO NOTHING`` compiled once per dialect.
+
+    It runs through the driver's ``executemany`` on plain tuples: SQLAlchemy's per-row processing
+    costs several times more, and this runs in the sidecar's process, where every microsecond
+    competes with the request path.
     """
 
     def __init__(self, dialect: Dialect) -> None:
@@ -150,9 +154,10 @@ class _Inserter:
         self.sqlite = dialect.name == "sqlite"
 
     def params(self, events: list[Event], now: datetime) -> list[Any]:
-        """Driver parameters, converted here as :mod:`collector.sqltypes` would (epoch seconds and
-        scaled integers on SQLite, aware datetimes and decimals on PostgreSQL), without its
-        per-value call overhead.
+        """Driver parameters, converted here as :mod:`collector.sqltypes` would.
+
+        Epoch seconds and scaled integers on SQLite, aware datetimes and decimals on PostgreSQL,
+        without the per-value call overhead of the type decorators.
         """
         rows: list[Any] = []
         stamp: Any = int(now.timestamp()) if self.sqlite else now

@@ -84,7 +84,7 @@ def ensure_wrk() -> str | None:
         return shutil.which("wrk")
     print("wrk not found; installing it from Debian's packages (apt-get install -y wrk) ...", flush=True)
     try:
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=120)  # noqa: S607
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=120)
     except (OSError, subprocess.SubprocessError):
         return None
     return shutil.which("wrk")
@@ -108,7 +108,7 @@ def run_wrk(wrk: str, url: str, body: str, conns: int, seconds: int, lua_dir: Pa
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
     )
-    out = subprocess.run(  # noqa: S603
+    out = subprocess.run(
         [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         check=True,
         capture_output=True,
@@ -170,7 +170,9 @@ def pct(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100)[p - 1]
 
 
-def start_sidecar(tmp: Path, fake_url: str, loop: str = "uvloop", http: str = "httptools") -> tuple[subprocess.Popen[bytes], str]:
+def start_sidecar(
+    tmp: Path, fake_url: str, loop: str = "uvloop", http: str = "httptools"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -178,7 +180,7 @@ def start_sidecar(tmp: Path, fake_url: str, loop: str = "uvloop", http: str = "h
         "LLM_USAGE_PROXY_OPENAI_URL": f"{fake_url}/v1",
         "PYTHONPATH": str(ROOT),
     }
-    proc = subprocess.Popen([sys.executable, "-c", SIDE_SCRIPT, loop, http, str(port)], env=env, cwd=tmp)  # noqa: S603
+    proc = subprocess.Popen([sys.executable, "-c", SIDE_SCRIPT, loop, http, str(port)], env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
     wait_up(f"{url}/healthz", proc)
     return proc, url
@@ -199,8 +201,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         fake_port = free_port()
-        fake = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "tests.fakes.upstream", str(fake_port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.upstream", str(fake_port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         fake_url = f"http://127.0.0.1:{fake_port}"
         try:
@@ -210,16 +214,15 @@ def main() -> None:
                 _matrix(wrk, tmp, fake_url, side, side_url)
                 direct_ttfb = first_chunk_ms(f"{fake_url}/v1/chat/completions")
                 side_ttfb = first_chunk_ms(f"{side_url}/openai/v1/chat/completions")
+                d50, d99, s50, s99 = (
+                    pct(direct_ttfb, 50),
+                    pct(direct_ttfb, 99),
+                    pct(side_ttfb, 50),
+                    pct(side_ttfb, 99),
+                )
                 print(
-                    "\nfirst streamed chunk, 1 client, 200 calls: direct p50 {:.2f} / p99 {:.2f} ms; sidecar p50 {:.2f} / "
-                    "p99 {:.2f} ms; added p50 {:+.2f} ms, p99 {:+.2f} ms".format(
-                        pct(direct_ttfb, 50),
-                        pct(direct_ttfb, 99),
-                        pct(side_ttfb, 50),
-                        pct(side_ttfb, 99),
-                        pct(side_ttfb, 50) - pct(direct_ttfb, 50),
-                        pct(side_ttfb, 99) - pct(direct_ttfb, 99),
-                    )
+                    f"\nfirst streamed chunk, 1 client, 200 calls: direct p50 {d50:.2f} / p99 {d99:.2f} ms;"
+                    f" sidecar p50 {s50:.2f} / p99 {s99:.2f} ms; added p50 {s50 - d50:+.2f} ms, p99 {s99 - d99:+.2f} ms"
                 )
                 print(f"sidecar peak RSS: {peak_rss_mb(side.pid):.0f} MiB")
             finally:
@@ -239,8 +242,8 @@ def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[by
     _load(wrk, proxied, BODY, 4, 1, tmp)  # warm up: pool, imports, price table
     _load(wrk, proxied, STREAM_BODY, 4, 1, tmp)
     print(
-        f"\n{'mode':<7}{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'sidecar rps':>11} {'p50':>7} {'p99':>7}"
-        f" | {'added p50':>9} {'added p99':>9} | {'CPU/req':>8}"
+        f"\n{'mode':<7}{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'sidecar rps':>11} {'p50':>7}"
+        f" {'p99':>7} | {'added p50':>9} {'added p99':>9} | {'CPU/req':>8}"
     )
     for mode, body in (("json", BODY), ("stream", STREAM_BODY)):
         for conns in (1, 16, 64):

@@ -133,7 +133,11 @@ class FakeUpstream:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(raw)).encode()),
                     (b"x-request-id", b"req_fake"),
-                    *([(b"set-cookie", b"session=secret-of-caller-a; Path=/")] if "x-fake-set-cookie" in headers else []),
+                    *(
+                        [(b"set-cookie", b"session=secret-of-caller-a; Path=/")]
+                        if "x-fake-set-cookie" in headers
+                        else []
+                    ),
                 ],
             }
         )

@@ -70,7 +70,7 @@ def test_proxy_command_serves_and_drains_on_ctrl_c(fake):
         "LLM_USAGE_PROXY_BATCH_INTERVAL_SECONDS": "30",  # only the shutdown drain can write the event
     }
     cmd = [str(Path(sys.executable).parent / "llm-usage"), "proxy", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -12,6 +12,7 @@ database, the spool or the logs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
@@ -147,18 +148,14 @@ class Relay:
 
     def down(self) -> None:
         if self.listener is not None:
-            try:  # wakes the thread blocked in accept(); close() alone would not on Linux
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept(); close() would not
                 self.listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self.listener.close()
             self.listener = None
         with self.lock:
             for conn in self.conns:
-                try:
+                with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 conn.close()
             self.conns.clear()
 
@@ -183,10 +180,8 @@ class Relay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def test_postgres_refusing_connections_during_1000_requests(fake, pg_url, caplog):

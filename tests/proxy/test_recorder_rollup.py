@@ -136,7 +136,12 @@ def test_rollup_groups_hourly_by_attribution_and_recomputes_late_hours(engine):
         ("search", "my-own-model", 1),
     ]
     search = rows[1]
-    assert (search["provider"], search["source"], search["kind"], search["project"]) == ("openai", "proxy", "proxy", "ranker")
+    assert (search["provider"], search["source"], search["kind"], search["project"]) == (
+        "openai",
+        "proxy",
+        "proxy",
+        "ranker",
+    )
     assert search["api_key_id"] == "fp_0123456789abcdef0123" and search["variant"] == "endpoint=chat.completions"
     assert (search["input_tokens"], search["cache_read_tokens"], search["output_tokens"]) == (3000, 600, 300)
     single = price_event(events[0])[0]

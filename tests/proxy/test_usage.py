@@ -159,7 +159,8 @@ def test_anthropic_stream_takes_input_from_message_start_and_output_from_message
 
 
 def test_tail_search_ignores_escaped_usage_in_content_and_takes_the_last_object():
-    tail = b'...,"content":"say \\"usage\\": {\\"prompt_tokens\\": 5}"}],"usage":{"prompt_tokens":77,"completion_tokens":3}}'
+    tail = b'...,"content":"say \\"usage\\": {\\"prompt_tokens\\": 5}"}],'
+    tail += b'"usage":{"prompt_tokens":77,"completion_tokens":3}}'
     u = usage_from_tail("openai", tail)
     assert (u.known, u.input_tokens, u.output_tokens) == (True, 77, 3)
     assert not usage_from_tail("openai", b'"usage":{"prompt_tok').known
