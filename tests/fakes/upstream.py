@@ -442,7 +442,7 @@ class FakeUpstream:
 class ServerThread:
     """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) in a background thread."""
 
-    def __init__(self, app: Any, *, lifespan: str = "on", log_level: str = "warning") -> None:
+    def __init__(self, app: Any, *, lifespan: str = "on", log_level: str = "warning", keep_alive: int = 5) -> None:
         self.app = app
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -459,6 +459,7 @@ class ServerThread:
             http="httptools",
             loop="asyncio",
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=keep_alive,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
