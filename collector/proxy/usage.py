@@ -207,7 +207,10 @@ def extract_sse(provider: str, head: bytes, tail: bytes) -> Usage:
     out = Usage()
     if provider == "anthropic":
         for chunk in (head, tail):
-            for _, data in iter_sse_data(chunk):
+            for name, data in iter_sse_data(chunk):
+                # Only two event types carry usage; skip decoding the content deltas.
+                if name not in ("message_start", "message_delta") and '"usage"' not in data:
+                    continue
                 payload = _loads(data)
                 if payload is None:
                     continue
@@ -221,11 +224,16 @@ def extract_sse(provider: str, head: bytes, tail: bytes) -> Usage:
                     apply_anthropic_usage(out, payload["usage"])
         return out
     found = False
+    seen_first = False
     for chunk in (head, tail):
         for _, data in iter_sse_data(chunk):
+            # The first event names the model and id; after it only events with usage matter.
+            if seen_first and '"usage"' not in data:
+                continue
             payload = _loads(data)
             if payload is None:
                 continue
+            seen_first = True
             response = payload.get("response")
             if isinstance(response, dict):  # responses API events
                 payload = response
