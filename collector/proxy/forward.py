@@ -63,6 +63,9 @@ _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 _STREAM_OPTIONS = re.compile(rb'"stream_options"\s*:')
 _INJECT = b',"stream_options":{"include_usage":true}'
+_EVENT_END = re.compile(rb"(\r?\n\r?\n)")
+#: An SSE event longer than this without a blank line means the filter does not understand the stream.
+_MAX_EVENT = 1024 * 1024
 #: Endpoints whose streams report usage only with ``stream_options.include_usage``.
 _INCLUDE_USAGE_ENDPOINTS = frozenset({"chat.completions", "completions"})
 #: Bodies up to this size are read whole before forwarding (to learn model and stream flag).
@@ -161,15 +164,19 @@ class UsageChunkFilter:
         """Complete events of the stream so far, filtered; a partial event waits for its end."""
         buf = self.buf
         buf += chunk
-        end = buf.rfind(b"\n\n")
+        lf, crlf = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
+        end = max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
         if end < 0:
+            if len(buf) > _MAX_EVENT:  # not an event stream we understand: stop filtering, never buffer
+                return self.flush()
             return b""
-        complete = bytes(buf[: end + 2])
-        del buf[: end + 2]
+        complete = bytes(buf[:end])
+        del buf[:end]
         if b'"usage"' not in complete:
             return complete
+        parts = _EVENT_END.split(complete)  # [event, separator, event, separator, ..., ""]
         out = []
-        for event in complete.split(b"\n\n")[:-1]:
+        for event, sep in zip(parts[0::2], parts[1::2], strict=False):
             if b'"usage"' in event:
                 if self._usage_only(event):
                     continue
@@ -177,7 +184,7 @@ class UsageChunkFilter:
                     if null in event:
                         event = event.replace(null, b"")
                         break
-            out.append(event + b"\n\n")
+            out.append(event + sep)
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -188,7 +195,7 @@ class UsageChunkFilter:
 
     @staticmethod
     def _usage_only(event: bytes) -> bool:
-        data = b"".join(line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:"))
+        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
         if not data.startswith(b"{"):
             return False
         try:
@@ -290,6 +297,8 @@ class Forwarder:
         content: bytes | AsyncIterator[bytes]
         filt: UsageChunkFilter | None = None
         first = await receive()
+        if first["type"] != "http.request":
+            return  # the client left before sending its request
         body = first.get("body", b"")
         if first.get("more_body") and (length is None or length > MAX_READ_BODY):
             content = self._stream_body(body, receive)

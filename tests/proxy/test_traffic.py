@@ -175,3 +175,19 @@ def test_large_request_body_is_streamed_upstream(fake, side, sqlite_engine):
     side.flush(1)
     (row,) = events(sqlite_engine)
     assert (row["model"], row["input_tokens"], row["usage_known"]) == ("text-embedding-3-small", OPENAI_USAGE[0], True)
+
+
+def test_sidecar_starts_and_serves_while_the_database_is_unreachable(fake, tmp_path):
+    from tests.proxy.test_traffic import closed_port as _closed
+
+    settings = proxy_settings(fake[1].url, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{_closed()}/test")
+    side = start_sidecar(settings, None)
+    try:
+        r = httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {KEY}"})
+        assert r.status_code == 200
+        side.flush(1)
+        health = httpx.get(f"{side.url}/healthz").json()
+        assert health["database"] == "down" and health["spool_bytes"] > 0
+    finally:
+        side.server.stop()
+    assert side.app.spool.current.read_text().count("\n") == 1  # kept for replay when the database is back

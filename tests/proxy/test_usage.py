@@ -195,3 +195,18 @@ def test_endpoint_names():
     assert endpoint_name("/responses/resp_123") == "responses"
     assert endpoint_name("/messages") == "messages"
     assert endpoint_name("") == ""
+
+
+def test_filter_handles_crlf_framed_streams_and_never_buffers_unframed_bytes():
+    injected = (
+        b'data: {"id":"c","choices":[{"delta":{"content":"a"}}],"usage":null}\r\n\r\n'
+        b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\r\n\r\n'
+        b"data: [DONE]\r\n\r\n"
+    )
+    f = UsageChunkFilter()
+    cut = injected.index(b"\r\n\r\n") + 10  # the first event and a bit of the second
+    first = f.feed(injected[:cut])
+    assert first == b'data: {"id":"c","choices":[{"delta":{"content":"a"}}]}\r\n\r\n'
+    assert first + f.feed(injected[cut:]) + f.flush() == first + b"data: [DONE]\r\n\r\n"
+    blob = b"x" * (2 * 1024 * 1024)
+    assert UsageChunkFilter().feed(blob) == blob
