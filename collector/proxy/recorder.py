@@ -203,20 +203,27 @@ def _batches(items: Iterable[Event], size: int) -> Iterator[list[Event]]:
 
 
 class Spool:
-    """Append-only JSONL files of events that could not be written yet."""
+    """Append-only JSONL files of events that could not be written yet.
+
+    The writer thread appends to ``current.jsonl`` (fsynced); the request path, when the queue is
+    full, appends to ``overflow.jsonl`` (not fsynced). Two files with a lock each, so a request
+    never waits for the writer's fsync.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.current = self.folder / "current.jsonl"
-        self._lock = threading.Lock()
+        self.overflow = self.folder / "overflow.jsonl"
+        self._locks = {self.current: threading.Lock(), self.overflow: threading.Lock()}
 
-    def append(self, events: Iterable[Event], *, sync: bool = True) -> int:
+    def append(self, events: Iterable[Event], *, sync: bool = True, overflow: bool = False) -> int:
         """Append events as JSON lines (fsynced unless ``sync`` is False); returns how many."""
         lines = [json.dumps(e, separators=(",", ":")) + "\n" for e in events]
         if not lines:
             return 0
-        with self._lock, open(self.current, "a", encoding="utf-8") as fh:
+        path = self.overflow if overflow else self.current
+        with self._locks[path], open(path, "a", encoding="utf-8") as fh:
             fh.write("".join(lines))
             fh.flush()
             if sync:
@@ -258,9 +265,10 @@ class Spool:
         Returns:
             The number of events ``write`` reported as new.
         """
-        with self._lock:
-            if self.current.exists() and self.current.stat().st_size > 0:
-                self.current.rename(self.folder / f"replay-{new_event_id()}.jsonl")
+        for path, lock in self._locks.items():
+            with lock:
+                if path.exists() and path.stat().st_size > 0:
+                    path.rename(self.folder / f"replay-{new_event_id()}.jsonl")
         written = 0
         for path in sorted(self.folder.glob("replay-*.jsonl")):
             for batch in _batches(self._read(path), batch_size):
@@ -317,6 +325,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._db_ok = engine is not None
         self._next_probe = 0.0 if engine is None else time.monotonic()
+        self._next_replay = 0.0
         self.received = 0
         self.written = 0
         self.spooled = 0
@@ -332,7 +341,7 @@ class Recorder:
         except queue.Full:
             self.spilled += 1
             try:
-                self.spool.append((event,), sync=False)
+                self.spool.append((event,), sync=False, overflow=True)
             except OSError:
                 log.error("proxy event lost: queue full and spool not writable")
 
@@ -397,9 +406,16 @@ class Recorder:
                 self._write_or_spool(batch)
                 for _ in batch:
                     self._queue.task_done()
-            if not self._db_ok and time.monotonic() >= self._next_probe:
-                self._probe()
-            elif self._db_ok:
+            now = time.monotonic()
+            if not self._db_ok:
+                if now >= self._next_probe:
+                    self._probe()
+            else:
+                # Events spilled while the database was slow (or left by an earlier run) are
+                # replayed as soon as it answers; on shutdown one last time.
+                if (stop or now >= self._next_replay) and self.spool.pending():
+                    self._probe()
+                self._next_replay = now + self.retry_seconds
                 self._run_periodic()
             if stop:
                 return

@@ -89,7 +89,10 @@ def test_full_queue_spills_to_the_spool_without_blocking(tmp_path, sqlite_engine
     for _ in range(5):
         recorder.record(make_event())  # writer not started: the queue fills
     assert (recorder.depth(), recorder.spilled) == (2, 3)
-    assert recorder.spool.current.read_text().count("\n") == 3
+    assert recorder.spool.overflow.read_text().count("\n") == 3
+    recorder.start()  # the writer replays the overflow once the database answers
+    recorder.stop()
+    assert count(sqlite_engine) == 5 and not recorder.spool.pending()
 
 
 def test_shutdown_drains_the_queue(engine, tmp_path):
