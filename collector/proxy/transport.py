@@ -65,8 +65,17 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.headers_done and not self.done and exc is None and not self._framed():
+            # A body without Content-Length or chunking ends when the server closes (RFC 9112 §6.3).
+            self.done = True
+            self.keep_alive = False
+            self._wake()
         if not self.done:
             self._fail(httpx.RemoteProtocolError("upstream closed the connection before the response was complete"))
+
+    def _framed(self) -> bool:
+        names = {name.lower() for name, _ in self.headers}
+        return b"content-length" in names or b"transfer-encoding" in names
 
     # -- httptools callbacks --------------------------------------------------------------------
 

@@ -43,3 +43,28 @@ def test_refused_connection_is_httpx_connect_error():
 
     with pytest.raises(httpx.ConnectError):
         asyncio.run(go())
+
+
+def test_close_delimited_and_truncated_bodies():
+    async def serve(reader, writer, body: bytes, length: int | None) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        head += b"content-length: %d\r\n" % length if length is not None else b"connection: close\r\n"
+        writer.write(head + b"\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    async def fetch(length: int | None) -> bytes:
+        body = b"data: {}\n\ndata: [DONE]\n\n"
+        server = await asyncio.start_server(lambda r, w: serve(r, w, body, length), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with httpx.AsyncClient(transport=FastTransport(read_timeout=5)) as client:
+                r = await client.get(f"http://127.0.0.1:{port}/")
+                return r.content
+        finally:
+            server.close()
+
+    assert asyncio.run(fetch(None)) == b"data: {}\n\ndata: [DONE]\n\n"  # ends at close: complete
+    with pytest.raises(httpx.RemoteProtocolError):
+        asyncio.run(fetch(500))  # promised 500 bytes, closed early: truncated
