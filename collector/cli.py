@@ -166,3 +166,7 @@ from collector.cli_connections import connections_app, secrets_app  # noqa: E402
 
 app.add_typer(connections_app, name="connections")
 app.add_typer(secrets_app, name="secrets")
+from collector.cli_proxy import proxy, tokens_app  # noqa: E402  (issue 5: proxy sidecar)
+
+app.command("proxy")(proxy)
+app.add_typer(tokens_app, name="tokens")

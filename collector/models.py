@@ -5,5 +5,6 @@ A feature that adds tables adds its module here and a numbered migration under
 """
 
 from collector import imports, schema, sync_tables
+from collector.proxy import models as proxy_models
 
-__all__ = ["imports", "schema", "sync_tables"]
+__all__ = ["imports", "proxy_models", "schema", "sync_tables"]

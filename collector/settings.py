@@ -70,11 +70,56 @@ class Settings(BaseSettings):
         60, ge=1, description="How often the scheduler re-reads connections (added, disabled, removed)."
     )
 
+    # -- proxy sidecar (collector/proxy, issue 5) ---------------------------------------------------
+    proxy_host: str = Field("127.0.0.1", description="Address the proxy sidecar listens on.")
+    proxy_port: int = Field(8787, description="Port the proxy sidecar listens on.")
+    proxy_openai_url: str = Field(
+        "https://api.openai.com/v1", description="Upstream for /openai/v1/* (OpenAI API base URL, with /v1)."
+    )
+    proxy_anthropic_url: str = Field(
+        "https://api.anthropic.com/v1", description="Upstream for /anthropic/v1/* (Anthropic API base URL, with /v1)."
+    )
+    proxy_upstreams: dict[str, str] = Field(
+        default_factory=dict,
+        description='OpenAI-compatible upstreams served as /u/<name>/v1/*, as JSON: {"groq": "https://api.groq.com/openai/v1"}.',
+    )
+    proxy_include_usage: bool = Field(
+        True,
+        description="Add stream_options.include_usage to OpenAI streams that lack it (and hide the extra chunk).",
+    )
+    proxy_fast_transport: bool = Field(
+        True,
+        description="Forward over the sidecar's asyncio + httptools transport (false: httpx's default transport).",
+    )
+    proxy_upstream_timeout_seconds: float = Field(
+        600.0, description="Read timeout towards the upstream (long completions stream slowly)."
+    )
+    proxy_queue_size: int = Field(10_000, description="Events held in memory before they spill to the spool.")
+    proxy_batch_size: int = Field(500, description="Events per database write.")
+    proxy_batch_interval_seconds: float = Field(0.5, description="Longest wait before a partial batch is written.")
+    proxy_retention_days: int = Field(30, description="Days raw proxy events are kept (rolled-up usage stays).")
+    proxy_rollup_interval_seconds: float = Field(
+        300.0, description="How often the proxy rolls its events up into hourly usage rows and purges old ones."
+    )
+    proxy_spool_dir: Path | None = Field(
+        None, description="Folder of the JSONL spool used while the database is down; empty = <data_dir>/proxy-spool."
+    )
+    proxy_fingerprint_salt: SecretStr | None = Field(
+        None, description="Secret salt of API-key fingerprints; empty = generated once into <data_dir>/proxy-salt."
+    )
+    proxy_token_refresh_seconds: float = Field(
+        30.0, description="How often the proxy reloads monitor tokens (a revocation takes effect within this)."
+    )
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file under ``data_dir``."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'usage.db').as_posix()}"
+
+    def resolved_spool_dir(self) -> Path:
+        """The proxy's JSONL spool folder, defaulting to ``<data_dir>/proxy-spool``."""
+        return self.proxy_spool_dir or self.data_dir / "proxy-spool"
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,261 @@
+"""The sidecar's ASGI app: Starlette for ``/healthz``, ``/metrics`` and the lifespan.
+
+Proxied routes are dispatched ahead of Starlette's router, straight to
+:class:`~collector.proxy.forward.Forwarder` (its routing and request objects cost more than the
+whole forwarding budget).
+
+Routes (issue 5):
+
+* ``/openai/v1/*`` -> ``proxy_openai_url`` (default ``https://api.openai.com/v1``)
+* ``/anthropic/v1/*`` -> ``proxy_anthropic_url``
+* ``/u/<name>/v1/*`` -> ``proxy_upstreams[name]``, any OpenAI-compatible API (OpenRouter, Groq,
+  xAI, a local vLLM ...), recorded with provider ``<name>``.
+
+Clients keep their own API keys: set ``OPENAI_BASE_URL=http://sidecar:8787/openai/v1`` or
+``Anthropic(base_url="http://sidecar:8787/anthropic")`` (the Anthropic SDK adds ``/v1``).
+
+The database is optional at run time: if it cannot be opened at start, the sidecar serves
+traffic anyway, spooling events, and keeps trying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collector.http import NODELAY, make_async_client
+from collector.migrate import upgrade
+from collector.proxy.forward import Forwarder, Upstream
+from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
+from collector.proxy.recorder import Recorder, Spool
+from collector.proxy.rollup import purge, rollup
+from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
+from collector.proxy.transport import FastTransport
+from collector.settings import Settings, get_settings
+from collector.store import make_engine
+
+log = logging.getLogger(__name__)
+
+
+class _NoCookies(CookieJar):
+    """A cookie jar that stores and sends nothing: the sidecar is shared by many callers."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return
+
+    def add_cookie_header(self, request: Any) -> None:
+        return
+
+
+def upstreams_from(settings: Settings) -> dict[str, Upstream]:
+    """The routing table: built-in OpenAI and Anthropic, plus named OpenAI-compatible upstreams."""
+    table = {
+        "openai": Upstream("openai", "openai", "openai", settings.proxy_openai_url.rstrip("/")),
+        "anthropic": Upstream("anthropic", "anthropic", "anthropic", settings.proxy_anthropic_url.rstrip("/")),
+    }
+    for name, url in settings.proxy_upstreams.items():
+        table[f"u/{name}"] = Upstream(name, name, "openai", url.rstrip("/"))
+    return table
+
+
+class ProxyApp:
+    """The ASGI callable served by uvicorn.
+
+    Args:
+        settings: configuration (defaults to :func:`get_settings`).
+        engine: a ready engine (tests); default opens and migrates the configured database.
+        transport: an httpx transport for the upstream client (tests); default is the network.
+        retry_seconds: how often a failed database is probed again.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        engine: Engine | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.routes = upstreams_from(self.settings)
+        self.engine = engine
+        self.transport = transport
+        self.retry_seconds = retry_seconds
+        self.token_map: dict[str, TokenInfo] = {}
+        self.spool = Spool(self.settings.resolved_spool_dir())
+        self.recorder: Recorder | None = None
+        self.forwarder: Forwarder | None = None
+        self.metrics = ProxyMetrics(self._queue_depth, self.spool.size_bytes)
+        self.fingerprint = Fingerprinter(load_salt(self.settings))
+        self.starlette = Starlette(
+            routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics_endpoint)],
+            lifespan=self.lifespan,
+        )
+
+    def _queue_depth(self) -> float:
+        return float(self.recorder.depth()) if self.recorder else 0.0
+
+    # -- ASGI ----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.forwarder is not None:
+            path: str = scope["path"]
+            match = self.match(path)
+            if match is not None:
+                upstream, rest = match
+                if upstream is None:
+                    await self._unknown_upstream(send, rest)
+                    return
+                await self.forwarder.handle(scope, receive, send, upstream, rest)
+                return
+        await self.starlette(scope, receive, send)
+
+    def match(self, path: str) -> tuple[Upstream | None, str] | None:
+        """``(upstream, rest-after-/v1)`` for a proxied path; ``(None, name)`` for an unknown name."""
+        if path.startswith("/openai/v1"):
+            key, rest = "openai", path[10:]
+        elif path.startswith("/anthropic/v1"):
+            key, rest = "anthropic", path[13:]
+        elif path.startswith("/u/"):
+            name, _, tail = path[3:].partition("/")
+            if not (tail == "v1" or tail.startswith("v1/")):
+                return None
+            key, rest = f"u/{name}", tail[2:]
+            if key not in self.routes:
+                return None, name
+        else:
+            return None
+        if rest and rest[0] != "/":
+            return None
+        return self.routes[key], rest
+
+    async def _unknown_upstream(self, send: Any, name: str) -> None:
+        known = sorted(k[2:] for k in self.routes if k.startswith("u/"))
+        body = json.dumps(
+            {
+                "error": {
+                    "message": f"proxy: no upstream named {name!r}; configured: {known} (LLM_USAGE_PROXY_UPSTREAMS)",
+                    "type": "unknown_upstream",
+                }
+            }
+        ).encode()
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- lifespan ------------------------------------------------------------------------------
+
+    def _open_engine(self) -> Engine:
+        """The configured database, migrated; SQLite without a pool, so every batch reopens the file.
+
+        A batch every half second costs nothing to reopen, and a replaced or repaired database
+        file is picked up at once instead of through a stale pooled handle.
+        """
+        url = self.settings.resolved_database_url()
+        engine = make_engine(url, poolclass=NullPool) if url.startswith("sqlite") else make_engine(url)
+        upgrade(engine)
+        return engine
+
+    def _reload_tokens(self, engine: Engine) -> None:
+        self.token_map = load_active(engine)
+
+    def _rollup(self, engine: Engine) -> None:
+        rollup(engine)
+        purge(engine, self.settings.proxy_retention_days)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        """Start the upstream client and the recorder; on shutdown drain the queue."""
+        s = self.settings
+        # The recorder's writer thread shares the GIL with the event loop. With the default 5 ms
+        # switch interval a database batch could hold a request up to 5 ms; 0.5 ms bounds that.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+        if self.engine is None:
+            try:
+                self.engine = self._open_engine()
+            except Exception as exc:  # noqa: BLE001  (serve traffic without a database)
+                log.warning("proxy database unavailable at start (%s); spooling until it is back", type(exc).__name__)
+        if self.engine is not None:
+            try:
+                self._reload_tokens(self.engine)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("monitor tokens not loaded (%s)", type(exc).__name__)
+        self.recorder = Recorder(
+            self.engine,
+            self.spool,
+            queue_size=s.proxy_queue_size,
+            batch_size=s.proxy_batch_size,
+            interval=s.proxy_batch_interval_seconds,
+            retry_seconds=self.retry_seconds,
+            periodic=[
+                (s.proxy_token_refresh_seconds, self._reload_tokens),
+                (s.proxy_rollup_interval_seconds, self._rollup),
+            ],
+            engine_factory=self._open_engine,
+        )
+        self.recorder.start()
+        transport = self.transport
+        if transport is None and s.proxy_fast_transport:
+            limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+            fallback = httpx.AsyncHTTPTransport(limits=limits, socket_options=NODELAY)
+            transport = FastTransport(read_timeout=s.proxy_upstream_timeout_seconds, fallback=fallback)
+        client = make_async_client(
+            s.model_copy(update={"http_timeout_seconds": s.proxy_upstream_timeout_seconds}), transport=transport
+        )
+        client.headers = httpx.Headers()  # forward the caller's headers only, add none of ours
+        client.cookies = _NoCookies()  # never keep one caller's cookies and send them for another
+        self.forwarder = Forwarder(
+            client,
+            self.recorder,
+            self.metrics,
+            lambda: self.token_map,
+            self.fingerprint,
+            include_usage=s.proxy_include_usage,
+        )
+        # Long-lived start-up objects (price table, SQLAlchemy, SDK-sized imports) never become
+        # garbage; freezing them keeps the collector's full passes, and their pauses, short.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            self.forwarder = None
+            await client.aclose()
+            self.recorder.stop()
+
+    # -- Starlette routes -----------------------------------------------------------------------
+
+    async def healthz(self, _request: Request) -> Response:
+        """Liveness plus the recorder's state (database up, queue depth, spooled bytes)."""
+        recorder = self.recorder
+        return JSONResponse(
+            {
+                "status": "ok",
+                "database": "up" if recorder is not None and recorder.db_ok else "down",
+                "queue_depth": recorder.depth() if recorder else 0,
+                "spool_bytes": self.spool.size_bytes(),
+                "upstreams": {u.name: u.base_url for u in self.routes.values()},
+            }
+        )
+
+    async def metrics_endpoint(self, _request: Request) -> Response:
+        """Prometheus text exposition."""
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def create_app() -> ProxyApp:
+    """Factory for ``uvicorn --factory collector.proxy.app:create_app``."""
+    return ProxyApp()

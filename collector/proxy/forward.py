@@ -1,0 +1,509 @@
+"""The hot path: forward one request upstream and stream the response back, unchanged.
+
+Lean by design (issue 5's latency budget is about a millisecond): one shared
+``httpx.AsyncClient`` with a keep-alive pool (from :func:`collector.http.make_async_client`), raw
+ASGI instead of framework request/response objects, the request body forwarded as the bytes that
+came in, the response forwarded chunk by chunk as raw (still encoded) bytes the moment they
+arrive. To learn the model and the stream flag the request body is scanned with two regular
+expressions, never decoded and re-encoded. Usage is parsed after the client has its last byte,
+from a bounded copy of a JSON body or from the head and tail of an SSE stream
+(:class:`Tap`), and the event goes to the recorder's queue: nothing on this path waits on the
+database.
+
+The one rewrite: an OpenAI chat/completions stream requested without ``stream_options`` gets
+``"stream_options":{"include_usage":true}`` spliced into its JSON (when
+``proxy_include_usage`` is on) so the upstream reports usage (market-anchors §12.5, §12.10).
+:class:`UsageChunkFilter` then removes what that option adds to the stream, the
+``"usage":null`` field of every chunk and the final usage-only chunk, so the client receives
+exactly the bytes it would have without the sidecar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from collector.proxy.metrics import ProxyMetrics
+from collector.proxy.recorder import Recorder, new_event_id
+from collector.proxy.tokens import Fingerprinter, TokenInfo, hash_token
+from collector.proxy.usage import Usage, extract_json, extract_sse, usage_from_tail
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+#: Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), the host, and our own token.
+_DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"x-monitor-token",
+    }
+)
+_DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"trailer"})
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
+_STREAM_OPTIONS = re.compile(rb'"stream_options"\s*:')
+_INJECT = b',"stream_options":{"include_usage":true}'
+_EVENT_END = re.compile(rb"(\r?\n\r?\n)")
+#: An SSE event longer than this without a blank line means the filter does not understand the stream.
+_MAX_EVENT = 1024 * 1024
+#: Endpoints whose streams report usage only with ``stream_options.include_usage``.
+_INCLUDE_USAGE_ENDPOINTS = frozenset({"chat.completions", "completions"})
+#: Bodies up to this size are read whole before forwarding (to learn model and stream flag).
+MAX_READ_BODY = 4 * 1024 * 1024
+#: A JSON response up to this size is copied whole and parsed; a bigger one by its tail.
+MAX_JSON_COPY = 1024 * 1024
+SSE_HEAD = 16 * 1024
+TAIL = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One configured upstream: its route name, the provider it bills as, its API flavour and URL."""
+
+    name: str
+    provider: str
+    flavor: str  # "openai" or "anthropic": which usage shape its responses have
+    base_url: str
+
+
+class UpstreamCut(Exception):
+    """The upstream dropped the connection mid-response; the client's connection is dropped too."""
+
+
+class Tap:
+    """Keeps what usage parsing needs from a response: its head (or all of it) and its tail."""
+
+    __slots__ = ("decoder", "head", "head_limit", "tail", "tail_limit", "total")
+
+    def __init__(self, head_limit: int, tail_limit: int = TAIL, encoding: str = "") -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.head_limit = head_limit
+        self.tail_limit = tail_limit
+        self.total = 0
+        self.decoder: Any = None
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            self.decoder = zlib.decompressobj(wbits=47)
+        elif encoding == "br":
+            try:
+                import brotli  # type: ignore[import-not-found]
+
+                self.decoder = brotli.Decompressor()
+                self.decoder.decompress = self.decoder.process
+            except ImportError:  # pragma: no cover - depends on brotli being installed
+                self.head_limit = self.tail_limit = 0
+        elif encoding not in ("", "identity"):
+            self.head_limit = self.tail_limit = 0  # unknown coding: usage stays unknown
+
+    def feed(self, chunk: bytes) -> None:
+        """Add a chunk of the response as it went to the client."""
+        if self.decoder is not None:
+            try:
+                chunk = self.decoder.decompress(chunk)
+            except Exception:  # noqa: BLE001  (a bad stream must not break forwarding)
+                self.decoder, self.head_limit, self.tail_limit = None, 0, 0
+                return
+        self.total += len(chunk)
+        head = self.head
+        if len(head) < self.head_limit:
+            head += chunk
+            if len(head) <= self.head_limit:
+                return
+            # Head full: seed the tail with its end so an event on the boundary is kept whole.
+            self.tail += head[-self.tail_limit :]
+            del head[self.head_limit :]
+            return
+        if self.tail_limit:
+            tail = self.tail
+            tail += chunk
+            if len(tail) > 2 * self.tail_limit:
+                del tail[: -self.tail_limit]
+
+    @property
+    def complete(self) -> bool:
+        """True when the head holds the whole body."""
+        return self.total == len(self.head)
+
+
+class UsageChunkFilter:
+    """Removes what an injected ``include_usage`` adds to an OpenAI stream, event by event.
+
+    OpenAI: "an additional chunk will be streamed before the data: [DONE] message ... the
+    choices field will always be an empty array. All other chunks will also include a usage
+    field, but with a null value." Both are removed; everything else passes byte for byte.
+    """
+
+    __slots__ = ("buf",)
+
+    _NULLS = (b',"usage":null', b', "usage": null', b'"usage":null,', b'"usage": null, ')
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Complete events of the stream so far, filtered; a partial event waits for its end."""
+        buf = self.buf
+        buf += chunk
+        lf, crlf = buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n")
+        end = max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+        if end < 0:
+            if len(buf) > _MAX_EVENT:  # not an event stream we understand: stop filtering, never buffer
+                return self.flush()
+            return b""
+        complete = bytes(buf[:end])
+        del buf[:end]
+        if b'"usage"' not in complete:
+            return complete
+        parts = _EVENT_END.split(complete)  # [event, separator, event, separator, ..., ""]
+        out = []
+        for event, sep in zip(parts[0::2], parts[1::2], strict=False):
+            if b'"usage"' in event:
+                if self._usage_only(event):
+                    continue
+                for null in self._NULLS:
+                    if null in event:
+                        event = event.replace(null, b"")
+                        break
+            out.append(event + sep)
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """Whatever is left when the upstream ends (normally nothing)."""
+        rest = bytes(self.buf)
+        self.buf.clear()
+        return rest
+
+    @staticmethod
+    def _usage_only(event: bytes) -> bool:
+        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+        if not data.startswith(b"{"):
+            return False
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return False
+        return isinstance(payload, dict) and payload.get("choices") == [] and isinstance(payload.get("usage"), dict)
+
+
+def endpoint_name(rest: str) -> str:
+    """A short endpoint label from the path after ``/v1``: ``chat.completions``, ``responses`` ..."""
+    parts = [p for p in rest.split("/") if p][:2]
+    if len(parts) == 2 and (any(c.isdigit() for c in parts[1]) or "_" in parts[1] or "-" in parts[1]):
+        parts = parts[:1]
+    return ".".join(parts)[:64]
+
+
+def error_body(upstream: Upstream, kind: str, message: str) -> bytes:
+    """The 502 JSON the client gets when the upstream cannot answer (OpenAI's error shape)."""
+    return json.dumps(
+        {"error": {"message": f"proxy: upstream '{upstream.name}' {message}", "type": kind, "upstream": upstream.name}}
+    ).encode()
+
+
+class _Disconnect:
+    """Cancels the streaming task when the client goes away (so the upstream request is cancelled)."""
+
+    __slots__ = ("done", "gone", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.gone = False
+        self.done = False
+
+    async def watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self.done and self.task is not None:
+                    self.gone = True
+                    self.task.cancel()
+                return
+
+
+class Forwarder:
+    """Forwards requests for the configured upstreams and records one event per call."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        recorder: Recorder,
+        metrics: ProxyMetrics,
+        tokens: Callable[[], dict[str, TokenInfo]],
+        fingerprint: Fingerprinter,
+        *,
+        include_usage: bool = True,
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.metrics = metrics
+        self.tokens = tokens
+        self.fingerprint = fingerprint
+        self.include_usage = include_usage
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, upstream: Upstream, rest: str) -> None:
+        """Serve one proxied request (ASGI ``http`` scope)."""
+        started = time.perf_counter()
+        event: dict[str, Any] = {
+            "id": new_event_id(),
+            "ts": time.time(),
+            "provider": upstream.provider,
+            "upstream": upstream.name,
+            "endpoint": endpoint_name(rest),
+            "method": scope["method"],
+            "model": "",
+            "status": 0,
+            "stream": False,
+            "partial": False,
+            "usage_known": False,
+            "error": "",
+            "input_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_5m_tokens": 0,
+            "cache_write_1h_tokens": 0,
+            "output_tokens": 0,
+            "reasoning_tokens": 0,
+            "latency_ms": 0.0,
+            "ttfb_ms": 0.0,
+            "team": "",
+            "project": "",
+            "token_id": 0,
+            "api_key_fp": "",
+            "service_tier": "",
+            "response_id": "",
+        }
+        headers, length, key = self._request_headers(scope, event)
+        if key:
+            event["api_key_fp"] = self.fingerprint(key)
+        content: bytes | AsyncIterator[bytes]
+        filt: UsageChunkFilter | None = None
+        first = await receive()
+        if first["type"] != "http.request":
+            return  # the client left before sending its request
+        body = first.get("body", b"")
+        if first.get("more_body") and (length is None or length > MAX_READ_BODY):
+            content = self._stream_body(body, receive)
+            if length is not None:
+                headers.append((b"content-length", str(length).encode()))
+        else:
+            if first.get("more_body"):
+                parts = [body]
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # client gone before its body arrived: nothing was forwarded
+                    parts.append(message.get("body", b""))
+                    if not message.get("more_body"):
+                        break
+                body = b"".join(parts)
+            if body:
+                body, filt = self._inspect(body, upstream, event)
+            content = body
+        url = upstream.base_url + rest
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        try:
+            request = self.client.build_request(scope["method"], url, headers=headers, content=content)
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            await self._fail(send, upstream, event, started, "upstream_timeout", "timed out")
+            return
+        except httpx.TransportError as exc:
+            await self._fail(
+                send, upstream, event, started, "upstream_unreachable", f"unreachable ({type(exc).__name__})"
+            )
+            return
+        try:
+            await self._relay(scope, receive, send, upstream, event, response, filt, started)
+        finally:
+            await response.aclose()
+
+    def _request_headers(
+        self, scope: Scope, event: dict[str, Any]
+    ) -> tuple[list[tuple[bytes, bytes]], int | None, bytes]:
+        out: list[tuple[bytes, bytes]] = []
+        length: int | None = None
+        key = b""
+        for name, value in scope["headers"]:
+            if name in _DROP_REQUEST:
+                if name == b"x-monitor-token":
+                    info = self.tokens().get(hash_token(value.decode("latin-1")))
+                    if info is not None:
+                        event["team"], event["project"], event["token_id"] = info.team, info.project, info.id
+                continue
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+                continue
+            if name == b"authorization":
+                key = value[7:] if value[:7].lower() == b"bearer " else value
+            elif name in (b"x-api-key", b"api-key"):
+                key = value
+            out.append((name, value))
+        return out, length, key
+
+    async def _stream_body(self, first: bytes, receive: Receive) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body"):
+                return
+
+    def _inspect(self, body: bytes, upstream: Upstream, event: dict[str, Any]) -> tuple[bytes, UsageChunkFilter | None]:
+        """Learn model and stream flag from the raw body; splice in ``include_usage`` when asked."""
+        m = _MODEL.search(body)
+        if m:
+            event["model"] = m.group(1).decode("utf-8", "replace")
+        if _STREAM_TRUE.search(body) is None:
+            return body, None
+        event["stream"] = True
+        if (
+            self.include_usage
+            and upstream.flavor == "openai"
+            and event["endpoint"] in _INCLUDE_USAGE_ENDPOINTS
+            and _STREAM_OPTIONS.search(body) is None
+        ):
+            end = body.rstrip().rfind(b"}")
+            if end > 0 and body[:end].rstrip()[-1:] not in (b"{", b","):
+                return body[:end] + _INJECT + body[end:], UsageChunkFilter()
+        return body, None
+
+    async def _fail(
+        self, send: Send, upstream: Upstream, event: dict[str, Any], started: float, kind: str, message: str
+    ) -> None:
+        body = error_body(upstream, kind, message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 502,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        event["status"], event["error"] = 502, kind
+        self._finish(event, started, None, None)
+
+    async def _relay(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        upstream: Upstream,
+        event: dict[str, Any],
+        response: httpx.Response,
+        filt: UsageChunkFilter | None,
+        started: float,
+    ) -> None:
+        status = response.status_code
+        event["status"] = status
+        ctype = response.headers.get("content-type", "")
+        sse = ctype.startswith("text/event-stream")
+        event["stream"] = event["stream"] or sse
+        if not sse:
+            filt = None  # the upstream answered without a stream (e.g. an error): nothing to filter
+        headers = [
+            (n.lower(), v)
+            for n, v in response.headers.raw
+            if n.lower() not in _DROP_RESPONSE and not (filt is not None and n.lower() == b"content-length")
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        tap = Tap(SSE_HEAD if sse else MAX_JSON_COPY, TAIL, response.headers.get("content-encoding", "").lower())
+        ttfb = None
+        watcher = None
+        guard = _Disconnect(asyncio.current_task())
+        if sse:
+            watcher = asyncio.get_running_loop().create_task(guard.watch(receive))
+        try:
+            async for chunk in response.aiter_raw():
+                if ttfb is None:
+                    ttfb = time.perf_counter()
+                tap.feed(chunk)
+                if filt is not None:
+                    chunk = filt.feed(chunk)
+                    if not chunk:
+                        continue
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            guard.done = True
+            if filt is not None and (rest := filt.flush()):
+                await send({"type": "http.response.body", "body": rest, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not guard.gone:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            event["partial"], event["error"] = True, "client_disconnected"
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            guard.done = True
+            timeout = isinstance(exc, httpx.TimeoutException)
+            event["partial"], event["error"] = True, "upstream_timeout" if timeout else "upstream_cut"
+            self._finish(event, started, ttfb, self._usage(upstream, tap, sse))
+            raise UpstreamCut(f"upstream '{upstream.name}' {event['error']}") from None
+        finally:
+            guard.done = True
+            if watcher is not None:
+                watcher.cancel()
+        if status >= 400 and not event["error"]:
+            event["error"] = f"http_{status}"
+        self._finish(event, started, ttfb, self._usage(upstream, tap, sse))
+
+    @staticmethod
+    def _usage(upstream: Upstream, tap: Tap, sse: bool) -> Usage | None:
+        if not tap.total:
+            return None
+        try:
+            if sse:
+                return extract_sse(upstream.flavor, bytes(tap.head), bytes(tap.tail))
+            if tap.complete:
+                return extract_json(upstream.flavor, bytes(tap.head))
+            return usage_from_tail(upstream.flavor, bytes(tap.tail))
+        except Exception:  # noqa: BLE001  (a parser bug must not lose the event)
+            log.warning("usage parsing failed for a %s response", upstream.name)
+            return None
+
+    def _finish(self, event: dict[str, Any], started: float, ttfb: float | None, usage: Usage | None) -> None:
+        now = time.perf_counter()
+        event["latency_ms"] = round((now - started) * 1000, 3)
+        event["ttfb_ms"] = round((ttfb - started) * 1000, 3) if ttfb is not None else 0.0
+        if usage is not None:
+            if usage.model:
+                event["model"] = usage.model
+            event["service_tier"] = usage.service_tier
+            event["response_id"] = usage.response_id
+            if usage.known:
+                event["usage_known"] = True
+                event["input_tokens"] = usage.input_tokens
+                event["cache_read_tokens"] = usage.cache_read_tokens
+                event["cache_write_5m_tokens"] = usage.cache_write_5m_tokens
+                event["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
+                event["output_tokens"] = usage.output_tokens
+                event["reasoning_tokens"] = usage.reasoning_tokens
+        self.recorder.record(event)
+        self.metrics.observe(
+            event["upstream"], event["status"], now - started, (ttfb - started) if ttfb else 0.0, event["error"]
+        )

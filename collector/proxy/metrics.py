@@ -1,0 +1,69 @@
+"""Prometheus metrics of the sidecar (``/metrics``), on a registry of its own per app.
+
+Counters are updated once per request on the request path (a few microseconds); queue depth and
+spool size are read when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+#: Seconds; LLM calls range from milliseconds (embeddings) to minutes (long streams).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ProxyMetrics:
+    """The sidecar's counters, histogram and gauges."""
+
+    def __init__(self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "llm_proxy_requests",
+            "Requests forwarded, by upstream and HTTP status class.",
+            ["upstream", "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "llm_proxy_errors",
+            "Requests that failed: upstream 4xx/5xx, unreachable upstream, timeouts, cut streams, client gone.",
+            ["upstream", "kind"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "llm_proxy_request_duration_seconds",
+            "Time from request to last response byte, by upstream.",
+            ["upstream"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttfb = Histogram(
+            "llm_proxy_time_to_first_byte_seconds",
+            "Time from request to the first response body byte, by upstream.",
+            ["upstream"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        depth = Gauge("llm_proxy_queue_depth", "Events waiting in memory to be written.", registry=self.registry)
+        depth.set_function(queue_depth)
+        spool = Gauge(
+            "llm_proxy_spool_bytes", "Bytes of events spooled while the database is down.", registry=self.registry
+        )
+        spool.set_function(spool_bytes)
+
+    def observe(self, upstream: str, status: int, latency_s: float, ttfb_s: float, error: str) -> None:
+        """Count one finished request."""
+        self.requests.labels(upstream, f"{status // 100}xx" if status else "none").inc()
+        self.latency.labels(upstream).observe(latency_s)
+        if ttfb_s:
+            self.ttfb.labels(upstream).observe(ttfb_s)
+        if error:
+            self.errors.labels(upstream, error).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,176 @@
+"""Hourly rollup of ``proxy_events`` into ``usage`` (source ``proxy``), and retention.
+
+Dashboards read ``usage``/``usage_daily`` and never scan raw events (market-anchors §12.7).
+Rows are keyed like every other source: provider (``openai``, ``anthropic`` or the named
+upstream), source ``proxy``, kind ``proxy``, the UTC hour, team and project from the monitor
+token, ``api_key_id`` = the salted key fingerprint, model, service tier, and ``variant`` =
+``endpoint=<endpoint>``. Proxy rows are compared with the provider's numbers, never added to
+them (design.md rule 5).
+
+The rollup is incremental and exactly once: in one transaction it picks a chunk of events not
+yet rolled up (by id), adds their sums to the existing usage rows of the same keys, upserts, and
+marks exactly those ids. Events that arrive later (a spool replay, another replica) are picked
+up by the next run and added to their hour, however old, and purged events never make an hour
+shrink (a whole-hour recompute would). On PostgreSQL an advisory lock keeps two replicas from
+rolling up at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, case, delete, func, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from collector.pricing import CURRENCY, PRICE_VERSION
+from collector.proxy.models import PROXY_EVENTS
+from collector.schema import UsageRecord
+from collector.store import USAGE, upsert
+
+HOUR = timedelta(hours=1)
+_E = PROXY_EVENTS.c
+_GROUP = (_E.hour, _E.provider, _E.team, _E.project, _E.api_key_fp, _E.model, _E.service_tier, _E.endpoint)
+
+
+def _records(rows: Iterable[Any]) -> list[UsageRecord]:
+    out: list[UsageRecord] = []
+    for r in rows:
+        m = r._mapping
+        hour: datetime = m["hour"]
+        priced, requests = int(m["priced"]), int(m["requests"])
+        cost: Decimal | None = m["cost"] if priced else None
+        details = {
+            "errors": int(m["errors"]),
+            "partial": int(m["partial"]),
+            "streamed": int(m["streamed"]),
+            "usage_unknown": requests - int(m["usage_known"]),
+            "unpriced": requests - priced,
+            "latency_ms_sum": round(float(m["latency"] or 0), 3),
+            "ttfb_ms_sum": round(float(m["ttfb"] or 0), 3),
+        }
+        out.append(
+            UsageRecord(
+                provider=m["provider"],
+                source="proxy",
+                kind="proxy",
+                bucket_start=hour,
+                bucket_end=hour + HOUR,
+                project=m["project"],
+                api_key_id=m["api_key_fp"],
+                model=m["model"],
+                service_tier=m["service_tier"],
+                variant=f"endpoint={m['endpoint']}" if m["endpoint"] else "",
+                team=m["team"],
+                input_tokens=int(m["input_tokens"]),
+                cache_read_tokens=int(m["cache_read_tokens"]),
+                cache_write_5m_tokens=int(m["cache_write_5m_tokens"]),
+                cache_write_1h_tokens=int(m["cache_write_1h_tokens"]),
+                output_tokens=int(m["output_tokens"]),
+                reasoning_tokens=int(m["reasoning_tokens"]),
+                requests=requests,
+                cost=Decimal(cost) if cost is not None else None,
+                currency=CURRENCY if cost is not None else "",
+                basis="estimated" if cost is not None else "unpriced",
+                price_version=PRICE_VERSION if cost is not None else "",
+                source_ref="proxy",
+                details=json.dumps(details, sort_keys=True),
+            )
+        )
+    return out
+
+
+def _aggregate(conn: Connection, ids: list[str]) -> list[UsageRecord]:
+    stmt = (
+        select(
+            *_GROUP,
+            func.count().label("requests"),
+            func.sum(_E.input_tokens).label("input_tokens"),
+            func.sum(_E.cache_read_tokens).label("cache_read_tokens"),
+            func.sum(_E.cache_write_5m_tokens).label("cache_write_5m_tokens"),
+            func.sum(_E.cache_write_1h_tokens).label("cache_write_1h_tokens"),
+            func.sum(_E.output_tokens).label("output_tokens"),
+            func.sum(_E.reasoning_tokens).label("reasoning_tokens"),
+            func.sum(_E.cost).label("cost"),
+            func.count(_E.cost).label("priced"),
+            func.sum(case((_E.status >= 400, 1), else_=0)).label("errors"),
+            func.sum(case((_E.partial.is_(True), 1), else_=0)).label("partial"),
+            func.sum(case((_E.stream.is_(True), 1), else_=0)).label("streamed"),
+            func.sum(case((_E.usage_known.is_(True), 1), else_=0)).label("usage_known"),
+            func.sum(_E.latency_ms).label("latency"),
+            func.sum(_E.ttfb_ms).label("ttfb"),
+        )
+        .where(_E.id.in_(bindparam("ids", expanding=True)))
+        .group_by(*_GROUP)
+    )
+    return _records(conn.execute(stmt, {"ids": ids}))
+
+
+_SUMMED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+)
+
+
+def _add_existing(conn: Connection, records: list[UsageRecord]) -> list[UsageRecord]:
+    """Add what ``usage`` already holds for the same keys (earlier rollups of those hours)."""
+    by_key = {r.record_key: r for r in records}
+    cols = [USAGE.c.record_key, *(USAGE.c[n] for n in _SUMMED), USAGE.c.cost, USAGE.c.details]
+    stmt = select(*cols).where(USAGE.c.record_key.in_(bindparam("keys", expanding=True)))
+    for row in conn.execute(stmt, {"keys": list(by_key)}):
+        old = row._mapping
+        rec = by_key[old["record_key"]]
+        for name in _SUMMED:
+            setattr(rec, name, getattr(rec, name) + int(old[name]))
+        if old["cost"] is not None:
+            rec.cost = (rec.cost or Decimal(0)) + old["cost"]
+            rec.currency, rec.basis, rec.price_version = CURRENCY, "estimated", PRICE_VERSION
+        if old["details"]:
+            details = json.loads(rec.details)
+            for name, value in json.loads(old["details"]).items():
+                details[name] = round(details.get(name, 0) + value, 3)
+            rec.details = json.dumps(details, sort_keys=True)
+    for rec in records:
+        rec.__post_init__()  # the sums must still satisfy every schema rule
+    return records
+
+
+def rollup(engine: Engine, *, chunk: int = 5000, batch_size: int = 5000) -> int:
+    """Roll every event not yet rolled up into ``usage``; returns how many usage rows were written."""
+    written = 0
+    while True:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('proxy_rollup'))"))
+            ids = [r[0] for r in conn.execute(select(_E.id).where(_E.rolled_up.is_(False)).limit(chunk))]
+            if not ids:
+                return written
+            records = _add_existing(conn, _aggregate(conn, ids))
+            conn.execute(
+                update(PROXY_EVENTS).where(_E.id.in_(bindparam("ids", expanding=True))).values(rolled_up=True),
+                {"ids": ids},
+            )
+            written += upsert(conn, records, batch_size=batch_size).records
+        if len(ids) < chunk:
+            return written
+
+
+def purge(engine: Engine, retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete rolled-up events older than ``retention_days``; returns how many were deleted.
+
+    Events not yet rolled up are kept whatever their age, so retention never loses usage.
+    """
+    if retention_days <= 0:
+        return 0
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    with engine.begin() as conn:
+        result = conn.execute(delete(PROXY_EVENTS).where(_E.ts < cutoff, _E.rolled_up.is_(True)))
+    return max(result.rowcount or 0, 0)

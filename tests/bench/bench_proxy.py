@@ -1,0 +1,300 @@
+"""Proxy sidecar overhead against the fake upstream on loopback (issue 5's benchmark).
+
+Three processes share the machine: the fake upstream (uvicorn + uvloop + httptools), the sidecar
+(``ProxyApp`` on uvicorn, one worker, recording to a SQLite file in a temp folder) and the load
+generator, ``wrk`` (installed from Debian's packages if missing; if that fails an asyncio httpx
+load generator is used and the output says so). For 1, 16 and 64 concurrent connections, JSON and
+SSE calls, each configuration runs once straight at the fake ("direct") and once through the
+sidecar, with the same client in the same run, and the table shows:
+
+* requests/s through the sidecar (and direct);
+* added latency p50 / p99 = sidecar percentile minus direct percentile;
+* sidecar CPU time per request (from ``/proc/<pid>/stat`` over the run) and its peak RSS.
+
+A probe then measures time to first streamed chunk (direct vs sidecar, one client), and a short
+run compares uvicorn's asyncio + h11 with uvloop + httptools for the sidecar.
+
+Run with ``make bench BENCH=proxy`` (about two minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+DURATION = 5
+KEY = "sk-bench-0000000000"
+BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}'
+STREAM_BODY = BODY[:-1] + ',"stream":true}'
+SIDE_SCRIPT = """
+import sys, uvicorn
+from collector.proxy.app import ProxyApp
+loop, http, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+uvicorn.run(ProxyApp(), host="127.0.0.1", port=port, loop=loop, http=http, access_log=False,
+            server_header=False, date_header=False, log_level="warning")
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ensure_wrk() -> str | None:
+    if shutil.which("wrk"):
+        return shutil.which("wrk")
+    print("wrk not found; installing it from Debian's packages (apt-get install -y wrk) ...", flush=True)
+    try:
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return shutil.which("wrk")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        raise ValueError(value)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(wrk: str, url: str, body: str, conns: int, seconds: int, lua_dir: Path) -> dict[str, float]:
+    script = lua_dir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    )
+    out = subprocess.run(
+        [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    result["requests"] = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        result[f"p{pct}"] = _ms(re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        result["errors"] = 1
+    return result
+
+
+def run_httpx(url: str, body: str, conns: int, seconds: int) -> dict[str, float]:
+    """Fallback load generator: ``conns`` asyncio workers on one httpx.AsyncClient."""
+
+    async def main() -> tuple[list[float], float]:
+        lat: list[float] = []
+        limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+        headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+        async with httpx.AsyncClient(limits=limits) as client:
+            end = time.perf_counter() + seconds
+
+            async def worker() -> None:
+                while time.perf_counter() < end:
+                    t = time.perf_counter()
+                    r = await client.post(url, content=body, headers=headers)
+                    await r.aread()
+                    lat.append((time.perf_counter() - t) * 1000)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(conns)))
+            return lat, time.perf_counter() - start
+
+    lat, elapsed = asyncio.run(main())
+    q = statistics.quantiles(lat, n=100)
+    return {"rps": len(lat) / elapsed, "requests": float(len(lat)), "p50": q[49], "p99": q[98]}
+
+
+def first_chunk_ms(urls: list[str], n: int = 200) -> list[list[float]]:
+    """Time to the first body chunk of ``n`` streamed calls per URL, alternating between the URLs
+    call by call so both paths see the same machine load (one keep-alive client each).
+    """
+    out: list[list[float]] = [[] for _ in urls]
+    clients = [
+        httpx.Client(transport=httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]))
+        for _ in urls
+    ]
+    try:
+        for _ in range(n):
+            for i, (client, url) in enumerate(zip(clients, urls, strict=True)):
+                t = time.perf_counter()
+                with client.stream("POST", url, content=STREAM_BODY, headers={"authorization": f"Bearer {KEY}"}) as r:
+                    chunks = r.iter_raw()
+                    next(chunks)
+                    out[i].append((time.perf_counter() - t) * 1000)
+                    for _ in chunks:
+                        pass
+    finally:
+        for client in clients:
+            client.close()
+    return out
+
+
+def pct(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100)[p - 1]
+
+
+def start_sidecar(
+    tmp: Path, fake_url: str, loop: str = "uvloop", http: str = "httptools"
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LLM_USAGE_DATA_DIR": str(tmp / f"data-{loop}-{http}"),
+        "LLM_USAGE_PROXY_OPENAI_URL": f"{fake_url}/v1",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen([sys.executable, "-c", SIDE_SCRIPT, loop, http, str(port)], env=env, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    wait_up(f"{url}/healthz", proc)
+    return proc, url
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> None:
+    """Print the overhead table (see the module docstring)."""
+    wrk = ensure_wrk()
+    print(f"load generator: {'wrk (' + wrk + ')' if wrk else 'asyncio httpx (wrk unavailable)'}; {DURATION} s per run")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        fake_port = free_port()
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.upstream", str(fake_port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        fake_url = f"http://127.0.0.1:{fake_port}"
+        try:
+            wait_up(f"{fake_url}/v1/models", fake)
+            side, side_url = start_sidecar(tmp, fake_url)
+            try:
+                _matrix(wrk, tmp, fake_url, side, side_url)
+                _settle(side_url)
+                direct_ttfb, side_ttfb = first_chunk_ms(
+                    [f"{fake_url}/v1/chat/completions", f"{side_url}/openai/v1/chat/completions"]
+                )
+                d50, d99, s50, s99 = (
+                    pct(direct_ttfb, 50),
+                    pct(direct_ttfb, 99),
+                    pct(side_ttfb, 50),
+                    pct(side_ttfb, 99),
+                )
+                print(
+                    f"\nfirst streamed chunk, 1 client, 200 calls each, alternating:"
+                    f" direct p50 {d50:.2f} / p99 {d99:.2f} ms;"
+                    f" sidecar p50 {s50:.2f} / p99 {s99:.2f} ms; added p50 {s50 - d50:+.2f} ms, p99 {s99 - d99:+.2f} ms"
+                )
+                print(f"sidecar peak RSS: {peak_rss_mb(side.pid):.0f} MiB")
+            finally:
+                stop(side)
+            _loops(wrk, tmp, fake_url)
+        finally:
+            stop(fake)
+
+
+def _settle(side_url: str) -> None:
+    """Wait until the sidecar's recorder has written its backlog (so it does not skew the probe)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and httpx.get(f"{side_url}/healthz").json()["queue_depth"]:
+        time.sleep(0.2)
+
+
+def _load(wrk: str | None, url: str, body: str, conns: int, seconds: int, tmp: Path) -> dict[str, float]:
+    return run_wrk(wrk, url, body, conns, seconds, tmp) if wrk else run_httpx(url, body, conns, seconds)
+
+
+def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[bytes], side_url: str) -> None:
+    direct = f"{fake_url}/v1/chat/completions"
+    proxied = f"{side_url}/openai/v1/chat/completions"
+    _load(wrk, proxied, BODY, 4, 1, tmp)  # warm up: pool, imports, price table
+    _load(wrk, proxied, STREAM_BODY, 4, 1, tmp)
+    print(
+        f"\n{'mode':<7}{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'sidecar rps':>11} {'p50':>7}"
+        f" {'p99':>7} | {'added p50':>9} {'added p99':>9} | {'CPU/req':>8}"
+    )
+    for mode, body in (("json", BODY), ("stream", STREAM_BODY)):
+        for conns in (1, 16, 64):
+            d = _load(wrk, direct, body, conns, DURATION, tmp)
+            cpu0 = cpu_seconds(side.pid)
+            s = _load(wrk, proxied, body, conns, DURATION, tmp)
+            cpu = (cpu_seconds(side.pid) - cpu0) / max(s["requests"], 1) * 1e6
+            flag = "  (errors!)" if s.get("errors") or d.get("errors") else ""
+            print(
+                f"{mode:<7}{conns:>6} | {d['rps']:>10.0f} {d['p50']:>6.2f}m {d['p99']:>6.2f}m | {s['rps']:>11.0f}"
+                f" {s['p50']:>6.2f}m {s['p99']:>6.2f}m | {s['p50'] - d['p50']:>+8.2f}m {s['p99'] - d['p99']:>+8.2f}m"
+                f" | {cpu:>6.0f}us{flag}",
+                flush=True,
+            )
+
+
+def _loops(wrk: str | None, tmp: Path, fake_url: str) -> None:
+    print("\nevent loop / HTTP parser of the sidecar, JSON, 1 and 16 connections (3 s each):")
+    for loop, http in (("asyncio", "h11"), ("uvloop", "httptools")):
+        side, side_url = start_sidecar(tmp, fake_url, loop, http)
+        try:
+            url = f"{side_url}/openai/v1/chat/completions"
+            _load(wrk, url, BODY, 4, 1, tmp)
+            one = _load(wrk, url, BODY, 1, 3, tmp)
+            many = _load(wrk, url, BODY, 16, 3, tmp)
+            print(
+                f"  {loop + ' + ' + http:<20} 1 conn: p50 {one['p50']:.2f} ms, p99 {one['p99']:.2f} ms;"
+                f" 16 conns: {many['rps']:.0f} req/s"
+            )
+        finally:
+            stop(side)
+
+
+if __name__ == "__main__":
+    main()

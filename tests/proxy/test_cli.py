@@ -1,0 +1,98 @@
+"""``llm-usage tokens`` and ``llm-usage proxy`` (a real process, stopped with Ctrl-C)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.migrate import open_database
+from collector.scheduler import INSTALLERS, build_scheduler
+from collector.settings import get_settings
+from tests.proxy.conftest import KEY
+
+runner = CliRunner()
+
+
+def test_tokens_create_list_revoke():
+    created = runner.invoke(app, ["tokens", "create", "--team", "search", "--project", "ranker", "--label", "ci"])
+    assert created.exit_code == 0, created.output
+    token = created.output.splitlines()[1]
+    assert token.startswith("mt_") and len(token) > 30
+    listed = runner.invoke(app, ["tokens", "list"])
+    assert "team='search'" in listed.output and "active" in listed.output
+    assert token not in listed.output  # only a hint
+    engine = open_database()
+    with engine.connect() as conn:
+        stored = " ".join(map(str, conn.execute(text("SELECT * FROM monitor_tokens")).one()))
+    assert token not in stored  # only the hash
+    assert runner.invoke(app, ["tokens", "revoke", "1"]).exit_code == 0
+    assert "revoked" in runner.invoke(app, ["tokens", "list"]).output
+    again = runner.invoke(app, ["tokens", "revoke", "1"])
+    assert again.exit_code == 1
+    missing_team = runner.invoke(app, ["tokens", "create", "--team", " "])
+    assert missing_team.exit_code != 0 and "team" in missing_team.output
+
+
+def test_run_schedules_the_hourly_proxy_rollup():
+    import collector.cli_proxy  # noqa: F401  (registers the installer)
+
+    settings = get_settings()
+    scheduler = build_scheduler(open_database(settings), settings)
+    assert "proxy:rollup" in {job.id for job in scheduler.get_jobs()}
+    assert any(i.__name__ == "install_rollup" for i in INSTALLERS)
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_proxy_command_serves_and_drains_on_ctrl_c(fake):
+    _, upstream = fake
+    port = free_port()
+    data_dir = Path(get_settings().data_dir)
+    env = {
+        **os.environ,
+        "LLM_USAGE_DATA_DIR": str(data_dir),
+        "LLM_USAGE_PROXY_OPENAI_URL": f"{upstream.url}/v1",
+        "LLM_USAGE_PROXY_UPSTREAMS": f'{{"local": "{upstream.url}/v1"}}',
+        "LLM_USAGE_PROXY_BATCH_INTERVAL_SECONDS": "30",  # only the shutdown drain can write the event
+    }
+    cmd = [str(Path(sys.executable).parent / "llm-usage"), "proxy", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/u/local/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": []},
+            headers={"authorization": f"Bearer {KEY}"},
+        )
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, output
+    assert "/u/local/v1 ->" in output
+    assert KEY not in output
+    engine = open_database(url=f"sqlite:///{data_dir / 'usage.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT provider, status FROM proxy_events")).all() == [("local", 200)]
+    assert (data_dir / "proxy-salt").stat().st_mode & 0o777 == 0o600

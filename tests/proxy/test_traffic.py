@@ -1,0 +1,193 @@
+"""Errors, cut connections, client disconnects, attribution tokens, /metrics and /healthz."""
+
+import socket
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from collector.proxy.tokens import create_token, revoke_token
+from tests.fakes.upstream import OPENAI_USAGE
+from tests.proxy.conftest import KEY, PROMPT_MARKER, events, proxy_settings, start_sidecar
+
+MESSAGES = [{"role": "user", "content": f"hi {PROMPT_MARKER}"}]
+CHAT = {"model": "gpt-4o-mini", "messages": MESSAGES}
+
+
+@pytest.fixture
+def side(fake, sqlite_engine):
+    side = start_sidecar(proxy_settings(fake[1].url), sqlite_engine)
+    yield side
+    side.server.stop()
+
+
+def test_upstream_error_reaches_the_client_as_sent_and_is_recorded(fake, side, sqlite_engine):
+    _, upstream = fake
+    seen = []
+    for base in (f"{upstream.url}/v1", f"{side.url}/openai/v1"):
+        client = openai.OpenAI(base_url=base, api_key=KEY, max_retries=0)
+        with pytest.raises(openai.RateLimitError) as err:
+            client.chat.completions.create(**CHAT, extra_headers={"x-fake-status": "429"})
+        seen.append((err.value.status_code, err.value.body))
+    assert seen[0] == seen[1]
+    side.flush(1)
+    (row,) = events(sqlite_engine)
+    assert (row["status"], row["error"], row["usage_known"], row["basis"]) == (429, "http_429", False, "unpriced")
+    assert row["model"] == "gpt-4o-mini"  # from the request, since the error has none
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_refused_upstream_gives_502_naming_it(sqlite_engine):
+    side = start_sidecar(proxy_settings(f"http://127.0.0.1:{closed_port()}"), sqlite_engine)
+    try:
+        r = httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {KEY}"})
+        side.flush(1)
+    finally:
+        side.server.stop()
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert error["upstream"] == "openai" and "openai" in error["message"] and error["type"] == "upstream_unreachable"
+    (row,) = events(sqlite_engine)
+    assert (row["status"], row["error"]) == (502, "upstream_unreachable")
+
+
+def test_upstream_timeout_mid_stream_drops_the_client_and_is_recorded(fake, sqlite_engine):
+    side = start_sidecar(proxy_settings(fake[1].url, proxy_upstream_timeout_seconds=0.3), sqlite_engine)
+    try:
+        with pytest.raises(httpx.RemoteProtocolError), httpx.Client() as c:
+            body = {**CHAT, "stream": True}
+            with c.stream(
+                "POST", f"{side.url}/openai/v1/chat/completions", json=body, headers={"x-fake-first-ms": "1500"}
+            ) as r:
+                r.read()
+        side.flush(1)
+    finally:
+        side.server.stop()
+    (row,) = events(sqlite_engine)
+    assert (row["error"], row["partial"], row["status"]) == ("upstream_timeout", True, 200)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_cut_upstream_connection_reaches_the_client_and_is_recorded_partial(fake, side, sqlite_engine, stream):
+    client = openai.OpenAI(base_url=f"{side.url}/openai/v1", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.APIConnectionError):
+        reply = client.chat.completions.create(**CHAT, stream=stream, extra_headers={"x-fake-cut-after": "2"})
+        if stream:
+            list(reply)
+    side.flush(1)
+    (row,) = events(sqlite_engine)
+    assert (row["error"], row["partial"], row["usage_known"]) == ("upstream_cut", True, False)
+
+
+def test_client_disconnect_cancels_upstream_and_records_partial_usage(fake, side, sqlite_engine):
+    app, _ = fake
+    client = anthropic.Anthropic(base_url=f"{side.url}/anthropic", api_key=KEY, max_retries=0)
+    headers = {"x-fake-chunks": "30", "x-fake-interval-ms": "50", "x-fake-tag": "gone"}
+    with client.messages.stream(model="claude-haiku-4-5", max_tokens=9, messages=MESSAGES, extra_headers=headers) as s:
+        for i, _ in enumerate(s):
+            if i == 4:
+                break
+    side.flush(1)
+    deadline = time.monotonic() + 3
+    while "gone" not in app.disconnected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "gone" in app.disconnected  # the upstream saw the cancellation and stopped
+    assert len(app.sent["gone"]) < 20
+    (row,) = events(sqlite_engine)
+    assert (row["error"], row["partial"], row["stream"]) == ("client_disconnected", True, True)
+    # message_start had arrived: input and cache counts are known, output only provisionally.
+    assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (100, 30, 1)
+
+
+def test_monitor_token_attributes_calls_is_stripped_and_revocable(fake, sqlite_engine):
+    app, upstream = fake
+    token_id, token = create_token(sqlite_engine, team="search", project="ranker")
+    side = start_sidecar(proxy_settings(upstream.url), sqlite_engine)
+    try:
+        client = openai.OpenAI(base_url=f"{side.url}/openai/v1", api_key=KEY, max_retries=0)
+        client.chat.completions.create(**CHAT, extra_headers={"X-Monitor-Token": token})
+        assert "x-monitor-token" not in app.requests[-1]["headers"]
+        assert app.requests[-1]["headers"]["authorization"] == f"Bearer {KEY}"  # the caller's key goes upstream
+        assert revoke_token(sqlite_engine, token_id)
+        side.app._reload_tokens(sqlite_engine)
+        client.chat.completions.create(**CHAT, extra_headers={"X-Monitor-Token": token})
+        client.chat.completions.create(**CHAT, extra_headers={"X-Monitor-Token": "mt_forged"})
+        side.flush(3)
+    finally:
+        side.server.stop()
+    first, revoked, forged = events(sqlite_engine)
+    assert (first["team"], first["project"], first["token_id"]) == ("search", "ranker", token_id)
+    assert (revoked["team"], revoked["token_id"]) == ("", 0)
+    assert (forged["team"], forged["status"]) == ("", 200)  # never blocks traffic
+    assert first["api_key_fp"] == revoked["api_key_fp"] != ""
+
+
+def test_metrics_and_healthz(fake, side):
+    client = openai.OpenAI(base_url=f"{side.url}/openai/v1", api_key=KEY, max_retries=0)
+    client.chat.completions.create(**CHAT)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(**CHAT, extra_headers={"x-fake-status": "429"})
+    side.flush(2)
+    text = httpx.get(f"{side.url}/metrics").text
+    assert 'llm_proxy_requests_total{status="2xx",upstream="openai"} 1.0' in text
+    assert 'llm_proxy_requests_total{status="4xx",upstream="openai"} 1.0' in text
+    assert 'llm_proxy_errors_total{kind="http_429",upstream="openai"} 1.0' in text
+    assert 'llm_proxy_request_duration_seconds_count{upstream="openai"} 2.0' in text
+    assert "llm_proxy_queue_depth 0.0" in text and "llm_proxy_spool_bytes 0.0" in text
+    health = httpx.get(f"{side.url}/healthz").json()
+    assert (health["status"], health["database"], health["queue_depth"]) == ("ok", "up", 0)
+    assert OPENAI_USAGE  # the fake's usage constants are importable for the bench
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_both_transports_forward_and_never_share_cookies_between_callers(fake, sqlite_engine, fast):
+    app, upstream = fake
+    side = start_sidecar(proxy_settings(upstream.url, proxy_fast_transport=fast), sqlite_engine)
+    try:
+        url = f"{side.url}/openai/v1/chat/completions"
+        first = httpx.post(url, json=CHAT, headers={"x-fake-set-cookie": "1"})
+        assert first.headers["set-cookie"].startswith("session=")  # the caller gets its cookie ...
+        with httpx.Client() as other:
+            second = other.post(url, json={**CHAT, "stream": True})
+        assert "cookie" not in app.requests[-1]["headers"]  # ... and the next caller's request carries none
+        assert second.status_code == 200 and b"[DONE]" in second.content
+        side.flush(2)
+    finally:
+        side.server.stop()
+    assert [r["usage_known"] for r in events(sqlite_engine)] == [True, True]
+
+
+def test_large_request_body_is_streamed_upstream(fake, side, sqlite_engine):
+    app, _ = fake
+    big = {"model": "text-embedding-3-small", "input": ["x" * 1000] * 5000}  # ~5 MB: not read whole
+    r = httpx.post(f"{side.url}/openai/v1/embeddings", json=big, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["data"]) == 5000
+    assert len(app.requests[-1]["body"]) > 5_000_000
+    side.flush(1)
+    (row,) = events(sqlite_engine)
+    assert (row["model"], row["input_tokens"], row["usage_known"]) == ("text-embedding-3-small", OPENAI_USAGE[0], True)
+
+
+def test_sidecar_starts_and_serves_while_the_database_is_unreachable(fake, tmp_path):
+    from tests.proxy.test_traffic import closed_port as _closed
+
+    settings = proxy_settings(fake[1].url, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{_closed()}/test")
+    side = start_sidecar(settings, None)
+    try:
+        r = httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {KEY}"})
+        assert r.status_code == 200
+        side.flush(1)
+        health = httpx.get(f"{side.url}/healthz").json()
+        assert health["database"] == "down" and health["spool_bytes"] > 0
+    finally:
+        side.server.stop()
+    assert side.app.spool.current.read_text().count("\n") == 1  # kept for replay when the database is back
