@@ -129,8 +129,8 @@ class _Writer:
             and (conv := getattr(USAGE.c[name].type, "fast_bind", lambda _d: None)(dialect)) is not None
         ]
 
-    def rows(self, records: Iterable[UsageRecord], now: datetime, days: set[int]) -> list[Any]:
-        """Plain parameter tuples for ``executemany``; collects the UTC days they touch."""
+    def rows(self, records: Iterable[UsageRecord], now: datetime, touched: set[Any]) -> list[Any]:
+        """Plain parameter tuples for ``executemany``; collects the rollup slices they touch."""
         stamp = self.stamp(now) if self.stamp else now
         getter, converters = self.getter, self.converters
         out: list[Any] = []
@@ -143,7 +143,7 @@ class _Writer:
             row.append(stamp)
             append(tuple(row))
             start = rec._start_ts
-            days.add(start - start % DAY_SECONDS)
+            touched.add((start - start % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind))
         return out
 
 
@@ -190,17 +190,19 @@ def upsert(
     # The DBAPI cursor of this connection, inside its transaction: SQLAlchemy's parameter
     # distilling would add a per-row cost to what is the product's hottest loop.
     cursor = conn.connection.cursor()
+    touched: set[tuple[int, str, str, str, str]] = set()
     for batch in _batches(records, batch_size):
-        days: set[int] = set()
-        params = writer.rows(batch, stamp, days)
+        batch_touched: set[tuple[int, str, str, str, str]] = set()
+        params = writer.rows(batch, stamp, batch_touched)
         cursor.executemany(writer.sql, params)
         written = cursor.rowcount
         result.records += len(batch)
         result.changed += written
-        if written:  # a batch that changed nothing leaves its days' rollups as they are
-            result.days |= days
+        if written:  # a batch that changed nothing leaves its rollups as they are
+            touched |= batch_touched
     started = time.perf_counter()
-    refresh_daily(conn, result.days)
+    result.days = {t[0] for t in touched}
+    refresh_slices(conn, touched)
     result.rollup_seconds = time.perf_counter() - started
     return result
 
@@ -222,7 +224,10 @@ def _day_ranges(days: Iterable[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-def _rollup_sql(dialect_name: str) -> tuple[str, str]:
+_SLICE = ("provider", "account", "source", "kind")
+
+
+def _rollup_sql(dialect_name: str, sliced: bool) -> tuple[str, str]:
     dims = ", ".join(ROLLUP_DIMENSIONS)
     sums = ", ".join(f"SUM({m})" for m in ROLLUP_MEASURES)
     day = (
@@ -230,37 +235,57 @@ def _rollup_sql(dialect_name: str) -> tuple[str, str]:
         if dialect_name == "sqlite"
         else "date_trunc('day', bucket_start, 'UTC')"
     )
-    delete = "DELETE FROM usage_daily WHERE day >= :d0 AND day < :d1"
+    where_slice = "".join(f" AND {c} = :{c}" for c in _SLICE) if sliced else ""
+    delete = f"DELETE FROM usage_daily WHERE day >= :d0 AND day < :d1{where_slice}"
     insert = (
         f"INSERT INTO usage_daily (day, {dims}, {', '.join(ROLLUP_MEASURES)}, rows) "
         f"SELECT {day}, {dims}, {sums}, COUNT(*) FROM usage "
-        f"WHERE bucket_start >= :d0 AND bucket_start < :d1 GROUP BY {day}, {dims}"
+        f"WHERE bucket_start >= :d0 AND bucket_start < :d1{where_slice} GROUP BY {day}, {dims}"
     )
     return delete, insert
 
 
-def refresh_daily(conn: Connection, days: Iterable[int]) -> None:
-    """Rebuild ``usage_daily`` for the given UTC days (epoch seconds of midnight) from ``usage``.
+def _rebuild(conn: Connection, ranges: Iterable[tuple[int, int]], slice_: dict[str, str] | None) -> None:
+    """Delete and re-aggregate ``usage_daily`` for day ranges, optionally one slice only.
 
     On PostgreSQL a transaction-scoped advisory lock serialises rebuilds, so two collectors
     writing the same day cannot both insert a rollup for it (each statement then sees the
     other's committed rows under READ COMMITTED).
     """
-    ranges = _day_ranges(days)
-    if not ranges:
-        return
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('usage_daily'))"))
-    delete, insert = _rollup_sql(conn.dialect.name)
+    delete, insert = _rollup_sql(conn.dialect.name, slice_ is not None)
     bind = UTCDateTime().bind_processor(conn.dialect)
     assert bind is not None
     for d0, d1 in ranges:
         params = {
             "d0": bind(datetime.fromtimestamp(d0, UTC)),
             "d1": bind(datetime.fromtimestamp(d1, UTC)),
+            **(slice_ or {}),
         }
         conn.execute(text(delete), params)
         conn.execute(text(insert), params)
+
+
+def refresh_daily(conn: Connection, days: Iterable[int]) -> None:
+    """Rebuild every rollup row of the given UTC days (epoch seconds of midnight) from ``usage``."""
+    ranges = _day_ranges(days)
+    if ranges:
+        _rebuild(conn, ranges, None)
+
+
+def refresh_slices(conn: Connection, touched: Iterable[tuple[int, str, str, str, str]]) -> None:
+    """Rebuild the rollup only for the (day, provider, account, source, kind) slices written.
+
+    A rollup row never mixes slices (they are rollup dimensions), so rebuilding just the
+    written slices is exact, and a sync of one endpoint does not re-aggregate every other
+    endpoint's rows of the same days.
+    """
+    by_slice: dict[tuple[str, str, str, str], set[int]] = {}
+    for day, provider, account, source, kind in touched:
+        by_slice.setdefault((provider, account, source, kind), set()).add(day)
+    for key, days in sorted(by_slice.items()):
+        _rebuild(conn, _day_ranges(days), dict(zip(_SLICE, key, strict=True)))
 
 
 def rebuild_all_daily(conn: Connection) -> int:
@@ -292,6 +317,7 @@ __all__ = [
     "make_engine",
     "rebuild_all_daily",
     "refresh_daily",
+    "refresh_slices",
     "upsert",
     "upsert_records",
     "utc_day",

@@ -121,3 +121,14 @@ def test_unpriced_rows_keep_null_cost(engine):
     with engine.connect() as conn:
         assert conn.execute(select(USAGE.c.cost, USAGE.c.basis)).one() == (None, "unpriced")
         assert conn.execute(select(USAGE_DAILY.c.cost, USAGE_DAILY.c.input_tokens)).one() == (None, 5)
+
+
+def test_writing_one_slice_leaves_other_slices_rollups_intact(engine, ten_thousand):
+    upsert_records(engine, ten_thousand)
+    before = totals(engine, USAGE_DAILY)
+    openai = [replace(r, output_tokens=r.output_tokens + 1, _key=None) for r in ten_thousand if r.provider == "openai"]
+    result = upsert_records(engine, openai)
+    assert result.changed == len(openai) > 0
+    after = totals(engine, USAGE_DAILY)
+    assert after[3] == before[3] + len(openai)  # only the openai slices moved
+    assert after[1:][:2] == before[1:][:2] and after[1:] == totals(engine)[1:]
