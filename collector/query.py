@@ -1,0 +1,887 @@
+"""The one query layer: what the CLI's ``report``/``status`` print and what the dashboard charts.
+
+Both front ends call these functions, so the same question gets the same answer (issue 9). The
+dashboard's ``queries`` module only adds caching on top.
+
+How money is chosen (design.md rule 5):
+
+* ``preferred`` (the default): for each (provider, account, UTC day), if any *billed* row from
+  an ``api`` or ``csv`` source covers it, its money is the billed rows' cost; otherwise it is the
+  estimated rows' cost. Every output row carries the basis its money has. Tokens and other
+  quantities always come from the usage rows themselves. On billed days a usage row whose group
+  holds no billed charge (billed exports often lack a model or key breakdown) shows its tokens
+  with no cost, rather than an estimate that would be added to the bill.
+* ``billed``: only (provider, account, day)s a billed source covers, as above.
+* ``estimated``: the price table's view: estimated rows, plus unpriced ones; billed rows left out.
+
+Unpriced usage is always its own row (basis ``unpriced``, cost ``None``, never $0). Proxy rows
+(``source='proxy'``) are read only when asked for, and come back as their own rows
+(``section='proxy'``), never merged into the provider numbers.
+
+Reads use ``usage_daily`` for day/week/month grains over whole UTC days, and ``usage`` (grouped
+by hour in SQL, regrouped here) for the hour grain, a time zone other than UTC, or a window that
+does not fall on UTC midnights. Every statement is SQLAlchemy Core with bound parameters, and
+every money, quantity and time column goes through its typed column so the result processors
+turn scaled integers (SQLite) and ``NUMERIC`` (PostgreSQL) into :class:`~decimal.Decimal`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.engine import Engine
+
+from collector.dates import DateError, parse_tz
+from collector.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
+from collector.store import USAGE, USAGE_DAILY
+
+DIMENSIONS: tuple[str, ...] = (
+    "provider",
+    "account",
+    "project",
+    "api_key",
+    "user",
+    "model",
+    "service_tier",
+    "team",
+    "source",
+    "line_item",
+    "kind",
+)
+#: Report dimension -> column of ``usage`` / ``usage_daily``.
+DIMENSION_COLUMNS: dict[str, str] = {
+    "provider": "provider",
+    "account": "account",
+    "project": "project",
+    "api_key": "api_key_id",
+    "user": "user_id",
+    "model": "model",
+    "service_tier": "service_tier",
+    "team": "team",
+    "source": "source",
+    "line_item": "line_item",
+    "kind": "kind",
+}
+GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
+BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
+SOURCES: tuple[str, ...] = ("api", "csv", "proxy")
+#: Sources whose billed rows can cover a (provider, account, day) (design rule 5).
+BILLING_SOURCES: tuple[str, ...] = ("api", "csv")
+#: Provider names accepted by ``--provider`` even before any of their rows exist.
+KNOWN_PROVIDERS: tuple[str, ...] = (
+    "anthropic",
+    "aws_bedrock",
+    "azure_openai",
+    "deepseek",
+    "fireworks",
+    "google",
+    "groq",
+    "mistral",
+    "openai",
+    "openrouter",
+    "xai",
+)
+TOKEN_MEASURES: tuple[str, ...] = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+)
+OTHER_LABEL = "(other)"
+DAY = timedelta(days=1)
+
+
+class QueryError(ValueError):
+    """Bad report input; the message names the argument and the accepted values."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to read: a half-open UTC window and optional value filters (empty = all).
+
+    ``sources`` leaves out the proxy unless it is named: proxy traffic is compared with the
+    providers' numbers, never added to them (design rule 5).
+    """
+
+    since: datetime
+    until: datetime
+    providers: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ("api", "csv")
+    users: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise QueryError(f"--{name}", f"must be a timezone-aware datetime, got {value!r}")
+            object.__setattr__(self, name, value.astimezone(UTC))
+        if self.until <= self.since:
+            raise QueryError("--until", f"{self.until.isoformat()} is not after --since {self.since.isoformat()}")
+        if not self.sources:
+            raise QueryError("--source", f"at least one source is needed; accepted: {', '.join(SOURCES)}")
+        unknown = [s for s in self.sources if s not in SOURCES]
+        if unknown:
+            raise QueryError("--source", f"unknown source {unknown[0]!r}; accepted: {', '.join(SOURCES)}")
+
+    def value_filters(self) -> dict[str, tuple[str, ...]]:
+        """Column name -> accepted values, for the filters that are set."""
+        pairs = {
+            "provider": self.providers,
+            "account": self.accounts,
+            "model": self.models,
+            "project": self.projects,
+            "api_key_id": self.api_keys,
+            "team": self.teams,
+            "source": self.sources,
+            "user_id": self.users,
+        }
+        return {col: vals for col, vals in pairs.items() if vals}
+
+
+# -- outputs --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReportRow:
+    """One line of a report: a group of usage with its money on one basis.
+
+    ``cost`` is ``None`` for unpriced usage and for usage on billed days whose group carries no
+    billed charge (the charge sits in a row without that breakdown). ``quantities`` holds the
+    non-token quantities by unit (images, seconds ...); ``quantity`` and ``quantity_unit`` repeat
+    it when there is exactly one unit.
+    """
+
+    dims: dict[str, str]
+    period: datetime | None
+    cost: Decimal | None
+    currency: str
+    basis: str
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int = 0
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+    section: str = "provider"
+    rows: int = 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Cache writes of both lifetimes (5 minutes + 1 hour)."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def quantity(self) -> Decimal:
+        """The one non-token quantity, or 0 when there is none or more than one unit."""
+        return next(iter(self.quantities.values())) if len(self.quantities) == 1 else Decimal(0)
+
+    @property
+    def quantity_unit(self) -> str:
+        """The unit of :attr:`quantity`; ``''`` when none, ``'mixed'`` when several."""
+        if not self.quantities:
+            return ""
+        return next(iter(self.quantities)) if len(self.quantities) == 1 else "mixed"
+
+
+@dataclass
+class Sums:
+    """Totals of one (currency, basis): money, tokens and quantities."""
+
+    cost: Decimal | None = None
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int = 0
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+    rows: int = 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Cache writes of both lifetimes."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    def add(self, row: ReportRow) -> None:
+        """Add one report row."""
+        if row.cost is not None:
+            self.cost = row.cost if self.cost is None else self.cost + row.cost
+        for name in TOKEN_MEASURES:
+            setattr(self, name, getattr(self, name) + getattr(row, name))
+        for unit, qty in row.quantities.items():
+            self.quantities[unit] = self.quantities.get(unit, Decimal(0)) + qty
+        self.rows += row.rows
+
+
+@dataclass
+class ReportResult:
+    """A report: its rows, the question asked, and notes the footer must show."""
+
+    rows: list[ReportRow]
+    filters: Filters
+    by: tuple[str, ...]
+    grain: str | None
+    basis: str
+    tz: str
+    price_versions: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def totals(self, section: str = "provider") -> dict[tuple[str, str], Sums]:
+        """Sums per ``(currency, basis)`` of one section (``provider`` or ``proxy``).
+
+        Money of different currencies or bases is never added together (design rule 5);
+        usage on billed days without a charge of its own has currency ``''`` under ``billed``.
+        """
+        out: dict[tuple[str, str], Sums] = {}
+        for row in self.rows:
+            if row.section == section:
+                out.setdefault((row.currency, row.basis), Sums()).add(row)
+        return out
+
+    def proxy_totals(self) -> dict[tuple[str, str], Sums]:
+        """:meth:`totals` of the proxy rows (only present when the proxy source was asked for)."""
+        return self.totals("proxy")
+
+    @property
+    def empty(self) -> bool:
+        """No usage in the window for these filters."""
+        return not self.rows
+
+
+class DailySpend(NamedTuple):
+    """One provider account's money on one UTC day, on one basis (for charts and forecasts)."""
+
+    day: datetime
+    provider: str
+    account: str
+    cost: Decimal
+    currency: str
+    basis: str
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def parse_by(text: str | Sequence[str] | None) -> tuple[tuple[str, ...], str | None]:
+    """Split ``--by provider,model,day`` into dimensions and at most one grain.
+
+    Raises:
+        QueryError: unknown name, a repeated name, or two grains.
+    """
+    if text is None:
+        return (), None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    dims: list[str] = []
+    grain: str | None = None
+    for raw in items:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name in GRAINS:
+            if grain is not None:
+                raise QueryError("--by", f"only one time grain is allowed, got {grain!r} and {name!r}")
+            grain = name
+        elif name in DIMENSIONS:
+            if name in dims:
+                raise QueryError("--by", f"{name!r} is given twice")
+            dims.append(name)
+        else:
+            accepted = ", ".join((*DIMENSIONS, *GRAINS))
+            raise QueryError("--by", f"unknown dimension {name!r}; accepted: {accepted}")
+    return tuple(dims), grain
+
+
+def _check_args(by: Sequence[str], grain: str | None, basis: str, top: int | None) -> None:
+    for name in by:
+        if name not in DIMENSIONS:
+            raise QueryError("--by", f"unknown dimension {name!r}; accepted: {', '.join((*DIMENSIONS, *GRAINS))}")
+    if len(set(by)) != len(by):
+        raise QueryError("--by", "a dimension is given twice")
+    if grain is not None and grain not in GRAINS:
+        raise QueryError("--by", f"unknown time grain {grain!r}; accepted: {', '.join(GRAINS)}")
+    if basis not in BASES:
+        raise QueryError("--basis", f"unknown basis {basis!r}; accepted: {', '.join(BASES)}")
+    if top is not None and top < 1:
+        raise QueryError("--top", f"must be a positive number, got {top}")
+
+
+def known_providers(engine: Engine) -> tuple[str, ...]:
+    """Providers ``--provider`` accepts: those with rows, plus the built-in names."""
+    with engine.connect() as conn:
+        present = conn.execute(select(USAGE_DAILY.c.provider).distinct()).scalars().all()
+    names = set(present) | set(KNOWN_PROVIDERS)
+    try:  # the provider and importer registries arrive with other issues; use them when present
+        import providers as _providers
+
+        names |= set(getattr(_providers, "REGISTRY", {}))
+    except ImportError:  # pragma: no cover - the package ships with the product
+        pass
+    return tuple(sorted(names))
+
+
+def check_providers(engine: Engine, wanted: Iterable[str]) -> None:
+    """Reject a ``--provider`` nobody knows, naming the accepted ones.
+
+    Raises:
+        QueryError: an unknown provider name.
+    """
+    known = known_providers(engine)
+    for name in wanted:
+        if name not in known:
+            raise QueryError("--provider", f"unknown provider {name!r}; accepted: {', '.join(known)}")
+
+
+# -- SQL building blocks --------------------------------------------------------------------------
+
+_MONEY = ScaledDecimal(MONEY_SCALE)
+_QTY = ScaledDecimal(QUANTITY_SCALE)
+
+
+def _epoch(col: Any) -> ColumnElement[int]:
+    """A SQLite time column as its integer epoch seconds (so arithmetic binds integers)."""
+    return type_coerce(col, BigInteger)
+
+
+def _day_aligned(ts: datetime) -> bool:
+    return int(ts.timestamp()) % 86_400 == 0
+
+
+def _period_daily(dialect: str, day_col: Any, grain: str) -> ColumnElement[datetime]:
+    """Start of the UTC day/week/month containing ``usage_daily.day``."""
+    if dialect == "sqlite":
+        epoch = _epoch(day_col)
+        if grain == "day":
+            expr: Any = epoch
+        elif grain == "week":  # 1970-01-05 was a Monday (345600 s after the epoch)
+            expr = epoch - (epoch - 345_600) % 604_800
+        else:
+            expr = cast(func.strftime("%s", epoch, "unixepoch", "start of month"), Integer)
+        return type_coerce(expr, UTCDateTime())
+    unit = {"day": "day", "week": "week", "month": "month"}[grain]
+    return type_coerce(func.date_trunc(unit, day_col), UTCDateTime())
+
+
+def _hour_of(dialect: str, col: Any) -> ColumnElement[datetime]:
+    if dialect == "sqlite":
+        epoch = _epoch(col)
+        return type_coerce(epoch - epoch % 3600, UTCDateTime())
+    return type_coerce(func.date_trunc("hour", col), UTCDateTime())
+
+
+def _day_of(dialect: str, col: Any) -> ColumnElement[datetime]:
+    if dialect == "sqlite":
+        epoch = _epoch(col)
+        return type_coerce(epoch - epoch % 86_400, UTCDateTime())
+    return type_coerce(func.date_trunc("day", col), UTCDateTime())
+
+
+def _is_daily_bucket(dialect: str, table: Table) -> ColumnElement[bool]:
+    """Buckets a day or longer (cost APIs, daily CSVs): they stay on their UTC day."""
+    if dialect == "sqlite":
+        return _epoch(table.c.bucket_end) - _epoch(table.c.bucket_start) >= 86_400
+    return table.c.bucket_end - table.c.bucket_start >= literal_column("INTERVAL '1 day'")
+
+
+def _value_conditions(table: Table, filters: Filters) -> list[ColumnElement[bool]]:
+    return [table.c[col].in_(vals) for col, vals in filters.value_filters().items()]
+
+
+def _coverage(filters: Filters, since: datetime, until: datetime) -> Any:
+    """(provider, account, UTC day) that a billed api/csv row covers, among the chosen sources.
+
+    Only provider and account filters narrow it: a model or project filter must not turn a
+    billed day into an estimated one, or parts would stop adding up to the whole.
+    """
+    d = USAGE_DAILY.c
+    billing_sources = [s for s in filters.sources if s in BILLING_SOURCES]
+    conds = [d.basis == "billed", d.day >= since, d.day < until]
+    conds.append(d.source.in_(billing_sources) if billing_sources else false())
+    if filters.providers:
+        conds.append(d.provider.in_(filters.providers))
+    if filters.accounts:
+        conds.append(d.account.in_(filters.accounts))
+    return (
+        select(d.provider.label("provider"), d.account.label("account"), d.day.label("day"))
+        .where(*conds)
+        .group_by(d.provider, d.account, d.day)
+        .subquery("cov")
+    )
+
+
+@dataclass
+class _Money:
+    """Per-row SQL expressions that implement a basis."""
+
+    basis: ColumnElement[str]
+    counts: ColumnElement[bool]
+    where: ColumnElement[bool] | None
+
+
+def _money_exprs(table: Table, basis: str, covered: ColumnElement[bool] | None) -> _Money:
+    t = table.c
+    is_proxy = t.source == "proxy"
+    if basis == "estimated":
+        return _Money(basis=t.basis, counts=t.basis == "estimated", where=t.basis != "billed")
+    assert covered is not None
+    cov = and_(covered, ~is_proxy)
+    eff = case((cov, literal("billed", String)), else_=t.basis)
+    counts = case((cov, t.basis == "billed"), else_=t.basis != "unpriced")
+    where = eff == "billed" if basis == "billed" else None
+    return _Money(basis=eff, counts=counts, where=where)
+
+
+def _measures(table: Table, counts: ColumnElement[bool]) -> list[Any]:
+    t = table.c
+    out: list[Any] = [func.sum(t[name]).label(name) for name in TOKEN_MEASURES]
+    out.append(type_coerce(func.sum(t.quantity), _QTY).label("quantity"))
+    out.append(type_coerce(func.sum(case((counts, t.cost))), _MONEY).label("cost"))
+    rows_col = func.sum(t.rows) if "rows" in t else func.count()
+    out.append(rows_col.label("n"))
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report(
+    engine: Engine,
+    filters: Filters,
+    *,
+    by: Sequence[str] = (),
+    grain: str | None = None,
+    basis: str = "preferred",
+    tz: str = "UTC",
+    top: int | None = None,
+) -> ReportResult:
+    """Usage and money grouped by ``by`` (and a time ``grain``), on one money basis.
+
+    Args:
+        engine: the database.
+        filters: window and value filters.
+        by: dimensions from :data:`DIMENSIONS`, in output order.
+        grain: ``None`` (whole window) or one of :data:`GRAINS`.
+        basis: ``preferred``, ``billed`` or ``estimated`` (module docstring).
+        tz: IANA zone whose local days/weeks/months the grain means; hourly usage is regrouped,
+            daily buckets (cost APIs, daily CSVs) stay on their UTC day.
+        top: keep the ``top`` groups with most money (then tokens), fold the rest into
+            one ``(other)`` group so totals are unchanged.
+
+    Returns:
+        The rows, sorted by period, then money, then tokens (largest first).
+
+    Raises:
+        QueryError: an unknown dimension, grain, basis, zone or a bad ``top``.
+    """
+    by = tuple(by)
+    _check_args(by, grain, basis, top)
+    try:
+        zone = parse_tz(tz)
+    except DateError as exc:
+        raise QueryError("--tz", str(exc).removeprefix("--tz: ")) from exc
+    notes: list[str] = []
+    use_daily = zone is UTC and grain != "hour" and _day_aligned(filters.since) and _day_aligned(filters.until)
+    if use_daily:
+        raw = _query_daily(engine, filters, by, grain, basis)
+    else:
+        raw = _query_hourly(engine, filters, by, grain, basis, zone)
+        if any(r["daily"] for r in raw) and (zone is not UTC or grain == "hour"):
+            notes.append(
+                "daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days"
+                + (f"; hourly data is grouped by {tz} local time" if zone is not UTC else "")
+            )
+    rows = _merge(raw, by, grain, zone)
+    if top is not None:
+        rows = _apply_top(rows, by, top)
+    rows.sort(key=_sort_key)
+    versions = _price_versions(engine, filters) if basis != "billed" else ()
+    _basis_notes(rows, basis, notes)
+    if "proxy" in filters.sources:
+        notes.append("proxy rows are listed separately and are never added to the providers' numbers")
+    return ReportResult(
+        rows=rows,
+        filters=filters,
+        by=by,
+        grain=grain,
+        basis=basis,
+        tz=tz if zone is not UTC else "UTC",
+        price_versions=versions,
+        notes=notes,
+    )
+
+
+def _query_daily(
+    engine: Engine, filters: Filters, by: tuple[str, ...], grain: str | None, basis: str
+) -> list[dict[str, Any]]:
+    d = USAGE_DAILY
+    dialect = engine.dialect.name
+    covered = None
+    source: Any = d
+    if basis != "estimated":
+        cov = _coverage(filters, filters.since, filters.until)
+        source = d.outerjoin(
+            cov, and_(cov.c.provider == d.c.provider, cov.c.account == d.c.account, cov.c.day == d.c.day)
+        )
+        covered = cov.c.provider.is_not(None)
+    money = _money_exprs(d, basis, covered)
+    keys: list[Any] = [d.c[DIMENSION_COLUMNS[name]].label(f"dim_{name}") for name in by]
+    if grain is not None:
+        keys.append(_period_daily(dialect, d.c.day, grain).label("period"))
+    section = case((d.c.source == "proxy", literal("proxy", String)), else_=literal("provider", String))
+    currency = case((money.counts, d.c.currency), else_=literal("", String))
+    keys += [
+        section.label("section"),
+        money.basis.label("basis"),
+        currency.label("currency"),
+        d.c.quantity_unit.label("quantity_unit"),
+    ]
+    conds = [d.c.day >= filters.since, d.c.day < filters.until, *_value_conditions(d, filters)]
+    if money.where is not None:
+        conds.append(money.where)
+    stmt = select(*keys, *_measures(d, money.counts)).select_from(source).where(*conds).group_by(*keys)
+    with engine.connect() as conn:
+        result = conn.execute(stmt).mappings().all()
+    return [{**r, "daily": False} for r in result]
+
+
+def _query_hourly(
+    engine: Engine,
+    filters: Filters,
+    by: tuple[str, ...],
+    grain: str | None,
+    basis: str,
+    zone: tzinfo,
+) -> list[dict[str, Any]]:
+    """Group ``usage`` by UTC hour in SQL; :func:`_merge` regroups hours into local periods."""
+    u = USAGE
+    dialect = engine.dialect.name
+    daily = _is_daily_bucket(dialect, u)
+    # Daily buckets are selected by their UTC date being one of the window's local dates.
+    d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
+    in_window = or_(
+        and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
+        and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
+    )
+    covered = None
+    source: Any = u
+    day_expr = _day_of(dialect, u.c.bucket_start)
+    if basis != "estimated":
+        cov = _coverage(filters, min(d0, _floor_day(filters.since)), max(d1, _ceil_day(filters.until)))
+        source = u.outerjoin(
+            cov, and_(cov.c.provider == u.c.provider, cov.c.account == u.c.account, cov.c.day == day_expr)
+        )
+        covered = cov.c.provider.is_not(None)
+    money = _money_exprs(u, basis, covered)
+    keys: list[Any] = [u.c[DIMENSION_COLUMNS[name]].label(f"dim_{name}") for name in by]
+    if grain is not None:
+        keys.append(_hour_of(dialect, u.c.bucket_start).label("hour"))
+        keys.append(daily.label("daily"))
+    section = case((u.c.source == "proxy", literal("proxy", String)), else_=literal("provider", String))
+    currency = case((money.counts, u.c.currency), else_=literal("", String))
+    keys += [
+        section.label("section"),
+        money.basis.label("basis"),
+        currency.label("currency"),
+        u.c.quantity_unit.label("quantity_unit"),
+    ]
+    conds = [in_window, *_value_conditions(u, filters)]
+    if money.where is not None:
+        conds.append(money.where)
+    measures = _measures(u, money.counts)
+    if grain is None:
+        measures.append(func.max(case((daily, 1), else_=0)).label("daily"))
+    stmt = select(*keys, *measures).select_from(source).where(*conds).group_by(*keys)
+    with engine.connect() as conn:
+        result = conn.execute(stmt).mappings().all()
+    return [{**r, "daily": bool(r["daily"])} for r in result]
+
+
+def _floor_day(ts: datetime) -> datetime:
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(ts: datetime) -> datetime:
+    floor = _floor_day(ts)
+    return floor if floor == ts else floor + DAY
+
+
+def _local_dates_as_utc(since: datetime, until: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
+    """UTC midnights of the first and after-last local dates of the window."""
+    first = since.astimezone(zone).date()
+    end_local = until.astimezone(zone)
+    last_excl = end_local.date() if _floor_day(end_local) == end_local else end_local.date() + DAY
+    return _utc_midnight(first), _utc_midnight(last_excl)
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _local_period(hour: datetime, daily: bool, grain: str, zone: tzinfo) -> datetime:
+    """The start of the period a UTC hour falls in, in ``zone`` (daily buckets keep UTC dates)."""
+    if daily:
+        day = hour.date()
+        local = datetime(day.year, day.month, day.day, tzinfo=zone)
+        if grain == "hour":
+            return local
+    else:
+        local = hour.astimezone(zone)
+        if grain == "hour":
+            return local
+        local = datetime(local.year, local.month, local.day, tzinfo=zone)
+    if grain == "week":
+        monday = local.date() - timedelta(days=local.weekday())
+        local = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
+    elif grain == "month":
+        local = datetime(local.year, local.month, 1, tzinfo=zone)
+    return local
+
+
+def _merge(raw: list[dict[str, Any]], by: tuple[str, ...], grain: str | None, zone: tzinfo) -> list[ReportRow]:
+    """Fold SQL groups (split by quantity unit, money currency, hour) into report rows.
+
+    Token-only parts (currency ``''``) of a group join its money part when that has exactly one
+    currency, so a billed row and the usage it bills for are one line.
+    """
+    groups: dict[tuple[Any, ...], dict[str, ReportRow]] = defaultdict(dict)
+    for r in raw:
+        dims = {name: r[f"dim_{name}"] for name in by}
+        period: datetime | None = None
+        if grain is not None:
+            period = r["period"] if "period" in r else _local_period(r["hour"], bool(r["daily"]), grain, zone)
+        key = (tuple(dims.values()), period, r["section"], r["basis"])
+        by_currency = groups[key]
+        row = by_currency.get(r["currency"])
+        if row is None:
+            row = ReportRow(
+                dims=dims, period=period, cost=None, currency=r["currency"], basis=r["basis"], section=r["section"]
+            )
+            by_currency[r["currency"]] = row
+        _accumulate(row, r)
+    out: list[ReportRow] = []
+    for parts in groups.values():
+        bare = parts.pop("", None)
+        if bare is not None and len(parts) == 1:
+            _fold(next(iter(parts.values())), bare)
+        elif bare is not None:
+            out.append(bare)
+        out.extend(parts.values())
+    return out
+
+
+def _accumulate(row: ReportRow, r: dict[str, Any]) -> None:
+    for name in TOKEN_MEASURES:
+        setattr(row, name, getattr(row, name) + int(r[name] or 0))
+    cost = r["cost"]
+    if cost is not None:
+        row.cost = cost if row.cost is None else row.cost + cost
+    qty = r["quantity"] or Decimal(0)
+    unit = r["quantity_unit"]
+    if unit or qty:
+        row.quantities[unit] = row.quantities.get(unit, Decimal(0)) + qty
+    row.rows += int(r["n"] or 0)
+
+
+def _fold(into: ReportRow, part: ReportRow) -> None:
+    for name in TOKEN_MEASURES:
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    if part.cost is not None:
+        into.cost = part.cost if into.cost is None else into.cost + part.cost
+    for unit, qty in part.quantities.items():
+        into.quantities[unit] = into.quantities.get(unit, Decimal(0)) + qty
+    into.rows += part.rows
+
+
+def _weight(row: ReportRow) -> tuple[Decimal, int]:
+    return (row.cost or Decimal(0), row.input_tokens + row.output_tokens)
+
+
+def _sort_key(row: ReportRow) -> tuple[Any, ...]:
+    money, tokens = _weight(row)
+    period = row.period.timestamp() if row.period is not None else 0.0
+    return (row.section != "provider", period, -money, -tokens, tuple(row.dims.values()), row.basis, row.currency)
+
+
+def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[ReportRow]:
+    """Keep the ``top`` heaviest dimension groups per section; fold the others into ``(other)``."""
+    if not by:
+        return rows
+    weight: dict[tuple[str, tuple[str, ...]], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
+    for row in rows:
+        money, tokens = _weight(row)
+        w = weight[(row.section, tuple(row.dims.values()))]
+        w[0] += money
+        w[1] += tokens
+    keep: set[tuple[str, tuple[str, ...]]] = set()
+    for section in {s for s, _ in weight}:
+        ranked = sorted(
+            (k for k in weight if k[0] == section), key=lambda k: (weight[k][0], weight[k][1], k[1]), reverse=True
+        )
+        keep.update(ranked[:top])
+    out: list[ReportRow] = []
+    other: dict[tuple[Any, ...], ReportRow] = {}
+    for row in rows:
+        if (row.section, tuple(row.dims.values())) in keep:
+            out.append(row)
+            continue
+        key = (row.section, row.period, row.basis, row.currency)
+        if key not in other:
+            blank = replace(row, dims=dict.fromkeys(by, OTHER_LABEL), cost=None, quantities={}, rows=0)
+            for name in TOKEN_MEASURES:
+                setattr(blank, name, 0)
+            other[key] = blank
+        _fold(other[key], row)
+    return out + list(other.values())
+
+
+def _price_versions(engine: Engine, filters: Filters) -> tuple[str, ...]:
+    """Price-table versions behind the window's estimates (design rule 6)."""
+    u = USAGE.c
+    stmt = (
+        select(u.price_version)
+        .where(
+            u.bucket_start >= _floor_day(filters.since),
+            u.bucket_start < filters.until,
+            u.basis == "estimated",
+            u.price_version != "",
+            *_value_conditions(USAGE, filters),
+        )
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return tuple(sorted(conn.execute(stmt).scalars().all()))
+
+
+def _basis_notes(rows: list[ReportRow], basis: str, notes: list[str]) -> None:
+    unpriced = sum(1 for r in rows if r.basis == "unpriced")
+    if unpriced:
+        notes.append(f"{unpriced} row(s) are unpriced: models missing from the price table (no cost, not $0)")
+    uncharged = sum(1 for r in rows if r.basis == "billed" and r.cost is None)
+    if uncharged:
+        notes.append(
+            f"{uncharged} row(s) are usage on billed days with no charge of their own: "
+            "the bill reports it without this breakdown"
+        )
+    if basis == "billed":
+        notes.append("basis billed: days no billed source covers are left out")
+    elif basis == "estimated":
+        notes.append("basis estimated: billed rows are left out; unpriced usage is shown without cost")
+
+
+# -- helpers for the dashboard ------------------------------------------------------------------
+
+
+def daily_spend(engine: Engine, filters: Filters, basis: str = "preferred") -> list[DailySpend]:
+    """Money per UTC day, provider and account (unpriced usage carries no money and is left out)."""
+    result = report(engine, filters, by=("provider", "account"), grain="day", basis=basis)
+    out = [
+        DailySpend(r.period, r.dims["provider"], r.dims["account"], r.cost, r.currency, r.basis)
+        for r in result.rows
+        if r.cost is not None and r.period is not None and r.section == "provider"
+    ]
+    out.sort(key=lambda s: (s.day, s.provider, s.account, s.basis, s.currency))
+    return out
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The newest data one source holds for one provider account and kind."""
+
+    source: str
+    provider: str
+    account: str
+    kind: str
+    newest_bucket_end: datetime
+    last_ingested: datetime
+    source_ref: str = ""
+
+
+def freshness(engine: Engine) -> list[Freshness]:
+    """Newest bucket end and last write per (source, provider, account, kind).
+
+    Finds each group's newest day in ``usage_daily`` first, then reads only ``usage`` rows from
+    the oldest of those days on (an index range), so it stays fast on a large table.
+    """
+    d = USAGE_DAILY.c
+    u = USAGE.c
+    keys_d = (d.source, d.provider, d.account, d.kind)
+    with engine.connect() as conn:
+        newest_days = conn.execute(select(*keys_d, func.max(d.day).label("day")).group_by(*keys_d)).all()
+        if not newest_days:
+            return []
+        oldest = min(r.day for r in newest_days)
+        keys_u = (u.source, u.provider, u.account, u.kind)
+        stmt = (
+            select(
+                *keys_u,
+                func.max(u.bucket_end).label("end"),
+                func.max(u.updated_at).label("ingested"),
+                func.max(u.source_ref).label("ref"),
+            )
+            .where(u.bucket_start >= oldest)
+            .group_by(*keys_u)
+        )
+        rows = conn.execute(stmt).all()
+    out = [Freshness(r.source, r.provider, r.account, r.kind, r.end, r.ingested, r.ref or "") for r in rows]
+    out.sort(key=lambda f: (f.source, f.provider, f.account, f.kind))
+    return out
+
+
+__all__ = [
+    "BASES",
+    "DIMENSIONS",
+    "GRAINS",
+    "SOURCES",
+    "DailySpend",
+    "Filters",
+    "Freshness",
+    "QueryError",
+    "ReportResult",
+    "ReportRow",
+    "Sums",
+    "check_providers",
+    "daily_spend",
+    "freshness",
+    "known_providers",
+    "parse_by",
+    "report",
+]
