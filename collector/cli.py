@@ -159,3 +159,7 @@ def scheduler() -> None:
 # --- feature command groups: one import and one add_typer line per feature module ---------------
 # (e.g. ``from collector.cli_connections import connections_app`` then
 #  ``app.add_typer(connections_app, name="connections")``)
+from collector.cli_users import first_admin_hook, users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
+RUN_HOOKS.append(first_admin_hook)

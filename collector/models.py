@@ -4,6 +4,6 @@ A feature that adds tables adds its module here and a numbered migration under
 ``collector/migrations/versions``.
 """
 
-from collector import schema
+from collector import schema, users
 
-__all__ = ["schema"]
+__all__ = ["schema", "users"]
