@@ -866,17 +866,357 @@ def freshness(engine: Engine) -> list[Freshness]:
     return out
 
 
+# -- status ---------------------------------------------------------------------------------------
+#
+# The connections, sync and import tables come from other issues (API sync, CSV import, proxy).
+# Each is read by one small function below, by the column names those issues use, after
+# checking with ``inspect`` that the table (and column) exists: a missing table means "not set
+# up yet", never an error. Rename columns here, and only here, if they change.
+
+FAILING_STATUSES = frozenset({"error", "failed", "failing", "fatal", "unauthorized"})
+
+
+@dataclass
+class EndpointState:
+    """How far one endpoint of a connection has synced."""
+
+    endpoint: str
+    newest_complete: datetime | None
+
+
+@dataclass
+class ConnectionStatus:
+    """One registered provider connection (admin key) and its sync health."""
+
+    id: Any
+    label: str
+    provider: str
+    key_hint: str
+    active: bool
+    status: str
+    last_success: datetime | None
+    last_error: str
+    endpoints: list[EndpointState] = field(default_factory=list)
+
+    @property
+    def newest_complete(self) -> datetime | None:
+        """The newest complete bucket over all endpoints."""
+        ends = [e.newest_complete for e in self.endpoints if e.newest_complete is not None]
+        return max(ends) if ends else None
+
+
+@dataclass
+class ImportStatus:
+    """The newest period imported for one (importer, account)."""
+
+    importer: str
+    account: str
+    newest_period_end: datetime | None
+    last_imported: datetime | None
+    files: int
+    failed: int
+
+
+@dataclass
+class ProxyStatus:
+    """The proxy's recent traffic and its local spool (events waiting to be written)."""
+
+    events_last_hour: int | None
+    newest_event: datetime | None
+    spool_files: int
+    spool_bytes: int
+
+
+@dataclass
+class DatabaseStatus:
+    """Which database, how big, and whether its schema is current."""
+
+    backend: str
+    url: str
+    usage_rows: int
+    daily_rows: int
+    size_bytes: int | None
+    revision: str | None
+    head: str | None
+
+
+@dataclass
+class StatusResult:
+    """Everything ``llm-usage status`` shows; ``problems`` drives ``--check``."""
+
+    now: datetime
+    max_age: timedelta
+    connections: list[ConnectionStatus] | None
+    imports: list[ImportStatus] | None
+    proxy: ProxyStatus | None
+    database: DatabaseStatus
+    freshness: list[Freshness]
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A time read from a reflected column: epoch seconds (SQLite), ISO text or a datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float | Decimal):
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _first(columns: Iterable[str], *names: str) -> str | None:
+    have = set(columns)
+    return next((n for n in names if n in have), None)
+
+
+def _reflect(conn: Any, name: str) -> Table | None:
+    from sqlalchemy import MetaData
+    from sqlalchemy import inspect as sa_inspect
+
+    if not sa_inspect(conn).has_table(name):
+        return None
+    return Table(name, MetaData(), autoload_with=conn)
+
+
+def _read_connections(conn: Any) -> list[ConnectionStatus] | None:
+    """``connections`` (issue 3): one row per registered admin key; None when the table is absent."""
+    table = _reflect(conn, "connections")
+    if table is None:
+        return None
+    cols = table.c.keys()
+    success = _first(cols, "last_success", "last_success_at", "last_synced_at")
+    out: list[ConnectionStatus] = []
+    for row in conn.execute(select(table)).mappings():
+        out.append(
+            ConnectionStatus(
+                id=row.get("id"),
+                label=str(row.get("label") or row.get("name") or ""),
+                provider=str(row.get("provider") or ""),
+                key_hint=str(row.get("key_hint") or ""),
+                active=bool(row.get("active", True)),
+                status=str(row.get("status") or ""),
+                last_success=_as_datetime(row.get(success)) if success else None,
+                last_error=str(row.get("last_error") or ""),
+            )
+        )
+    return out
+
+
+def _read_sync_state(conn: Any) -> dict[Any, list[EndpointState]]:
+    """``sync_state`` (issue 3): the high-water mark (newest complete bucket) per connection endpoint."""
+    table = _reflect(conn, "sync_state")
+    if table is None or "connection_id" not in table.c:
+        return {}
+    hwm = _first(table.c.keys(), "high_water_mark", "hwm")
+    endpoint = _first(table.c.keys(), "endpoint", "kind")
+    out: dict[Any, list[EndpointState]] = defaultdict(list)
+    for row in conn.execute(select(table)).mappings():
+        out[row["connection_id"]].append(
+            EndpointState(
+                endpoint=str(row.get(endpoint) or "") if endpoint else "",
+                newest_complete=_as_datetime(row.get(hwm)) if hwm else None,
+            )
+        )
+    return out
+
+
+def _read_last_runs(conn: Any) -> dict[Any, dict[str, Any]]:
+    """``sync_runs`` (issue 3): the newest run per connection (status, error, finish time)."""
+    table = _reflect(conn, "sync_runs")
+    if table is None or "connection_id" not in table.c:
+        return {}
+    order = _first(table.c.keys(), "finished_at", "started_at", "id")
+    stmt = select(table)
+    if order:
+        stmt = stmt.order_by(table.c[order])
+    latest: dict[Any, dict[str, Any]] = {}
+    for row in conn.execute(stmt).mappings():
+        latest[row["connection_id"]] = dict(row)
+    return latest
+
+
+def _read_imports(conn: Any) -> list[ImportStatus] | None:
+    """``import_files`` (issue 4): newest imported period per (importer, account)."""
+    table = _reflect(conn, "import_files")
+    if table is None:
+        return None
+    groups: dict[tuple[str, str], ImportStatus] = {}
+    for row in conn.execute(select(table)).mappings():
+        key = (str(row.get("importer") or ""), str(row.get("account") or ""))
+        item = groups.setdefault(key, ImportStatus(key[0], key[1], None, None, 0, 0))
+        item.files += 1
+        status = str(row.get("status") or "").lower()
+        if status in FAILING_STATUSES:
+            item.failed += 1
+            continue
+        end = _as_datetime(row.get("period_end"))
+        if end is not None and (item.newest_period_end is None or end > item.newest_period_end):
+            item.newest_period_end = end
+        when = _as_datetime(row.get("imported_at"))
+        if when is not None and (item.last_imported is None or when > item.last_imported):
+            item.last_imported = when
+    return sorted(groups.values(), key=lambda i: (i.importer, i.account))
+
+
+def _read_proxy(conn: Any, settings: Any, now: datetime) -> ProxyStatus | None:
+    """``proxy_events`` (issue 5) in the last hour, and the proxy's spool folder under the data dir."""
+    table = _reflect(conn, "proxy_events")
+    spool_files = spool_bytes = 0
+    data_dir = getattr(settings, "data_dir", None)
+    spool_dir = getattr(settings, "proxy_spool_dir", None) or (data_dir / "spool" if data_dir else None)
+    if spool_dir is not None and spool_dir.is_dir():
+        for path in spool_dir.rglob("*"):
+            if path.is_file():
+                spool_files += 1
+                spool_bytes += path.stat().st_size
+    if table is None:
+        return ProxyStatus(None, None, spool_files, spool_bytes) if spool_files else None
+    ts_name = _first(table.c.keys(), "ts", "created_at", "started_at")
+    if ts_name is None:
+        return ProxyStatus(None, None, spool_files, spool_bytes)
+    ts = table.c[ts_name]
+    hour_ago = now - timedelta(hours=1)
+    bound = int(hour_ago.timestamp()) if isinstance(ts.type, Integer) else hour_ago
+    count = conn.execute(select(func.count()).select_from(table).where(ts >= bound)).scalar_one()
+    newest = conn.execute(select(func.max(ts))).scalar_one()
+    return ProxyStatus(int(count), _as_datetime(newest), spool_files, spool_bytes)
+
+
+def _read_database(engine: Engine, conn: Any) -> DatabaseStatus:
+    from collector.migrate import current_revision, head_revision
+
+    usage_rows = conn.execute(select(func.count()).select_from(USAGE)).scalar_one()
+    daily_rows = conn.execute(select(func.count()).select_from(USAGE_DAILY)).scalar_one()
+    size: int | None = None
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            size = sum(p.stat().st_size for p in (Path(database), Path(database + "-wal")) if p.exists())
+    else:
+        size = int(conn.execute(select(func.pg_database_size(func.current_database()))).scalar_one())
+    return DatabaseStatus(
+        backend=engine.dialect.name,
+        url=engine.url.render_as_string(hide_password=True),
+        usage_rows=int(usage_rows),
+        daily_rows=int(daily_rows),
+        size_bytes=size,
+        revision=current_revision(engine),
+        head=head_revision(),
+    )
+
+
+def status(
+    engine: Engine,
+    settings: Any = None,
+    *,
+    max_age: timedelta = timedelta(hours=3),
+    now: datetime | None = None,
+) -> StatusResult:
+    """Health of every connection, import, the proxy and the database.
+
+    A problem (for ``status --check``) is an *active* connection whose status or newest run
+    failed, or whose last success (or, without one, newest complete bucket) is older than
+    ``max_age``; also a database behind the newest migration.
+    """
+    now = now or datetime.now(UTC)
+    with engine.connect() as conn:
+        connections = _read_connections(conn)
+        if connections is not None:
+            states = _read_sync_state(conn)
+            runs = _read_last_runs(conn)
+            for c in connections:
+                c.endpoints = sorted(states.get(c.id, []), key=lambda e: e.endpoint)
+                run = runs.get(c.id)
+                if run is not None:
+                    _apply_run(c, run)
+        imports = _read_imports(conn)
+        proxy = _read_proxy(conn, settings, now)
+        database = _read_database(engine, conn)
+    result = StatusResult(
+        now=now,
+        max_age=max_age,
+        connections=connections,
+        imports=imports,
+        proxy=proxy,
+        database=database,
+        freshness=freshness(engine),
+    )
+    result.problems = _problems(result)
+    if connections is None or not connections:
+        result.notes.append("no connections configured")
+    if imports is None or not imports:
+        result.notes.append("no CSV imports recorded")
+    if proxy is None:
+        result.notes.append("no proxy events recorded")
+    return result
+
+
+def _apply_run(c: ConnectionStatus, run: dict[str, Any]) -> None:
+    """Fill a connection's gaps from its newest sync run (status, error, success time)."""
+    run_status = str(run.get("status") or "").lower()
+    if not c.status:
+        c.status = run_status
+    if run_status in FAILING_STATUSES and not c.last_error:
+        c.last_error = str(run.get("error") or run.get("last_error") or "")
+    if c.last_success is None and run_status in ("ok", "success", "succeeded", "done"):
+        c.last_success = _as_datetime(run.get("finished_at") or run.get("started_at"))
+
+
+def _problems(result: StatusResult) -> list[str]:
+    out: list[str] = []
+    for c in result.connections or []:
+        if not c.active:
+            continue
+        name = f"connection {c.label or c.id} ({c.provider})"
+        if c.status.lower() in FAILING_STATUSES:
+            out.append(f"{name}: failing: {c.last_error or c.status}")
+            continue
+        seen = c.last_success or c.newest_complete
+        if seen is None:
+            out.append(f"{name}: no successful sync yet")
+        elif result.now - seen > result.max_age:
+            age = _human_age(result.now - seen)
+            out.append(f"{name}: stale: last success {age} ago (max age {_human_age(result.max_age)})")
+    db = result.database
+    if db.revision != db.head:
+        out.append(f"database: schema at {db.revision}, newest is {db.head}: run `llm-usage db upgrade`")
+    return out
+
+
+def _human_age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 172_800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86_400}d"
+
+
 __all__ = [
     "BASES",
     "DIMENSIONS",
     "GRAINS",
     "SOURCES",
+    "ConnectionStatus",
     "DailySpend",
+    "DatabaseStatus",
+    "EndpointState",
     "Filters",
     "Freshness",
+    "ImportStatus",
+    "ProxyStatus",
     "QueryError",
     "ReportResult",
     "ReportRow",
+    "StatusResult",
     "Sums",
     "check_providers",
     "daily_spend",
@@ -884,4 +1224,5 @@ __all__ = [
     "known_providers",
     "parse_by",
     "report",
+    "status",
 ]
