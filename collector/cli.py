@@ -163,3 +163,6 @@ from collector.cli_users import first_admin_hook, users_app  # noqa: E402
 
 app.add_typer(users_app, name="users")
 RUN_HOOKS.append(first_admin_hook)
+from collector.cli_report import register as register_report_commands  # noqa: E402
+
+register_report_commands(app)
