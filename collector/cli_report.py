@@ -76,6 +76,14 @@ def _choice(name: str, value: str, accepted: Sequence[str]) -> str:
     return low
 
 
+def _parse_top(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise QueryError("--top", f"cannot read {text!r}; accepted: a positive whole number")
+    return int(text)
+
+
 def parse_age(text: str) -> timedelta:
     """``3h``, ``90m``, ``2d`` or ``45s`` as a timedelta.
 
@@ -286,7 +294,7 @@ def report_command(
     user: Annotated[list[str] | None, typer.Option("--user", help="Only this user (repeatable).")] = None,
     team: Annotated[list[str] | None, typer.Option("--team", help="Only this team (repeatable).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv.")] = "table",
-    top: Annotated[int | None, typer.Option("--top", help="Keep the N groups with most spend; fold the rest.")] = None,
+    top: Annotated[str | None, typer.Option("--top", help="Keep the N groups with most spend; fold the rest.")] = None,
     tz: Annotated[str, typer.Option("--tz", help="Group hourly data by local days (Asia/Seoul).")] = "UTC",
 ) -> None:
     """Spend and usage for a window, grouped by dimensions and a time grain."""
@@ -312,13 +320,12 @@ def report_command(
             teams=_split(team),
             sources=sources,
         )
-        if top is not None and top < 1:
-            raise QueryError("--top", f"must be a positive number, got {top}")
+        top_n = _parse_top(top)
         from collector.migrate import open_database
 
         engine = open_database(get_settings())
         check_providers(engine, filters.providers)
-        result = report(engine, filters, by=dims, grain=grain, basis=basis_name, tz=tz, top=top)
+        result = report(engine, filters, by=dims, grain=grain, basis=basis_name, tz=tz, top=top_n)
     except (QueryError, DateError) as exc:
         _fail(str(exc))
     renderers: dict[str, Callable[[], str]] = {
