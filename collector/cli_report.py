@@ -339,9 +339,10 @@ def report_command(
 def _when(ts: datetime | None, now: datetime) -> str:
     if ts is None:
         return "never"
-    from collector.query import _human_age
+    from collector.query import human_age
 
-    return f"{_iso(ts)} ({_human_age(now - ts)} ago)" if ts <= now else _iso(ts)
+    shown = _iso(ts.replace(microsecond=0))
+    return f"{shown} ({human_age(now - ts)} ago)" if ts <= now else shown
 
 
 def render_status(result: StatusResult) -> str:

@@ -1183,15 +1183,15 @@ def _problems(result: StatusResult) -> list[str]:
         if seen is None:
             out.append(f"{name}: no successful sync yet")
         elif result.now - seen > result.max_age:
-            age = _human_age(result.now - seen)
-            out.append(f"{name}: stale: last success {age} ago (max age {_human_age(result.max_age)})")
+            age = human_age(result.now - seen)
+            out.append(f"{name}: stale: last success {age} ago (max age {human_age(result.max_age)})")
     db = result.database
     if db.revision != db.head:
         out.append(f"database: schema at {db.revision}, newest is {db.head}: run `llm-usage db upgrade`")
     return out
 
 
-def _human_age(delta: timedelta) -> str:
+def human_age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 3600:
         return f"{seconds // 60}m"
