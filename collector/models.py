@@ -4,6 +4,6 @@ A feature that adds tables adds its module here and a numbered migration under
 ``collector/migrations/versions``.
 """
 
-from collector import schema, users
+from collector import budget_tables, schema, users
 
-__all__ = ["schema", "users"]
+__all__ = ["budget_tables", "schema", "users"]
