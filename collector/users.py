@@ -13,6 +13,7 @@ guessing costs the attacker time, not just the server.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -36,8 +37,6 @@ MAX_DELAY_SECONDS = 900
 MIN_PASSWORD_LENGTH = 12
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,254}$")
 _HASHER = PasswordHasher()
-#: Verified against when the name is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
 class UserError(ValueError):
@@ -245,6 +244,16 @@ def lock_delay(failed_attempts: int) -> int:
     return int(min(2 ** (failed_attempts - FREE_ATTEMPTS + 1), MAX_DELAY_SECONDS))
 
 
+@functools.cache
+def _dummy_hash(params: tuple[int, int, int]) -> str:
+    """A hash to verify against when the name is unknown, so a wrong name costs as long as a wrong password."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def _verify_dummy(password: str) -> None:
+    _verify(_dummy_hash((_HASHER.time_cost, _HASHER.memory_cost, _HASHER.parallelism)), password)
+
+
 def _verify(stored: str, password: str) -> bool:
     try:
         return _HASHER.verify(stored, password)
@@ -263,12 +272,12 @@ def authenticate(engine: Engine, name: str, password: str, *, now: datetime | No
     try:
         clean = normalise_name(name)
     except UserError:
-        _verify(_DUMMY_HASH, password)
+        _verify_dummy(password)
         return wrong
     with engine.begin() as conn:
         row = conn.execute(select(USERS).where(USERS.c.name == clean)).first()
         if row is None or not row._mapping["password_hash"]:
-            _verify(_DUMMY_HASH, password)
+            _verify_dummy(password)
             return wrong
         m = row._mapping
         if m["locked_until"] is not None and m["locked_until"] > now:

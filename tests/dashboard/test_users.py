@@ -152,3 +152,11 @@ def test_cli_add_list_set_password_remove():
     assert res.exit_code == 0 and get_user(engine, "gina") is None
     res = runner.invoke(app, ["users", "remove", "hank", "--yes"])
     assert res.exit_code == 2 and "last admin" in res.output
+
+
+def test_production_parameters_follow_rfc_9106(monkeypatch):
+    from collector import users
+    from tests.dashboard.conftest import PRODUCTION_HASHER
+
+    monkeypatch.setattr(users, "_HASHER", PRODUCTION_HASHER)  # not the quick one the other tests use
+    assert users.hash_password(PW).startswith("$argon2id$v=19$m=65536,t=3,p=4$")
