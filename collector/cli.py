@@ -166,3 +166,6 @@ RUN_HOOKS.append(first_admin_hook)
 from collector.cli_report import register as register_report_commands  # noqa: E402
 
 register_report_commands(app)
+from collector.cli_budgets import register as register_budget_commands  # noqa: E402
+
+register_budget_commands(app)
