@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 from collector.budget_tables import TEAM_RULES
 from collector.forecast import month_bounds
 from collector.query import Filters, report
+from collector.sqltypes import canonical_decimal
 
 #: Rule field -> report dimension it reads.
 MATCH_FIELDS: dict[str, str] = {
@@ -322,14 +323,23 @@ def chargeback_csv(cb: Chargeback) -> str:
                 ln.cost_centre,
                 ln.currency,
                 f"{ln.cents:.2f}",
-                f"{ln.amount:f}",
+                f"{canonical_decimal(ln.amount):f}",
                 cb.rules_version,
                 cb.basis,
             ]
         )
     for currency, total in sorted(cb.totals.items()):
         writer.writerow(
-            [month, "TOTAL", "", currency, f"{total.quantize(CENT):.2f}", f"{total:f}", cb.rules_version, cb.basis]
+            [
+                month,
+                "TOTAL",
+                "",
+                currency,
+                f"{total.quantize(CENT):.2f}",
+                f"{canonical_decimal(total):f}",
+                cb.rules_version,
+                cb.basis,
+            ]
         )
     return buf.getvalue()
 
