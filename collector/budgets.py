@@ -261,6 +261,8 @@ def daily_spend_in(
                 per_currency[(row.period.date(), row.currency)] += row.cost
     out: dict[date, Decimal] = defaultdict(Decimal)
     notes: list[str] = []
+    if rates is None and any(currency != budget.currency for _, currency in per_currency):
+        rates = RateBook.load(engine)
     for (day, currency), amount in sorted(per_currency.items()):
         if currency == budget.currency:
             out[day] += amount
