@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -52,6 +52,7 @@ LAYOUT = {
     "legend": {"orientation": "h", "yanchor": "bottom", "y": -0.35, "x": 0},
     "hovermode": "x unified",
     "height": 380,
+    "modebar": {"orientation": "v"},
 }
 
 
@@ -72,23 +73,33 @@ def color_map(dimension: str, values: Sequence[str]) -> dict[str, str]:
 
 # -- numbers for people ---------------------------------------------------------------------------
 
-_SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
+_SUFFIXES = ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k"))
 
 
 def compact(value: float | int | Decimal, digits: int = 1) -> str:
-    """``1234`` -> ``1.2k``, ``3_400_000`` -> ``3.4M``; small numbers as they are."""
-    x = float(value)
-    if math.isnan(x):
+    """``1234`` -> ``1.2k``, ``3_400_000`` -> ``3.4M``, ``1_250_000`` -> ``1.3M`` (half up)."""
+    if isinstance(value, float) and math.isnan(value):
         return NO_VALUE
+    x = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
     sign = "-" if x < 0 else ""
     x = abs(x)
-    for size, suffix in _SUFFIXES:
-        if x >= size * 0.9995:
-            text = f"{x / size:.{digits}f}".rstrip("0").rstrip(".")
-            return f"{sign}{text}{suffix}"
-    if x == int(x):
-        return f"{sign}{int(x)}"
-    return f"{sign}{x:.{digits}f}".rstrip("0").rstrip(".")
+    quantum = Decimal(1).scaleb(-digits)
+    for i, (size, suffix) in enumerate(_SUFFIXES):
+        if x >= size:
+            scaled = (x / Decimal(size)).quantize(quantum, rounding=ROUND_HALF_UP)
+            if scaled >= 1000 and i > 0:  # 999.96k reads better as 1M
+                size, suffix = _SUFFIXES[i - 1]
+                scaled = (x / Decimal(size)).quantize(quantum, rounding=ROUND_HALF_UP)
+            return f"{sign}{_trim(scaled)}{suffix}"
+    small = x.quantize(quantum, rounding=ROUND_HALF_UP)
+    if small >= 1000:
+        return f"{sign}1k"
+    return f"{sign}{_trim(small)}"
+
+
+def _trim(value: Decimal) -> str:
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def money(value: float | Decimal | None, currency: str = "USD") -> str:
@@ -230,7 +241,7 @@ def ranked_bar(
         )
     )
     fig.update_layout(title={"text": title}, xaxis_title=x_title, yaxis_title="", showlegend=False)
-    fig.update_layout(margin=LAYOUT["margin"], height=max(220, 40 + 28 * len(data)))
+    fig.update_layout(margin=LAYOUT["margin"], height=max(220, 60 + 28 * len(data)), modebar=LAYOUT["modebar"])
     return fig
 
 
@@ -250,7 +261,7 @@ def basis_share(df: pd.DataFrame, *, title: str = "Billed vs estimated share of 
             sort=False,
         )
     )
-    fig.update_layout(title={"text": title}, margin=LAYOUT["margin"], height=300)
+    fig.update_layout(title={"text": title}, margin=LAYOUT["margin"], height=300, modebar=LAYOUT["modebar"])
     return fig
 
 

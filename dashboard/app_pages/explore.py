@@ -49,7 +49,7 @@ def render() -> None:
         help="preferred: billed where a provider's bill covers the day, estimated elsewhere.",
     )
     options = queries.dimension_values(since, until)
-    cols = st.columns(7)
+    cols = [*st.columns(4), *st.columns(4)]
     chosen: dict[str, tuple[str, ...]] = {}
     for col, (dim, field_name) in zip(cols, queries.FILTER_FIELDS.items(), strict=False):
         picked = col.multiselect(dim.replace("_", " "), options[dim], key=dim, bind="query-params")

@@ -28,7 +28,8 @@ def render() -> None:
         "Per provider account and UTC day: what the provider billed, what its usage costs at the public price "
         "table, and what the proxy recorded. The three are compared, never added together."
     )
-    window = ui.window_picker("recon_days", default_days=30)
+    with st.columns([1, 2])[0]:
+        window = ui.window_picker("recon_days", default_days=30)
     if window is None:
         return
     since, until = window
@@ -45,9 +46,13 @@ def render() -> None:
     df["status"] = [_status(row, f"{row['provider']}/{row['account']}" in proxy_accounts) for _, row in df.iterrows()]
     accounts = sorted({f"{p} / {a}" if a else p for p, a in zip(df["provider"], df["account"], strict=True)})
     per_account = df.groupby(["provider", "account"], as_index=False)[["billed", "estimated", "proxy"]].sum(min_count=1)
-    per_account["gap %"] = (per_account["estimated"] - per_account["billed"]) / per_account["billed"].where(
-        per_account["billed"] != 0
-    )
+    # The gap compares like with like: only days on which both the bill and the usage exist.
+    both = df[df["billed"].notna() & df["estimated"].notna()]
+    paired = both.groupby(["provider", "account"])[["billed", "estimated"]].sum()
+    gap = (paired["estimated"] - paired["billed"]) / paired["billed"].where(paired["billed"] != 0)
+    per_account["gap % (days with both)"] = [
+        gap.get((p, a)) for p, a in zip(per_account["provider"], per_account["account"], strict=True)
+    ]
     st.subheader("Per provider account, whole window")
     st.dataframe(_pretty(per_account), hide_index=True, width="stretch")
     choice = st.selectbox("Provider account", accounts, key="recon_account")
@@ -86,7 +91,7 @@ def _pretty(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("billed", "estimated", "proxy", "gap"):
         if col in out:
             out[col] = [charts.money(v) if pd.notna(v) else "missing" for v in out[col]]
-    for col in ("gap %", "proxy gap %"):
+    for col in ("gap %", "proxy gap %", "gap % (days with both)"):
         if col in out:
             out[col] = [charts.percent(v) if pd.notna(v) else charts.NO_VALUE for v in out[col]]
     if "day" in out:

@@ -114,3 +114,29 @@ def test_no_page_renders_an_admin_key(dashboard_db, page):
     assert "sk-admin" in rendered or page not in ("health", "connections")
     assert DUMMY_KEY not in rendered
     assert DUMMY_KEY[-12:] not in rendered
+
+
+def test_overview_and_explore_on_postgresql(pg_url, monkeypatch):
+    import streamlit as st
+
+    from collector.settings import get_settings
+    from dashboard import queries
+    from tests.dashboard.conftest import NOW, seed
+
+    seed(pg_url)
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", pg_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(queries, "as_of", lambda: NOW)
+    st.cache_data.clear()
+    at = app("viewer")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Month to date"], metrics["Today (so far)"], metrics["Projected month end"]) == (
+        MTD,
+        TODAY,
+        PROJECTED,
+    )
+    at.switch_page("app_pages/explore.py").run()
+    assert {m.label: m.value for m in at.metric}["Spend"] == MTD
+    st.cache_data.clear()
+    queries._engine.clear()
