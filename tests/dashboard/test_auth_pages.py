@@ -100,3 +100,47 @@ def test_role_changes_apply_at_the_next_click(dashboard_db):
     remove_user(queries.engine(), "finance")
     at.run()
     assert _nav(at) == {"Sign in"} and not at.metric
+
+
+OIDC = {
+    "auth": {
+        "redirect_uri": "http://127.0.0.1:8501/oauth2callback",
+        "cookie_secret": "test-cookie-secret",
+        "client_id": "dashboard",
+        "client_secret": "test-client-secret",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+    }
+}
+
+
+def _sso_app(email: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets.update(OIDC)
+    at.user = {"is_logged_in": True, "email": email}
+    return at.run()
+
+
+def test_sso_identity_gets_the_role_of_its_local_account(dashboard_db):
+    from collector.users import add_user, get_user
+
+    add_user(queries.engine(), "carol@example.com", "finance", None)
+    at = _sso_app("Carol@example.com")
+    assert not at.exception, at.exception
+    assert _nav(at) == ALL_PAGES - ADMIN_ONLY
+    assert get_user(queries.engine(), "carol@example.com").last_sign_in_at is not None
+
+
+def test_sso_identity_without_an_account_gets_no_access(dashboard_db):
+    at = _sso_app("mallory@example.com")
+    assert not at.exception, at.exception
+    assert _nav(at) == {"Sign in"} and not at.metric
+    assert any("llm-usage users add mallory@example.com" in e.value for e in at.error)
+
+
+def test_sign_in_page_offers_sso_only_when_configured(dashboard_db):
+    assert "Sign in with SSO" not in [b.label for b in app().button]
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets.update(OIDC)
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert "Sign in with SSO" in [b.label for b in at.button]
