@@ -71,8 +71,6 @@ def _admin(engine) -> None:  # type: ignore[no-untyped-def]
         add_user(engine, ADMIN, "admin", "bench password 1234")
 
 
-
-
 def _measure(url: str, runs: int = 3) -> dict[str, tuple[float, float]]:
     """Per page: (median cold render, warm render) in seconds."""
     import streamlit as st
@@ -125,8 +123,10 @@ def main() -> None:
     """Build or reuse the 10M-row database, then print cold/warm/empty render times per page."""
     started = time.perf_counter()
     path = ensure_db()
-    print(f"  database: {path} ({(path.with_suffix('.done')).read_text().strip()}; ready in "
-          f"{time.perf_counter() - started:.1f} s this run)")
+    print(
+        f"  database: {path} ({(path.with_suffix('.done')).read_text().strip()}; ready in "
+        f"{time.perf_counter() - started:.1f} s this run)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         empty_url = f"sqlite:///{Path(tmp) / 'empty.db'}"
         engine = open_database(url=empty_url)
@@ -137,8 +137,10 @@ def main() -> None:
     print(f"  {'page':<16}{'10M cold':>12}{'10M warm':>12}{'empty (baseline)':>20}   target: cold < 1 s")
     for page in PAGES:
         cold, warm = full[page]
-        print(f"  {page:<16}{cold * 1000:>10.0f}ms{warm * 1000:>10.0f}ms{empty[page][0] * 1000:>18.0f}ms"
-              f"   {'ok' if cold < 1 else 'SLOW'}")
+        print(
+            f"  {page:<16}{cold * 1000:>10.0f}ms{warm * 1000:>10.0f}ms{empty[page][0] * 1000:>18.0f}ms"
+            f"   {'ok' if cold < 1 else 'SLOW'}"
+        )
 
 
 if __name__ == "__main__":
