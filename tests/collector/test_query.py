@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.engine import Engine
 
+import collector.query as query_module
 from collector.query import (
     OTHER_LABEL,
     Filters,
@@ -260,3 +261,17 @@ def test_report_rejects_bad_options(sqlite_engine: Engine) -> None:
         report(sqlite_engine, WINDOW, tz="Mars/Olympus")
     with pytest.raises(QueryError, match=r"^--top:"):
         report(sqlite_engine, WINDOW, by=("provider",), top=0)
+
+
+def test_price_versions_probe_on_large_windows(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the exact-scan limit, versions come from one estimated row per day, and a note says so."""
+    exact = report(seeded, WINDOW, by=("provider",))
+    assert exact.price_versions == (PRICE_VERSION,)
+    assert not any("one estimated row per day" in n for n in exact.notes)
+    monkeypatch.setattr(query_module, "EXACT_PRICE_VERSION_ROWS", 0)
+    probed = report(seeded, WINDOW, by=("provider",))
+    assert probed.price_versions == (PRICE_VERSION,)
+    assert any("one estimated row per day" in n for n in probed.notes)
+    assert actual(probed) == actual(exact)
+    billed = report(seeded, WINDOW, basis="billed")
+    assert billed.price_versions == ()
