@@ -12,8 +12,8 @@ import pytest
 from collector.anomaly import AnomalyError, Params, detect, find_anomalies
 from collector.query import Filters, report
 from collector.schema import UsageRecord
-from collector.synthetic import MODELS, GeneratorConfig, generate
 from collector.store import upsert_records
+from collector.synthetic import MODELS, GeneratorConfig, generate
 
 D = Decimal
 DAY = timedelta(days=1)
@@ -74,7 +74,8 @@ def test_twenty_injected_spikes_recall_and_false_alarms(sqlite_engine, capsys):
     overall = sum(false_alarms.values()) / len(providers) / scored_days * 30
     with capsys.disabled():
         print(
-            f"\nanomaly detection: recall {len(hits)}/20 = {len(hits) / 20:.0%}; false alarms {sum(false_alarms.values())} "
+            f"\nanomaly detection: recall {len(hits)}/20 = {len(hits) / 20:.0%}; "
+            f"false alarms {sum(false_alarms.values())} "
             f"over {len(providers)} provider scopes x {scored_days} days = {overall:.2f} per 30 days per scope "
             f"(worst scope {worst:.2f}: {dict(false_alarms)})"
         )

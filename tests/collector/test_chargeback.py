@@ -99,7 +99,10 @@ def test_generator_month_chargeback_equals_the_month_spend_to_the_cent(sqlite_en
     upsert_records(sqlite_engine, generate(cfg))
     chargeback.save_rules(
         sqlite_engine,
-        [Rule("project", "proj_support-bot", "search", "CC-1"), Rule("api_key", "key_code-review_*", "support", "CC-2")],
+        [
+            Rule("project", "proj_support-bot", "search", "CC-1"),
+            Rule("api_key", "key_code-review_*", "support", "CC-2"),
+        ],
     )
     cb = monthly_chargeback(sqlite_engine, date(2026, 10, 1))
     totals = report(sqlite_engine, Filters(cb.since, cb.until)).totals()

@@ -79,7 +79,8 @@ def test_backtest_over_twelve_generated_months_reports_mape_at_day_10_and_20(cap
         print("\nforecast back-test (generator seed 42, 12 months):")
         for p in points:
             print(
-                f"  {p.month:%Y-%m} day {p.day_of_month}: projected {p.projected:,.2f} actual {p.actual_total:,.2f} APE {p.ape:.1%}"
+                f"  {p.month:%Y-%m} day {p.day_of_month}: projected {p.projected:,.2f} "
+                f"actual {p.actual_total:,.2f} APE {p.ape:.1%}"
             )
     mape = {n: sum(p.ape for p in points if p.day_of_month == n) / 12 for n in (10, 20)}
     with capsys.disabled():
