@@ -140,3 +140,16 @@ def test_overview_and_explore_on_postgresql(pg_url, monkeypatch):
     assert {m.label: m.value for m in at.metric}["Spend"] == MTD
     st.cache_data.clear()
     queries._engine.clear()
+
+
+def test_explore_hourly_by_model_from_a_shared_link(dashboard_db):
+    at = app("viewer")
+    at.switch_page("app_pages/explore.py")
+    at.query_params.update(grain="hour", by="model", days=["2026-11-19", "2026-11-20"])
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    hours = {p.isoformat() for p in table["period"]}
+    assert hours == {"2026-11-19T10:00:00+00:00", "2026-11-20T10:00:00+00:00"}
+    assert {m.label: m.value for m in at.metric}["Spend"] == "$33.20"  # 20.00 + 10.00 + 3.20
+    assert at.get("download_button")[0].proto.label == "Download CSV"
