@@ -40,6 +40,7 @@ from sqlalchemy import (
     Integer,
     Table,
     and_,
+    case,
     cast,
     func,
     literal_column,
@@ -468,7 +469,9 @@ class _Raw:
 def _measures(table: Table) -> list[Any]:
     t = table.c
     out: list[Any] = [func.sum(t[name]) for name in TOKEN_MEASURES]
-    out.append(type_coerce(func.sum(t.quantity), _QTY))
+    # A quantity needs a unit (schema rule 4), so token rows sum to NULL here and skip the
+    # Decimal conversion: half the result processing of a token-only report.
+    out.append(type_coerce(func.sum(case((t.quantity_unit != "", t.quantity))), _QTY))
     out.append(type_coerce(func.sum(t.cost), _MONEY))
     out.append(func.sum(t.rows) if "rows" in t else func.count())
     return out
