@@ -83,7 +83,12 @@ def sign_out() -> None:
 
 
 def sign_in_page() -> None:
-    """The only thing a signed-out visitor sees."""
+    """The only thing a signed-out visitor sees (a narrow form that suits a laptop screen)."""
+    with st.columns([1, 2, 1])[1]:
+        _sign_in_form()
+
+
+def _sign_in_form() -> None:
     st.title("LLM usage & cost")
     st.subheader("Sign in")
     with st.form("sign_in", clear_on_submit=False):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from collector.http import redact
 from dashboard import actions, auth, charts, queries
 
 
@@ -67,7 +68,7 @@ def _run(fn, ident, what: str) -> None:  # type: ignore[no-untyped-def]
             st.error(f"{what} failed: {actions.safe_message(exc)}")
             return
     queries.clear_caches()
-    st.success(f"{what} finished: {actions.safe_message(Exception(result)).split(': ', 1)[-1]}")
+    st.success(f"{what} finished: {redact(str(result))}")
 
 
 render()
