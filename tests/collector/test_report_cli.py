@@ -167,3 +167,26 @@ def test_human_numbers() -> None:
     assert human_money(Decimal("0.001"), "USD") == "<$0.01"
     assert human_money(Decimal("7"), "EUR") == "7.00 EUR"
     assert human_money(None, "") == "—"
+
+
+def test_cli_json_equals_the_dashboard_query(cli_db: Engine) -> None:
+    """The dashboard's cached query (a thin wrapper) and the CLI print the same figures."""
+    from dashboard import queries
+
+    queries.clear_caches()
+    frame = queries.report_frame(WINDOW, by=("provider", "model"), grain="day")
+    code, out, _ = run("report", *RANGE, "--by", "provider,model,day", "--format", "json")
+    assert code == 0
+    printed = json.loads(out)
+    assert len(printed) == len(frame) > 0
+    for item, (_, rec) in zip(printed, frame.iterrows(), strict=True):
+        assert (item["provider"], item["model"], item["basis"], item["currency"]) == (
+            rec["provider"],
+            rec["model"],
+            rec["basis"],
+            rec["currency"],
+        )
+        assert item["period"] == rec["period"].isoformat().replace("+00:00", "Z")
+        assert (Decimal(item["cost"]) if item["cost"] is not None else None) == rec["cost_exact"]
+        for name in ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens", "requests"):
+            assert item[name] == rec[name], name
