@@ -446,6 +446,38 @@ def _coverage(engine: Engine, filters: Filters, since: datetime, until: datetime
         return {(p, a, day) for p, a, day in conn.execute(stmt)}
 
 
+def _hourly_window(dialect: str, filters: Filters, zone: tzinfo) -> ColumnElement[bool]:
+    """``usage`` rows in the window: by start, and daily buckets by their UTC date's local midnight."""
+    u = USAGE
+    daily = _is_daily_bucket(dialect, u)
+    d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
+    return or_(
+        and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
+        and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
+    )
+
+
+def _coverage_hourly(engine: Engine, filters: Filters, zone: tzinfo) -> set[tuple[str, str, datetime]]:
+    """:func:`_coverage` for windows off UTC midnights: billed ``usage`` rows inside the window."""
+    u = USAGE.c
+    billing_sources = [s for s in filters.sources if s in BILLING_SOURCES]
+    if not billing_sources:
+        return set()
+    day = _day_of(engine.dialect.name, u.bucket_start)
+    conds = [
+        _hourly_window(engine.dialect.name, filters, zone),
+        u.basis == "billed",
+        u.source.in_(billing_sources),
+    ]
+    if filters.providers:
+        conds.append(u.provider.in_(filters.providers))
+    if filters.accounts:
+        conds.append(u.account.in_(filters.accounts))
+    stmt = select(u.provider, u.account, day).where(*conds).distinct()
+    with engine.connect() as conn:
+        return {(p, a, d) for p, a, d in conn.execute(stmt)}
+
+
 @dataclass(slots=True)
 class _Raw:
     """One SQL group, before the basis rule and the merge into report rows."""
@@ -560,16 +592,14 @@ def report(
         cov = _coverage(engine, filters, filters.since, filters.until) if need_cov else set()
         raw = _query_daily(engine, filters, by, grain, basis, need_cov)
     else:
-        d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
-        lo, hi = min(d0, _floor_day(filters.since)), max(d1, _ceil_day(filters.until))
-        cov = _coverage(engine, filters, lo, hi) if need_cov else set()
+        cov = _coverage_hourly(engine, filters, zone) if need_cov else set()
         raw = _query_hourly(engine, filters, by, grain, basis, zone)
         if any(r.daily for r in raw) and (zone is not UTC or grain == "hour"):
             notes.append(
                 "daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days"
                 + (f"; hourly data is grouped by {tz} local time" if zone is not UTC else "")
             )
-    rows = _merge(raw, cov, basis, by, grain, zone)
+    rows = _merge(raw, cov, basis, by, grain, zone, regroup=not use_daily)
     if top is not None:
         rows = _apply_top(rows, by, top)
     rows.sort(key=_sort_key)
@@ -630,12 +660,7 @@ def _query_hourly(
     u = USAGE
     dialect = engine.dialect.name
     daily = _is_daily_bucket(dialect, u)
-    # Daily buckets are selected by their UTC date being one of the window's local dates.
-    d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
-    in_window = or_(
-        and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
-        and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
-    )
+    in_window = _hourly_window(dialect, filters, zone)
     when = _hour_of(dialect, u.c.bucket_start) if grain is not None else _day_of(dialect, u.c.bucket_start)
     keys = _keys(u, by, basis)
     dims, rest = keys[: len(by)], keys[len(by) :]
@@ -654,15 +679,15 @@ def _floor_day(ts: datetime) -> datetime:
     return ts.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _ceil_day(ts: datetime) -> datetime:
-    floor = _floor_day(ts)
-    return floor if floor == ts else floor + DAY
-
-
 def _local_dates_as_utc(since: datetime, until: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
-    """UTC midnights of the first and after-last local dates of the window."""
-    first = since.astimezone(zone).date()
+    """UTC midnights of the local dates whose local midnight falls in ``[since, until)``.
+
+    A daily bucket (UTC date D) is treated as starting at local midnight of D: in UTC that is
+    the usual rule (a bucket belongs to the window its start falls in).
+    """
+    first_local = since.astimezone(zone)
     end_local = until.astimezone(zone)
+    first = first_local.date() if _floor_day(first_local) == first_local else first_local.date() + DAY
     last_excl = end_local.date() if _floor_day(end_local) == end_local else end_local.date() + DAY
     return _utc_midnight(first), _utc_midnight(last_excl)
 
@@ -698,6 +723,8 @@ def _merge(
     by: tuple[str, ...],
     grain: str | None,
     zone: tzinfo,
+    *,
+    regroup: bool,
 ) -> list[ReportRow]:
     """Apply the basis rule to each SQL group and fold the groups into report rows.
 
@@ -707,7 +734,7 @@ def _merge(
     usage it bills for are one line.
     """
     groups: dict[tuple[Any, ...], dict[str, ReportRow]] = defaultdict(dict)
-    local = grain is not None and (zone is not UTC or grain == "hour")
+    local = grain is not None and regroup  # hourly rows: find each hour's (local) period
     periods: dict[tuple[datetime | None, bool], datetime | None] = {}
     for r in raw:
         covered = not r.proxy and (r.provider, r.account, r.day) in cov
@@ -917,7 +944,6 @@ class Freshness:
     kind: str
     newest_bucket_end: datetime
     last_ingested: datetime
-    source_ref: str = ""
 
 
 def freshness(engine: Engine) -> list[Freshness]:
@@ -940,13 +966,12 @@ def freshness(engine: Engine) -> list[Freshness]:
                 *keys_u,
                 func.max(u.bucket_end).label("end"),
                 func.max(u.updated_at).label("ingested"),
-                func.max(u.source_ref).label("ref"),
             )
             .where(u.bucket_start >= oldest)
             .group_by(*keys_u)
         )
         rows = conn.execute(stmt).all()
-    out = [Freshness(r.source, r.provider, r.account, r.kind, r.end, r.ingested, r.ref or "") for r in rows]
+    out = [Freshness(r.source, r.provider, r.account, r.kind, r.end, r.ingested) for r in rows]
     out.sort(key=lambda f: (f.source, f.provider, f.account, f.kind))
     return out
 

@@ -275,3 +275,13 @@ def test_price_versions_probe_on_large_windows(seeded: Engine, monkeypatch: pyte
     assert actual(probed) == actual(exact)
     billed = report(seeded, WINDOW, basis="billed")
     assert billed.price_versions == ()
+
+
+def test_window_off_midnight_reads_hourly_rows_like_the_oracle(seeded: Engine) -> None:
+    """A window that does not start at a UTC midnight cannot use the daily rollup; same answer."""
+    recs = seed_records()
+    f = Filters(since=START + timedelta(hours=10), until=START + 2 * DAY + timedelta(hours=5))
+    for basis in ("preferred", "billed", "estimated"):
+        for by, grain in ((("provider", "account"), None), (("model",), "day"), ((), "hour")):
+            result = report(seeded, f, by=by, grain=grain, basis=basis)
+            assert actual(result) == expected(recs, f, by, grain, basis), (basis, by, grain)
