@@ -338,6 +338,14 @@ def budget_status(engine: Engine, budget: Budget, now: datetime, rates: RateBook
     return BudgetStatus(budget, start, end, spent, forecast, notes)
 
 
+def statuses(engine: Engine, now: datetime | None = None) -> list[BudgetStatus]:
+    """Every active budget's status at ``now`` (for the Overview and ``budgets status``)."""
+    now = now or datetime.now(UTC)
+    rates = RateBook.load(engine)
+    found = (budget_status(engine, b, now, rates) for b in list_budgets(engine, active_only=True))
+    return [s for s in found if s is not None]
+
+
 def _ceil_date(ts: datetime) -> date:
     d = ts.astimezone(UTC).date()
     return d if ts == _midnight(d) else d + DAY

@@ -354,18 +354,23 @@ def anomalies_command(
     since: str = typer.Option("30d", "--since", help="First day to check (YYYY-MM-DD, 30d ...)."),
     until: str = typer.Option("yesterday", "--until", help="Last day to check, included."),
     scope: Annotated[list[str] | None, typer.Option(help=_SCOPE_HELP)] = None,
+    grain: str = typer.Option("day", help="day, or hour (baseline: the same hours of the last 14 days)."),
 ) -> None:
     """List spend anomalies (robust median/MAD on a weekday-seasonal baseline) with their drivers."""
     with _errors():
         settings = get_settings()
         start = _day(since, "--since")
         end = day_range(until, now=_now(), argument="--until")[1]
+        if grain not in ("day", "hour"):
+            raise AnomalyError(f"--grain: {grain!r} is not day or hour")
+        if grain == "hour":  # the current hour is not complete yet
+            end = min(end, _now().replace(minute=0, second=0, microsecond=0))
         found = find_anomalies(
             open_database(),
             since=start,
             until=end,
             scopes=scope or ["all", "provider"],
-            params=budgets.anomaly_params(settings),
+            params=budgets.anomaly_params(settings, grain),
         )
         if not found:
             typer.echo("no anomalies")

@@ -156,3 +156,47 @@ def test_hourly_grain_uses_hour_of_day_seasons():
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(AnomalyError):
         Params(**kwargs)
+
+
+def test_hourly_anomalies_through_the_database_and_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+    from collector.migrate import open_database
+
+    url = f"sqlite:///{tmp_path / 'hours.db'}"
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", url)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    records = []
+    for h in range(24 * 16):
+        ts = start + timedelta(hours=h)
+        busy = 9 <= ts.hour < 18
+        spike = ts == start + timedelta(days=15, hours=3)
+        records.append(
+            UsageRecord(
+                provider="anthropic",
+                source="api",
+                kind="messages",
+                bucket_start=ts,
+                bucket_end=ts + timedelta(hours=1),
+                account="org",
+                project="proj_night" if spike else "proj_day",
+                model="claude-opus-4-1-20250805" if spike else "claude-haiku-4-5-20251001",
+                input_tokens=10,
+                requests=1,
+                cost=D(60) if spike else (D(20) + D(h % 5) if busy else D(2) + D(h % 3) / 10),
+                currency="USD",
+                basis="estimated",
+                price_version="t",
+            )
+        )
+    upsert_records(open_database(url=url), records)
+    result = CliRunner().invoke(
+        app, ["anomalies", "--grain", "hour", "--since", "2026-10-15", "--until", "2026-10-16", "--scope", "provider"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "provider=anthropic spent 60.00 USD on 2026-10-16 03:00Z" in lines[0]
+    assert "model=claude-opus-4-1-20250805" in lines[0] and "project=proj_night" in lines[0]
+    bad = CliRunner().invoke(app, ["anomalies", "--grain", "week"])
+    assert bad.exit_code == 1 and "--grain" in bad.output

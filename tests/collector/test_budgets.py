@@ -200,3 +200,12 @@ def test_budgets_cli(tmp_path, monkeypatch):
     assert evaluated.exit_code == 0 and "1 budget(s)" in evaluated.output
     assert runner.invoke(app, ["budgets", "remove", "1"]).exit_code == 0
     assert "no budget with id 1" in runner.invoke(app, ["budgets", "remove", "1"]).output
+
+
+def test_statuses_lists_every_active_budget_for_the_overview(sqlite_engine):
+    upsert_records(sqlite_engine, [usage(1, "30")])
+    budgets.create_budget(sqlite_engine, name="a", scope="all", amount="100")
+    paused = budgets.create_budget(sqlite_engine, name="b", scope="all", amount="100")
+    budgets.update_budget(sqlite_engine, paused, active=False)
+    found = budgets.statuses(sqlite_engine, NOW)
+    assert [(s.budget.name, s.spent) for s in found] == [("a", D(30))]
