@@ -1094,40 +1094,68 @@ def _reflect(conn: Any, name: str) -> Table | None:
     return Table(name, MetaData(), autoload_with=conn)
 
 
+def _hint(value: Any) -> str:
+    """A key hint as stored; anything long enough to be a key is masked again, to be safe."""
+    from collector.http import mask_key
+
+    text = str(value or "")
+    return mask_key(text) if len(text) > 24 else text
+
+
 def _read_connections(conn: Any) -> list[ConnectionStatus] | None:
-    """``connections`` (issue 3): one row per registered admin key; None when the table is absent."""
+    """``connections`` (issue 3): one row per registered admin key; None when the table is absent.
+
+    Only safe columns are read (never the encrypted key); names have a fallback or two so a
+    small rename at merge time does not break ``status``.
+    """
     table = _reflect(conn, "connections")
     if table is None:
         return None
     cols = table.c.keys()
     success = _first(cols, "last_success", "last_success_at", "last_synced_at")
+    active = _first(cols, "active", "is_active", "enabled")
+    label = _first(cols, "label", "name")
+    state = _first(cols, "status", "last_status")
+    error = _first(cols, "last_error", "error")
     out: list[ConnectionStatus] = []
     for row in conn.execute(select(table)).mappings():
         out.append(
             ConnectionStatus(
                 id=row.get("id"),
-                label=str(row.get("label") or row.get("name") or ""),
+                label=str(row.get(label) or "") if label else "",
                 provider=str(row.get("provider") or ""),
-                key_hint=str(row.get("key_hint") or ""),
-                active=bool(row.get("active", True)),
-                status=str(row.get("status") or ""),
+                key_hint=_hint(row.get("key_hint")),
+                active=bool(row.get(active)) if active else True,
+                status=str(row.get(state) or "") if state else "",
                 last_success=_as_datetime(row.get(success)) if success else None,
-                last_error=str(row.get("last_error") or ""),
+                last_error=str(row.get(error) or "") if error else "",
             )
         )
     return out
 
 
-def _read_sync_state(conn: Any) -> dict[Any, list[EndpointState]]:
-    """``sync_state`` (issue 3): the high-water mark (newest complete bucket) per connection endpoint."""
+def _owner(row: Any) -> tuple[str, Any] | None:
+    """Which connection a state or run row belongs to: its ``connection_id``, else its provider."""
+    if row.get("connection_id") is not None:
+        return ("id", row["connection_id"])
+    if row.get("provider"):
+        return ("provider", row["provider"])
+    return None
+
+
+def _read_sync_state(conn: Any) -> dict[tuple[str, Any], list[EndpointState]]:
+    """``sync_state`` (issue 3): the high-water mark (newest complete bucket) per endpoint."""
     table = _reflect(conn, "sync_state")
-    if table is None or "connection_id" not in table.c:
+    if table is None:
         return {}
     hwm = _first(table.c.keys(), "high_water_mark", "hwm")
     endpoint = _first(table.c.keys(), "endpoint", "kind")
-    out: dict[Any, list[EndpointState]] = defaultdict(list)
+    out: dict[tuple[str, Any], list[EndpointState]] = defaultdict(list)
     for row in conn.execute(select(table)).mappings():
-        out[row["connection_id"]].append(
+        owner = _owner(row)
+        if owner is None:
+            continue
+        out[owner].append(
             EndpointState(
                 endpoint=str(row.get(endpoint) or "") if endpoint else "",
                 newest_complete=_as_datetime(row.get(hwm)) if hwm else None,
@@ -1136,18 +1164,20 @@ def _read_sync_state(conn: Any) -> dict[Any, list[EndpointState]]:
     return out
 
 
-def _read_last_runs(conn: Any) -> dict[Any, dict[str, Any]]:
+def _read_last_runs(conn: Any) -> dict[tuple[str, Any], dict[str, Any]]:
     """``sync_runs`` (issue 3): the newest run per connection (status, error, finish time)."""
     table = _reflect(conn, "sync_runs")
-    if table is None or "connection_id" not in table.c:
+    if table is None:
         return {}
-    order = _first(table.c.keys(), "finished_at", "started_at", "id")
+    order = _first(table.c.keys(), "started_at", "finished_at", "id")
     stmt = select(table)
     if order:
         stmt = stmt.order_by(table.c[order])
-    latest: dict[Any, dict[str, Any]] = {}
+    latest: dict[tuple[str, Any], dict[str, Any]] = {}
     for row in conn.execute(stmt).mappings():
-        latest[row["connection_id"]] = dict(row)
+        owner = _owner(row)
+        if owner is not None:
+            latest[owner] = dict(row)
     return latest
 
 
@@ -1243,8 +1273,9 @@ def status(
             states = _read_sync_state(conn)
             runs = _read_last_runs(conn)
             for c in connections:
-                c.endpoints = sorted(states.get(c.id, []), key=lambda e: e.endpoint)
-                run = runs.get(c.id)
+                mine = states.get(("id", c.id)) or states.get(("provider", c.provider), [])
+                c.endpoints = sorted(mine, key=lambda e: e.endpoint)
+                run = runs.get(("id", c.id)) or runs.get(("provider", c.provider))
                 if run is not None:
                     _apply_run(c, run)
         imports = _read_imports(conn)
@@ -1270,14 +1301,17 @@ def status(
 
 
 def _apply_run(c: ConnectionStatus, run: dict[str, Any]) -> None:
-    """Fill a connection's gaps from its newest sync run (status, error, success time)."""
+    """Fold a connection's newest sync run in: a failed run newer than the last success fails it."""
     run_status = str(run.get("status") or "").lower()
-    if not c.status:
+    when = _as_datetime(run.get("finished_at") or run.get("started_at"))
+    if run_status in FAILING_STATUSES:
+        if c.last_success is None or when is None or when > c.last_success:
+            c.status = run_status
+            c.last_error = str(run.get("error") or run.get("last_error") or "") or c.last_error
+    elif not c.status:
         c.status = run_status
-    if run_status in FAILING_STATUSES and not c.last_error:
-        c.last_error = str(run.get("error") or run.get("last_error") or "")
     if c.last_success is None and run_status in ("ok", "success", "succeeded", "done"):
-        c.last_success = _as_datetime(run.get("finished_at") or run.get("started_at"))
+        c.last_success = when
 
 
 def _problems(result: StatusResult) -> list[str]:

@@ -269,3 +269,56 @@ def test_parse_age() -> None:
     assert parse_age("2d") == timedelta(days=2)
     with pytest.raises(ValueError, match="--max-age"):
         parse_age("0h")
+
+
+def test_failed_run_after_the_last_success_fails_an_ok_connection(with_tables: Engine) -> None:
+    now = datetime.now(UTC)
+    with with_tables.begin() as conn:
+        conn.execute(
+            insert(SYNC_RUNS).values(
+                id=3, connection_id=1, status="error", error="403 forbidden", started_at=now, finished_at=now
+            )
+        )
+    assert status(with_tables, get_settings()).problems == ["connection Prod OpenAI (openai): failing: 403 forbidden"]
+    with with_tables.begin() as conn:  # a later success clears it
+        conn.execute(update(CONNECTIONS).values(last_success=now + timedelta(minutes=1)))
+    assert status(with_tables, get_settings(), now=now + timedelta(minutes=2)).problems == []
+
+
+def test_state_keyed_by_provider_and_long_hints_masked(db: Engine) -> None:
+    """A ``sync_state`` keyed by provider (code-anchors §11.6) still lists endpoints; hints stay masked."""
+    meta = MetaData()
+    conns = Table(
+        "connections",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("provider", String(64)),
+        Column("name", String(64)),
+        Column("key_hint", String(128)),
+        Column("is_active", Boolean),
+        Column("last_synced_at", UTCDateTime()),
+    )
+    state = Table(
+        "sync_state",
+        meta,
+        Column("provider", String(64), primary_key=True),
+        Column("endpoint", String(64), primary_key=True),
+        Column("high_water_mark", UTCDateTime()),
+    )
+    meta.create_all(db)
+    now = datetime.now(UTC)
+    leaked = "sk-admin-test-0123456789abcdefXYZ"
+    with db.begin() as conn:
+        conn.execute(
+            insert(conns).values(
+                id=7, provider="anthropic", name="Claude org", key_hint=leaked, is_active=True, last_synced_at=now
+            )
+        )
+        conn.execute(insert(state).values(provider="anthropic", endpoint="messages", high_water_mark=now))
+    result = status(db, get_settings())
+    (c,) = result.connections or []
+    assert (c.label, c.active, c.key_hint) == ("Claude org", True, "sk-admin…XYZ")
+    assert [e.endpoint for e in c.endpoints] == ["messages"]
+    code, out, _ = run("status")
+    assert code == 0
+    assert leaked not in out and "sk-admin…XYZ" in out
