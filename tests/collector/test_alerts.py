@@ -190,3 +190,41 @@ def test_a_bad_apprise_url_is_reported_without_its_secret():
     with pytest.raises(alerts.AlertError) as info:
         alerts.send(["nosuchscheme://secret-token-123@host"], "t", "b")
     assert "secret-token-123" not in str(info.value) and "#1" in str(info.value)
+
+
+def test_racing_evaluators_send_an_alert_once(engine, receiver):
+    alert = alerts.Alert("budget:9:2026-11-01:80", "threshold", "t", "b", "http://dash/budgets?budget=9")
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(alerts.deliver_once(engine, alert, [receiver.url])))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert len(receiver.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "slack://T000AAAA/B000BBBB/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "mailtos://alerts:app-password@example.com?to=finops@example.com",
+        "workflows://prod-00.westus.logic.azure.com:443/0123456789abcdef0123456789abcdef/Sig_abc-123",
+        "json://hooks.example.internal/llm-usage",
+        "form://hooks.example.internal/llm-usage",
+    ],
+)
+def test_documented_channel_urls_are_understood_by_apprise(url):
+    import apprise
+
+    assert apprise.Apprise().add(url)
+
+
+def test_alert_urls_setting_splits_on_spaces_commas_and_new_lines():
+    settings = Settings(alert_urls=SecretStr("json://a/x, slack://T/B/C\nmailtos://u:p@example.com"))
+    urls = alerts.parse_urls(settings)
+    assert len(urls) == 3 and alerts.describe_urls(urls) == "json, slack, mailtos"
+    assert "u:p" not in repr(settings)
