@@ -1,8 +1,9 @@
 """Notifications through apprise, each alert sent once per key (threshold and period).
 
 `apprise <https://github.com/caronc/apprise>`_ turns one URL per channel into a message:
-``slack://T000/B000/XXXX``, ``mailtos://user:pass@example.com``, ``workflows://...`` (Microsoft Teams through a Power Automate workflow),
-``json://host/path`` or ``form://host/path`` (generic webhooks). The URLs come from the
+``slack://T000/B000/XXXX``, ``mailtos://user:pass@example.com``, ``workflows://...`` (Microsoft
+Teams through a Power Automate workflow), ``json://host/path`` or ``form://host/path`` (generic
+webhooks). The URLs come from the
 ``LLM_USAGE_ALERT_URLS`` setting; they often carry tokens, so they are a secret, never printed,
 and only their scheme appears in messages (:func:`describe_urls`).
 
