@@ -25,6 +25,11 @@ from collector.users import role_allows
 from dashboard import auth, queries
 
 DAY = timedelta(days=1)
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _money(amount: Decimal, currency: str) -> str:
@@ -61,7 +66,8 @@ def _budget_tab(is_admin: bool, now: datetime, book: fx.RateBook) -> None:
         st.info("No budgets yet." + (" Add one below." if is_admin else " An admin can add them here."))
     for b in rows:
         status = budgets.budget_status(engine, b, now, book) if b.active else None
-        title = f"{b.name} · {b.scope_label} · {_money(b.amount, b.currency)} per {b.period}"
+        per = "month" if b.period == "month" else f"{b.starts_at:%Y-%m-%d} .. {(b.ends_at or NEVER) - DAY:%Y-%m-%d}"
+        title = f"{b.name} · {b.scope_label} · {_money(b.amount, b.currency)} per {per}"
         if status is not None:
             title += f" · {status.percent:.0f}% used"
         with st.expander(title, expanded=chosen == str(b.id)):
@@ -133,6 +139,11 @@ def _add_form() -> None:
         currency = st.text_input("Currency", value="USD", key="new_currency")
         thresholds = st.text_input("Thresholds (%)", value=get_settings().budget_thresholds, key="new_thresholds")
         forecast = st.number_input("Forecast alert at (% of amount, 0 = off)", 0, 1000, 100, key="new_forecast")
+        custom = st.checkbox("Custom period instead of every month", key="new_custom")
+        first, last = st.columns(2)
+        today = queries.as_of().date()
+        start = first.date_input("First day (UTC)", value=today, key="new_start")
+        end = last.date_input("Last day (UTC)", value=today + DAY * 13, key="new_end")
         if st.form_submit_button("Add budget"):
             try:
                 budgets.create_budget(
@@ -144,6 +155,9 @@ def _add_form() -> None:
                     currency=currency,
                     thresholds=thresholds,
                     forecast_threshold=int(forecast),
+                    period="custom" if custom else "month",
+                    starts_at=_midnight(start) if custom else None,
+                    ends_at=_midnight(end) + DAY if custom else None,
                 )
             except budgets.BudgetError as exc:
                 st.error(str(exc))

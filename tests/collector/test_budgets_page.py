@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -107,3 +107,22 @@ def test_admin_adds_a_budget_and_bad_input_is_shown(page_db):
     assert not at.exception, at.exception
     added = [b for b in budgets.list_budgets(page_db) if b.name == "Search team"]
     assert len(added) == 1 and added[0].scope == "team" and added[0].amount == Decimal(50)
+
+
+def test_admin_adds_a_custom_period_budget(page_db):
+    at = run("admin")
+    at.text_input(key="new_name").set_value("Launch week")
+    at.text_input(key="new_amount").set_value("30")
+    at.checkbox(key="new_custom").check()
+    at.date_input(key="new_start").set_value(date(2026, 11, 16))
+    at.date_input(key="new_end").set_value(date(2026, 11, 22))
+    add_button(at).click().run()
+    assert not at.exception, at.exception
+    launch = next(b for b in budgets.list_budgets(page_db) if b.name == "Launch week")
+    assert launch.period == "custom"
+    assert (launch.starts_at, launch.ends_at) == (
+        datetime(2026, 11, 16, tzinfo=UTC),
+        datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    at.run()
+    assert any("Launch week" in e.label and "2026-11-16 .. 2026-11-22" in e.label for e in at.expander)
