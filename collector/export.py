@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -184,6 +185,7 @@ class ExportResult:
     totals: dict[str, Decimal] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=8192)
 def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -347,11 +349,15 @@ def iter_focus(engine: Engine, since: datetime, until: datetime) -> Iterator[dic
 
 
 def _cell(value: Any) -> str:
+    """One CSV cell; most cells are text or empty, so those are checked first (hot loop)."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
     if value is None:
         return ""
-    if isinstance(value, datetime):
+    if kind is datetime:
         return _iso(value)
-    if isinstance(value, Decimal):
+    if kind is Decimal:
         return f"{value:f}"
     return str(value)
 
