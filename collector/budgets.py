@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from collector import alerts
 from collector.anomaly import Anomaly, Params, find_anomalies
-from collector.budget_tables import BUDGETS
+from collector.budget_tables import ALERT_EVENTS, BUDGETS
 from collector.forecast import Forecast, forecast_period, month_bounds
 from collector.fx import FxError, RateBook
 from collector.query import Filters, report
@@ -184,9 +184,16 @@ def delete_budget(engine: Engine, budget_id: int) -> None:
     Raises:
         BudgetError: unknown id.
     """
+    suffix = f":deleted-{int(datetime.now(UTC).timestamp())}"
     with engine.begin() as conn:
         if conn.execute(delete(BUDGETS).where(BUDGETS.c.id == budget_id)).rowcount != 1:
             raise BudgetError(f"no budget with id {budget_id}")
+        # Keep the history but free the keys: a new budget may get the same id (SQLite reuses it).
+        conn.execute(
+            update(ALERT_EVENTS)
+            .where(ALERT_EVENTS.c.budget_id == budget_id)
+            .values(alert_key=ALERT_EVENTS.c.alert_key + suffix, budget_id=None)
+        )
 
 
 def _from_row(r: Any) -> Budget:

@@ -228,3 +228,17 @@ def test_alert_urls_setting_splits_on_spaces_commas_and_new_lines():
     urls = alerts.parse_urls(settings)
     assert len(urls) == 3 and alerts.describe_urls(urls) == "json, slack, mailtos"
     assert "u:p" not in repr(settings)
+
+
+def test_a_budget_recreated_after_deletion_alerts_again(engine, receiver):
+    settings = settings_for(receiver)
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    spend(engine, day, "90")
+    first = budgets.create_budget(engine, name="a", scope="all", amount="100", thresholds="80", forecast_threshold=0)
+    assert len(budgets.evaluate(engine, settings, day + timedelta(hours=5), check_anomalies=False).sent) == 1
+    budgets.delete_budget(engine, first)
+    budgets.create_budget(engine, name="a again", scope="all", amount="100", thresholds="80", forecast_threshold=0)
+    again = budgets.evaluate(engine, settings, day + timedelta(hours=6), check_anomalies=False)
+    assert len(again.sent) == 1 and len(receiver.calls) == 2
+    history = alerts.recent_alerts(engine)
+    assert len(history) == 2 and any(":deleted-" in a.key for a in history)
