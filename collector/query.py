@@ -478,6 +478,20 @@ def _coverage_hourly(engine: Engine, filters: Filters, zone: tzinfo) -> set[tupl
         return {(p, a, d) for p, a, d in conn.execute(stmt)}
 
 
+def _coverage_in_groups(filters: Filters) -> bool:
+    """True when only filters that coverage also uses are set (provider, account, source).
+
+    Then the main query's own groups hold every billed row coverage needs, and no second read
+    is necessary; a model, project, key, team or user filter needs :func:`_coverage`.
+    """
+    return not (filters.models or filters.projects or filters.api_keys or filters.teams or filters.users)
+
+
+def _coverage_from(raw: list[_Raw]) -> set[tuple[str, str, datetime]]:
+    """Coverage from the main query's groups (see :func:`_narrowed`)."""
+    return {(r.provider, r.account, r.day) for r in raw if r.basis == "billed" and not r.proxy and r.day is not None}
+
+
 @dataclass(slots=True)
 class _Raw:
     """One SQL group, before the basis rule and the merge into report rows."""
@@ -588,12 +602,19 @@ def report(
     notes: list[str] = []
     use_daily = zone is UTC and grain != "hour" and _day_aligned(filters.since) and _day_aligned(filters.until)
     need_cov = basis != "estimated"
+    cov: set[tuple[str, str, datetime]] = set()
     if use_daily:
-        cov = _coverage(engine, filters, filters.since, filters.until) if need_cov else set()
         raw = _query_daily(engine, filters, by, grain, basis, need_cov)
+        if need_cov:
+            cov = (
+                _coverage_from(raw)
+                if _coverage_in_groups(filters)
+                else _coverage(engine, filters, filters.since, filters.until)
+            )
     else:
-        cov = _coverage_hourly(engine, filters, zone) if need_cov else set()
         raw = _query_hourly(engine, filters, by, grain, basis, zone)
+        if need_cov:
+            cov = _coverage_from(raw) if _coverage_in_groups(filters) else _coverage_hourly(engine, filters, zone)
         if any(r.daily for r in raw) and (zone is not UTC or grain == "hour"):
             notes.append(
                 "daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days"

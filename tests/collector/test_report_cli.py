@@ -31,6 +31,14 @@ def cli_db(engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Engi
     return engine
 
 
+@pytest.fixture
+def cli_empty(sqlite_engine: Engine, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """An empty SQLite database as the CLI's database (argument checks need no data)."""
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", sqlite_url)
+    get_settings.cache_clear()
+    return sqlite_engine
+
+
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, result.stdout, result.stderr
@@ -148,7 +156,7 @@ def test_empty_result(cli_db: Engine) -> None:
         (["--top", "many"], "error: --top: cannot read 'many'; accepted: a positive whole number"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(cli_db: Engine, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_exit_2(cli_empty: Engine, args: list[str], message: str) -> None:
     code, out, err = run("report", *args)
     assert code == 2
     assert out == ""
