@@ -353,6 +353,28 @@ def statuses(engine: Engine, now: datetime | None = None) -> list[BudgetStatus]:
     return [s for s in found if s is not None]
 
 
+def scope_forecast(
+    engine: Engine, scope: str = "all", value: str = "", *, now: datetime | None = None, currency: str = "USD"
+) -> tuple[Decimal, Forecast, list[str]]:
+    """This month's spend so far and its month-end forecast for any scope, budget or not.
+
+    Returns ``(spent, forecast, notes)`` in ``currency`` (other currencies converted with the
+    rates table, or left out with a note).
+
+    Raises:
+        BudgetError: an unknown scope, or a scope other than ``all`` without a value.
+    """
+    now = now or datetime.now(UTC)
+    values = _validate({"name": "forecast", "scope": scope, "scope_value": value, "amount": 1, "currency": currency})
+    probe = Budget(
+        0, "forecast", scope, values["scope_value"], Decimal(1), values["currency"], "month", None, None, (), 0, True
+    )
+    status = budget_status(engine, probe, now)
+    if status is None:  # pragma: no cover - a monthly period always contains now
+        raise BudgetError("no period contains now")
+    return status.spent, status.forecast, status.notes
+
+
 def _ceil_date(ts: datetime) -> date:
     d = ts.astimezone(UTC).date()
     return d if ts == _midnight(d) else d + DAY

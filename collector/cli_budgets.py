@@ -177,6 +177,21 @@ def budgets_status() -> None:
             typer.echo("no active budget covers today")
 
 
+@budgets_app.command("forecast")
+def budgets_forecast(
+    scope: str = typer.Option("all", help=f"One of {', '.join(budgets.SCOPES)}."),
+    value: str = typer.Option("", "--value", help="The provider / account / project / key id / team."),
+    currency: str = typer.Option("USD", help="Currency to forecast in."),
+) -> None:
+    """This month's spend so far and its month-end forecast for any scope."""
+    with _errors():
+        spent, forecast, notes = budgets.scope_forecast(open_database(), scope, value, currency=currency.upper())
+        label = "all spend" if scope == "all" else f"{scope}={value}"
+        typer.echo(f"{label}: spent {spent:,.2f} {currency.upper()} this month; {forecast.describe(currency.upper())}")
+        for note in notes:
+            typer.echo(f"note: {note}")
+
+
 @budgets_app.command("evaluate")
 def budgets_evaluate(anomalies: bool = typer.Option(True, help="Also check yesterday for anomalies.")) -> None:
     """Evaluate budgets now and send the alerts that are due (what the scheduler does hourly)."""

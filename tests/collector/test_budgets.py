@@ -209,3 +209,15 @@ def test_statuses_lists_every_active_budget_for_the_overview(sqlite_engine):
     budgets.update_budget(sqlite_engine, paused, active=False)
     found = budgets.statuses(sqlite_engine, NOW)
     assert [(s.budget.name, s.spent) for s in found] == [("a", D(30))]
+
+
+def test_scope_forecast_without_a_budget_and_its_command(sqlite_engine, tmp_path, monkeypatch):
+    upsert_records(sqlite_engine, [usage(d, "10") for d in range(1, 10)] + [usage(3, "5", provider="anthropic")])
+    spent, forecast, notes = budgets.scope_forecast(sqlite_engine, "provider", "openai", now=NOW)
+    assert spent == D(90) and notes == []
+    assert forecast.actual == D(90) and forecast.projected == D(300)  # 10 a day for 30 days, no noise
+    with pytest.raises(BudgetError, match="needs the project"):
+        budgets.scope_forecast(sqlite_engine, "project", "", now=NOW)
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", str(sqlite_engine.url))
+    out = CliRunner().invoke(app, ["budgets", "forecast", "--scope", "provider", "--value", "anthropic"])
+    assert out.exit_code == 0 and "provider=anthropic: spent" in out.output and "projected" in out.output
