@@ -20,6 +20,7 @@ from collector.anomaly import METHOD as ANOMALY_METHOD
 from collector.anomaly import SCOPE_DIMENSIONS, find_anomalies
 from collector.export import write_focus_csv
 from collector.forecast import METHOD as FORECAST_METHOD
+from collector.query import Filters, report
 from collector.settings import get_settings
 from collector.users import role_allows
 from dashboard import auth, queries
@@ -58,8 +59,31 @@ def _month_options(today: date, count: int = 12) -> list[date]:
     return out
 
 
+def _forecast_table(now: datetime) -> None:
+    """Month-end forecast of all spend and of each provider with spend this month (USD)."""
+    engine = queries.engine()
+    month_start = queries.floor_day(now).replace(day=1)
+    result = report(engine, Filters(month_start, queries.floor_day(now) + DAY), by=("provider",))
+    providers = sorted({r.dims["provider"] for r in result.rows if r.cost is not None and r.currency == "USD"})
+    rows = []
+    for scope, value in [("all", ""), *(("provider", p) for p in providers)]:
+        spent, fc, _ = budgets.scope_forecast(engine, scope, value, now=now)
+        rows.append(
+            {
+                "scope": "all spend" if scope == "all" else value,
+                "spent so far": f"{spent:,.2f}",
+                "forecast": f"{fc.projected:,.2f}",
+                f"{round(fc.confidence * 100)}% interval": f"{fc.low:,.2f} .. {fc.high:,.2f}",
+            }
+        )
+    st.subheader("This month's forecast (USD)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def _budget_tab(is_admin: bool, now: datetime, book: fx.RateBook) -> None:
     engine = queries.engine()
+    _forecast_table(now)
+    st.subheader("Budgets")
     chosen = st.query_params.get("budget")
     rows = budgets.list_budgets(engine)
     if not rows:

@@ -86,7 +86,10 @@ def test_viewer_sees_status_forecast_and_chargeback_but_no_editing(page_db):
     captions = "\n".join(c.value for c in at.caption)
     assert "reached: 50%, 80%" in captions and "weekday-seasonal" in captions
     assert "no USD->EUR rate" in captions  # display currency without a rate says so
-    chargeback_table = at.dataframe[0].value
+    forecast_table = at.dataframe[0].value
+    assert list(forecast_table["scope"]) == ["all spend", "openai"]
+    assert list(forecast_table["spent so far"]) == ["80.00", "80.00"]
+    chargeback_table = at.dataframe[1].value
     assert list(chargeback_table["team"]) == ["search", "unallocated", "TOTAL"]
     assert list(chargeback_table["amount"]) == ["40.00", "40.00", "80.00"]
     assert not any(s.value == "Add a budget" for s in at.subheader)
