@@ -538,26 +538,34 @@ def _base_conditions(table: Table, basis: str, filters: Filters) -> list[ColumnE
     return conds
 
 
-def _to_raw(row: Any, n_dims: int, when: datetime | None, daily: bool, day: datetime | None, base: int) -> _Raw:
-    """Unpack a result row laid out as dims, [time columns], keys from :func:`_keys`, measures."""
+_N_TOKENS = len(TOKEN_MEASURES)
+
+
+def _to_raw(
+    row: Any, n_dims: int, when: datetime | None, daily: bool, day: datetime | None, base: int, exact_ints: bool
+) -> _Raw:
+    """Unpack a result row laid out as dims, [time columns], keys from :func:`_keys`, measures.
+
+    ``exact_ints`` is False on PostgreSQL, whose ``SUM(bigint)`` is a ``numeric`` (Decimal).
+    """
     i = base
-    tokens = tuple(int(v or 0) for v in row[i + 6 : i + 6 + len(TOKEN_MEASURES)])
-    j = i + 6 + len(TOKEN_MEASURES)
+    j = i + 6 + _N_TOKENS
+    tokens = tuple(row[i + 6 : j]) if exact_ints else tuple(int(v) for v in row[i + 6 : j])
     return _Raw(
-        dims=tuple(row[:n_dims]),
-        when=when,
-        daily=daily,
-        provider=row[i],
-        account=row[i + 1],
-        day=day,
-        proxy=bool(row[i + 2]),
-        basis=row[i + 3],
-        currency=row[i + 4],
-        unit=row[i + 5],
-        cost=row[j + 1],
-        tokens=tokens,
-        quantity=row[j] or Decimal(0),
-        n=int(row[j + 2] or 0),
+        tuple(row[:n_dims]),
+        when,
+        daily,
+        row[i],
+        row[i + 1],
+        day,
+        bool(row[i + 2]),
+        row[i + 3],
+        row[i + 4],
+        row[i + 5],
+        row[j + 1],
+        tokens,
+        row[j] or Decimal(0),
+        int(row[j + 2]),
     )
 
 
@@ -660,12 +668,13 @@ def _query_daily(
     conds = [d.c.day >= filters.since, d.c.day < filters.until, *_base_conditions(d, basis, filters)]
     stmt = select(*group, *_measures(d)).where(*conds).group_by(*group)
     n, base = len(by), len(by) + len(times)
+    exact_ints = dialect == "sqlite"
     out: list[_Raw] = []
     with engine.connect() as conn:
         for row in conn.execute(stmt):
             period = row[n] if grain is not None else None
             day = row[n + len(times) - 1] if with_day else period
-            out.append(_to_raw(row, n, period, False, day, base))
+            out.append(_to_raw(row, n, period, False, day, base, exact_ints))
     return out
 
 
@@ -688,11 +697,12 @@ def _query_hourly(
     group = [*dims, when, daily, *rest]
     stmt = select(*group, *_measures(u)).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)
     n, base = len(by), len(by) + 2
+    exact_ints = dialect == "sqlite"
     out: list[_Raw] = []
     with engine.connect() as conn:
         for row in conn.execute(stmt):
             ts: datetime = row[n]
-            out.append(_to_raw(row, n, ts, bool(row[n + 1]), _floor_day(ts), base))
+            out.append(_to_raw(row, n, ts, bool(row[n + 1]), _floor_day(ts), base, exact_ints))
     return out
 
 
@@ -871,7 +881,7 @@ def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[Rep
 
 
 #: Above this many estimated usage rows in a window, price versions are probed one row per day.
-EXACT_PRICE_VERSION_ROWS = 200_000
+EXACT_PRICE_VERSION_ROWS = 20_000
 
 
 def _price_versions(engine: Engine, filters: Filters) -> tuple[tuple[str, ...], bool]:
