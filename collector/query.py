@@ -451,9 +451,14 @@ def _hourly_window(dialect: str, filters: Filters, zone: tzinfo) -> ColumnElemen
     u = USAGE
     daily = _is_daily_bucket(dialect, u)
     d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
-    return or_(
-        and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
-        and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
+    return and_(
+        # The outer range lets the planner use the bucket_start index (an OR alone scans).
+        u.c.bucket_start >= min(filters.since, d0),
+        u.c.bucket_start < max(filters.until, d1),
+        or_(
+            and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
+            and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
+        ),
     )
 
 
