@@ -17,6 +17,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, NoReturn
 
 import typer
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from collector.dates import DateError, Window, parse_tz, parse_window
 from collector.query import (
@@ -56,6 +58,20 @@ def _fail(message: str) -> NoReturn:
     """One line on stderr, exit code 2 (bad input)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _open() -> Engine:
+    """The migrated database, or one line on stderr and exit 1 when it cannot be opened."""
+    from collector.migrate import open_database
+
+    settings = get_settings()
+    try:
+        return open_database(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        url = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(f"error: cannot open the database {url}: {reason}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _split(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -321,9 +337,7 @@ def report_command(
             sources=sources,
         )
         top_n = _parse_top(top)
-        from collector.migrate import open_database
-
-        engine = open_database(get_settings())
+        engine = _open()
         check_providers(engine, filters.providers)
         result = report(engine, filters, by=dims, grain=grain, basis=basis_name, tz=tz, top=top_n)
     except (QueryError, DateError) as exc:
@@ -425,10 +439,8 @@ def status_command(
         age = parse_age(max_age)
     except ValueError as exc:
         _fail(str(exc))
-    from collector.migrate import open_database
-
     settings = get_settings()
-    result = status(open_database(settings), settings, max_age=age)
+    result = status(_open(), settings, max_age=age)
     if check:
         for problem in result.problems:
             typer.echo(problem)

@@ -198,3 +198,14 @@ def test_cli_json_equals_the_dashboard_query(cli_db: Engine) -> None:
         assert (Decimal(item["cost"]) if item["cost"] is not None else None) == rec["cost_exact"]
         for name in ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens", "requests"):
             assert item[name] == rec[name], name
+
+
+@pytest.mark.parametrize("command", [["report"], ["status", "--check"]])
+def test_unreachable_database_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """A database that cannot be opened is one line (password hidden), exit 1, no traceback."""
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", "postgresql+psycopg://u:hunter2-test@127.0.0.1:1/none")
+    get_settings.cache_clear()
+    code, out, err = run(*command)
+    assert code == 1 and out == ""
+    assert err.startswith("error: cannot open the database postgresql+psycopg://u:***@127.0.0.1:1/none: ")
+    assert err.count("\n") == 1 and "hunter2" not in err and "Traceback" not in err
