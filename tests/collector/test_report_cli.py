@@ -129,6 +129,9 @@ def test_tz_footer_says_daily_buckets_stay_utc(cli_db: Engine) -> None:
     assert code == 0
     assert "(Asia/Seoul;" in out
     assert "note: daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days" in out
+    code, out, _ = run("report", *RANGE, "--by", "day", "--tz", "Asia/Seoul", "--format", "json")
+    first = json.loads(out)[0]
+    assert (first["period"], first["period_local"]) == ("2026-10-31T15:00:00Z", "2026-11-01T00:00:00+09:00")
 
 
 def test_empty_result(cli_db: Engine) -> None:
