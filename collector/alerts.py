@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-import apprise
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -83,6 +82,8 @@ def send(urls: Sequence[str], title: str, body: str) -> None:
     Raises:
         AlertError: an URL apprise does not understand, or a channel refused the message.
     """
+    import apprise  # imported here: it loads ~100 plugins, which every CLI start would pay for
+
     notifier = apprise.Apprise()
     for i, url in enumerate(urls, 1):
         if not notifier.add(url):
