@@ -175,7 +175,7 @@ class Filters:
 # -- outputs --------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ReportRow:
     """One line of a report: a group of usage with its money on one basis.
 
