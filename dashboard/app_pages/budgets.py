@@ -8,9 +8,10 @@ the anomalies tab on that day.
 
 from __future__ import annotations
 
-import io
+import tempfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -18,7 +19,7 @@ import streamlit as st
 from collector import alerts, budgets, chargeback, fx
 from collector.anomaly import METHOD as ANOMALY_METHOD
 from collector.anomaly import SCOPE_DIMENSIONS, find_anomalies
-from collector.export import write_focus_csv
+from collector.export import export
 from collector.forecast import METHOD as FORECAST_METHOD
 from collector.query import Filters, report
 from collector.settings import get_settings
@@ -307,24 +308,37 @@ def _alerts_tab() -> None:
     )
 
 
+EXPORT_KINDS = {
+    "FOCUS 1.2 CSV": ("focus", "csv", "text/csv"),
+    "FOCUS 1.2 Parquet": ("parquet", "parquet", "application/vnd.apache.parquet"),
+    "Usage rows CSV": ("csv", "csv", "text/csv"),
+}
+
+
 def _export_tab(now: datetime) -> None:
     month = st.selectbox(
         "Month (UTC)", _month_options(now.date()), format_func=lambda d: d.strftime("%Y-%m"), key="export_month"
     )
+    kind = st.radio("Format", list(EXPORT_KINDS), horizontal=True, key="export_kind")
     st.caption(
         "FOCUS 1.2 columns plus x_ columns for tokens; BilledCost is the preferred basis (billed where a billed "
-        "source covers the day, else the estimate). The CLI also writes Parquet: `llm-usage export --format parquet`."
+        "source covers the day, else the estimate). Usage rows: every stored field. "
+        "CLI: `llm-usage export --format focus|csv|parquet --from DATE --to DATE`."
     )
-    if st.button("Prepare FOCUS CSV", key="prepare_export"):
+    if st.button("Prepare export", key="prepare_export"):
+        fmt, suffix, mime = EXPORT_KINDS[kind]
         since = datetime(month.year, month.month, 1, tzinfo=UTC)
         until = (since + DAY * 32).replace(day=1)
-        buf = io.StringIO()
-        result = write_focus_csv(queries.engine(), since, until, buf)
-        st.session_state["focus_export"] = (f"focus-{month:%Y-%m}.csv", buf.getvalue(), result.rows)
-    prepared = st.session_state.get("focus_export")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"export.{suffix}"
+            result = export(queries.engine(), fmt, since, until, path)
+            data = path.read_bytes()
+        name = f"{'usage' if fmt == 'csv' else 'focus'}-{month:%Y-%m}.{suffix}"
+        st.session_state["prepared_export"] = (name, data, result.rows, mime)
+    prepared = st.session_state.get("prepared_export")
     if prepared:
-        name, data, rows = prepared
-        st.download_button(f"Download {name} ({rows:,} rows)", data, file_name=name, mime="text/csv")
+        name, data, rows, mime = prepared
+        st.download_button(f"Download {name} ({rows:,} rows)", data, file_name=name, mime=mime)
 
 
 def _fx_tab(is_admin: bool) -> None:

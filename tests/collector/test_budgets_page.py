@@ -129,3 +129,19 @@ def test_admin_adds_a_custom_period_budget(page_db):
     )
     at.run()
     assert any("Launch week" in e.label and "2026-11-16 .. 2026-11-22" in e.label for e in at.expander)
+
+
+def test_export_tab_prepares_a_focus_parquet_download(page_db):
+    import io
+
+    import pyarrow.parquet as pq
+
+    at = run("viewer")
+    at.selectbox(key="export_month").set_value(date(2026, 11, 1))
+    at.radio(key="export_kind").set_value("FOCUS 1.2 Parquet")
+    next(b for b in at.button if b.label == "Prepare export").click().run()
+    assert not at.exception, at.exception
+    name, data, rows, _ = at.session_state["prepared_export"]
+    assert name == "focus-2026-11.parquet" and rows == 20
+    table = pq.read_table(io.BytesIO(data))
+    assert sum(table.column("BilledCost").to_pylist(), Decimal(0)) == Decimal(80)
