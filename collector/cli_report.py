@@ -225,7 +225,8 @@ def render_table(result: ReportResult, window: Window) -> str:
         if not rows:
             continue
         body = _table_rows(result, rows)
-        body += _total_rows(result, result.totals(section), "TOTAL")
+        if result.by or result.grain:  # without either, the rows already are the totals
+            body += _total_rows(result, result.totals(section), "TOTAL")
         if title:
             lines += ["", title]
         lines += _align(head, body, numeric_from)

@@ -212,3 +212,11 @@ def test_unreachable_database_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch
     assert code == 1 and out == ""
     assert err.startswith("error: cannot open the database postgresql+psycopg://u:***@127.0.0.1:1/none: ")
     assert err.count("\n") == 1 and "hunter2" not in err and "Traceback" not in err
+
+
+def test_table_without_dims_lists_each_basis_once(cli_db: Engine) -> None:
+    code, out, _ = run("report", *RANGE)
+    assert code == 0
+    body = out.split("\n\n")[0].splitlines()[2:]
+    assert sorted(line.split()[0] for line in body) == ["billed", "billed", "estimated", "unpriced"]  # USD, EUR
+    assert "TOTAL" not in out
