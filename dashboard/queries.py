@@ -27,7 +27,7 @@ import streamlit as st
 from sqlalchemy import MetaData, Table, func, inspect, select
 from sqlalchemy.engine import Engine
 
-from collector import query
+from collector import query, query_extra
 from collector.http import redact
 from collector.migrate import current_revision, open_database
 from collector.query import Filters
@@ -162,7 +162,16 @@ def report_frame(
     ``cost`` is a float for charts (NaN when there is no amount); ``cost_exact`` keeps the
     Decimal for totals people check.
     """
-    return _rows_frame(query.report(_engine(url), filters, by=by, grain=grain, basis=basis, top=top))
+    result = query.report(_engine(url), filters, by=by, grain=grain, basis=basis, top=top)
+    frame = _rows_frame(result)
+    frame.attrs["notes"] = list(result.notes)
+    return frame
+
+
+def frame_totals(df: pd.DataFrame, currency: str = "USD", section: str = "provider") -> Decimal:
+    """Exact money of a report frame's rows in ``currency`` (billed and estimated parts together)."""
+    part = df[(df["currency"] == currency) & (df["section"] == section)]
+    return sum((v for v in part["cost_exact"] if v is not None), Decimal(0))
 
 
 @dataclass
@@ -233,10 +242,14 @@ def dimension_values(url: str, since: datetime, until: datetime) -> dict[str, li
     return {name: sorted(v) for name, v in values.items()}
 
 
+#: How far back the pages look for each source's newest data (older counts as stale).
+FRESHNESS_WINDOW = timedelta(days=35)
+
+
 @_cached
-def freshness_frame(url: str) -> pd.DataFrame:
-    """Newest data per source, provider account and kind (:func:`collector.query.freshness`)."""
-    rows = query.freshness(_engine(url))
+def freshness_frame(url: str, since: datetime) -> pd.DataFrame:
+    """Newest data per source, provider account and kind with data on or after ``since``."""
+    rows = query_extra.freshness_since(_engine(url), since)
     cols = ["source", "provider", "account", "kind", "newest_bucket_end", "last_ingested"]
     return pd.DataFrame([{c: getattr(f, c) for c in cols} for f in rows], columns=cols)
 

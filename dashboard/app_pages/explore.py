@@ -73,12 +73,12 @@ def render() -> None:
     df["tokens_total"] = df["input_tokens"] + df["output_tokens"]
     df["series"] = df[by].where(df["section"] == "provider", df[by] + " (proxy)")
     column, unit, y_title = METRICS[metric]
-    totals = queries.spend_totals(filters, basis)
     m = st.columns(4)
-    m[0].metric("Spend", charts.money_exact(totals.total("USD")))
-    m[1].metric("Input tokens", charts.tokens(totals.input_tokens))
-    m[2].metric("Output tokens", charts.tokens(totals.output_tokens))
-    m[3].metric("Requests", charts.compact(totals.requests))
+    provider_rows = df[df["section"] == "provider"]
+    m[0].metric("Spend", charts.money_exact(queries.frame_totals(df)))
+    m[1].metric("Input tokens", charts.tokens(int(provider_rows["input_tokens"].sum())))
+    m[2].metric("Output tokens", charts.tokens(int(provider_rows["output_tokens"].sum())))
+    m[3].metric("Requests", charts.compact(int(provider_rows["requests"].sum())))
     plot = df[df["currency"].isin(["USD", ""])] if column == "cost" else df
     fig = charts.stacked_over_time(
         plot.assign(**{by: plot["series"]}),
@@ -92,7 +92,7 @@ def render() -> None:
         x_title=f"{grain} (UTC)",
     )
     st.plotly_chart(fig, width="stretch")
-    for note in totals.notes:
+    for note in df.attrs.get("notes", []):
         st.caption(note)
     table = df.drop(columns=["cost_exact", "series", "tokens_total"])
     table["cost"] = [str(v) if v is not None else "" for v in df["cost_exact"]]

@@ -53,9 +53,10 @@ def render() -> None:
         st.dataframe(files, hide_index=True, width="stretch")
 
     st.subheader("Freshness per source")
-    fresh = queries.freshness_frame()
+    since = queries.floor_day(queries.as_of()) - queries.FRESHNESS_WINDOW
+    fresh = queries.freshness_frame(since)
     if fresh.empty:
-        st.caption("No data yet.")
+        st.caption(f"No source has delivered data since {since:%Y-%m-%d}.")
     else:
         st.dataframe(fresh, hide_index=True, width="stretch")
 

@@ -44,7 +44,7 @@ def render() -> None:
     daily = queries.report_frame(span, by=("provider",), grain="day")
     if daily.empty:
         ui.no_usage(span)
-        _freshness()
+        _freshness(now)
         return
     daily = daily[daily["section"] == "provider"]
     currencies = sorted({c for c in daily["currency"] if c}, key=lambda c: c != "USD") or ["USD"]
@@ -95,9 +95,11 @@ def render() -> None:
         width="stretch",
     )
     left, mid, right = st.columns(3)
+    # One grouped read gives both top lists (by model and by project).
+    mix = queries.report_frame(month, by=("model", "project"))
+    mix = mix[(mix["section"] == "provider") & (mix["currency"] == cur)]
     for column, dim, title in ((left, "model", "Top models, this month"), (mid, "project", "Top projects, this month")):
-        top = queries.report_frame(month, by=(dim,), top=10)
-        top = top[(top["section"] == "provider") & (top["currency"] == cur)].groupby(dim, as_index=False)["cost"].sum()
+        top = mix.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
         column.plotly_chart(
             charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})"),
             width="stretch",
@@ -109,14 +111,15 @@ def render() -> None:
     if not unpriced.empty:
         n = int(unpriced["input_tokens"].sum() + unpriced["output_tokens"].sum())
         right.caption(f"Unpriced usage this month: {charts.tokens(n)} (models missing from the price table; not $0).")
-    _freshness()
+    _freshness(now)
 
 
-def _freshness() -> None:
+def _freshness(now: datetime) -> None:
     st.subheader("Data freshness")
-    fresh = queries.freshness_frame()
+    since = queries.floor_day(now) - queries.FRESHNESS_WINDOW
+    fresh = queries.freshness_frame(since)
     if fresh.empty:
-        st.caption("No source has delivered data yet.")
+        st.caption(f"No source has delivered data since {since:%Y-%m-%d}.")
         return
     now = datetime.now(UTC)
     per_source = fresh.groupby("source", as_index=False).agg(

@@ -8,6 +8,8 @@ import streamlit as st
 from collector.query import Filters
 from dashboard import auth, charts, queries, ui
 
+OTHER = "(other)"
+
 
 def render() -> None:
     """Draw the page."""
@@ -19,13 +21,19 @@ def render() -> None:
     if window is None:
         return
     since, until = window
-    providers = right.multiselect("provider", queries.dimension_values(since, until)["provider"], key="tokens_provider")
-    filters = Filters(since=since, until=until, providers=tuple(providers))
-    df = queries.report_frame(filters, by=("model",), grain="day", top=10)
+    # One grouped read: the provider filter and the top-10 models are applied to its rows here.
+    filters = Filters(since=since, until=until)
+    df = queries.report_frame(filters, by=("provider", "model"), grain="day")
     df = df[df["section"] == "provider"]
+    providers = right.multiselect("provider", sorted(set(df["provider"])), key="tokens_provider")
+    if providers:
+        df = df[df["provider"].isin(providers)]
     if df.empty:
         ui.no_usage(filters)
         return
+    weight = df.groupby("model")["input_tokens"].sum() + df.groupby("model")["output_tokens"].sum()
+    keep = set(weight.nlargest(10).index)
+    df = df.assign(model=df["model"].where(df["model"].isin(keep), OTHER))
     df = df.assign(tokens_total=df["input_tokens"] + df["output_tokens"])
     st.plotly_chart(
         charts.stacked_over_time(
