@@ -7,7 +7,8 @@ Builds ~1M synthetic hourly usage rows (12 months) in a SQLite file, then times:
 * the same for one month with ``--tz Asia/Seoul`` (reads hourly ``usage`` and regroups by local
   day), against a raw ``SUM ... GROUP BY hour, provider, model`` over ``usage``.
 
-Prints p50/p99 in milliseconds. Runs with ``make bench BENCH=query`` (about 1-2 minutes).
+Prints p50/p99 in milliseconds (with 11 or 5 samples, p99 is the slowest run). Runs with
+``make bench BENCH=query``: about 2.5 minutes, most of it building the database.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collector.store import upsert_records
 from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
 
 TOTAL_ROWS = 1_000_000
-RUNS = 15
+RUNS = 11
 END = datetime(2026, 11, 1, tzinfo=UTC)
 YEAR = Filters(since=datetime(2025, 11, 1, tzinfo=UTC), until=END)
 #: Set up by hand (``python -m tests.bench.bench_query --keep``) to skip the build while tuning.
@@ -86,10 +87,10 @@ def main() -> None:
             "SUM(output_tokens), SUM(requests), SUM(cost) FROM usage WHERE bucket_start >= ? AND bucket_start < ? "
             "GROUP BY 1, provider, model, basis, currency"
         )
-        p50, p99, out = _times(lambda: raw.execute(hourly_sql, (m0, m1)).fetchall(), runs=7)
+        p50, p99, out = _times(lambda: raw.execute(hourly_sql, (m0, m1)).fetchall(), runs=5)
         _row("baseline: sqlite3 SUM GROUP BY hour over usage, 1 month", p50, p99, len(out))  # type: ignore[arg-type]
         p50, p99, res = _times(
-            lambda: report(engine, MONTH, by=("provider", "model"), grain="day", tz="Asia/Seoul"), runs=7
+            lambda: report(engine, MONTH, by=("provider", "model"), grain="day", tz="Asia/Seoul"), runs=5
         )
         _row("report --by provider,model --grain day --tz Asia/Seoul, 1 month", p50, p99, len(res.rows))  # type: ignore[attr-defined]
         raw.close()
