@@ -982,17 +982,22 @@ class Freshness:
     last_ingested: datetime
 
 
-def freshness(engine: Engine) -> list[Freshness]:
+def freshness(engine: Engine, since: datetime | None = None) -> list[Freshness]:
     """Newest bucket end and last write per (source, provider, account, kind).
 
     Finds each group's newest day in ``usage_daily`` first, then reads only ``usage`` rows from
-    the oldest of those days on (an index range), so it stays fast on a large table.
+    the oldest of those days on (an index range), so it stays fast on a large table. With
+    ``since``, only groups with data on or after that day are read (pages that render on every
+    visit need only the recent days; an absent group is older than ``since``).
     """
     d = USAGE_DAILY.c
     u = USAGE.c
     keys_d = (d.source, d.provider, d.account, d.kind)
+    newest_stmt = select(*keys_d, func.max(d.day).label("day")).group_by(*keys_d)
+    if since is not None:
+        newest_stmt = newest_stmt.where(d.day >= _floor_day(since.astimezone(UTC)))
     with engine.connect() as conn:
-        newest_days = conn.execute(select(*keys_d, func.max(d.day).label("day")).group_by(*keys_d)).all()
+        newest_days = conn.execute(newest_stmt).all()
         if not newest_days:
             return []
         oldest = min(r.day for r in newest_days)

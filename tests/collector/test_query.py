@@ -285,3 +285,17 @@ def test_window_off_midnight_reads_hourly_rows_like_the_oracle(seeded: Engine) -
         for by, grain in ((("provider", "account"), None), (("model",), "day"), ((), "hour")):
             result = report(seeded, f, by=by, grain=grain, basis=basis)
             assert actual(result) == expected(recs, f, by, grain, basis), (basis, by, grain)
+
+
+def test_freshness_since_keeps_only_recent_groups(seeded: Engine) -> None:
+    everything = freshness(seeded)
+    recent = freshness(seeded, since=START + 6 * DAY)
+    assert recent and len(recent) < len(everything)
+    assert {(f.source, f.provider, f.account, f.kind) for f in recent} < {
+        (f.source, f.provider, f.account, f.kind) for f in everything
+    }
+    # Anthropic's cost report stops on Nov 3: not among the groups with data from Nov 7 on.
+    assert ("api", "anthropic", "ws-main", "cost_report") not in {
+        (f.source, f.provider, f.account, f.kind) for f in recent
+    }
+    assert all(f in everything for f in recent)
