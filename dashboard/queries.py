@@ -254,27 +254,42 @@ def freshness_frame(url: str, since: datetime) -> pd.DataFrame:
     return pd.DataFrame([{c: getattr(f, c) for c in cols} for f in rows], columns=cols)
 
 
+@dataclass
+class Reconciliation:
+    """Billed vs usage x price table vs proxy, per provider account and day, with contributors."""
+
+    daily: pd.DataFrame
+    estimated_by_model: pd.DataFrame
+    billed_by_line: pd.DataFrame
+
+
 @_cached
-def reconciliation_frame(url: str, since: datetime, until: datetime, providers: tuple[str, ...] = ()) -> pd.DataFrame:
+def reconciliation(url: str, since: datetime, until: datetime) -> Reconciliation:
     """Per provider account and UTC day: billed cost, usage x price table, proxy-recorded.
 
-    Two calls of the shared report: ``basis="billed"`` gives the provider's bill, and
-    ``basis="estimated"`` with the proxy source gives the price-table view of the usage rows
-    (section ``provider``) and of the proxy's own rows (section ``proxy``), never summed.
+    Two calls of the shared report: ``basis="billed"`` gives the provider's bill (by line item
+    and model), and ``basis="estimated"`` with the proxy source gives the price-table view of the
+    usage rows (section ``provider``) and of the proxy's own rows (section ``proxy``), by model;
+    the three are compared, never summed. The same rows give the largest contributors.
     """
     eng = _engine(url)
-    by = ("provider", "account")
     billed = query.report(
-        eng, Filters(since=since, until=until, providers=providers), by=by, grain="day", basis="billed"
+        eng,
+        Filters(since=since, until=until),
+        by=("provider", "account", "line_item", "model"),
+        grain="day",
+        basis="billed",
     )
     est = query.report(
         eng,
-        Filters(since=since, until=until, providers=providers, sources=("api", "csv", "proxy")),
-        by=by,
+        Filters(since=since, until=until, sources=("api", "csv", "proxy")),
+        by=("provider", "account", "model"),
         grain="day",
         basis="estimated",
     )
     cells: dict[tuple[datetime, str, str], dict[str, Any]] = {}
+    by_model: dict[tuple[str, str, str], Decimal] = {}
+    by_line: dict[tuple[str, str, str], Decimal] = {}
 
     def cell(row: query.ReportRow) -> dict[str, Any]:
         assert row.period is not None
@@ -285,6 +300,9 @@ def reconciliation_frame(url: str, since: datetime, until: datetime, providers: 
         if row.cost is not None and row.section == "provider":
             c = cell(row)
             c["billed"] = (c["billed"] or Decimal(0)) + row.cost
+            label = row.dims["line_item"] or row.dims["model"] or "(no breakdown)"
+            key = (row.dims["provider"], row.dims["account"], label)
+            by_line[key] = by_line.get(key, Decimal(0)) + row.cost
     for row in est.rows:
         c = cell(row)
         column = "proxy" if row.section == "proxy" else "estimated"
@@ -292,13 +310,19 @@ def reconciliation_frame(url: str, since: datetime, until: datetime, providers: 
             c["unpriced_tokens"] += row.input_tokens + row.output_tokens
         elif row.cost is not None:
             c[column] = (c[column] or Decimal(0)) + row.cost
-    records = [
-        {"day": k[0], "provider": k[1], "account": k[2], **{n: v for n, v in c.items()}}
-        for k, c in sorted(cells.items())
-    ]
-    return pd.DataFrame(
+            if column == "estimated":
+                key = (row.dims["provider"], row.dims["account"], row.dims["model"])
+                by_model[key] = by_model.get(key, Decimal(0)) + row.cost
+    records = [{"day": k[0], "provider": k[1], "account": k[2], **c} for k, c in sorted(cells.items())]
+    daily = pd.DataFrame(
         records, columns=["day", "provider", "account", "billed", "estimated", "proxy", "unpriced_tokens"]
     )
+
+    def contributors(sums: dict[tuple[str, str, str], Decimal], label: str) -> pd.DataFrame:
+        rows = [{"provider": p, "account": a, label: x, "cost": float(v)} for (p, a, x), v in sums.items()]
+        return pd.DataFrame(rows, columns=["provider", "account", label, "cost"])
+
+    return Reconciliation(daily, contributors(by_model, "model"), contributors(by_line, "line_item"))
 
 
 # -- tables of other features (connections, sync runs, imports, proxy) ----------------------------

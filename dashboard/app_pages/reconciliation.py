@@ -33,7 +33,8 @@ def render() -> None:
     if window is None:
         return
     since, until = window
-    df = queries.reconciliation_frame(since, until)
+    data = queries.reconciliation(since, until)
+    df = data.daily.copy()
     if df.empty:
         ui.no_usage(Filters(since=since, until=until))
         return
@@ -70,16 +71,15 @@ def render() -> None:
     gaps = df[df["gap"].notna()].assign(abs_gap=lambda d: d["gap"].abs()).nlargest(10, "abs_gap")
     st.dataframe(_pretty(gaps.drop(columns=["abs_gap"])), hide_index=True, width="stretch")
     st.subheader(f"Largest contributors for {choice}")
-    filters = Filters(since=since, until=until, providers=(provider,), accounts=(account,))
     c1, c2 = st.columns(2)
-    est = queries.report_frame(filters, by=("model",), basis="estimated", top=10)
-    est = est[est["cost"].notna()].groupby("model", as_index=False)["cost"].sum()
+    mine = data.estimated_by_model
+    est = mine[(mine["provider"] == provider) & (mine["account"] == account)].nlargest(10, "cost")
     c1.plotly_chart(
         charts.ranked_bar(est, label="model", value="cost", title="Usage x price table by model", x_title="cost (USD)"),
         width="stretch",
     )
-    billed = queries.report_frame(filters, by=("line_item",), basis="billed", top=10)
-    billed = billed[billed["cost"].notna()].groupby("line_item", as_index=False)["cost"].sum()
+    lines = data.billed_by_line
+    billed = lines[(lines["provider"] == provider) & (lines["account"] == account)].nlargest(10, "cost")
     c2.plotly_chart(
         charts.ranked_bar(billed, label="line_item", value="cost", title="Billed by line item", x_title="cost (USD)"),
         width="stretch",
