@@ -8,7 +8,7 @@ Builds ~1M synthetic hourly usage rows (12 months) in a SQLite file, then times:
   day), against a raw ``SUM ... GROUP BY hour, provider, model`` over ``usage``.
 
 Prints p50/p99 in milliseconds (with 11 or 5 samples, p99 is the slowest run). Runs with
-``make bench BENCH=query``: about 2.5 minutes, most of it building the database.
+``make bench BENCH=query``: about 3 minutes under load, most of it building the database.
 """
 
 from __future__ import annotations
