@@ -1158,8 +1158,9 @@ def _read_connections(conn: Any) -> list[ConnectionStatus] | None:
     label = _first(cols, "label", "name")
     state = _first(cols, "status", "last_status")
     error = _first(cols, "last_error", "error")
+    wanted = [c for c in ("id", "provider", "key_hint", success, active, label, state, error) if c and c in cols]
     out: list[ConnectionStatus] = []
-    for row in conn.execute(select(table)).mappings():
+    for row in conn.execute(select(*(table.c[c] for c in wanted))).mappings():
         out.append(
             ConnectionStatus(
                 id=row.get("id"),

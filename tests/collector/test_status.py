@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, insert, update
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Text, event, insert, update
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
@@ -297,6 +297,7 @@ def test_state_keyed_by_provider_and_long_hints_masked(db: Engine) -> None:
         Column("key_hint", String(128)),
         Column("is_active", Boolean),
         Column("last_synced_at", UTCDateTime()),
+        Column("encrypted_key", Text),
     )
     state = Table(
         "sync_state",
@@ -311,11 +312,24 @@ def test_state_keyed_by_provider_and_long_hints_masked(db: Engine) -> None:
     with db.begin() as conn:
         conn.execute(
             insert(conns).values(
-                id=7, provider="anthropic", name="Claude org", key_hint=leaked, is_active=True, last_synced_at=now
+                id=7,
+                provider="anthropic",
+                name="Claude org",
+                key_hint=leaked,
+                is_active=True,
+                last_synced_at=now,
+                encrypted_key="gAAAA-test-ciphertext",
             )
         )
         conn.execute(insert(state).values(provider="anthropic", endpoint="messages", high_water_mark=now))
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(db, "before_cursor_execute", record)
     result = status(db, get_settings())
+    assert not [st for st in statements if "encrypted_key" in st], "status must never read the encrypted key"
     (c,) = result.connections or []
     assert (c.label, c.active, c.key_hint) == ("Claude org", True, "sk-admin…XYZ")
     assert [e.endpoint for e in c.endpoints] == ["messages"]
