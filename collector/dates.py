@@ -160,13 +160,4 @@ def parse_window(
     return Window(start, end)
 
 
-def window_from_datetimes(since: datetime, until: datetime) -> Window:
-    """A window from two aware datetimes (converted to UTC), checking the order."""
-    if since.tzinfo is None or until.tzinfo is None:
-        raise DateError("since and until must be timezone-aware")
-    if until <= since:
-        raise DateError("until must be after since; windows are [since, until)")
-    return Window(since.astimezone(UTC), until.astimezone(UTC))
-
-
-__all__ = ["DATE_FORMS", "DateError", "Window", "day_range", "parse_tz", "parse_window", "window_from_datetimes"]
+__all__ = ["DATE_FORMS", "DateError", "Window", "day_range", "parse_tz", "parse_window"]
