@@ -297,22 +297,37 @@ _BY_HELP = f"Comma-separated dimensions ({', '.join(DIMENSIONS)}) and at most on
 
 def report_command(
     since: Annotated[
-        str | None, typer.Option("--since", help="First day: YYYY-MM-DD, YYYY-MM, today, 7d, mtd.")
+        str | None, typer.Option("--since", metavar="DATE", help="First day: YYYY-MM-DD, YYYY-MM, today, 7d, mtd.")
     ] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Last day included (same forms as --since).")] = None,
-    by: Annotated[str | None, typer.Option("--by", help=_BY_HELP)] = None,
-    basis: Annotated[str, typer.Option("--basis", help="preferred | billed | estimated.")] = "preferred",
-    source: Annotated[list[str] | None, typer.Option("--source", help="api,csv,proxy (default api,csv).")] = None,
-    provider: Annotated[list[str] | None, typer.Option("--provider", help="Only this provider (repeatable).")] = None,
-    account: Annotated[list[str] | None, typer.Option("--account", help="Only this account (repeatable).")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Only this model (repeatable).")] = None,
-    project: Annotated[list[str] | None, typer.Option("--project", help="Only this project (repeatable).")] = None,
-    api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Only this API key id (repeatable).")] = None,
-    user: Annotated[list[str] | None, typer.Option("--user", help="Only this user (repeatable).")] = None,
-    team: Annotated[list[str] | None, typer.Option("--team", help="Only this team (repeatable).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table | json | csv.")] = "table",
-    top: Annotated[str | None, typer.Option("--top", help="Keep the N groups with most spend; fold the rest.")] = None,
-    tz: Annotated[str, typer.Option("--tz", help="Group hourly data by local days (Asia/Seoul).")] = "UTC",
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="DATE", help="Last day included (same forms as --since).")
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", metavar="DIMS", help=_BY_HELP)] = None,
+    basis: Annotated[
+        str, typer.Option("--basis", metavar="BASIS", help="preferred | billed | estimated.")
+    ] = "preferred",
+    source: Annotated[
+        list[str] | None, typer.Option("--source", metavar="SOURCES", help="api,csv,proxy (default api,csv).")
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        typer.Option("--provider", metavar="NAME", help="Only these providers (repeat or comma-separate)."),
+    ] = None,
+    account: Annotated[list[str] | None, typer.Option("--account", metavar="ID", help="Only these accounts.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", metavar="NAME", help="Only these models.")] = None,
+    project: Annotated[list[str] | None, typer.Option("--project", metavar="ID", help="Only these projects.")] = None,
+    api_key: Annotated[
+        list[str] | None, typer.Option("--api-key", metavar="ID", help="Only these API key ids.")
+    ] = None,
+    user: Annotated[list[str] | None, typer.Option("--user", metavar="ID", help="Only these users.")] = None,
+    team: Annotated[list[str] | None, typer.Option("--team", metavar="NAME", help="Only these teams.")] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table | json | csv.")] = "table",
+    top: Annotated[
+        str | None, typer.Option("--top", metavar="N", help="Keep the N groups with most spend; fold the rest.")
+    ] = None,
+    tz: Annotated[
+        str, typer.Option("--tz", metavar="ZONE", help="Group hourly data by local days (Asia/Seoul).")
+    ] = "UTC",
 ) -> None:
     """Spend and usage for a window, grouped by dimensions and a time grain."""
     fmt = _choice("--format", fmt, FORMATS)
@@ -430,9 +445,11 @@ def _status_json(result: StatusResult) -> str:
 
 
 def status_command(
-    fmt: Annotated[str, typer.Option("--format", help="table | json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table | json.")] = "table",
     check: Annotated[bool, typer.Option("--check", help="Exit 1, one line per problem, if unhealthy.")] = False,
-    max_age: Annotated[str, typer.Option("--max-age", help="Oldest acceptable last success, e.g. 3h, 90m, 1d.")] = "3h",
+    max_age: Annotated[
+        str, typer.Option("--max-age", metavar="AGE", help="Oldest acceptable last success, e.g. 3h, 90m, 1d.")
+    ] = "3h",
 ) -> None:
     """Connections, imports, proxy and database health; ``--check`` for cron and monitoring."""
     fmt = _choice("--format", fmt, ("table", "json"))
