@@ -170,3 +170,13 @@ from collector.cli_proxy import proxy, tokens_app  # noqa: E402  (issue 5: proxy
 
 app.command("proxy")(proxy)
 app.add_typer(tokens_app, name="tokens")
+from collector.cli_users import first_admin_hook, users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
+RUN_HOOKS.append(first_admin_hook)
+from collector.cli_report import register as register_report_commands  # noqa: E402
+
+register_report_commands(app)
+from collector.cli_budgets import register as register_budget_commands  # noqa: E402
+
+register_budget_commands(app)

@@ -4,7 +4,7 @@ A feature that adds tables adds its module here and a numbered migration under
 ``collector/migrations/versions``.
 """
 
-from collector import imports, schema, sync_tables
+from collector import budget_tables, imports, schema, sync_tables, users
 from collector.proxy import models as proxy_models
 
-__all__ = ["imports", "proxy_models", "schema", "sync_tables"]
+__all__ = ["budget_tables", "imports", "proxy_models", "schema", "sync_tables", "users"]

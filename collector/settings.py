@@ -110,6 +110,24 @@ class Settings(BaseSettings):
     proxy_token_refresh_seconds: float = Field(
         30.0, description="How often the proxy reloads monitor tokens (a revocation takes effect within this)."
     )
+    # -- budgets, alerts, forecasts, anomalies, chargeback and currency (issue 7) --
+    alert_urls: SecretStr | None = Field(
+        None,
+        description="Apprise notification URLs, separated by spaces or commas (Slack, mailto, Teams, json/webhook).",
+    )
+    dashboard_base_url: str = Field(
+        "http://localhost:8501", description="Dashboard address used in alert links (no trailing slash needed)."
+    )
+    display_currency: str = Field(
+        "", description="ISO code the dashboard converts money into with the fx_rates table; empty = billing currency."
+    )
+    budget_thresholds: str = Field("50,80,100", description="Default alert thresholds (percent) of a new budget.")
+    anomaly_threshold: float = Field(6.0, description="Robust z-score (median/MAD) a day must reach to be an anomaly.")
+    anomaly_min_ratio: float = Field(0.5, description="An anomaly is at least this much above expected (0.5 = +50%).")
+    anomaly_min_amount: float = Field(5.0, description="An anomaly exceeds its expected spend by at least this much.")
+    anomaly_window_days: int = Field(28, description="Days of trailing baseline for anomaly detection.")
+    anomaly_scopes: str = Field("all,provider,project", description="Scopes checked for anomalies (comma-separated).")
+    anomaly_alerts: bool = Field(True, description="Send a notification for each new anomaly (once per scope and day).")
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file under ``data_dir``."""

@@ -1,0 +1,43 @@
+"""Dashboard queries that :mod:`collector.query` does not offer, in the same Core-expression style.
+
+Kept apart from ``query.py`` (which the CLI's ``report``/``status`` own) so the two never edit
+one file; the dashboard's ``queries`` module caches these like the shared ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from collector.query import Freshness
+from collector.store import USAGE, USAGE_DAILY
+
+
+def freshness_since(engine: Engine, since: datetime) -> list[Freshness]:
+    """:func:`collector.query.freshness` limited to groups with data on or after ``since``.
+
+    The full version groups the whole daily rollup (a scan of every day ever recorded); pages that
+    render on every visit read only the recent days through the ``day`` index. A source whose
+    newest data is older than ``since`` is simply absent, which the page reports as stale.
+    """
+    d = USAGE_DAILY.c
+    u = USAGE.c
+    keys_d = (d.source, d.provider, d.account, d.kind)
+    with engine.connect() as conn:
+        newest = conn.execute(
+            select(*keys_d, func.max(d.day).label("day")).where(d.day >= since).group_by(*keys_d)
+        ).all()
+        if not newest:
+            return []
+        oldest = min(r.day for r in newest)
+        keys_u = (u.source, u.provider, u.account, u.kind)
+        rows = conn.execute(
+            select(*keys_u, func.max(u.bucket_end).label("end"), func.max(u.updated_at).label("ingested"))
+            .where(u.bucket_start >= oldest)
+            .group_by(*keys_u)
+        ).all()
+    out = [Freshness(r.source, r.provider, r.account, r.kind, r.end, r.ingested) for r in rows]
+    out.sort(key=lambda f: (f.source, f.provider, f.account, f.kind))
+    return out

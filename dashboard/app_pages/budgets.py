@@ -1,0 +1,402 @@
+"""Budgets: status and forecast per budget, anomalies, chargeback, alerts, exports and FX rates.
+
+Everyone with the viewer role reads; admins also add, change and remove budgets, save a new
+version of the team rules and enter exchange rates. Alert links land here:
+``?budget=<id>&period=<YYYY-MM-DD>`` opens that budget, ``?anomaly=<scope>&day=<YYYY-MM-DD>``
+the anomalies tab on that day.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from collector import alerts, budgets, chargeback, fx
+from collector.anomaly import METHOD as ANOMALY_METHOD
+from collector.anomaly import SCOPE_DIMENSIONS, find_anomalies
+from collector.export import export
+from collector.forecast import METHOD as FORECAST_METHOD
+from collector.query import Filters, report
+from collector.settings import get_settings
+from collector.users import role_allows
+from dashboard import auth, queries
+
+DAY = timedelta(days=1)
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:,.2f} {currency}"
+
+
+def _shown(amount: Decimal, currency: str, day: date, book: fx.RateBook) -> str:
+    """The amount in its own currency, plus the display currency with the rate's day and source."""
+    text = _money(amount, currency)
+    target = get_settings().display_currency.upper()
+    if not target or target == currency:
+        return text
+    try:
+        c = book.convert(amount, currency, target, day)
+    except fx.FxError:
+        return f"{text} (no {currency}->{target} rate)"
+    return f"{text} = {_money(c.amount, target)} {c.note()}"
+
+
+def _month_options(today: date, count: int = 12) -> list[date]:
+    out = []
+    first = today.replace(day=1)
+    for _ in range(count):
+        out.append(first)
+        first = (first - DAY).replace(day=1)
+    return out
+
+
+def _forecast_table(now: datetime) -> None:
+    """Month-end forecast of all spend and of each provider with spend this month (USD)."""
+    engine = queries.engine()
+    month_start = queries.floor_day(now).replace(day=1)
+    result = report(engine, Filters(month_start, queries.floor_day(now) + DAY), by=("provider",))
+    providers = sorted({r.dims["provider"] for r in result.rows if r.cost is not None and r.currency == "USD"})
+    rows = []
+    for scope, value in [("all", ""), *(("provider", p) for p in providers)]:
+        spent, fc, _ = budgets.scope_forecast(engine, scope, value, now=now)
+        rows.append(
+            {
+                "scope": "all spend" if scope == "all" else value,
+                "spent so far": f"{spent:,.2f}",
+                "forecast": f"{fc.projected:,.2f}",
+                f"{round(fc.confidence * 100)}% interval": f"{fc.low:,.2f} .. {fc.high:,.2f}",
+            }
+        )
+    st.subheader("This month's forecast (USD)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _budget_tab(is_admin: bool, now: datetime, book: fx.RateBook) -> None:
+    engine = queries.engine()
+    _forecast_table(now)
+    st.subheader("Budgets")
+    chosen = st.query_params.get("budget")
+    rows = budgets.list_budgets(engine)
+    if not rows:
+        st.info("No budgets yet." + (" Add one below." if is_admin else " An admin can add them here."))
+    for b in rows:
+        status = budgets.budget_status(engine, b, now, book) if b.active else None
+        per = "month" if b.period == "month" else f"{b.starts_at:%Y-%m-%d} .. {(b.ends_at or NEVER) - DAY:%Y-%m-%d}"
+        title = f"{b.name} · {b.scope_label} · {_money(b.amount, b.currency)} per {per}"
+        if status is not None:
+            title += f" · {status.percent:.0f}% used"
+        with st.expander(title, expanded=chosen == str(b.id)):
+            if not b.active:
+                st.caption("Paused: no alerts are sent.")
+            elif status is None:
+                st.caption("Outside its custom period.")
+            else:
+                st.progress(min(float(status.percent) / 100, 1.0), text=f"{status.percent:.1f}% of the amount")
+                cols = st.columns(3)
+                cols[0].metric("Spent this period", _money(status.spent, b.currency))
+                cols[1].metric("Forecast at period end", _money(status.forecast.projected, b.currency))
+                cols[2].metric("Amount", _money(b.amount, b.currency))
+                st.caption(
+                    f"Period {status.period_start:%Y-%m-%d} .. {(status.period_end - DAY):%Y-%m-%d} (UTC). "
+                    f"{round(status.forecast.confidence * 100)}% interval "
+                    f"{_money(status.forecast.low, b.currency)} .. {_money(status.forecast.high, b.currency)}; "
+                    f"method: {status.forecast.method}. Thresholds {', '.join(f'{t}%' for t in b.thresholds)}"
+                    + (f"; reached: {', '.join(f'{t}%' for t in status.crossed)}" if status.crossed else "")
+                    + "."
+                )
+                target = get_settings().display_currency.upper()
+                if target and target != b.currency:
+                    st.caption("In the display currency: " + _shown(status.spent, b.currency, now.date(), book))
+                for note in status.notes:
+                    st.warning(note)
+            if is_admin:
+                _edit_form(b)
+    if is_admin:
+        _add_form()
+
+
+def _edit_form(b: budgets.Budget) -> None:
+    with st.form(f"edit_{b.id}"):
+        amount = st.text_input("Amount", value=f"{b.amount:f}", key=f"amount_{b.id}")
+        thresholds = st.text_input("Thresholds (%)", value=",".join(map(str, b.thresholds)), key=f"thr_{b.id}")
+        forecast = st.number_input(
+            "Forecast alert at (% of amount, 0 = off)", 0, 1000, b.forecast_threshold, key=f"fc_{b.id}"
+        )
+        active = st.checkbox("Active", value=b.active, key=f"active_{b.id}")
+        save, remove = st.columns(2)
+        if save.form_submit_button("Save"):
+            try:
+                budgets.update_budget(
+                    queries.engine(),
+                    b.id,
+                    amount=amount,
+                    thresholds=thresholds,
+                    forecast_threshold=int(forecast),
+                    active=active,
+                )
+            except budgets.BudgetError as exc:
+                st.error(str(exc))
+            else:
+                st.success("Saved.")
+                st.rerun()
+        if remove.form_submit_button("Delete"):
+            budgets.delete_budget(queries.engine(), b.id)
+            st.rerun()
+
+
+def _add_form() -> None:
+    st.subheader("Add a budget")
+    with st.form("add_budget"):
+        name = st.text_input("Name", key="new_name")
+        scope = st.selectbox("Scope", budgets.SCOPES, key="new_scope")
+        value = st.text_input("Provider / account / project / API key id / team", key="new_value")
+        amount = st.text_input("Amount per month", key="new_amount")
+        currency = st.text_input("Currency", value="USD", key="new_currency")
+        thresholds = st.text_input("Thresholds (%)", value=get_settings().budget_thresholds, key="new_thresholds")
+        forecast = st.number_input("Forecast alert at (% of amount, 0 = off)", 0, 1000, 100, key="new_forecast")
+        custom = st.checkbox("Custom period instead of every month", key="new_custom")
+        first, last = st.columns(2)
+        today = queries.as_of().date()
+        start = first.date_input("First day (UTC)", value=today, key="new_start")
+        end = last.date_input("Last day (UTC)", value=today + DAY * 13, key="new_end")
+        if st.form_submit_button("Add budget"):
+            try:
+                budgets.create_budget(
+                    queries.engine(),
+                    name=name,
+                    scope=scope,
+                    scope_value=value,
+                    amount=amount,
+                    currency=currency,
+                    thresholds=thresholds,
+                    forecast_threshold=int(forecast),
+                    period="custom" if custom else "month",
+                    starts_at=_midnight(start) if custom else None,
+                    ends_at=_midnight(end) + DAY if custom else None,
+                )
+            except budgets.BudgetError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Budget {name!r} added.")
+                st.rerun()
+
+
+def _anomaly_tab(now: datetime) -> None:
+    settings = get_settings()
+    scopes = [s.strip() for s in settings.anomaly_scopes.split(",") if s.strip() in SCOPE_DIMENSIONS]
+    asked = st.query_params.get("day")
+    until = datetime.fromisoformat(asked).replace(tzinfo=UTC) + DAY if asked else queries.floor_day(now)
+    since = until - DAY * 30
+    found = find_anomalies(
+        queries.engine(), since=since, until=until, scopes=scopes, params=budgets.anomaly_params(settings)
+    )
+    st.caption(f"{since:%Y-%m-%d} .. {(until - DAY):%Y-%m-%d} (UTC), scopes {', '.join(scopes)}. {ANOMALY_METHOD}.")
+    if not found:
+        st.info("No anomalies in these 30 days.")
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "day": a.at.strftime("%Y-%m-%d"),
+                "scope": a.label,
+                "spent": f"{a.amount:,.2f}",
+                "expected": f"{a.expected:,.2f}",
+                "currency": a.currency,
+                "robust z": f"{a.score:.1f}",
+                "driven by": ", ".join(f"{d.dimension}={d.value} (+{d.increase:,.2f})" for d in a.drivers),
+            }
+            for a in reversed(found)
+        ]
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+def _chargeback_tab(is_admin: bool, now: datetime, account_name: str) -> None:
+    engine = queries.engine()
+    month = st.selectbox("Month (UTC)", _month_options(now.date()), format_func=lambda d: d.strftime("%Y-%m"))
+    rules = chargeback.load_rules(engine)
+    cb = chargeback.monthly_chargeback(engine, month, rules=rules)
+    if not cb.lines:
+        st.info("No spend in this month.")
+    else:
+        table = pd.DataFrame(
+            [
+                {"team": ln.team, "cost centre": ln.cost_centre, "amount": f"{ln.cents:,.2f}", "currency": ln.currency}
+                for ln in cb.lines
+            ]
+            + [
+                {"team": "TOTAL", "cost centre": "", "amount": f"{total:,.2f}", "currency": cur}
+                for cur, total in sorted(cb.totals.items())
+            ]
+        )
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button(
+            "Download chargeback CSV",
+            chargeback.chargeback_csv(cb),
+            file_name=f"chargeback-{month:%Y-%m}.csv",
+            mime="text/csv",
+        )
+    for note in cb.notes:
+        st.caption(note)
+    st.subheader("Team rules")
+    st.caption(
+        "First match wins. Fields: " + ", ".join(chargeback.MATCH_FIELDS) + ". Patterns may use * and ?. "
+        "Usage no rule matches keeps the team its source gave it, otherwise it is unallocated."
+    )
+    frame = pd.DataFrame(
+        [{c: getattr(r, c) for c in chargeback.RULE_COLUMNS} for r in rules.rules], columns=chargeback.RULE_COLUMNS
+    )
+    if is_admin:
+        edited = st.data_editor(frame, num_rows="dynamic", width="stretch", key="rules_editor")
+        if st.button("Save as a new version", key="save_rules"):
+            try:
+                new = [
+                    chargeback.Rule(**{c: str(row.get(c) or "").strip() for c in chargeback.RULE_COLUMNS})
+                    for row in edited.to_dict("records")
+                    if any(str(row.get(c) or "").strip() for c in chargeback.RULE_COLUMNS)
+                ]
+            except chargeback.ChargebackError as exc:
+                st.error(str(exc))
+            else:
+                version = chargeback.save_rules(engine, new, created_by=account_name)
+                st.success(f"Saved as version {version}.")
+                st.rerun()
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch")
+    history = chargeback.rule_versions(engine)
+    if history:
+        st.caption(
+            "Versions: "
+            + "; ".join(
+                f"{h.version} ({len(h.rules)} rules, {h.created_at:%Y-%m-%d %H:%M} {h.created_by})".strip()
+                for h in history
+            )
+        )
+
+
+def _alerts_tab() -> None:
+    rows = alerts.recent_alerts(queries.engine(), 100)
+    urls = alerts.parse_urls(get_settings())
+    st.caption(f"Channels: {alerts.describe_urls(urls)}. Each alert is sent once per threshold per period.")
+    if not rows:
+        st.info("No alerts yet.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "when (UTC)": f"{a.created_at:%Y-%m-%d %H:%M}",
+                    "status": a.status,
+                    "alert": a.title,
+                    "error": a.error,
+                }
+                for a in rows
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+
+EXPORT_KINDS = {
+    "FOCUS 1.2 CSV": ("focus", "csv", "text/csv"),
+    "FOCUS 1.2 Parquet": ("parquet", "parquet", "application/vnd.apache.parquet"),
+    "Usage rows CSV": ("csv", "csv", "text/csv"),
+}
+
+
+def _export_tab(now: datetime) -> None:
+    month = st.selectbox(
+        "Month (UTC)", _month_options(now.date()), format_func=lambda d: d.strftime("%Y-%m"), key="export_month"
+    )
+    kind = st.radio("Format", list(EXPORT_KINDS), horizontal=True, key="export_kind")
+    st.caption(
+        "FOCUS 1.2 columns plus x_ columns for tokens; BilledCost is the preferred basis (billed where a billed "
+        "source covers the day, else the estimate). Usage rows: every stored field. "
+        "CLI: `llm-usage export --format focus|csv|parquet --from DATE --to DATE`."
+    )
+    if st.button("Prepare export", key="prepare_export"):
+        fmt, suffix, mime = EXPORT_KINDS[kind]
+        since = datetime(month.year, month.month, 1, tzinfo=UTC)
+        until = (since + DAY * 32).replace(day=1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"export.{suffix}"
+            result = export(queries.engine(), fmt, since, until, path)
+            data = path.read_bytes()
+        name = f"{'usage' if fmt == 'csv' else 'focus'}-{month:%Y-%m}.{suffix}"
+        st.session_state["prepared_export"] = (name, data, result.rows, mime)
+    prepared = st.session_state.get("prepared_export")
+    if prepared:
+        name, data, rows, mime = prepared
+        st.download_button(f"Download {name} ({rows:,} rows)", data, file_name=name, mime=mime)
+
+
+def _fx_tab(is_admin: bool) -> None:
+    engine = queries.engine()
+    target = get_settings().display_currency or "(billing currency)"
+    st.caption(f"Display currency: {target} (LLM_USAGE_DISPLAY_CURRENCY). Costs stay in their billing currency.")
+    rates = fx.list_rates(engine)
+    if rates:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "day": r.day.isoformat(),
+                        "1 base": r.base,
+                        "=": f"{r.rate:f}",
+                        "quote": r.quote,
+                        "source": r.source,
+                    }
+                    for r in reversed(rates)
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.info("No exchange rates yet.")
+    if is_admin:
+        upload = st.file_uploader("Import rates (CSV: date,base,quote,rate)", type=["csv"], key="fx_upload")
+        if upload is not None and st.button("Import rates", key="fx_import"):
+            try:
+                new, replaced = fx.import_rates_csv(engine, upload.getvalue().decode("utf-8-sig"), upload.name)
+            except (fx.FxError, UnicodeDecodeError) as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Imported {new} new rate(s), replaced {replaced}.")
+
+
+def render() -> None:
+    """Draw the page."""
+    account = auth.require("viewer")
+    is_admin = role_allows(account.role, "admin")
+    st.title("Budgets")
+    st.caption(f"Forecasts: {FORECAST_METHOD}.")
+    now = queries.as_of()
+    book = fx.RateBook.load(queries.engine())
+    tabs = st.tabs(["Budgets", "Anomalies", "Chargeback", "Alerts", "Export", "Exchange rates"])
+    with tabs[0]:
+        _budget_tab(is_admin, now, book)
+    with tabs[1]:
+        _anomaly_tab(now)
+    with tabs[2]:
+        _chargeback_tab(is_admin, now, account.name)
+    with tabs[3]:
+        _alerts_tab()
+    with tabs[4]:
+        _export_tab(now)
+    with tabs[5]:
+        _fx_tab(is_admin)
+
+
+render()

@@ -1,0 +1,141 @@
+"""Overview: month-to-date spend, today, projection, change, spend by provider/model/project, freshness."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import streamlit as st
+
+from collector.query import Filters
+from dashboard import auth, charts, queries, ui
+
+DAY = timedelta(days=1)
+
+
+def _money_in(df: pd.DataFrame, since: datetime, until: datetime, currency: str) -> Decimal:
+    """Exact spend of ``currency`` rows whose day lies in ``[since, until)``."""
+    part = df[(df["period"] >= since) & (df["period"] < until) & (df["currency"] == currency)]
+    return sum((v for v in part["cost_exact"] if v is not None), Decimal(0))
+
+
+def _delta(now: Decimal, before: Decimal) -> str | None:
+    if before == 0:
+        return None
+    return f"{(now - before) / before * 100:+.1f}% vs same days last month"
+
+
+def render() -> None:
+    """Draw the page."""
+    auth.require("viewer")
+    st.title("Overview")
+    now = queries.as_of()
+    today = queries.floor_day(now)
+    tomorrow = today + DAY
+    month_start = today.replace(day=1)
+    prev_start = (month_start - DAY).replace(day=1)
+    prev_end = min(prev_start + (tomorrow - month_start), month_start)
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+
+    # One grouped read covers every figure on the page but the top lists and the freshness.
+    span = Filters(since=min(prev_start, today - 29 * DAY), until=tomorrow)
+    daily = queries.report_frame(span, by=("provider",), grain="day")
+    if daily.empty:
+        ui.no_usage(span)
+        _freshness(now)
+        return
+    daily = daily[daily["section"] == "provider"]
+    currencies = sorted({c for c in daily["currency"] if c}, key=lambda c: c != "USD") or ["USD"]
+    cur = currencies[0]
+    mtd = _money_in(daily, month_start, tomorrow, cur)
+    today_spend = _money_in(daily, today, tomorrow, cur)
+    prev = _money_in(daily, prev_start, prev_end, cur)
+    done_days = (today - month_start).days
+    last7 = _money_in(daily, today - 7 * DAY, today, cur) / 7
+    projected = _money_in(daily, month_start, today, cur) + last7 * (days_in_month - done_days)
+
+    st.caption(f"As of {now:%Y-%m-%d %H:%M} UTC · month {today:%B %Y} · money in {cur}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Month to date", charts.money_exact(mtd, cur), _delta(mtd, prev), delta_color="inverse")
+    c2.metric("Today (so far)", charts.money_exact(today_spend, cur))
+    c3.metric("Projected month end", charts.money(projected, cur))
+    c4.metric("Same days last month", charts.money_exact(prev, cur))
+    st.caption(
+        "Projection: spend of the completed days of this month, plus the average daily spend of the "
+        f"last 7 complete days ({charts.money(last7, cur)}/day) x the {days_in_month - done_days} days left "
+        "(today included). Spend is billed where a provider's bill covers the day, estimated from usage x "
+        "the price table elsewhere."
+    )
+    if len(currencies) > 1:
+        others = ", ".join(charts.money_exact(_money_in(daily, month_start, tomorrow, c), c) for c in currencies[1:])
+        st.caption(f"Also this month in other currencies (never converted or added): {others}")
+
+    month = Filters(since=month_start, until=tomorrow)
+    left, right = st.columns([3, 2])
+    recent = daily[(daily["period"] >= today - 29 * DAY) & (daily["currency"] == cur)]
+    left.plotly_chart(
+        charts.stacked_over_time(
+            recent, x="period", y="cost", color="provider", title="Daily spend, last 30 days", y_title=f"cost ({cur})"
+        ),
+        width="stretch",
+    )
+    by_provider = daily[(daily["period"] >= month_start) & (daily["currency"] == cur)]
+    by_provider = by_provider.groupby("provider", as_index=False)["cost"].sum()
+    right.plotly_chart(
+        charts.ranked_bar(
+            by_provider,
+            label="provider",
+            value="cost",
+            title="Spend by provider, this month",
+            x_title=f"cost ({cur})",
+            color="provider",
+        ),
+        width="stretch",
+    )
+    left, mid, right = st.columns(3)
+    # One grouped read gives both top lists (by model and by project).
+    mix = queries.report_frame(month, by=("model", "project"))
+    mix = mix[(mix["section"] == "provider") & (mix["currency"] == cur)]
+    for column, dim, title in ((left, "model", "Top models, this month"), (mid, "project", "Top projects, this month")):
+        top = mix.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
+        column.plotly_chart(
+            charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})"),
+            width="stretch",
+        )
+    month_rows = daily[(daily["period"] >= month_start) & (daily["currency"] == cur)]
+    shares = month_rows.groupby("basis", as_index=False)["cost"].sum()
+    right.plotly_chart(charts.basis_share(shares), width="stretch")
+    unpriced = daily[(daily["period"] >= month_start) & (daily["basis"] == "unpriced")]
+    if not unpriced.empty:
+        n = int(unpriced["input_tokens"].sum() + unpriced["output_tokens"].sum())
+        right.caption(f"Unpriced usage this month: {charts.tokens(n)} (models missing from the price table; not $0).")
+    _freshness(now)
+
+
+def _freshness(now: datetime) -> None:
+    st.subheader("Data freshness")
+    since = queries.floor_day(now) - queries.FRESHNESS_WINDOW
+    fresh = queries.freshness_frame(since)
+    if fresh.empty:
+        st.caption(f"No source has delivered data since {since:%Y-%m-%d}.")
+        return
+    now = datetime.now(UTC)
+    per_source = fresh.groupby("source", as_index=False).agg(
+        oldest_newest_bucket=("newest_bucket_end", "min"), last_write=("last_ingested", "max")
+    )
+    cols = st.columns(max(1, len(per_source)))
+    for col, row in zip(cols, per_source.itertuples(), strict=False):
+        age = now - row.oldest_newest_bucket
+        col.metric(
+            f"{row.source}: oldest of the newest data",
+            f"{row.oldest_newest_bucket:%Y-%m-%d %H:%M}",
+            f"{age.days} d {age.seconds // 3600} h old",
+            delta_color="off",
+        )
+    with st.expander("Per provider account and kind"):
+        st.dataframe(fresh, hide_index=True, width="stretch")
+
+
+render()

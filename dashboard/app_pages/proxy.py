@@ -1,0 +1,94 @@
+"""Proxy: live traffic the sidecar recorded (requests/s, latency, errors, spend by team and project)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from collector.query import Filters
+from collector.users import role_allows
+from dashboard import actions, auth, charts, queries, ui
+
+HOUR = timedelta(hours=1)
+
+
+def render() -> None:
+    """Draw the page."""
+    account = auth.require("viewer")
+    st.title("Proxy")
+    now = queries.as_of()
+    stats = queries.proxy_stats(now - HOUR, now)
+    if stats is None:
+        st.info(
+            "The proxy sidecar is not recording in this database. Start it with `llm-usage proxy --port 8787` and "
+            "point your SDK at it (`OPENAI_BASE_URL=http://HOST:8787/openai/v1`, Anthropic "
+            "`base_url=http://HOST:8787/anthropic`); its traffic appears here within minutes.",
+            icon=":material/router:",
+        )
+    else:
+        c = st.columns(4)
+        c[0].metric("Requests/s (last hour)", f"{stats.per_second:.2f}")
+        c[1].metric("Latency p50", f"{stats.p50_ms:.0f} ms" if stats.p50_ms is not None else charts.NO_VALUE)
+        c[2].metric("Latency p95", f"{stats.p95_ms:.0f} ms" if stats.p95_ms is not None else charts.NO_VALUE)
+        c[3].metric("Error rate", charts.percent(stats.error_rate))
+    window = ui.window_picker("proxy_days", default_days=7)
+    if window is None:
+        return
+    since, until = window
+    filters = Filters(since=since, until=until, sources=("proxy",))
+    totals = queries.spend_totals(filters, "estimated", section="proxy")
+    if not totals.requests and not totals.input_tokens:
+        st.caption("No proxy-recorded usage in this window.")
+    else:
+        st.caption(
+            f"Proxy-recorded: {charts.compact(totals.requests)} requests, {charts.tokens(totals.input_tokens)} in, "
+            f"{charts.tokens(totals.output_tokens)} out, {charts.money_exact(totals.total())} at the price table. "
+            "Compared with the providers' numbers on Reconciliation, never added to them."
+        )
+        left, right = st.columns(2)
+        for col, dim in ((left, "team"), (right, "project")):
+            df = queries.report_frame(filters, by=(dim,), basis="estimated", top=10)
+            df = df[df["cost"].notna()].groupby(dim, as_index=False)["cost"].sum()
+            col.plotly_chart(
+                charts.ranked_bar(df, label=dim, value="cost", title=f"Top {dim}s by spend", x_title="cost (USD)"),
+                width="stretch",
+            )
+    if role_allows(account.role, "admin"):
+        _monitor_tokens()
+
+
+def _monitor_tokens() -> None:
+    st.subheader("Monitor tokens")
+    st.caption("Callers send `X-Monitor-Token` to attribute traffic to a team and project; the proxy strips it.")
+    tokens = queries.monitor_tokens_frame()
+    create = actions.feature_function(actions.TOKENS_MODULE, "create_token")
+    revoke = actions.feature_function(actions.TOKENS_MODULE, "revoke_token")
+    if tokens is None:
+        st.info("No monitor tokens yet: create one with `llm-usage tokens create --team T --project P`.")
+    else:
+        st.dataframe(tokens, hide_index=True, width="stretch")
+    if create is None:
+        return
+    with st.form("create_token"):
+        team = st.text_input("Team")
+        project = st.text_input("Project")
+        if st.form_submit_button("Create token"):
+            try:
+                token = create(queries.engine(), team=team, project=project)
+            except Exception as exc:  # noqa: BLE001  (shown to the admin, masked)
+                st.error(actions.safe_message(exc))
+            else:
+                queries.clear_caches()
+                st.success("Token created. Copy it now: it is shown only once.")
+                st.code(str(token))
+    if revoke is not None and tokens is not None and "id" in tokens:
+        with st.form("revoke_token"):
+            ident = st.selectbox("Token", tokens["id"].tolist())
+            if st.form_submit_button("Revoke"):
+                revoke(queries.engine(), ident)
+                queries.clear_caches()
+                st.rerun()
+
+
+render()

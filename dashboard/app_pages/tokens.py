@@ -1,0 +1,98 @@
+"""Tokens: input / cache read / cache write / output per model over time, cache hit rate, cost per 1M."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from collector.query import Filters
+from dashboard import auth, charts, queries, ui
+
+OTHER = "(other)"
+
+
+def render() -> None:
+    """Draw the page."""
+    auth.require("viewer")
+    st.title("Tokens")
+    left, right = st.columns([2, 3])
+    with left:
+        window = ui.window_picker("tokens_days", default_days=30)
+    if window is None:
+        return
+    since, until = window
+    # One grouped read: the provider filter and the top-10 models are applied to its rows here.
+    filters = Filters(since=since, until=until)
+    df = queries.report_frame(filters, by=("provider", "model"), grain="day")
+    df = df[df["section"] == "provider"]
+    providers = right.multiselect("provider", sorted(set(df["provider"])), key="tokens_provider")
+    if providers:
+        df = df[df["provider"].isin(providers)]
+    if df.empty:
+        ui.no_usage(filters)
+        return
+    weight = df.groupby("model")["input_tokens"].sum() + df.groupby("model")["output_tokens"].sum()
+    keep = set(weight.nlargest(10).index)
+    df = df.assign(model=df["model"].where(df["model"].isin(keep), OTHER))
+    df = df.assign(tokens_total=df["input_tokens"] + df["output_tokens"])
+    st.plotly_chart(
+        charts.stacked_over_time(
+            df,
+            x="period",
+            y="tokens_total",
+            color="model",
+            kind="area",
+            unit="tokens",
+            title="Tokens per day by model (input + output)",
+            y_title="tokens",
+        ),
+        width="stretch",
+    )
+    st.plotly_chart(
+        charts.token_mix(df, x="period", title="Token mix per day: uncached input, cache read, cache write, output"),
+        width="stretch",
+    )
+    daily = df.groupby(["period", "model"], as_index=False)[["input_tokens", "cache_read_tokens"]].sum()
+    daily["cache_hit_rate"] = daily["cache_read_tokens"] / daily["input_tokens"].where(daily["input_tokens"] > 0)
+    st.plotly_chart(
+        charts.line_over_time(
+            daily.dropna(subset=["cache_hit_rate"]),
+            x="period",
+            y="cache_hit_rate",
+            color="model",
+            title="Cache hit rate per day (cache read ÷ total input)",
+            y_title="cache hit rate",
+            percent_axis=True,
+        ),
+        width="stretch",
+    )
+    st.subheader("Per model over the window")
+    st.dataframe(_per_model(df), hide_index=True, width="stretch")
+    st.caption(
+        "Input is total input (cache reads and writes included); reasoning is part of output. Cost per 1M tokens "
+        "divides the money with an amount by input + output tokens of the same rows; unpriced usage has none."
+    )
+
+
+def _per_model(df: pd.DataFrame) -> pd.DataFrame:
+    sums = df.groupby("model", as_index=False)[
+        ["input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "requests"]
+    ].sum()
+    priced = df[df["cost"].notna()]
+    money = priced.groupby("model")["cost"].sum()
+    priced_tokens = priced.groupby("model")[["input_tokens", "output_tokens"]].sum().sum(axis=1)
+    sums["cost"] = sums["model"].map(money)
+    per_million = sums["model"].map(money / priced_tokens.where(priced_tokens > 0) * 1_000_000)
+    sums["cache hit rate"] = [
+        charts.percent(r / i if i else None)
+        for r, i in zip(sums["cache_read_tokens"], sums["input_tokens"], strict=True)
+    ]
+    sums["cost per 1M tokens"] = [charts.money(v) if pd.notna(v) else charts.NO_VALUE for v in per_million]
+    sums["cost"] = [charts.money(v) if pd.notna(v) else "unpriced" for v in sums["cost"]]
+    for col in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"):
+        sums[col] = [charts.compact(v) for v in sums[col]]
+    sums["requests"] = [charts.compact(v) for v in sums["requests"]]
+    return sums.rename(columns=lambda c: c.replace("_tokens", "").replace("_", " "))
+
+
+render()

@@ -1,0 +1,202 @@
+"""Anomalies: 20 spikes injected into generator data, found through the database; drivers named."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from collector.anomaly import AnomalyError, Params, detect, find_anomalies
+from collector.query import Filters, report
+from collector.schema import UsageRecord
+from collector.store import upsert_records
+from collector.synthetic import MODELS, GeneratorConfig, generate
+
+D = Decimal
+DAY = timedelta(days=1)
+
+
+def spike_record(provider: str, day: datetime, amount: Decimal, project: str = "proj_spike") -> UsageRecord:
+    """A spike in the provider's own source and basis (billing CSVs are billed, APIs estimated)."""
+    _, model, source, kind = next(m for m in MODELS if m[0] == provider)
+    return UsageRecord(
+        provider=provider,
+        source=source,
+        kind=kind,
+        bucket_start=day + timedelta(hours=13),
+        bucket_end=day + timedelta(hours=14),
+        account="demo",
+        project=project,
+        api_key_id="key_spike",
+        model=model,
+        input_tokens=1_000_000,
+        requests=100,
+        cost=amount,
+        currency="USD",
+        basis="billed" if source == "csv" else "estimated",
+        price_version="" if source == "csv" else "test",
+    )
+
+
+def test_twenty_injected_spikes_recall_and_false_alarms(sqlite_engine, capsys):
+    cfg = GeneratorConfig(days=120, rows_per_hour=20, seed=42)
+    upsert_records(sqlite_engine, generate(cfg))
+    since = cfg.start + DAY * 28  # a full baseline window before the first scored day
+    base = report(sqlite_engine, Filters(cfg.start, cfg.end), by=("provider",), grain="day")
+    daily: dict[tuple[str, datetime], Decimal] = Counter()
+    for row in base.rows:
+        if row.cost is not None:
+            daily[(row.dims["provider"], row.period)] += row.cost
+    providers = sorted({p for p, _ in daily})
+    rng = random.Random(7)
+    days = [since + DAY * i for i in range((cfg.end - since).days)]
+    spikes: set[tuple[str, datetime]] = set()
+    while len(spikes) < 20:
+        spikes.add((rng.choice(providers), rng.choice(days)))
+    extra = []
+    for provider, day in sorted(spikes):
+        usual = sorted(daily[(provider, day - DAY * 7 * k)] for k in range(1, 5))[1]
+        extra.append(spike_record(provider, day, (usual * D(str(rng.uniform(2.0, 4.0)))).quantize(D("0.01"))))
+    upsert_records(sqlite_engine, extra)
+
+    params = Params(threshold=D(6), min_ratio=D("0.5"), min_amount=D(1))
+    found = find_anomalies(
+        sqlite_engine, since=since, until=cfg.end, scopes=("provider",), params=params, with_drivers=False
+    )
+    flagged = {(a.scope_value, a.at) for a in found}
+    hits = spikes & flagged
+    false_alarms = Counter(p for p, _ in flagged - spikes)
+    scored_days = (cfg.end - since).days
+    worst = max(false_alarms.values(), default=0) / scored_days * 30
+    overall = sum(false_alarms.values()) / len(providers) / scored_days * 30
+    with capsys.disabled():
+        print(
+            f"\nanomaly detection: recall {len(hits)}/20 = {len(hits) / 20:.0%}; "
+            f"false alarms {sum(false_alarms.values())} "
+            f"over {len(providers)} provider scopes x {scored_days} days = {overall:.2f} per 30 days per scope "
+            f"(worst scope {worst:.2f}: {dict(false_alarms)})"
+        )
+    assert len(hits) >= 18
+    assert worst <= 1.0
+
+
+def test_driver_names_the_model_project_and_key_behind_a_spike(engine):
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    records = []
+    for i in range(42):
+        day = start + DAY * i
+        for project, model, key in (("proj_a", "gpt-4o", "key_a"), ("proj_b", "gpt-4o-mini", "key_b")):
+            records.append(
+                UsageRecord(
+                    provider="openai",
+                    source="api",
+                    kind="completions",
+                    bucket_start=day + timedelta(hours=9),
+                    bucket_end=day + timedelta(hours=10),
+                    account="org",
+                    project=project,
+                    api_key_id=key,
+                    model=model,
+                    input_tokens=100,
+                    requests=1,
+                    cost=D(10) + D(i % 3),
+                    currency="USD",
+                    basis="estimated",
+                    price_version="t",
+                )
+            )
+    spike_day = start + DAY * 40
+    records.append(
+        UsageRecord(
+            provider="openai",
+            source="api",
+            kind="completions",
+            bucket_start=spike_day + timedelta(hours=15),
+            bucket_end=spike_day + timedelta(hours=16),
+            account="org",
+            project="proj_b",
+            api_key_id="key_leaky",
+            model="o3",
+            input_tokens=100,
+            requests=1,
+            cost=D(200),
+            currency="USD",
+            basis="estimated",
+            price_version="t",
+        )
+    )
+    upsert_records(engine, records)
+    found = find_anomalies(engine, since=start + DAY * 35, until=start + DAY * 42, scopes=("all", "provider"))
+    assert {(a.scope, a.at) for a in found} == {("all", spike_day), ("provider", spike_day)}
+    top = next(a for a in found if a.scope == "provider")
+    assert top.amount > 3 * top.expected
+    drivers = {d.dimension: d for d in top.drivers}
+    assert drivers["model"].value == "o3" and drivers["model"].increase == D(200)
+    assert drivers["project"].value == "proj_b"
+    assert drivers["api_key"].value == "key_leaky"
+    assert "driven by model=o3" in top.describe()
+
+
+def test_hourly_grain_uses_hour_of_day_seasons():
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    points = {}
+    for h in range(24 * 21):
+        ts = start + timedelta(hours=h)
+        points[ts] = D(50) if 9 <= ts.hour < 18 else D(5)
+    spike = start + timedelta(days=20, hours=3)  # 03:00: usually quiet
+    points[spike] = D(40)
+    found = detect(points, Params(grain="hour", window=24 * 14), since=start + timedelta(days=15))
+    assert [s.at for s in found] == [spike]
+
+
+@pytest.mark.parametrize("kwargs", [{"grain": "week"}, {"window": 3}, {"threshold": D(0)}, {"min_amount": D(-1)}])
+def test_bad_parameters_are_refused(kwargs):
+    with pytest.raises(AnomalyError):
+        Params(**kwargs)
+
+
+def test_hourly_anomalies_through_the_database_and_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+    from collector.migrate import open_database
+
+    url = f"sqlite:///{tmp_path / 'hours.db'}"
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", url)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    records = []
+    for h in range(24 * 16):
+        ts = start + timedelta(hours=h)
+        busy = 9 <= ts.hour < 18
+        spike = ts == start + timedelta(days=15, hours=3)
+        records.append(
+            UsageRecord(
+                provider="anthropic",
+                source="api",
+                kind="messages",
+                bucket_start=ts,
+                bucket_end=ts + timedelta(hours=1),
+                account="org",
+                project="proj_night" if spike else "proj_day",
+                model="claude-opus-4-1-20250805" if spike else "claude-haiku-4-5-20251001",
+                input_tokens=10,
+                requests=1,
+                cost=D(60) if spike else (D(20) + D(h % 5) if busy else D(2) + D(h % 3) / 10),
+                currency="USD",
+                basis="estimated",
+                price_version="t",
+            )
+        )
+    upsert_records(open_database(url=url), records)
+    result = CliRunner().invoke(
+        app, ["anomalies", "--grain", "hour", "--since", "2026-10-15", "--until", "2026-10-16", "--scope", "provider"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "provider=anthropic spent 60.00 USD on 2026-10-16 03:00Z" in lines[0]
+    assert "model=claude-opus-4-1-20250805" in lines[0] and "project=proj_night" in lines[0]
+    bad = CliRunner().invoke(app, ["anomalies", "--grain", "week"])
+    assert bad.exit_code == 1 and "--grain" in bad.output

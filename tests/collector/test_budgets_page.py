@@ -1,0 +1,147 @@
+"""The dashboard's Budgets page under Streamlit's AppTest, against a seeded SQLite file."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from argon2 import PasswordHasher
+from streamlit.testing.v1 import AppTest
+
+from collector import budgets, chargeback, users
+from collector.chargeback import Rule
+from collector.migrate import open_database
+from collector.schema import UsageRecord
+from collector.settings import get_settings
+from collector.store import upsert_records
+from dashboard import queries
+
+PAGE = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "budgets.py"
+NOW = datetime(2026, 11, 20, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def page_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'page.db'}"
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", url)
+    monkeypatch.setenv("LLM_USAGE_DISPLAY_CURRENCY", "EUR")
+    get_settings.cache_clear()
+    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+    engine = open_database(url=url)
+    records = []
+    for day in range(1, 21):
+        start = datetime(2026, 11, day, 9, tzinfo=UTC)
+        records.append(
+            UsageRecord(
+                provider="openai",
+                source="api",
+                kind="completions",
+                bucket_start=start,
+                bucket_end=start + timedelta(hours=1),
+                account="org",
+                project="proj_a" if day % 2 else "proj_b",
+                model="gpt-4o",
+                input_tokens=10,
+                requests=1,
+                cost=Decimal(4),
+                currency="USD",
+                basis="estimated",
+                price_version="t",
+            )
+        )
+    upsert_records(engine, records)
+    budgets.create_budget(engine, name="All LLM", scope="all", amount="100")
+    chargeback.save_rules(engine, [Rule("project", "proj_a", "search", "CC-1")], created_by="admin")
+    users.add_user(engine, "admin", "admin", "page test password 1")
+    users.add_user(engine, "viewer", "viewer", "page test password 1")
+    monkeypatch.setattr(queries, "as_of", lambda: NOW)
+    st.cache_data.clear()
+    yield engine
+    st.cache_data.clear()
+    engine.dispose()
+
+
+def run(user: str, **query: str) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.session_state["auth_user"] = user
+    at.query_params.update(query)
+    return at.run()
+
+
+def add_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Add budget")
+
+
+def test_viewer_sees_status_forecast_and_chargeback_but_no_editing(page_db):
+    at = run("viewer", budget="1")
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Budgets"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Spent this period"] == "80.00 USD"
+    assert metrics["Amount"] == "100.00 USD"
+    assert Decimal(metrics["Forecast at period end"].split()[0].replace(",", "")) >= 80
+    captions = "\n".join(c.value for c in at.caption)
+    assert "reached: 50%, 80%" in captions and "weekday-seasonal" in captions
+    assert "no USD->EUR rate" in captions  # display currency without a rate says so
+    forecast_table = at.dataframe[0].value
+    assert list(forecast_table["scope"]) == ["all spend", "openai"]
+    assert list(forecast_table["spent so far"]) == ["80.00", "80.00"]
+    chargeback_table = at.dataframe[1].value
+    assert list(chargeback_table["team"]) == ["search", "unallocated", "TOTAL"]
+    assert list(chargeback_table["amount"]) == ["40.00", "40.00", "80.00"]
+    assert not any(s.value == "Add a budget" for s in at.subheader)
+    assert len(at.get("download_button")) == 1
+
+
+def test_admin_adds_a_budget_and_bad_input_is_shown(page_db):
+    at = run("admin")
+    assert any(s.value == "Add a budget" for s in at.subheader)
+    at.text_input(key="new_name").set_value("Search team")
+    at.selectbox(key="new_scope").set_value("team")
+    at.text_input(key="new_value").set_value("search")
+    at.text_input(key="new_amount").set_value("fifty")
+    add_button(at).click().run()
+    assert any("not a number" in e.value for e in at.error)
+    at.text_input(key="new_amount").set_value("50")
+    add_button(at).click().run()
+    assert not at.exception, at.exception
+    added = [b for b in budgets.list_budgets(page_db) if b.name == "Search team"]
+    assert len(added) == 1 and added[0].scope == "team" and added[0].amount == Decimal(50)
+
+
+def test_admin_adds_a_custom_period_budget(page_db):
+    at = run("admin")
+    at.text_input(key="new_name").set_value("Launch week")
+    at.text_input(key="new_amount").set_value("30")
+    at.checkbox(key="new_custom").check()
+    at.date_input(key="new_start").set_value(date(2026, 11, 16))
+    at.date_input(key="new_end").set_value(date(2026, 11, 22))
+    add_button(at).click().run()
+    assert not at.exception, at.exception
+    launch = next(b for b in budgets.list_budgets(page_db) if b.name == "Launch week")
+    assert launch.period == "custom"
+    assert (launch.starts_at, launch.ends_at) == (
+        datetime(2026, 11, 16, tzinfo=UTC),
+        datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    at.run()
+    assert any("Launch week" in e.label and "2026-11-16 .. 2026-11-22" in e.label for e in at.expander)
+
+
+def test_export_tab_prepares_a_focus_parquet_download(page_db):
+    import io
+
+    import pyarrow.parquet as pq
+
+    at = run("viewer")
+    at.selectbox(key="export_month").set_value(date(2026, 11, 1))
+    at.radio(key="export_kind").set_value("FOCUS 1.2 Parquet")
+    next(b for b in at.button if b.label == "Prepare export").click().run()
+    assert not at.exception, at.exception
+    name, data, rows, _ = at.session_state["prepared_export"]
+    assert name == "focus-2026-11.parquet" and rows == 20
+    table = pq.read_table(io.BytesIO(data))
+    assert sum(table.column("BilledCost").to_pylist(), Decimal(0)) == Decimal(80)

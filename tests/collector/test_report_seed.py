@@ -1,0 +1,398 @@
+"""A hand-built seed for the report tests, and an independent oracle of what a report must say.
+
+The seed mixes every case the query layer must keep apart: api and csv and proxy sources;
+billed, estimated and unpriced rows; days a billed source covers and days it does not; a billed
+export without a model breakdown; a second currency (EUR); a credit (negative billed cost);
+daily and hourly buckets; a non-token quantity (images); rows just outside the window.
+
+The oracle works on the seed *records* in plain Python, applying design.md rule 5 as the issue
+states it, so the SQL is checked against something it shares no code with.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from collector.query import DIMENSION_COLUMNS, TOKEN_MEASURES, Filters, ReportResult
+from collector.schema import UsageRecord
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+DAYS = 6
+WINDOW = Filters(since=START, until=START + timedelta(days=DAYS))
+PRICE_VERSION = "seed-prices 1"
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def _money(rng: random.Random, low: int, high: int) -> Decimal:
+    """A cost with ten decimal places, as providers and the price table produce."""
+    return Decimal(rng.randint(low, high)).scaleb(-10)
+
+
+def _usage(
+    rng: random.Random,
+    *,
+    provider: str,
+    account: str,
+    source: str,
+    kind: str,
+    start: datetime,
+    width: timedelta = HOUR,
+    basis: str = "estimated",
+    currency: str = "USD",
+    cost: Decimal | None = None,
+    **dims: object,
+) -> UsageRecord:
+    inp = rng.randint(1_000, 90_000)
+    cache_read = rng.randint(0, inp // 3)
+    cw5 = rng.randint(0, (inp - cache_read) // 4) if provider == "anthropic" else 0
+    cw1h = rng.randint(0, (inp - cache_read - cw5) // 8) if provider == "anthropic" else 0
+    out = rng.randint(10, 9_000)
+    reasoning = rng.randint(0, out // 2) if str(dims.get("model", "")).startswith("o") else 0
+    if basis != "unpriced" and cost is None:
+        cost = _money(rng, 1_000_000, 90_000_000_000)
+    return UsageRecord(
+        provider=provider,
+        account=account,
+        source=source,
+        kind=kind,
+        bucket_start=start,
+        bucket_end=start + width,
+        input_tokens=inp,
+        cache_read_tokens=cache_read,
+        cache_write_5m_tokens=cw5,
+        cache_write_1h_tokens=cw1h,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+        requests=rng.randint(1, 400),
+        cost=cost if basis != "unpriced" else None,
+        currency=currency if basis != "unpriced" else "",
+        basis=basis,
+        price_version=PRICE_VERSION if basis == "estimated" else "",
+        source_ref=f"seed:{source}",
+        **dims,  # type: ignore[arg-type]
+    )
+
+
+def seed_records() -> list[UsageRecord]:
+    """The seed: about 700 records over 2026-10-31 .. 2026-11-07 (the window is Nov 1-6)."""
+    rng = random.Random(20261101)
+    recs: list[UsageRecord] = []
+    hours = [START - DAY + timedelta(hours=h) for h in range(24 * (DAYS + 2))]
+    for ts in hours:
+        if ts.hour % 3 == 0:  # OpenAI usage API, org-a: two models, two projects (estimated)
+            for model, project, key, team in (
+                ("gpt-4o", "p1", "k1", "platform"),
+                ("gpt-4o-mini", "p2", "k2", "growth"),
+                ("o3", "p1", "k3", "platform"),
+            ):
+                recs.append(
+                    _usage(
+                        rng,
+                        provider="openai",
+                        account="org-a",
+                        source="api",
+                        kind="completions",
+                        start=ts,
+                        model=model,
+                        project=project,
+                        api_key_id=key,
+                        team=team,
+                        service_tier="default" if model != "o3" else "flex",
+                    )
+                )
+        if ts.hour in (1, 13, 22):  # org-b has no billed source at all (estimated every day)
+            recs.append(
+                _usage(
+                    rng, provider="openai", account="org-b", source="api", kind="completions", start=ts, model="gpt-4o"
+                )
+            )
+        if ts.hour % 4 == 2:  # Anthropic usage: a priced model and one missing from the price table
+            recs.append(
+                _usage(
+                    rng,
+                    provider="anthropic",
+                    account="ws-main",
+                    source="api",
+                    kind="messages",
+                    start=ts,
+                    model="claude-sonnet-4-5",
+                    project="p2",
+                    api_key_id="ak1",
+                    team="growth",
+                    user_id="u1",
+                )
+            )
+            recs.append(
+                _usage(
+                    rng,
+                    provider="anthropic",
+                    account="ws-main",
+                    source="api",
+                    kind="messages",
+                    start=ts,
+                    basis="unpriced",
+                    model="claude-future-9",
+                    project="p3",
+                    api_key_id="ak2",
+                    team="research",
+                    user_id="u2",
+                )
+            )
+        if ts.hour % 6 == 5:  # Google billing export: billed, with tokens (csv)
+            recs.append(
+                _usage(
+                    rng,
+                    provider="google",
+                    account="billing-01",
+                    source="csv",
+                    kind="gcp_billing",
+                    start=ts,
+                    basis="billed",
+                    model="gemini-2.5-pro",
+                    line_item="Gemini 2.5 Pro input",
+                    project="p1",
+                )
+            )
+        if ts.hour % 2 == 1:  # the proxy sees part of org-a's traffic: never added to provider numbers
+            recs.append(
+                _usage(
+                    rng,
+                    provider="openai",
+                    account="org-a",
+                    source="proxy",
+                    kind="chat.completions",
+                    start=ts,
+                    model="gpt-4o",
+                    project="p1",
+                    api_key_id="k1",
+                )
+            )
+        if ts.hour == 7:
+            recs.append(
+                _usage(
+                    rng,
+                    provider="openai",
+                    account="org-a",
+                    source="proxy",
+                    kind="chat.completions",
+                    start=ts,
+                    basis="unpriced",
+                    model="ft:gpt-4o:acme",
+                    project="p1",
+                    api_key_id="k1",
+                )
+            )
+        if ts.hour == 9:  # images: a non-token quantity
+            rec = _usage(
+                rng, provider="openai", account="org-a", source="api", kind="images", start=ts, model="dall-e-3"
+            )
+            rec.input_tokens = rec.cache_read_tokens = rec.output_tokens = rec.reasoning_tokens = 0
+            rec.quantity, rec.quantity_unit = Decimal(rng.randint(1, 40)), "images"
+            recs.append(rec)
+    days = [START - DAY + i * DAY for i in range(DAYS + 2)]
+    for index, day in enumerate(days):
+        if index in (1, 2, 3):  # OpenAI /costs for Nov 1-3 only: billed, by project and line item, no model
+            for project in ("p1", "p2"):
+                for line in ("gpt-4o, input", "gpt-4o, output"):
+                    recs.append(
+                        UsageRecord(
+                            provider="openai",
+                            account="org-a",
+                            source="api",
+                            kind="costs",
+                            bucket_start=day,
+                            bucket_end=day + DAY,
+                            project=project,
+                            line_item=line,
+                            cost=_money(rng, 10_000_000_000, 900_000_000_000),
+                            currency="USD",
+                            basis="billed",
+                            source_ref="seed:costs",
+                        )
+                    )
+        if index == 2:  # a credit on the bill
+            recs.append(
+                UsageRecord(
+                    provider="openai",
+                    account="org-a",
+                    source="api",
+                    kind="costs",
+                    bucket_start=day,
+                    bucket_end=day + DAY,
+                    line_item="credit",
+                    cost=Decimal("-1.5"),
+                    currency="USD",
+                    basis="billed",
+                )
+            )
+        if index == 3:  # Anthropic cost report for Nov 3 only, with a model breakdown
+            for model in ("claude-sonnet-4-5", "claude-future-9"):
+                recs.append(
+                    UsageRecord(
+                        provider="anthropic",
+                        account="ws-main",
+                        source="api",
+                        kind="cost_report",
+                        bucket_start=day,
+                        bucket_end=day + DAY,
+                        model=model,
+                        line_item="tokens",
+                        cost=_money(rng, 10_000_000_000, 500_000_000_000),
+                        currency="USD",
+                        basis="billed",
+                    )
+                )
+        # Azure cost export: daily buckets, billed in EUR, with tokens
+        recs.append(
+            _usage(
+                rng,
+                provider="azure_openai",
+                account="sub-1",
+                source="csv",
+                kind="azure_cost",
+                start=day,
+                width=DAY,
+                basis="billed",
+                currency="EUR",
+                model="gpt-4o",
+                line_item="gpt-4o-0513 Inp regional Tokens",
+            )
+        )
+        # a token-only CSV (generic template) for a model without prices
+        recs.append(
+            _usage(
+                rng,
+                provider="fireworks",
+                account="acct-f",
+                source="csv",
+                kind="fireworks",
+                start=day,
+                width=DAY,
+                basis="unpriced",
+                model="accounts/acme/models/custom",
+            )
+        )
+    return recs
+
+
+# -- the oracle ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Agg:
+    """Tokens, money per currency and quantities of one report group."""
+
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_MEASURES, 0))
+    money: dict[str, Decimal] = field(default_factory=dict)
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+
+    def add_tokens(self, source: object) -> None:
+        for name in TOKEN_MEASURES:
+            self.tokens[name] += getattr(source, name)
+
+    def add_money(self, currency: str, cost: Decimal) -> None:
+        self.money[currency] = self.money.get(currency, Decimal(0)) + cost
+
+    def add_quantities(self, quantities: dict[str, Decimal]) -> None:
+        for unit, qty in quantities.items():
+            if qty or unit:
+                self.quantities[unit] = self.quantities.get(unit, Decimal(0)) + qty
+
+    def normalised(self) -> tuple[object, ...]:
+        money = {c: v.normalize() for c, v in self.money.items()}
+        qty = {u: v.normalize() for u, v in self.quantities.items() if v}
+        return (self.tokens, money, qty)
+
+
+def _period(ts: datetime, grain: str | None) -> datetime | None:
+    if grain is None:
+        return None
+    if grain == "hour":
+        return ts.replace(minute=0, second=0, microsecond=0)
+    day = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    if grain == "day":
+        return day
+    if grain == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def _matches(rec: UsageRecord, f: Filters) -> bool:
+    pairs = {
+        "provider": f.providers,
+        "account": f.accounts,
+        "model": f.models,
+        "project": f.projects,
+        "api_key_id": f.api_keys,
+        "team": f.teams,
+        "source": f.sources,
+        "user_id": f.users,
+    }
+    return all(not vals or getattr(rec, col) in vals for col, vals in pairs.items())
+
+
+def expected(
+    records: list[UsageRecord], f: Filters, by: tuple[str, ...], grain: str | None, basis: str
+) -> dict[tuple[object, ...], tuple[object, ...]]:
+    """What a UTC report must contain: (section, dims, period, basis) -> (tokens, money, quantities)."""
+    in_window = [r for r in records if f.since <= r.bucket_start < f.until]
+    covered = {
+        (r.provider, r.account, _period(r.bucket_start, "day"))
+        for r in in_window
+        if r.basis == "billed"
+        and r.source in ("api", "csv")
+        and r.source in f.sources
+        and (not f.providers or r.provider in f.providers)
+        and (not f.accounts or r.account in f.accounts)
+    }
+    out: dict[tuple[object, ...], Agg] = defaultdict(Agg)
+    for r in in_window:
+        if not _matches(r, f):
+            continue
+        proxy = r.source == "proxy"
+        is_covered = not proxy and (r.provider, r.account, _period(r.bucket_start, "day")) in covered
+        if basis == "estimated":
+            if r.basis == "billed":
+                continue
+            eff, counts = r.basis, r.basis == "estimated"
+        else:
+            eff = "billed" if is_covered else r.basis
+            counts = r.basis == "billed" if is_covered else r.basis != "unpriced"
+            if basis == "billed" and eff != "billed":
+                continue
+        dims = tuple(getattr(r, DIMENSION_COLUMNS[d]) for d in by)
+        key = ("proxy" if proxy else "provider", dims, _period(r.bucket_start, grain), eff)
+        agg = out[key]
+        agg.add_tokens(r)
+        if counts:
+            assert r.cost is not None
+            agg.add_money(r.currency, r.cost)
+        agg.add_quantities({r.quantity_unit: r.quantity} if r.quantity_unit else {})
+    return {k: v.normalised() for k, v in out.items()}
+
+
+def actual(result: ReportResult) -> dict[tuple[object, ...], tuple[object, ...]]:
+    """The same shape from a report's rows (rows of one group in several currencies merged)."""
+    out: dict[tuple[object, ...], Agg] = defaultdict(Agg)
+    for row in result.rows:
+        key = (row.section, tuple(row.dims[d] for d in result.by), row.period, row.basis)
+        agg = out[key]
+        agg.add_tokens(row)
+        if row.cost is not None:
+            agg.add_money(row.currency, row.cost)
+        agg.add_quantities(row.quantities)
+    return {k: v.normalised() for k, v in out.items()}
+
+
+def test_seed_is_valid_and_mixed() -> None:
+    recs = seed_records()
+    assert {r.source for r in recs} == {"api", "csv", "proxy"}
+    assert {r.basis for r in recs} == {"billed", "estimated", "unpriced"}
+    assert {r.currency for r in recs if r.cost is not None} == {"USD", "EUR"}
+    assert any(r.cost is not None and r.cost < 0 for r in recs)
+    assert len({r.record_key for r in recs}) == len(recs), "natural keys must be unique"

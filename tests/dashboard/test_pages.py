@@ -1,0 +1,155 @@
+"""Every page under AppTest against the seeded database: renders, shows the seed's totals, roles."""
+
+import pytest
+
+from tests.dashboard.conftest import MTD, PREV, PROJECTED, TODAY, app, texts
+
+
+def test_overview_shows_the_exact_totals_of_the_seed(dashboard_db):
+    at = app("viewer")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Month to date"] == MTD
+    assert metrics["Today (so far)"] == TODAY
+    assert metrics["Same days last month"] == PREV
+    assert metrics["Projected month end"] == PROJECTED
+    assert "Projection:" in texts(at)
+
+
+def test_overview_compares_with_last_month_and_lists_freshness(dashboard_db):
+    at = app("viewer")
+    mtd = next(m for m in at.metric if m.label == "Month to date")
+    assert mtd.delta == "+1703.1% vs same days last month"  # 144.25 / 8.00 - 1
+    body = texts(at)
+    assert "Data freshness" in body
+    assert {"api: oldest of the newest data", "csv: oldest of the newest data"} <= {m.label for m in at.metric}
+
+
+def test_explore_totals_and_filters_from_the_url(dashboard_db):
+    at = app("viewer", "app_pages/explore.py")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Spend"] == "$144.25"
+    assert len(at.get("download_button")) == 1
+    table = at.dataframe[0].value
+    assert set(table["provider"]) == {"openai", "anthropic", "google"}
+    # A shared link: the provider filter comes from the URL.
+    at = app("viewer", None, provider="anthropic")
+    at.switch_page("app_pages/explore.py")
+    at.query_params["provider"] = "anthropic"
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Spend"] == "$8.00"
+    assert set(at.dataframe[0].value["provider"]) == {"anthropic"}
+
+
+def test_explore_proxy_is_its_own_series(dashboard_db):
+    at = app("viewer", "app_pages/explore.py")
+    at.multiselect(key="source").set_value(["api", "csv", "proxy"]).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    proxy = table[table["section"] == "proxy"]
+    assert list(proxy["cost"]) == ["9.99"]
+    assert {m.label: m.value for m in at.metric}["Spend"] == "$144.25"  # never added to provider money
+
+
+def test_tokens_page_shows_cache_hit_rate_and_cost_per_million(dashboard_db):
+    at = app("viewer", "app_pages/tokens.py")
+    assert not at.exception, at.exception
+    per_model = at.dataframe[0].value.set_index("model")
+    # gpt-4o in the window: Nov 5 and Nov 20, 1000 input (400 cache read) + 200 output each. Nov 5 is
+    # billed without a model breakdown, so only Nov 20 has money of its own: 10.00 / 1200 tokens x 1M.
+    assert per_model.loc["gpt-4o", "cache hit rate"] == "40.0%"
+    assert per_model.loc["gpt-4o", "cost per 1M tokens"] == "$8.3k"
+    assert per_model.loc["mystery-model", "cost"] == "unpriced"
+
+
+def test_reconciliation_compares_billed_estimated_and_proxy(dashboard_db):
+    at = app("viewer", "app_pages/reconciliation.py")
+    assert not at.exception, at.exception
+    accounts = at.dataframe[0].value.set_index("provider")
+    assert accounts.loc["openai", "billed"] == "$6.25"
+    assert accounts.loc["openai", "estimated"] == "$35.50"  # 10 + 20 + 5.50, the price table's view
+    assert accounts.loc["openai", "proxy"] == "$9.99"
+    assert accounts.loc["google", "estimated"] == "missing"
+    assert at.selectbox(key="recon_account").value == "anthropic / org-b"
+    at.selectbox(key="recon_account").set_value("openai / org-a").run()
+    per_day = at.dataframe[1].value.set_index("day")
+    assert per_day.loc["2026-11-05", "status"] == "no proxy data"
+    assert per_day.loc["2026-11-19", "status"] == "no billed data; no proxy data"
+    assert per_day.loc["2026-11-20", "proxy"] == "$9.99"
+
+
+def test_proxy_page_empty_state_and_recorded_usage(dashboard_db):
+    at = app("viewer", "app_pages/proxy.py")
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert "llm-usage proxy --port 8787" in body
+    assert "3 requests" in body and "$9.99" in body
+    assert "Monitor tokens" not in body  # admins only
+
+
+def test_admin_pages_render_and_show_their_empty_states(dashboard_db):
+    at = app("admin", "app_pages/health.py")
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Usage rows"] == "11"
+    assert "No sync has run yet" in texts(at)
+    at = app("admin", "app_pages/connections.py")
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value.loc[0, "key_hint"] == "sk-admin…Hj5"
+    at = app("admin", "app_pages/import_csv.py")
+    assert "CSV import is not installed in this build" in texts(at)
+    at = app("admin", "app_pages/users.py")
+    assert set(at.dataframe[0].value["name"]) == {"admin", "finance", "viewer"}
+    at = app("admin", "app_pages/proxy.py")
+    assert "llm-usage tokens create" in texts(at)
+
+
+@pytest.mark.parametrize("page", ["health", "connections", "users", "proxy", "overview"])
+def test_no_page_renders_an_admin_key(dashboard_db, page):
+    from tests.dashboard.conftest import DUMMY_KEY
+
+    at = app("admin", f"app_pages/{page}.py")
+    assert not at.exception
+    rendered = texts(at) + "".join(df.value.to_csv() for df in at.dataframe)
+    assert "sk-admin" in rendered or page not in ("health", "connections")
+    assert DUMMY_KEY not in rendered
+    assert DUMMY_KEY[-12:] not in rendered
+
+
+def test_overview_and_explore_on_postgresql(pg_url, monkeypatch):
+    import streamlit as st
+
+    from collector.settings import get_settings
+    from dashboard import queries
+    from tests.dashboard.conftest import NOW, seed
+
+    seed(pg_url)
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", pg_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(queries, "as_of", lambda: NOW)
+    st.cache_data.clear()
+    at = app("viewer")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Month to date"], metrics["Today (so far)"], metrics["Projected month end"]) == (
+        MTD,
+        TODAY,
+        PROJECTED,
+    )
+    at.switch_page("app_pages/explore.py").run()
+    assert {m.label: m.value for m in at.metric}["Spend"] == MTD
+    st.cache_data.clear()
+    queries._engine.clear()
+
+
+def test_explore_hourly_by_model_from_a_shared_link(dashboard_db):
+    at = app("viewer")
+    at.switch_page("app_pages/explore.py")
+    at.query_params.update(grain="hour", by="model", days=["2026-11-19", "2026-11-20"])
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    hours = {p.isoformat() for p in table["period"]}
+    assert hours == {"2026-11-19T10:00:00+00:00", "2026-11-20T10:00:00+00:00"}
+    assert {m.label: m.value for m in at.metric}["Spend"] == "$33.20"  # 20.00 + 10.00 + 3.20
+    assert at.get("download_button")[0].proto.label == "Download CSV"

@@ -1,0 +1,25 @@
+"""collector/query_extra.py on SQLite and PostgreSQL."""
+
+from datetime import UTC, datetime
+
+from collector.query import freshness
+from collector.query_extra import freshness_since
+from collector.store import upsert_records
+from tests.dashboard.conftest import seed_records
+
+
+def test_freshness_since_matches_the_full_version_for_recent_groups(engine):
+    upsert_records(engine, seed_records())
+    full = {(f.source, f.provider, f.account, f.kind): f for f in freshness(engine)}
+    recent = freshness_since(engine, datetime(2026, 11, 13, tzinfo=UTC))
+    keys = {(f.source, f.provider, f.account, f.kind) for f in recent}
+    # openai costs (newest day Nov 5) and google billing (Nov 12) have nothing since Nov 13.
+    assert keys == {
+        ("api", "anthropic", "org-b", "messages"),
+        ("api", "openai", "org-a", "completions"),
+        ("proxy", "openai", "org-a", "proxy"),
+    }
+    for f in recent:
+        key = (f.source, f.provider, f.account, f.kind)
+        assert (f.newest_bucket_end, f.last_ingested) == (full[key].newest_bucket_end, full[key].last_ingested)
+    assert freshness_since(engine, datetime(2027, 1, 1, tzinfo=UTC)) == []
