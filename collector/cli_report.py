@@ -390,7 +390,8 @@ def render_status(result: StatusResult) -> str:
         if c.last_error:
             lines.append(f"    last error: {c.last_error}")
         for e in c.endpoints:
-            lines.append(f"    {e.endpoint}: complete up to {_when(e.newest_complete, now)}")
+            run = f"; last run {e.last_run_status} {_when(e.last_run_at, now)}" if e.last_run_status else ""
+            lines.append(f"    {e.endpoint}: complete up to {_when(e.newest_complete, now)}{run}")
     lines.append("imports:")
     if not result.imports:
         lines.append("  no CSV imports recorded")
@@ -398,7 +399,7 @@ def render_status(result: StatusResult) -> str:
         end = i.newest_period_end.date().isoformat() if i.newest_period_end else "none"
         failed = f", {i.failed} failed" if i.failed else ""
         lines.append(
-            f"  {i.importer} / {i.account or '(all)'}: newest period ends {end}; "
+            f"  {i.importer or '(unknown format)'} / {i.account or '(no account)'}: newest period ends {end}; "
             f"{i.files} file(s){failed}; last import {_when(i.last_imported, now)}"
         )
     lines.append("proxy:")
@@ -409,7 +410,8 @@ def render_status(result: StatusResult) -> str:
         events = "n/a" if p.events_last_hour is None else f"{p.events_last_hour:,}"
         lines.append(
             f"  events in the last hour: {events}; newest {_when(p.newest_event, now)}; "
-            f"spool: {p.spool_files} file(s), {human_int(p.spool_bytes)}B"
+            f"spool: {p.spool_files} file(s), {human_int(p.spool_bytes)}B; "
+            f"{p.not_rolled_up:,} event(s) not rolled up yet"
         )
     lines.append("data (newest bucket per source):")
     if not result.freshness:

@@ -18,6 +18,8 @@ from collector.sqltypes import UTCDateTime
 #: ``status`` values: the file's rows are in, or the file was refused and nothing was written.
 IMPORTED = "imported"
 FAILED = "failed"
+#: Separates the billing accounts of one file in ``account`` (a file may bill several).
+ACCOUNT_SEPARATOR = ", "
 
 
 class ImportFile(SQLModel, table=True):
@@ -44,4 +46,4 @@ class ImportFile(SQLModel, table=True):
 
 IMPORT_FILES = ImportFile.__table__  # type: ignore[attr-defined]
 
-__all__ = ["FAILED", "IMPORTED", "IMPORT_FILES", "ImportFile"]
+__all__ = ["ACCOUNT_SEPARATOR", "FAILED", "IMPORTED", "IMPORT_FILES", "ImportFile"]

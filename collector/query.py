@@ -51,8 +51,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from collector.dates import DateError, parse_tz
+from collector.imports import ACCOUNT_SEPARATOR, IMPORT_FILES, IMPORTED
+from collector.proxy.models import PROXY_EVENTS
 from collector.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
 from collector.store import USAGE, USAGE_DAILY
+from collector.sync_tables import Connection, SyncRun, SyncState
 
 DIMENSIONS: tuple[str, ...] = (
     "provider",
@@ -1019,20 +1022,29 @@ def freshness(engine: Engine, since: datetime | None = None) -> list[Freshness]:
 
 # -- status ---------------------------------------------------------------------------------------
 #
-# The connections, sync and import tables come from other issues (API sync, CSV import, proxy).
-# Each is read by one small function below, by the column names those issues use, after
-# checking with ``inspect`` that the table (and column) exists: a missing table means "not set
-# up yet", never an error. Rename columns here, and only here, if they change.
+# The connections and sync tables (issue 3, collector/sync_tables.py), the import log (issue 4,
+# collector/imports.py) and the proxy's events (issue 5, collector/proxy/models.py) are read
+# through their own SQLModel tables: one small function per table, selecting only the columns
+# ``status`` shows (never ``connections.key_encrypted``) and aggregating in SQL so a long run log
+# or event table is never read whole.
 
-FAILING_STATUSES = frozenset({"error", "failed", "failing", "fatal", "unauthorized"})
+#: Connection and run states that make ``status --check`` fail (collector/connections.py's
+#: ``failing`` / ``auth_failed``, sync_runs' ``failed``).
+FAILING_STATUSES = frozenset({"failing", "auth_failed", "failed"})
+CONNECTIONS: Table = Connection.__table__  # type: ignore[attr-defined]
+SYNC_STATE: Table = SyncState.__table__  # type: ignore[attr-defined]
+SYNC_RUNS: Table = SyncRun.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
 class EndpointState:
-    """How far one endpoint of a connection has synced."""
+    """How far one endpoint of a connection has synced, and how its newest run ended."""
 
     endpoint: str
     newest_complete: datetime | None
+    last_run_status: str = ""
+    last_run_at: datetime | None = None
+    last_run_error: str = ""
 
 
 @dataclass
@@ -1047,6 +1059,7 @@ class ConnectionStatus:
     status: str
     last_success: datetime | None
     last_error: str
+    account: str = ""
     endpoints: list[EndpointState] = field(default_factory=list)
 
     @property
@@ -1070,12 +1083,16 @@ class ImportStatus:
 
 @dataclass
 class ProxyStatus:
-    """The proxy's recent traffic and its local spool (events waiting to be written)."""
+    """The proxy's recent traffic and its local spool (events waiting to be written).
+
+    The in-memory queue lives in the running proxy process: its ``/healthz`` reports it.
+    """
 
     events_last_hour: int | None
     newest_event: datetime | None
     spool_files: int
     spool_bytes: int
+    not_rolled_up: int = 0
 
 
 @dataclass
@@ -1106,35 +1123,6 @@ class StatusResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _as_datetime(value: Any) -> datetime | None:
-    """A time read from a reflected column: epoch seconds (SQLite), ISO text or a datetime."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float | Decimal):
-        return datetime.fromtimestamp(int(value), tz=UTC)
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _first(columns: Iterable[str], *names: str) -> str | None:
-    have = set(columns)
-    return next((n for n in names if n in have), None)
-
-
-def _reflect(conn: Any, name: str) -> Table | None:
-    from sqlalchemy import MetaData
-    from sqlalchemy import inspect as sa_inspect
-
-    if not sa_inspect(conn).has_table(name):
-        return None
-    return Table(name, MetaData(), autoload_with=conn)
-
-
 def _hint(value: Any) -> str:
     """A key hint as stored; anything long enough to be a key is masked again, to be safe."""
     from collector.http import mask_key
@@ -1143,131 +1131,101 @@ def _hint(value: Any) -> str:
     return mask_key(text) if len(text) > 24 else text
 
 
-def _read_connections(conn: Any) -> list[ConnectionStatus] | None:
-    """``connections`` (issue 3): one row per registered admin key; None when the table is absent.
+def _read_connections(conn: Any) -> list[ConnectionStatus]:
+    """``connections`` (issue 3): one row per registered admin key, oldest first."""
+    c = CONNECTIONS.c
+    stmt = select(
+        c.id, c.label, c.provider, c.key_hint, c.account, c.active, c.status, c.last_error, c.last_synced_at
+    ).order_by(c.id)
+    return [
+        ConnectionStatus(
+            id=r.id,
+            label=r.label,
+            provider=r.provider,
+            key_hint=_hint(r.key_hint),
+            active=bool(r.active),
+            status=r.status,
+            last_success=r.last_synced_at,
+            last_error=r.last_error,
+            account=r.account,
+        )
+        for r in conn.execute(stmt)
+    ]
 
-    Only safe columns are read (never the encrypted key); names have a fallback or two so a
-    small rename at merge time does not break ``status``.
+
+def _read_endpoints(conn: Any) -> dict[int, dict[str, EndpointState]]:
+    """``sync_state`` high-water marks, and each endpoint's newest ``sync_runs`` row (issue 3)."""
+    s = SYNC_STATE.c
+    runs = SYNC_RUNS
+    out: dict[int, dict[str, EndpointState]] = defaultdict(dict)
+    for r in conn.execute(select(s.connection_id, s.endpoint, s.high_water)):
+        out[r.connection_id][r.endpoint] = EndpointState(r.endpoint, r.high_water)
+    newest = select(func.max(runs.c.id).label("id")).group_by(runs.c.connection_id, runs.c.endpoint).subquery("newest")
+    stmt = select(
+        runs.c.connection_id, runs.c.endpoint, runs.c.status, runs.c.error, runs.c.started_at, runs.c.finished_at
+    ).join(newest, newest.c.id == runs.c.id)
+    for r in conn.execute(stmt):
+        state = out[r.connection_id].setdefault(r.endpoint, EndpointState(r.endpoint, None))
+        state.last_run_status = r.status
+        state.last_run_at = r.finished_at or r.started_at
+        state.last_run_error = r.error
+    return out
+
+
+def _read_imports(conn: Any) -> list[ImportStatus]:
+    """``import_files`` (issue 4): newest imported period per (importer, billing account).
+
+    A file's ``account`` lists the billing accounts its rows were filed under (or the
+    ``--account`` label); a refused file counts as failed under the account it was given.
     """
-    table = _reflect(conn, "connections")
-    if table is None:
-        return None
-    cols = table.c.keys()
-    success = _first(cols, "last_success", "last_success_at", "last_synced_at")
-    active = _first(cols, "active", "is_active", "enabled")
-    label = _first(cols, "label", "name")
-    state = _first(cols, "status", "last_status")
-    error = _first(cols, "last_error", "error")
-    wanted = [c for c in ("id", "provider", "key_hint", success, active, label, state, error) if c and c in cols]
-    out: list[ConnectionStatus] = []
-    for row in conn.execute(select(*(table.c[c] for c in wanted))).mappings():
-        out.append(
-            ConnectionStatus(
-                id=row.get("id"),
-                label=str(row.get(label) or "") if label else "",
-                provider=str(row.get("provider") or ""),
-                key_hint=_hint(row.get("key_hint")),
-                active=bool(row.get(active)) if active else True,
-                status=str(row.get(state) or "") if state else "",
-                last_success=_as_datetime(row.get(success)) if success else None,
-                last_error=str(row.get(error) or "") if error else "",
-            )
-        )
-    return out
-
-
-def _owner(row: Any) -> tuple[str, Any] | None:
-    """Which connection a state or run row belongs to: its ``connection_id``, else its provider."""
-    if row.get("connection_id") is not None:
-        return ("id", row["connection_id"])
-    if row.get("provider"):
-        return ("provider", row["provider"])
-    return None
-
-
-def _read_sync_state(conn: Any) -> dict[tuple[str, Any], list[EndpointState]]:
-    """``sync_state`` (issue 3): the high-water mark (newest complete bucket) per endpoint."""
-    table = _reflect(conn, "sync_state")
-    if table is None:
-        return {}
-    hwm = _first(table.c.keys(), "high_water_mark", "hwm")
-    endpoint = _first(table.c.keys(), "endpoint", "kind")
-    out: dict[tuple[str, Any], list[EndpointState]] = defaultdict(list)
-    for row in conn.execute(select(table)).mappings():
-        owner = _owner(row)
-        if owner is None:
-            continue
-        out[owner].append(
-            EndpointState(
-                endpoint=str(row.get(endpoint) or "") if endpoint else "",
-                newest_complete=_as_datetime(row.get(hwm)) if hwm else None,
-            )
-        )
-    return out
-
-
-def _read_last_runs(conn: Any) -> dict[tuple[str, Any], dict[str, Any]]:
-    """``sync_runs`` (issue 3): the newest run per connection (status, error, finish time)."""
-    table = _reflect(conn, "sync_runs")
-    if table is None:
-        return {}
-    order = _first(table.c.keys(), "started_at", "finished_at", "id")
-    stmt = select(table)
-    if order:
-        stmt = stmt.order_by(table.c[order])
-    latest: dict[tuple[str, Any], dict[str, Any]] = {}
-    for row in conn.execute(stmt).mappings():
-        owner = _owner(row)
-        if owner is not None:
-            latest[owner] = dict(row)
-    return latest
-
-
-def _read_imports(conn: Any) -> list[ImportStatus] | None:
-    """``import_files`` (issue 4): newest imported period per (importer, account)."""
-    table = _reflect(conn, "import_files")
-    if table is None:
-        return None
+    f = IMPORT_FILES.c
+    stmt = select(
+        f.importer,
+        f.account,
+        f.status,
+        func.count().label("files"),
+        func.max(f.period_end).label("period_end"),
+        func.max(f.imported_at).label("imported_at"),
+    ).group_by(f.importer, f.account, f.status)
     groups: dict[tuple[str, str], ImportStatus] = {}
-    for row in conn.execute(select(table)).mappings():
-        key = (str(row.get("importer") or ""), str(row.get("account") or ""))
-        item = groups.setdefault(key, ImportStatus(key[0], key[1], None, None, 0, 0))
-        item.files += 1
-        status = str(row.get("status") or "").lower()
-        if status in FAILING_STATUSES:
-            item.failed += 1
-            continue
-        end = _as_datetime(row.get("period_end"))
-        if end is not None and (item.newest_period_end is None or end > item.newest_period_end):
-            item.newest_period_end = end
-        when = _as_datetime(row.get("imported_at"))
-        if when is not None and (item.last_imported is None or when > item.last_imported):
-            item.last_imported = when
+    for r in conn.execute(stmt):
+        for account in (r.account or "").split(ACCOUNT_SEPARATOR):
+            item = groups.setdefault((r.importer, account), ImportStatus(r.importer, account, None, None, 0, 0))
+            item.files += int(r.files)
+            if r.status != IMPORTED:
+                item.failed += int(r.files)
+                continue
+            if r.period_end is not None and (item.newest_period_end is None or r.period_end > item.newest_period_end):
+                item.newest_period_end = r.period_end
+            if r.imported_at is not None and (item.last_imported is None or r.imported_at > item.last_imported):
+                item.last_imported = r.imported_at
     return sorted(groups.values(), key=lambda i: (i.importer, i.account))
 
 
+def _spool(settings: Any) -> tuple[int, int]:
+    """Files and bytes waiting in the proxy's JSONL spool (collector/proxy/recorder.py ``Spool``)."""
+    folder = settings.resolved_spool_dir() if settings is not None else None
+    files = size = 0
+    if folder is not None and folder.is_dir():
+        for path in folder.glob("*.jsonl"):
+            try:
+                size += path.stat().st_size
+            except FileNotFoundError:  # replayed and removed meanwhile
+                continue
+            files += 1
+    return files, size
+
+
 def _read_proxy(conn: Any, settings: Any, now: datetime) -> ProxyStatus | None:
-    """``proxy_events`` (issue 5) in the last hour, and the proxy's spool folder under the data dir."""
-    table = _reflect(conn, "proxy_events")
-    spool_files = spool_bytes = 0
-    data_dir = getattr(settings, "data_dir", None)
-    spool_dir = getattr(settings, "proxy_spool_dir", None) or (data_dir / "spool" if data_dir else None)
-    if spool_dir is not None and spool_dir.is_dir():
-        for path in spool_dir.rglob("*"):
-            if path.is_file():
-                spool_files += 1
-                spool_bytes += path.stat().st_size
-    if table is None:
-        return ProxyStatus(None, None, spool_files, spool_bytes) if spool_files else None
-    ts_name = _first(table.c.keys(), "ts", "created_at", "started_at")
-    if ts_name is None:
-        return ProxyStatus(None, None, spool_files, spool_bytes)
-    ts = table.c[ts_name]
-    hour_ago = now - timedelta(hours=1)
-    bound = int(hour_ago.timestamp()) if isinstance(ts.type, Integer) else hour_ago
-    count = conn.execute(select(func.count()).select_from(table).where(ts >= bound)).scalar_one()
-    newest = conn.execute(select(func.max(ts))).scalar_one()
-    return ProxyStatus(int(count), _as_datetime(newest), spool_files, spool_bytes)
+    """``proxy_events`` (issue 5) of the last hour and the spool; None when the proxy never ran."""
+    e = PROXY_EVENTS.c
+    spool_files, spool_bytes = _spool(settings)
+    newest = conn.execute(select(func.max(e.ts))).scalar_one()
+    if newest is None and not spool_files:
+        return None
+    count = conn.execute(select(func.count()).select_from(PROXY_EVENTS).where(e.ts >= now - timedelta(hours=1)))
+    pending = conn.execute(select(func.count()).select_from(PROXY_EVENTS).where(e.rolled_up.is_(False)))
+    return ProxyStatus(int(count.scalar_one()), newest, spool_files, spool_bytes, int(pending.scalar_one()))
 
 
 def _read_database(engine: Engine, conn: Any) -> DatabaseStatus:
@@ -1304,22 +1262,18 @@ def status(
 ) -> StatusResult:
     """Health of every connection, import, the proxy and the database.
 
-    A problem (for ``status --check``) is an *active* connection whose status or newest run
-    failed, or whose last success (or, without one, newest complete bucket) is older than
-    ``max_age``; also a database behind the newest migration.
+    A problem (for ``status --check``) is an *active* connection that is failing (its status,
+    or an endpoint's newest run failed after the last success), or whose last success (or,
+    without one, newest complete bucket) is older than ``max_age``; also a database behind the
+    newest migration.
     """
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
         connections = _read_connections(conn)
-        if connections is not None:
-            states = _read_sync_state(conn)
-            runs = _read_last_runs(conn)
-            for c in connections:
-                mine = states.get(("id", c.id)) or states.get(("provider", c.provider), [])
-                c.endpoints = sorted(mine, key=lambda e: e.endpoint)
-                run = runs.get(("id", c.id)) or runs.get(("provider", c.provider))
-                if run is not None:
-                    _apply_run(c, run)
+        endpoints = _read_endpoints(conn)
+        for c in connections:
+            c.endpoints = sorted(endpoints.get(c.id, {}).values(), key=lambda e: e.endpoint)
+            _apply_runs(c)
         imports = _read_imports(conn)
         proxy = _read_proxy(conn, settings, now)
         database = _read_database(engine, conn)
@@ -1333,27 +1287,30 @@ def status(
         freshness=freshness(engine),
     )
     result.problems = _problems(result)
-    if connections is None or not connections:
+    if not connections:
         result.notes.append("no connections configured")
-    if imports is None or not imports:
+    if not imports:
         result.notes.append("no CSV imports recorded")
     if proxy is None:
         result.notes.append("no proxy events recorded")
     return result
 
 
-def _apply_run(c: ConnectionStatus, run: dict[str, Any]) -> None:
-    """Fold a connection's newest sync run in: a failed run newer than the last success fails it."""
-    run_status = str(run.get("status") or "").lower()
-    when = _as_datetime(run.get("finished_at") or run.get("started_at"))
-    if run_status in FAILING_STATUSES:
-        if c.last_success is None or when is None or when > c.last_success:
-            c.status = run_status
-            c.last_error = str(run.get("error") or run.get("last_error") or "") or c.last_error
-    elif not c.status:
-        c.status = run_status
-    if c.last_success is None and run_status in ("ok", "success", "succeeded", "done"):
-        c.last_success = when
+def _apply_runs(c: ConnectionStatus) -> None:
+    """An endpoint whose newest run failed after the last success fails an ``ok`` connection.
+
+    The sync marks the connection itself (collector/sync.py); this catches a run that failed
+    without reaching that step (its process died mid-way, or another collector's run).
+    """
+    if c.status in FAILING_STATUSES:
+        return
+    for e in c.endpoints:
+        if e.last_run_status in FAILING_STATUSES and (
+            c.last_success is None or e.last_run_at is None or e.last_run_at > c.last_success
+        ):
+            c.status = e.last_run_status
+            c.last_error = e.last_run_error or c.last_error
+            return
 
 
 def _problems(result: StatusResult) -> list[str]:
@@ -1362,7 +1319,7 @@ def _problems(result: StatusResult) -> list[str]:
         if not c.active:
             continue
         name = f"connection {c.label or c.id} ({c.provider})"
-        if c.status.lower() in FAILING_STATUSES:
+        if c.status in FAILING_STATUSES:
             out.append(f"{name}: failing: {c.last_error or c.status}")
             continue
         seen = c.last_success or c.newest_complete

@@ -30,7 +30,7 @@ from typing import IO, Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from collector.imports import FAILED, IMPORT_FILES, IMPORTED
+from collector.imports import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
 from collector.pricing import apply_estimate
 from collector.schema import RECORD_FIELDS, UsageRecord
 from collector.settings import Settings, get_settings
@@ -85,6 +85,8 @@ class ImportResult:
     issues: list[ImportIssue] = field(default_factory=list)
     import_id: int | None = None
     message: str = ""
+    #: Billing accounts the records were filed under (recorded in ``import_files.account``).
+    accounts: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -228,6 +230,7 @@ class _Run:
         else:
             key = (rec.basis, rec.currency)
             t.cost[key] = t.cost.get(key, Decimal(0)) + rec.cost
+        result.accounts.add(rec.account)
         if result.period_start is None or rec.bucket_start < result.period_start:
             result.period_start = rec.bucket_start
         if result.period_end is None or rec.bucket_end > result.period_end:
@@ -403,6 +406,7 @@ def _write(
                     rows_read=result.rows_read,
                     period_start=result.period_start,
                     period_end=result.period_end,
+                    account=_accounts(result, account),
                     message=result.message,
                 )
             )
@@ -410,6 +414,17 @@ def _write(
         result.records = 0
         return _refuse(engine, result, ctx, result.importer, account, who, False)
     return result
+
+
+def _accounts(result: ImportResult, account: str | None) -> str:
+    """``import_files.account``: the ``--account`` label, else the billing accounts of the rows.
+
+    ``llm-usage status`` lists the newest imported period per importer and account from it
+    (:data:`collector.imports.ACCOUNT_SEPARATOR` separates several accounts of one file).
+    """
+    if account:
+        return account[:255]
+    return ACCOUNT_SEPARATOR.join(sorted(a for a in result.accounts if a))[:255]
 
 
 def _check_not_empty(result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> None:
