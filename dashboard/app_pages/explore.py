@@ -11,7 +11,7 @@ from collector.query import DIMENSIONS, SOURCES, Filters
 from dashboard import auth, charts, queries, ui
 
 #: Hourly reads the raw ``usage`` table: keep its window short enough to stay fast.
-MAX_HOURLY_DAYS = 14
+MAX_HOURLY_DAYS = 7
 METRICS = {
     "cost": ("cost", "money", "cost (USD)"),
     "tokens": ("tokens_total", "tokens", "tokens (input + output)"),
