@@ -33,7 +33,10 @@ def render() -> None:
     window = None
     with bar[0]:
         window = ui.window_picker(
-            "days", default_days=30, max_days=MAX_HOURLY_DAYS if grain == "hour" else None, bind=True
+            "days",
+            default_days=2 if grain == "hour" else 30,
+            max_days=MAX_HOURLY_DAYS if grain == "hour" else None,
+            bind=True,
         )
     if window is None:
         return

@@ -45,7 +45,8 @@ def render() -> None:
     fresh_since = today - queries.FRESHNESS_WINDOW
     queries.prefetch(
         (queries.report_frame, (span,), {"by": ("provider",), "grain": "day"}),
-        (queries.report_frame, (month,), {"by": ("model", "project")}),
+        (queries.report_frame, (month,), {"by": ("model",)}),
+        (queries.report_frame, (month,), {"by": ("project",)}),
         (queries.freshness_frame, (fresh_since,), {}),
     )
     daily = queries.report_frame(span, by=("provider",), grain="day")
@@ -101,11 +102,10 @@ def render() -> None:
         width="stretch",
     )
     left, mid, right = st.columns(3)
-    # One grouped read gives both top lists (by model and by project).
-    mix = queries.report_frame(month, by=("model", "project"))
-    mix = mix[(mix["section"] == "provider") & (mix["currency"] == cur)]
     for column, dim, title in ((left, "model", "Top models, this month"), (mid, "project", "Top projects, this month")):
-        top = mix.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
+        top = queries.report_frame(month, by=(dim,))
+        top = top[(top["section"] == "provider") & (top["currency"] == cur)]
+        top = top.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
         column.plotly_chart(
             charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})"),
             width="stretch",
