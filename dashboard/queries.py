@@ -26,7 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import MetaData, Table, func, inspect, select
+from sqlalchemy import MetaData, Table, func, inspect, select, type_coerce
 from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
@@ -35,6 +35,7 @@ from collector.http import redact
 from collector.migrate import current_revision, open_database
 from collector.query import Filters
 from collector.settings import get_settings
+from collector.sqltypes import UTCDateTime
 from collector.store import USAGE_DAILY
 
 TTL = "5m"
@@ -474,7 +475,8 @@ def proxy_stats(url: str, since: datetime, until: datetime) -> ProxyStats | None
         return ProxyStats(seconds=int((until - since).total_seconds()))
     eng = _engine(url)
     t = Table("proxy_events", MetaData(), autoload_with=eng)
-    ts = t.c[pick["time"]]
+    # Reflected, a UTC time column is a plain integer on SQLite: compare through the product's type.
+    ts = type_coerce(t.c[pick["time"]], UTCDateTime())
     window = [ts >= since, ts < until]
     out = ProxyStats(seconds=int((until - since).total_seconds()))
     with eng.connect() as conn:

@@ -153,3 +153,47 @@ def test_explore_hourly_by_model_from_a_shared_link(dashboard_db):
     assert hours == {"2026-11-19T10:00:00+00:00", "2026-11-20T10:00:00+00:00"}
     assert {m.label: m.value for m in at.metric}["Spend"] == "$33.20"  # 20.00 + 10.00 + 3.20
     assert at.get("download_button")[0].proto.label == "Download CSV"
+
+
+def test_proxy_page_reads_latency_and_errors_from_proxy_events(dashboard_db):
+    from datetime import timedelta
+
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    from collector.sqltypes import UTCDateTime
+    from dashboard import queries
+    from tests.dashboard.conftest import NOW
+
+    meta = MetaData()
+    events = Table(
+        "proxy_events",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("started_at", UTCDateTime()),
+        Column("latency_ms", Integer),
+        Column("status_code", Integer),
+    )
+    eng = queries.engine()
+    meta.create_all(eng)
+    with eng.begin() as conn:  # 100 calls in the last hour: latency 1..100 ms, 5 errors
+        conn.execute(
+            events.insert(),
+            [
+                {
+                    "started_at": NOW - timedelta(seconds=30 * (i + 1)),
+                    "latency_ms": i + 1,
+                    "status_code": 500 if i < 5 else 200,
+                }
+                for i in range(100)
+            ],
+        )
+        conn.execute(
+            events.insert(), [{"started_at": NOW - timedelta(hours=2), "latency_ms": 9999, "status_code": 200}]
+        )
+    at = app("viewer", "app_pages/proxy.py")
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Latency p50"] == "51 ms"
+    assert metrics["Latency p95"] == "96 ms"
+    assert metrics["Error rate"] == "5.0%"
+    assert metrics["Requests/s (last hour)"] == "0.03"  # 100 / 3600
