@@ -404,7 +404,15 @@ def _read_table(url: str, name: str, order_by: tuple[str, ...] = (), limit: int 
             break
     with eng.connect() as conn:
         rows = conn.execute(stmt.limit(limit)).mappings().all()
-    return _scrub(pd.DataFrame([dict(r) for r in rows], columns=keep))
+    return _times(_scrub(pd.DataFrame([dict(r) for r in rows], columns=keep)))
+
+
+def _times(df: pd.DataFrame) -> pd.DataFrame:
+    """Show epoch-second time columns (``UTCDateTime`` reflected on SQLite) as UTC times."""
+    for col in df.columns:
+        if col.endswith(("_at", "_start", "_end", "_until")) and pd.api.types.is_integer_dtype(df[col]):
+            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+    return df
 
 
 @_cached

@@ -197,3 +197,40 @@ def test_proxy_page_reads_latency_and_errors_from_proxy_events(dashboard_db):
     assert metrics["Latency p95"] == "96 ms"
     assert metrics["Error rate"] == "5.0%"
     assert metrics["Requests/s (last hour)"] == "0.03"  # 100 / 3600
+
+
+def test_sync_runs_show_times_and_masked_errors(dashboard_db):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from collector.sqltypes import UTCDateTime
+    from dashboard import queries
+    from tests.dashboard.conftest import DUMMY_KEY
+
+    meta = MetaData()
+    runs = Table(
+        "sync_runs",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("connection_id", Integer),
+        Column("started_at", UTCDateTime()),
+        Column("status", String(16)),
+        Column("error", String(255)),
+    )
+    eng = queries.engine()
+    meta.create_all(eng)
+    with eng.begin() as conn:
+        conn.execute(
+            runs.insert().values(
+                id=7,
+                connection_id=1,
+                started_at=datetime(2026, 11, 20, 14, 0, tzinfo=UTC),
+                status="failed",
+                error=f"401 for {DUMMY_KEY}",
+            )
+        )
+    at = app("admin", "app_pages/health.py")
+    table = next(df.value for df in at.dataframe if "connection_id" in df.value)
+    assert table.loc[0, "started_at"] == datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    assert table.loc[0, "error"] == "401 for sk-admi…"
