@@ -529,3 +529,10 @@ def database_info(url: str) -> DatabaseInfo:
         usage_rows=int(usage_rows),
         daily_rows=int(daily_rows),
     )
+
+
+@_cached
+def status_problems(url: str) -> tuple[list[str], list[str]]:
+    """``llm-usage status --check``'s problems and notes (the same function; counts every row)."""
+    result = query.status(_engine(url), get_settings())
+    return [redact(p) for p in result.problems], list(result.notes)

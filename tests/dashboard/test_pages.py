@@ -234,3 +234,17 @@ def test_sync_runs_show_times_and_masked_errors(dashboard_db):
     table = next(df.value for df in at.dataframe if "connection_id" in df.value)
     assert table.loc[0, "started_at"] == datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
     assert table.loc[0, "error"] == "401 for sk-admi…"
+
+
+def test_health_check_button_gives_the_status_commands_answer(dashboard_db):
+    from tests.dashboard.conftest import DUMMY_KEY
+
+    at = app("admin", "app_pages/health.py")
+    at.button(key="check_health").click().run()
+    assert not at.exception, at.exception
+    body = texts(at)
+    # The same problem `llm-usage status --check` reports (the seeded connection is failing),
+    # with the key the provider's error quoted masked.
+    assert "connection prod (openai): failing: 401 from provider for key sk-admi…" in body
+    assert DUMMY_KEY not in body
+    assert "no CSV imports recorded" in body
