@@ -41,3 +41,39 @@ def freshness_since(engine: Engine, since: datetime) -> list[Freshness]:
     out = [Freshness(r.source, r.provider, r.account, r.kind, r.end, r.ingested) for r in rows]
     out.sort(key=lambda f: (f.source, f.provider, f.account, f.kind))
     return out
+
+
+#: Report dimension -> column, for :func:`dimension_values` (the filterable ones).
+FILTER_COLUMNS: dict[str, str] = {
+    "provider": "provider",
+    "account": "account",
+    "model": "model",
+    "project": "project",
+    "api_key": "api_key_id",
+    "team": "team",
+}
+
+
+def dimension_values(engine: Engine, since: datetime, until: datetime) -> dict[str, list[str]]:
+    """The values each filterable dimension takes in ``[since, until)`` (for filter pickers).
+
+    One ``GROUP BY`` of the key columns over the window's days in the daily rollup, with no sums
+    and no money basis: much cheaper than a report grouped by the same columns.
+    """
+    d = USAGE_DAILY.c
+    cols = [d[c] for c in FILTER_COLUMNS.values()]
+    stmt = select(*cols).where(d.day >= since, d.day < until).group_by(*cols)
+    values: dict[str, set[str]] = {name: set() for name in FILTER_COLUMNS}
+    with engine.connect() as conn:
+        for row in conn.execute(stmt):
+            for name, value in zip(FILTER_COLUMNS, row, strict=True):
+                values[name].add(value)
+    return {name: sorted(v) for name, v in values.items()}
+
+
+def has_source(engine: Engine, source: str, since: datetime, until: datetime) -> bool:
+    """True when any usage row of ``source`` falls in ``[since, until)`` (an index range, stops early)."""
+    d = USAGE_DAILY.c
+    stmt = select(d.day).where(d.day >= since, d.day < until, d.source == source).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None

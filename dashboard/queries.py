@@ -14,8 +14,10 @@ anything key-shaped; a page shows its empty state while a table is absent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,14 +26,16 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import MetaData, Table, func, inspect, select
+from sqlalchemy import MetaData, Table, func, inspect, select, type_coerce
 from sqlalchemy.engine import Engine
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from collector import query, query_extra
 from collector.http import redact
 from collector.migrate import current_revision, open_database
 from collector.query import Filters
 from collector.settings import get_settings
+from collector.sqltypes import UTCDateTime
 from collector.store import USAGE_DAILY
 
 TTL = "5m"
@@ -232,14 +236,41 @@ FILTER_FIELDS: dict[str, str] = {
 
 @_cached
 def dimension_values(url: str, since: datetime, until: datetime) -> dict[str, list[str]]:
-    """The values each filterable dimension takes in the window (one grouped query)."""
-    filters = Filters(since=since, until=until, sources=("api", "csv", "proxy"))
-    result = query.report(_engine(url), filters, by=tuple(FILTER_FIELDS))
-    values: dict[str, set[str]] = {name: set() for name in FILTER_FIELDS}
-    for row in result.rows:
-        for name in FILTER_FIELDS:
-            values[name].add(row.dims[name])
-    return {name: sorted(v) for name, v in values.items()}
+    """The values each filterable dimension takes in the window (one cheap grouped read)."""
+    return query_extra.dimension_values(_engine(url), since, until)
+
+
+@_cached
+def has_source(url: str, source: str, since: datetime, until: datetime) -> bool:
+    """True when ``source`` has any usage in the window."""
+    return query_extra.has_source(_engine(url), source, since, until)
+
+
+def prefetch(*calls: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:
+    """Run independent cached reads in parallel threads; the page's own calls then hit the cache.
+
+    SQLite (WAL) and PostgreSQL both serve concurrent readers, and the drivers release the GIL
+    while a statement runs, so a page with three reads waits for the slowest, not for the sum.
+    Call each function afterwards exactly as it was passed here (same positional and keyword
+    arguments), so the cache key matches. A read that fails here simply runs again on the page.
+    """
+    engine()  # create (and migrate) the shared engine once, before the threads use it
+    ctx = get_script_run_ctx()
+    threads = []
+    for fn, args, kwargs in calls:
+        thread = threading.Thread(target=_quietly, args=(fn, args, kwargs), daemon=True)
+        if ctx is not None:
+            add_script_run_ctx(thread, ctx)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+
+
+def _quietly(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    # A failure is not lost: the page repeats the call and shows the error there.
+    with contextlib.suppress(Exception):
+        fn(*args, **kwargs)
 
 
 #: How far back the pages look for each source's newest data (older counts as stale).
@@ -373,7 +404,15 @@ def _read_table(url: str, name: str, order_by: tuple[str, ...] = (), limit: int 
             break
     with eng.connect() as conn:
         rows = conn.execute(stmt.limit(limit)).mappings().all()
-    return _scrub(pd.DataFrame([dict(r) for r in rows], columns=keep))
+    return _times(_scrub(pd.DataFrame([dict(r) for r in rows], columns=keep)))
+
+
+def _times(df: pd.DataFrame) -> pd.DataFrame:
+    """Show epoch-second time columns (``UTCDateTime`` reflected on SQLite) as UTC times."""
+    for col in df.columns:
+        if col.endswith(("_at", "_start", "_end", "_until")) and pd.api.types.is_integer_dtype(df[col]):
+            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
+    return df
 
 
 @_cached
@@ -444,7 +483,8 @@ def proxy_stats(url: str, since: datetime, until: datetime) -> ProxyStats | None
         return ProxyStats(seconds=int((until - since).total_seconds()))
     eng = _engine(url)
     t = Table("proxy_events", MetaData(), autoload_with=eng)
-    ts = t.c[pick["time"]]
+    # Reflected, a UTC time column is a plain integer on SQLite: compare through the product's type.
+    ts = type_coerce(t.c[pick["time"]], UTCDateTime())
     window = [ts >= since, ts < until]
     out = ProxyStats(seconds=int((until - since).total_seconds()))
     with eng.connect() as conn:
@@ -489,3 +529,10 @@ def database_info(url: str) -> DatabaseInfo:
         usage_rows=int(usage_rows),
         daily_rows=int(daily_rows),
     )
+
+
+@_cached
+def status_problems(url: str) -> tuple[list[str], list[str]]:
+    """``llm-usage status --check``'s problems and notes (the same function; counts every row)."""
+    result = query.status(_engine(url), get_settings())
+    return [redact(p) for p in result.problems], list(result.notes)

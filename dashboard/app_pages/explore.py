@@ -11,7 +11,7 @@ from collector.query import DIMENSIONS, SOURCES, Filters
 from dashboard import auth, charts, queries, ui
 
 #: Hourly reads the raw ``usage`` table: keep its window short enough to stay fast.
-MAX_HOURLY_DAYS = 14
+MAX_HOURLY_DAYS = 7
 METRICS = {
     "cost": ("cost", "money", "cost (USD)"),
     "tokens": ("tokens_total", "tokens", "tokens (input + output)"),
@@ -33,7 +33,10 @@ def render() -> None:
     window = None
     with bar[0]:
         window = ui.window_picker(
-            "days", default_days=30, max_days=MAX_HOURLY_DAYS if grain == "hour" else None, bind=True
+            "days",
+            default_days=2 if grain == "hour" else 30,
+            max_days=MAX_HOURLY_DAYS if grain == "hour" else None,
+            bind=True,
         )
     if window is None:
         return

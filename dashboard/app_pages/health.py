@@ -19,6 +19,14 @@ def render() -> None:
     c[2].metric("Daily rollup rows", charts.compact(info.daily_rows))
     c[3].metric("Schema revision", info.revision or charts.NO_VALUE)
     st.caption(f"Database: `{info.url}`")
+    if st.button("Check health (as `llm-usage status --check`)", key="check_health"):
+        problems, notes = queries.status_problems()
+        if problems:
+            st.error("\n".join(f"- {p}" for p in problems))
+        else:
+            st.success("No problem found: every active connection is syncing and the schema is current.")
+        for note in notes:
+            st.caption(note)
 
     st.subheader("Connections")
     conns = queries.connections_frame()

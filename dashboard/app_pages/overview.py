@@ -41,10 +41,18 @@ def render() -> None:
 
     # One grouped read covers every figure on the page but the top lists and the freshness.
     span = Filters(since=min(prev_start, today - 29 * DAY), until=tomorrow)
+    month = Filters(since=month_start, until=tomorrow)
+    fresh_since = today - queries.FRESHNESS_WINDOW
+    queries.prefetch(
+        (queries.report_frame, (span,), {"by": ("provider",), "grain": "day"}),
+        (queries.report_frame, (month,), {"by": ("model",)}),
+        (queries.report_frame, (month,), {"by": ("project",)}),
+        (queries.freshness_frame, (fresh_since,), {}),
+    )
     daily = queries.report_frame(span, by=("provider",), grain="day")
     if daily.empty:
         ui.no_usage(span)
-        _freshness(now)
+        _freshness(fresh_since)
         return
     daily = daily[daily["section"] == "provider"]
     currencies = sorted({c for c in daily["currency"] if c}, key=lambda c: c != "USD") or ["USD"]
@@ -72,7 +80,6 @@ def render() -> None:
         others = ", ".join(charts.money_exact(_money_in(daily, month_start, tomorrow, c), c) for c in currencies[1:])
         st.caption(f"Also this month in other currencies (never converted or added): {others}")
 
-    month = Filters(since=month_start, until=tomorrow)
     left, right = st.columns([3, 2])
     recent = daily[(daily["period"] >= today - 29 * DAY) & (daily["currency"] == cur)]
     left.plotly_chart(
@@ -95,11 +102,10 @@ def render() -> None:
         width="stretch",
     )
     left, mid, right = st.columns(3)
-    # One grouped read gives both top lists (by model and by project).
-    mix = queries.report_frame(month, by=("model", "project"))
-    mix = mix[(mix["section"] == "provider") & (mix["currency"] == cur)]
     for column, dim, title in ((left, "model", "Top models, this month"), (mid, "project", "Top projects, this month")):
-        top = mix.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
+        top = queries.report_frame(month, by=(dim,))
+        top = top[(top["section"] == "provider") & (top["currency"] == cur)]
+        top = top.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
         column.plotly_chart(
             charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})"),
             width="stretch",
@@ -111,12 +117,11 @@ def render() -> None:
     if not unpriced.empty:
         n = int(unpriced["input_tokens"].sum() + unpriced["output_tokens"].sum())
         right.caption(f"Unpriced usage this month: {charts.tokens(n)} (models missing from the price table; not $0).")
-    _freshness(now)
+    _freshness(fresh_since)
 
 
-def _freshness(now: datetime) -> None:
+def _freshness(since: datetime) -> None:
     st.subheader("Data freshness")
-    since = queries.floor_day(now) - queries.FRESHNESS_WINDOW
     fresh = queries.freshness_frame(since)
     if fresh.empty:
         st.caption(f"No source has delivered data since {since:%Y-%m-%d}.")

@@ -37,10 +37,10 @@ def render() -> None:
         return
     since, until = window
     filters = Filters(since=since, until=until, sources=("proxy",))
-    totals = queries.spend_totals(filters, "estimated", section="proxy")
-    if not totals.requests and not totals.input_tokens:
+    if not queries.has_source("proxy", since, until):
         st.caption("No proxy-recorded usage in this window.")
     else:
+        totals = queries.spend_totals(filters, "estimated", section="proxy")
         st.caption(
             f"Proxy-recorded: {charts.compact(totals.requests)} requests, {charts.tokens(totals.input_tokens)} in, "
             f"{charts.tokens(totals.output_tokens)} out, {charts.money_exact(totals.total())} at the price table. "

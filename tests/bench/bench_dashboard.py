@@ -35,6 +35,7 @@ APP = ROOT / "dashboard" / "streamlit_app.py"
 PAGES: tuple[tuple[str, str, dict[str, str | list[str]]], ...] = (
     ("overview", "overview", {}),
     ("explore", "explore", {}),
+    ("explore hourly (2d)", "explore", {"grain": "hour", "by": "model"}),
     ("explore hourly 7d", "explore", {"grain": "hour", "by": "model", "days": ["2026-10-25", "2026-10-31"]}),
     ("tokens", "tokens", {}),
     ("reconciliation", "reconciliation", {}),

@@ -23,3 +23,19 @@ def test_freshness_since_matches_the_full_version_for_recent_groups(engine):
         key = (f.source, f.provider, f.account, f.kind)
         assert (f.newest_bucket_end, f.last_ingested) == (full[key].newest_bucket_end, full[key].last_ingested)
     assert freshness_since(engine, datetime(2027, 1, 1, tzinfo=UTC)) == []
+
+
+def test_dimension_values_and_has_source(engine):
+    from collector.query_extra import dimension_values, has_source
+
+    upsert_records(engine, seed_records())
+    nov = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)
+    values = dimension_values(engine, *nov)
+    assert values["provider"] == ["anthropic", "google", "openai"]
+    assert values["account"] == ["billing-1", "org-a", "org-b"]
+    assert "gpt-4o" in values["model"] and "mystery-model" in values["model"]
+    assert values["team"] == ["", "search", "support"]
+    october = dimension_values(engine, datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    assert october["provider"] == ["anthropic", "openai"]
+    assert has_source(engine, "proxy", *nov)
+    assert not has_source(engine, "proxy", datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
