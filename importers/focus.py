@@ -32,6 +32,38 @@ from importers.base import (
     unit_multiplier,
 )
 
+#: Custom columns of this project's own FOCUS export (collector/export.py; §9.3: custom columns
+#: are ``x_``-prefixed). When a file has them they carry, exactly, what FOCUS has no column for:
+#: token counts by type, requests, the key, user, team, tier and the provider id; so an export
+#: re-imports to the same money and tokens (issue 7).
+OWN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "x_provider": ("x_Provider",),
+    "x_input_tokens": ("x_InputTokens",),
+    "x_cache_read_tokens": ("x_CacheReadTokens",),
+    "x_cache_write_5m_tokens": ("x_CacheWrite5mTokens",),
+    "x_cache_write_1h_tokens": ("x_CacheWrite1hTokens",),
+    "x_output_tokens": ("x_OutputTokens",),
+    "x_reasoning_tokens": ("x_ReasoningTokens",),
+    "x_requests": ("x_Requests",),
+    "x_api_key_id": ("x_ApiKeyId",),
+    "x_user_id": ("x_UserId",),
+    "x_team": ("x_Team",),
+    "x_service_tier": ("x_ServiceTier",),
+    "x_batch": ("x_Batch",),
+    "x_line_item": ("x_LineItem",),
+    "x_variant": ("x_Variant",),
+    "x_cost_basis": ("x_CostBasis",),
+}
+#: Record fields counted in the own-export columns, in :data:`OWN_COLUMNS` order.
+OWN_COUNTS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "requests",
+)
 AI_CATEGORY = "ai and machine learning"
 USAGE = "usage"
 #: (input, cache_read, cache_write_5m, cache_write_1h, output) slots each direction fills.
@@ -94,11 +126,76 @@ class FocusImporter(Importer):
         "charge_class": ("ChargeClass",),
         "tags": ("Tags",),
         "model": ("x_Model", "x_ModelName", "x_ModelId"),
+        **OWN_COLUMNS,
     }
     required: ClassVar[tuple[str, ...]] = ("billed_cost", "start", "end", "currency", "service", "provider")
 
     def row_mapper(self, cols: Columns, ctx: ImportContext) -> RowMapper:
         """Map one FOCUS row; closures over column indexes and per-distinct-string caches."""
+        if cols.has("x_input_tokens") and cols.has("x_provider"):
+            return self._own_mapper(cols, ctx, self._generic_mapper(cols, ctx))
+        return self._generic_mapper(cols, ctx)
+
+    def _own_mapper(self, cols: Columns, ctx: ImportContext, generic: RowMapper) -> RowMapper:
+        """Rows of this project's own export: the generic mapping, then the exact ``x_`` columns.
+
+        Tokens and requests come from the ``x_`` counts (``ConsumedQuantity`` is their sum, with
+        no direction); another quantity (images, seconds ...) stays ``ConsumedQuantity``. Money
+        stays ``BilledCost`` (the file is the bill), except usage the export marked ``unpriced``,
+        which comes back unpriced rather than as $0 (design rule 5).
+        """
+        counts = [(cols.at(f"x_{name}"), cols.name(f"x_{name}")) for name in OWN_COUNTS]
+        at = {name: cols.at(name) for name in OWN_COLUMNS}
+        i_model, i_unit = cols.at("model"), cols.at("unit")
+        fit, count = _common.fit, ctx.count
+
+        def mapper(row: list[str]) -> UsageRecord | None:
+            rec = generic(row)
+            if rec is None:
+                return None
+            values = [count(row[i], name) for i, name in counts]
+            quantity, q_unit = rec.quantity, rec.quantity_unit
+            if unit_multiplier(row[i_unit])[1] in ("tokens", "requests"):
+                quantity, q_unit = Decimal(0), ""
+            cost, basis, currency = rec.cost, rec.basis, rec.currency
+            if row[at["x_cost_basis"]] == "unpriced" and not cost:
+                cost, basis, currency = None, "unpriced", ""
+            return UsageRecord(
+                provider=row[at["x_provider"]] or rec.provider,
+                source=rec.source,
+                kind=rec.kind,
+                bucket_start=rec.bucket_start,
+                bucket_end=rec.bucket_end,
+                account=rec.account,
+                project=rec.project,
+                api_key_id=fit(row[at["x_api_key_id"]]),
+                user_id=fit(row[at["x_user_id"]]),
+                model=fit(row[i_model]) if i_model >= 0 else rec.model,
+                service_tier=fit(row[at["x_service_tier"]]),
+                batch=row[at["x_batch"]] == "true",
+                line_item=fit(row[at["x_line_item"]], _common.LINE_ITEM_LIMIT),
+                variant=fit(row[at["x_variant"]]),
+                team=fit(row[at["x_team"]]) or rec.team,
+                input_tokens=values[0],
+                cache_read_tokens=values[1],
+                cache_write_5m_tokens=values[2],
+                cache_write_1h_tokens=values[3],
+                output_tokens=values[4],
+                reasoning_tokens=values[5],
+                requests=values[6],
+                quantity=quantity,
+                quantity_unit=q_unit,
+                cost=cost,
+                currency=currency,
+                basis=basis,
+                source_ref=rec.source_ref,
+                details=rec.details,
+            )
+
+        return mapper
+
+    def _generic_mapper(self, cols: Columns, ctx: ImportContext) -> RowMapper:
+        """Any FOCUS file: tokens from ``ConsumedQuantity`` and the SKU meter's direction."""
         i_cost, n_cost = cols.at("billed_cost"), cols.name("billed_cost")
         i_eff, n_eff = cols.at("effective_cost"), cols.name("effective_cost")
         i_start, n_start = cols.at("start"), cols.name("start")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from collector.cli import app
@@ -23,7 +24,8 @@ from collector.export import EXPORT_COLUMNS, FOCUS_COLUMNS, ExportError, export,
 from collector.migrate import open_database
 from collector.query import Filters, report
 from collector.schema import RECORD_FIELDS, UsageRecord
-from collector.store import upsert_records
+from collector.settings import Settings
+from collector.store import USAGE, upsert_records
 
 D = Decimal
 FIXTURE = Path(__file__).parent / "fixtures" / "focus" / "columns_v1_2.txt"
@@ -224,20 +226,36 @@ def test_export_command_writes_a_file_and_reports_totals(tmp_path, monkeypatch):
 
 
 def test_focus_export_reimports_through_the_focus_importer_to_the_same_totals(engine, tmp_path):
-    """Runs once the FOCUS importer (issue 4, another branch) is merged; the lead verifies it then."""
-    focus = pytest.importorskip("importers.focus", reason="importers/focus.py arrives with the CSV-import branch")
+    """Export FOCUS, import the file with the FOCUS importer into a second database: same money and tokens."""
+    from importers.service import import_file
+
     seed(engine)
     path = tmp_path / "export.csv"
     exported = export(engine, "focus", SINCE, UNTIL, path)
-    importer_cls = next(
-        obj
-        for obj in vars(focus).values()
-        if isinstance(obj, type) and getattr(obj, "name", None) == "focus" and hasattr(obj, "rows")
-    )
-    with path.open("rb") as fp:
-        records = list(importer_cls().rows(fp))
-    reimported = sum((r.cost for r in records if r.cost is not None), D(0))
-    assert reimported == exported.totals["USD"] == preferred_total(engine)
+    other = open_database(url=f"sqlite:///{tmp_path / 'reimport.db'}")
+    imported = import_file(path, importer="focus", engine=other, settings=Settings(), who="test")
+    assert imported.status == "imported", imported.summary()
+    assert imported.rows_read == exported.rows == 4 and imported.records == 4
+    assert preferred_total(other) == exported.totals["USD"] == preferred_total(engine) == D("12.8456")
+    before = report(engine, Filters(SINCE, UNTIL), by=("provider", "model")).rows
+    after = report(other, Filters(SINCE, UNTIL), by=("provider", "model")).rows
+    measures = ("input_tokens", "cache_read_tokens", "cache_write_5m_tokens", "output_tokens", "reasoning_tokens")
+
+    def by_group(rows):
+        out: dict[tuple[str, str], tuple] = {}
+        for r in rows:
+            key = (r.dims["provider"], r.dims["model"])
+            cost, *counts = out.get(key, (D(0), 0, 0, 0, 0, 0, 0))
+            add = [getattr(r, m) for m in (*measures, "requests")]
+            out[key] = (cost + (r.cost or 0), *(a + b for a, b in zip(counts, add, strict=True)))
+        return out
+
+    assert by_group(after) == by_group(before)
+    with other.connect() as conn:
+        rows = {r.model: r for r in conn.execute(select(USAGE)).all()}
+    assert rows["claude-next-unknown"].basis == "unpriced" and rows["claude-next-unknown"].cost is None  # never $0
+    assert rows["gpt-4o"].api_key_id == "key_1" and rows["gpt-4o"].cache_read_tokens == 1000
+    assert rows["o3"].reasoning_tokens == 200 and rows["o3"].cost == D("0.5") and rows["o3"].source == "csv"
 
 
 def rebuild(row: dict[str, str]) -> UsageRecord:
