@@ -333,6 +333,8 @@ def sync_connection(
 
     Returns:
         A summary; errors are reported in it (and in ``sync_runs``), except unexpected ones.
+        After a successful sync, budgets are evaluated (:func:`collector.budgets.after_ingest`);
+        a failing evaluation is logged and does not fail the sync.
     """
     summary = SyncSummary(connection_id)
     with connection_lock(engine, settings, connection_id) as locked:
@@ -363,6 +365,11 @@ def sync_connection(
             _run(engine, settings, api, conn, summary, now or datetime.now(UTC), since, until, endpoints, progress)
         finally:
             api.close()
+    if summary.ok:
+        # Budgets and anomalies see the new rows at once (issue 7); never raises.
+        from collector.budgets import after_ingest
+
+        after_ingest(engine, settings)
     return summary
 
 

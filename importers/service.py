@@ -311,7 +311,9 @@ def import_file(
 
     Returns:
         The result: status ``imported``, ``duplicate``, ``dry_run`` or ``failed`` (then ``issues``
-        names file, line, column, value and rule of up to 50 problems).
+        names file, line, column, value and rule of up to 50 problems). After an import, budgets
+        are evaluated (:func:`collector.budgets.after_ingest`); a failing evaluation is logged
+        and does not fail the import.
     """
     settings = settings or get_settings()
     with _open_source(source, name) as (fp, display):
@@ -352,7 +354,13 @@ def import_file(
         if dry_run:
             return _dry_run(run, result, ctx, csv_file)
         assert engine is not None
-        return _write(engine, run, result, ctx, csv_file, account, who)
+        result = _write(engine, run, result, ctx, csv_file, account, who)
+    if result.status == IMPORTED:
+        # Budgets and anomalies see the new rows at once (issue 7); never raises.
+        from collector.budgets import after_ingest
+
+        after_ingest(engine, settings)
+    return result
 
 
 def _dry_run(run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> ImportResult:
