@@ -6,13 +6,21 @@ cost centre <cc>". Fields:
 * ``project`` and ``workspace``: the provider project (OpenAI project, Anthropic workspace, GCP
   project ...), both stored in the ``project`` column (provider-apis.md §1.3, §2.3);
 * ``api_key``: the provider's API key id;
-* ``monitor_token``: the proxy's caller attribution, stored in ``user_id`` by the proxy;
+* ``monitor_token``: the proxy's caller attribution. The proxy never stores the token: its hourly
+  rollup (:mod:`collector.proxy.rollup`) writes the token's ``team`` and ``project`` on rows of
+  source ``proxy`` (and the salted key fingerprint as ``api_key_id``), so the pattern is matched
+  against ``team/project`` of proxy rows only (``search/*``: every token of team search,
+  ``*/ranker``: project ranker's tokens);
 * ``account`` and ``user``.
 
 Rules are tried in order and the first match wins. Patterns are exact values or shell-style
 (``proj_search*``). Usage no rule matches keeps the ``team`` its source gave it (e.g. a proxy
 monitor token created with ``--team``), and otherwise lands on the **unallocated** line, so the
 lines always add up to the month's spend.
+
+The chargeback splits the providers' numbers (sources ``api`` and ``csv``); the proxy's own
+traffic (estimated, compared with the bills and never added to them: design rule 5) has its own
+chargeback with ``source="proxy"``, where monitor-token rules apply.
 
 Saving rules never edits rows: it writes a new *version* holding the whole list, so a chargeback
 names the version it used and an old month can be re-run with the rules of the time.
@@ -45,14 +53,24 @@ MATCH_FIELDS: dict[str, str] = {
     "project": "project",
     "workspace": "project",
     "api_key": "api_key",
-    "monitor_token": "user",
+    "monitor_token": "monitor_token",
     "account": "account",
     "user": "user",
 }
 UNALLOCATED = "unallocated"
+#: What a chargeback splits: the providers' numbers, or the proxy's own (estimated) traffic.
+CHARGEBACK_SOURCES = ("provider", "proxy")
 RULE_COLUMNS = ("provider", "match_field", "pattern", "team", "cost_centre", "note")
 CENT = Decimal("0.01")
 _DIMS = ("provider", "account", "project", "api_key", "user", "team")
+
+
+def monitor_token_value(dims: dict[str, str]) -> str:
+    """``team/project`` the proxy rollup wrote from a monitor token, or '' (not proxy, no token)."""
+    if dims.get("source") != "proxy":
+        return ""
+    team, project = dims.get("team", ""), dims.get("project", "")
+    return f"{team}/{project}" if team or project else ""
 
 
 class ChargebackError(ValueError):
@@ -82,7 +100,10 @@ class Rule:
         """True when this rule covers a group of usage with these dimension values."""
         if self.provider and dims.get("provider", "") != self.provider:
             return False
-        value = dims.get(MATCH_FIELDS[self.match_field], "")
+        if self.match_field == "monitor_token":
+            value = monitor_token_value(dims)
+        else:
+            value = dims.get(MATCH_FIELDS[self.match_field], "")
         return bool(value) and fnmatchcase(value, self.pattern)
 
 
@@ -240,6 +261,7 @@ class Chargeback:
     lines: list[ChargebackLine]
     totals: dict[str, Decimal]
     notes: list[str] = field(default_factory=list)
+    source: str = "provider"
 
     def line_sum(self, currency: str) -> Decimal:
         """Exact sum of the lines of one currency (equals ``totals[currency]``)."""
@@ -270,27 +292,40 @@ def allocate_cents(amounts: Sequence[Decimal], quantum: Decimal = CENT) -> list[
 
 
 def monthly_chargeback(
-    engine: Engine, month: date, *, rules: RuleSet | None = None, basis: str = "preferred"
+    engine: Engine,
+    month: date,
+    *,
+    rules: RuleSet | None = None,
+    basis: str = "preferred",
+    source: str = "provider",
 ) -> Chargeback:
     """The month's spend (UTC) per team and cost centre, with an ``unallocated`` line.
 
-    Unpriced usage carries no money and is counted in a note, never as $0.
+    ``source="provider"`` splits the providers' numbers (the month's spend); ``"proxy"`` splits
+    the proxy's estimated traffic instead (monitor-token rules apply there). Unpriced usage
+    carries no money and is counted in a note, never as $0.
+
+    Raises:
+        ChargebackError: an unknown ``source``.
     """
+    if source not in CHARGEBACK_SOURCES:
+        raise ChargebackError(f"source {source!r} is not one of {', '.join(CHARGEBACK_SOURCES)}")
     start, end = month_bounds(month)
     since = datetime(start.year, start.month, 1, tzinfo=UTC)
     until = datetime(end.year, end.month, 1, tzinfo=UTC)
     rules = rules if rules is not None else load_rules(engine)
-    result = report(engine, Filters(since, until), by=_DIMS, basis=basis)
+    filters = Filters(since, until, sources=("proxy",)) if source == "proxy" else Filters(since, until)
+    result = report(engine, filters, by=_DIMS, basis=basis)
     lines: dict[tuple[str, str, str], ChargebackLine] = {}
     totals: dict[str, Decimal] = defaultdict(Decimal)
     unpriced = 0
     for row in result.rows:
-        if row.section != "provider":
+        if row.section != source:
             continue
         if row.cost is None:
             unpriced += row.basis == "unpriced"
             continue
-        team, centre, _ = rules.assign(row.dims)
+        team, centre, _ = rules.assign({**row.dims, "source": "proxy"} if source == "proxy" else row.dims)
         line = lines.setdefault((team, centre, row.currency), ChargebackLine(team, centre, row.currency, Decimal(0)))
         line.amount += row.cost
         line.groups += 1
@@ -303,10 +338,12 @@ def monthly_chargeback(
         for ln, cents in zip(part, allocate_cents([ln.amount for ln in part]), strict=True):
             ln.cents = cents
     notes = [f"rules version {rules.version}" if rules.version else "no team rules saved yet"]
+    if source == "proxy":
+        notes.append("proxy traffic (estimated): compared with the providers' bills, never added to them")
     if unpriced:
         notes.append(f"{unpriced} group(s) of unpriced usage carry no cost and are not charged")
     notes.extend(n for n in result.notes if "unpriced" not in n)
-    return Chargeback(start, since, until, rules.version, basis, ordered, dict(totals), notes)
+    return Chargeback(start, since, until, rules.version, basis, ordered, dict(totals), notes, source)
 
 
 def chargeback_csv(cb: Chargeback) -> str:

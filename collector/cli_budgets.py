@@ -261,13 +261,16 @@ def teams_chargeback(
     month: str = typer.Option(..., help="YYYY-MM (UTC month)."),
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the CSV here ('-' = standard output).")] = None,
     version: int | None = typer.Option(None, help="Rules version (default: newest)."),
+    source: str = typer.Option(
+        "provider", help="provider (the month's spend) or proxy (its estimated traffic; monitor-token rules)."
+    ),
 ) -> None:
     """A month's spend per team and cost centre; the lines add up to the month's spend."""
     with _errors():
         first = _day(month, "--month").date().replace(day=1)
         engine = open_database()
         rules = chargeback.load_rules(engine, version)
-        cb = chargeback.monthly_chargeback(engine, first, rules=rules)
+        cb = chargeback.monthly_chargeback(engine, first, rules=rules, source=source)
         text = chargeback.chargeback_csv(cb)
         if csv_out is not None and str(csv_out) == "-":
             typer.echo(text, nl=False)

@@ -13,12 +13,16 @@ from typer.testing import CliRunner
 from collector import chargeback
 from collector.chargeback import ChargebackError, Rule, allocate_cents, monthly_chargeback
 from collector.cli import app
+from collector.proxy.recorder import insert_events
+from collector.proxy.rollup import rollup
 from collector.query import Filters, report
 from collector.schema import UsageRecord
 from collector.store import upsert_records
 from collector.synthetic import GeneratorConfig, generate
+from tests.proxy.test_recorder_rollup import make_event
 
 D = Decimal
+WINDOW = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
 
 
 def rec(project: str, key: str, cost: str, *, team: str = "", day: int = 3, provider: str = "openai", user: str = ""):
@@ -53,7 +57,7 @@ def test_rules_assign_teams_first_match_wins_and_the_rest_is_unallocated(engine)
             rec("proj_other", "k_special", "3.333"),
             rec("proj_misc", "k9", "1.111"),
             rec("", "", "2.000", team="growth", provider="anthropic"),  # team from the source
-            rec("", "", "0.500", user="mt_ops", provider="anthropic"),  # proxy-style monitor token
+            rec("", "", "0.500", user="u_ops", provider="anthropic"),  # the provider's user id
             rec("proj_search", "k1", "99", day=1 + 31),  # November: not in October
         ],
     )
@@ -62,7 +66,8 @@ def test_rules_assign_teams_first_match_wins_and_the_rest_is_unallocated(engine)
         [
             Rule("api_key", "k_special", "platform", "CC-100"),
             Rule("project", "proj_s*", "search", "CC-200", provider="openai"),
-            Rule("monitor_token", "mt_*", "ops", "CC-300"),
+            Rule("user", "u_ops*", "ops", "CC-300"),
+            Rule("monitor_token", "*", "proxy-only", "CC-0"),  # matches proxy rows only: none here
         ],
         created_by="alice",
     )
@@ -91,7 +96,45 @@ def test_rules_assign_teams_first_match_wins_and_the_rest_is_unallocated(engine)
     old = monthly_chargeback(engine, date(2026, 10, 1), rules=chargeback.load_rules(engine, 1))
     assert {ln.team for ln in old.lines} == {"search", "platform", "ops", "growth", "unallocated"}
     history = chargeback.rule_versions(engine)
-    assert [(h.version, h.created_by, len(h.rules)) for h in history] == [(2, "bob", 1), (1, "alice", 3)]
+    assert [(h.version, h.created_by, len(h.rules)) for h in history] == [(2, "bob", 1), (1, "alice", 4)]
+
+
+def test_monitor_token_rules_match_what_the_proxy_rollup_writes(engine):
+    """A real proxy rollup row: team and project from the token, the key fingerprint as api_key_id."""
+    day = datetime(2026, 10, 7, 9, 15, tzinfo=UTC)
+    events = [
+        make_event(day, team="search", project="ranker"),
+        make_event(day, team="search", project="ranker"),
+        make_event(day + timedelta(hours=1), team="search", project="indexer"),
+        make_event(day, team="ops", project=""),
+        make_event(day, team="", project="", token_id=0),  # no monitor token
+    ]
+    assert insert_events(engine, events) == 5 and rollup(engine) > 0
+    # A provider row with the same team/project: a monitor-token rule never matches it.
+    upsert_records(engine, [rec("ranker", "k1", "7", team="search", day=7)])
+    chargeback.save_rules(
+        engine,
+        [
+            Rule("monitor_token", "search/ranker", "ranking", "CC-500"),
+            Rule("monitor_token", "search/*", "search", "CC-200"),
+        ],
+    )
+    proxy = report(engine, Filters(*WINDOW, sources=("proxy",)), by=("team", "project"))
+    spend = {(r.dims["team"], r.dims["project"]): r.cost for r in proxy.rows}
+    assert all(c is not None and c > 0 for c in spend.values()) and len(spend) == 4
+    cb = monthly_chargeback(engine, date(2026, 10, 1), source="proxy")
+    lines = {(ln.team, ln.cost_centre): ln.amount for ln in cb.lines}
+    assert lines == {
+        ("ranking", "CC-500"): spend[("search", "ranker")],
+        ("search", "CC-200"): spend[("search", "indexer")],
+        ("ops", ""): spend[("ops", "")],  # no rule: the token's team, as the proxy recorded it
+        ("unallocated", ""): spend[("", "")],
+    }
+    assert cb.source == "proxy" and cb.line_sum("USD") == cb.totals["USD"] == sum(spend.values(), D(0))
+    provider = monthly_chargeback(engine, date(2026, 10, 1))
+    assert [(ln.team, ln.amount) for ln in provider.lines] == [("search", D(7))]  # from the row's team
+    result = CliRunner().invoke(app, ["teams", "chargeback", "--month", "2026-10", "--source", "nope"])
+    assert result.exit_code != 0
 
 
 def test_generator_month_chargeback_equals_the_month_spend_to_the_cent(sqlite_engine):
