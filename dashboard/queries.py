@@ -6,17 +6,16 @@ this module only turns their rows into DataFrames and caches them for :data:`TTL
 function gets the database URL as its first argument (added by :func:`_cached`), so two
 databases never share a cache entry.
 
-Tables that other features add (``connections``, ``sync_runs``, ``import_files``,
-``proxy_events``, ``monitor_tokens``) are found with SQLAlchemy's inspector and read through the
-small functions at the end, which list safe columns only (never an encrypted key) and mask
-anything key-shaped; a page shows its empty state while a table is absent.
+The other features' tables (``connections``, ``sync_runs``, ``import_files``, ``proxy_events``,
+``monitor_tokens``) are read through their own SQLModel tables by the small functions at the
+end, which select named columns only (never ``connections.key_encrypted``, never a token hash)
+and mask anything key-shaped in the text they return.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,19 +25,23 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import MetaData, Table, func, inspect, select, type_coerce
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from collector import query, query_extra
+from collector import budgets, query, query_extra
 from collector.http import redact
+from collector.imports import IMPORT_FILES
 from collector.migrate import current_revision, open_database
+from collector.proxy.tokens import list_tokens
 from collector.query import Filters
 from collector.settings import get_settings
-from collector.sqltypes import UTCDateTime
 from collector.store import USAGE_DAILY
+from collector.sync_tables import Connection, SyncRun
 
 TTL = "5m"
+CONNECTIONS: Table = Connection.__table__  # type: ignore[attr-defined]
+SYNC_RUNS: Table = SyncRun.__table__  # type: ignore[attr-defined]
 P = ParamSpec("P")
 R = TypeVar("R")
 DAY = timedelta(days=1)
@@ -356,151 +359,101 @@ def reconciliation(url: str, since: datetime, until: datetime) -> Reconciliation
     return Reconciliation(daily, contributors(by_model, "model"), contributors(by_line, "line_item"))
 
 
-# -- tables of other features (connections, sync runs, imports, proxy) ----------------------------
+# -- tables of the other features (connections, sync runs, imports, proxy) -----------------------
 
-#: Column names that could hold a secret: never selected, whatever the owning feature calls them.
-_SECRET_COLUMN = re.compile(r"secret|encrypt|cipher|password|token_hash|salt|(^|_)key$|^key_|admin_key", re.I)
-_SAFE_OVERRIDES = frozenset({"key_hint", "api_key_id"})
-
-
-def safe_columns(columns: list[str]) -> list[str]:
-    """The columns a page may show: anything that could hold a secret is dropped."""
-    return [c for c in columns if c in _SAFE_OVERRIDES or not _SECRET_COLUMN.search(c)]
-
-
-@_cached
-def table_columns(url: str, name: str) -> list[str] | None:
-    """The columns of table ``name``, or None while the feature that owns it is not installed."""
-    insp = inspect(_engine(url))
-    if not insp.has_table(name):
-        return None
-    return [c["name"] for c in insp.get_columns(name)]
-
-
-def table_exists(name: str) -> bool:
-    """True when another feature's table is present in this database."""
-    return table_columns(name) is not None
+#: The ``connections`` columns a page shows: never ``key_encrypted``, only the masked ``key_hint``.
+CONNECTION_COLUMNS = (
+    "id",
+    "provider",
+    "label",
+    "account",
+    "key_hint",
+    "base_url",
+    "active",
+    "status",
+    "last_error",
+    "last_synced_at",
+    "last_tested_at",
+    "created_at",
+)
+SYNC_RUN_COLUMNS = (
+    "id",
+    "connection_id",
+    "provider",
+    "endpoint",
+    "status",
+    "started_at",
+    "finished_at",
+    "window_start",
+    "window_end",
+    "through",
+    "pages",
+    "rows",
+    "duration_seconds",
+    "error",
+    "runner",
+)
+IMPORT_FILE_COLUMNS = (
+    "id",
+    "name",
+    "importer",
+    "status",
+    "rows",
+    "rows_read",
+    "period_start",
+    "period_end",
+    "account",
+    "imported_by",
+    "imported_at",
+    "size",
+    "message",
+)
 
 
 def _scrub(df: pd.DataFrame) -> pd.DataFrame:
-    """Mask anything key-shaped left in text cells (an error message quoting a key, say)."""
+    """Mask anything key-shaped left in text cells (a provider error quoting a key, say)."""
     for col in df.columns:
         if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
             df[col] = df[col].map(lambda v: redact(v) if isinstance(v, str) else v)
     return df
 
 
-def _read_table(url: str, name: str, order_by: tuple[str, ...] = (), limit: int = 200) -> pd.DataFrame | None:
-    columns = table_columns(name)
-    if columns is None:
-        return None
-    eng = _engine(url)
-    table = Table(name, MetaData(), autoload_with=eng)
-    keep = safe_columns(columns)
-    stmt = select(*(table.c[c] for c in keep))
-    for col in order_by:
-        if col in table.c:
-            stmt = stmt.order_by(table.c[col].desc())
-            break
-    with eng.connect() as conn:
-        rows = conn.execute(stmt.limit(limit)).mappings().all()
-    return _times(_scrub(pd.DataFrame([dict(r) for r in rows], columns=keep)))
-
-
-def _times(df: pd.DataFrame) -> pd.DataFrame:
-    """Show epoch-second time columns (``UTCDateTime`` reflected on SQLite) as UTC times."""
-    for col in df.columns:
-        if col.endswith(("_at", "_start", "_end", "_until")) and pd.api.types.is_integer_dtype(df[col]):
-            df[col] = pd.to_datetime(df[col], unit="s", utc=True)
-    return df
+def _select_frame(url: str, table: Table, columns: tuple[str, ...], order: Any, limit: int) -> pd.DataFrame:
+    stmt = select(*(table.c[c] for c in columns)).order_by(order).limit(limit)
+    with _engine(url).connect() as conn:
+        rows = conn.execute(stmt).all()
+    return _scrub(pd.DataFrame([tuple(r) for r in rows], columns=list(columns)))
 
 
 @_cached
-def connections_frame(url: str) -> pd.DataFrame | None:
-    """Registered provider connections (issue 3's ``connections``), safe columns only."""
-    return _read_table(url, "connections", order_by=("id",), limit=1000)
+def connections_frame(url: str) -> pd.DataFrame:
+    """Registered provider connections, oldest first (hint only, errors masked)."""
+    return _select_frame(url, CONNECTIONS, CONNECTION_COLUMNS, CONNECTIONS.c.id, 1000)
 
 
 @_cached
-def sync_runs_frame(url: str, limit: int = 200) -> pd.DataFrame | None:
-    """Newest sync runs first (issue 3's ``sync_runs``)."""
-    return _read_table(url, "sync_runs", order_by=("started_at", "id"), limit=limit)
+def sync_runs_frame(url: str, limit: int = 200) -> pd.DataFrame:
+    """Newest sync runs first (one row per connection endpoint and sync)."""
+    return _select_frame(url, SYNC_RUNS, SYNC_RUN_COLUMNS, SYNC_RUNS.c.id.desc(), limit)
 
 
 @_cached
-def import_files_frame(url: str, limit: int = 200) -> pd.DataFrame | None:
-    """Newest imported files first (issue 4's ``import_files``)."""
-    return _read_table(url, "import_files", order_by=("imported_at", "created_at", "id"), limit=limit)
+def import_files_frame(url: str, limit: int = 200) -> pd.DataFrame:
+    """Newest imported (or refused) billing files first."""
+    return _select_frame(url, IMPORT_FILES, IMPORT_FILE_COLUMNS, IMPORT_FILES.c.id.desc(), limit)
 
 
 @_cached
-def monitor_tokens_frame(url: str) -> pd.DataFrame | None:
-    """Proxy monitor tokens (issue 5), without their hashes."""
-    return _read_table(url, "monitor_tokens", order_by=("created_at", "id"), limit=1000)
-
-
-_TIME_COLUMNS = ("started_at", "ts", "created_at", "time", "timestamp")
-_LATENCY_COLUMNS = ("latency_ms", "total_ms", "duration_ms", "latency")
-_STATUS_COLUMNS = ("status_code", "status", "http_status")
-
-
-@dataclass
-class ProxyStats:
-    """Live-traffic health of the proxy over a recent window."""
-
-    requests: int = 0
-    seconds: int = 0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    errors: int = 0
-
-    @property
-    def per_second(self) -> float:
-        """Requests per second over the window."""
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def error_rate(self) -> float | None:
-        """Share of requests with status >= 400."""
-        return self.errors / self.requests if self.requests else None
+def monitor_tokens_frame(url: str) -> pd.DataFrame:
+    """Proxy monitor tokens by hint (the token is shown once at creation, only its hash is kept)."""
+    cols = ["id", "hint", "team", "project", "label", "created_at", "revoked_at"]
+    return pd.DataFrame(list_tokens(_engine(url)), columns=cols)
 
 
 @_cached
-def proxy_stats(url: str, since: datetime, until: datetime) -> ProxyStats | None:
-    """Requests/s, latency p50/p95 and error rate from issue 5's ``proxy_events``; None if absent.
-
-    Percentiles are read with ``ORDER BY ... LIMIT 1 OFFSET n`` so they work on SQLite and
-    PostgreSQL alike and never load the events into memory.
-    """
-    columns = table_columns("proxy_events")
-    if columns is None:
-        return None
-    pick = {
-        kind: next((c for c in cands if c in columns), None)
-        for kind, cands in (("time", _TIME_COLUMNS), ("latency", _LATENCY_COLUMNS), ("status", _STATUS_COLUMNS))
-    }
-    if pick["time"] is None:
-        return ProxyStats(seconds=int((until - since).total_seconds()))
-    eng = _engine(url)
-    t = Table("proxy_events", MetaData(), autoload_with=eng)
-    # Reflected, a UTC time column is a plain integer on SQLite: compare through the product's type.
-    ts = type_coerce(t.c[pick["time"]], UTCDateTime())
-    window = [ts >= since, ts < until]
-    out = ProxyStats(seconds=int((until - since).total_seconds()))
-    with eng.connect() as conn:
-        out.requests = int(conn.execute(select(func.count()).select_from(t).where(*window)).scalar_one())
-        if pick["status"] is not None and out.requests:
-            status = t.c[pick["status"]]
-            out.errors = int(
-                conn.execute(select(func.count()).select_from(t).where(*window, status >= 400)).scalar_one()
-            )
-        if pick["latency"] is not None and out.requests:
-            lat = t.c[pick["latency"]]
-            for q, attr in ((0.5, "p50_ms"), (0.95, "p95_ms")):
-                offset = min(out.requests - 1, int(q * out.requests))
-                value = conn.execute(select(lat).where(*window).order_by(lat).limit(1).offset(offset)).scalar()
-                setattr(out, attr, float(value) if value is not None else None)
-    return out
+def proxy_stats(url: str, since: datetime, until: datetime) -> query_extra.ProxyStats:
+    """Requests/s, latency p50/p95 and error rate of the proxy's raw events in the window."""
+    return query_extra.proxy_stats(_engine(url), since, until)
 
 
 @dataclass
@@ -536,3 +489,24 @@ def status_problems(url: str) -> tuple[list[str], list[str]]:
     """``llm-usage status --check``'s problems and notes (the same function; counts every row)."""
     result = query.status(_engine(url), get_settings())
     return [redact(p) for p in result.problems], list(result.notes)
+
+
+@_cached
+def budget_frame(url: str, now: datetime) -> pd.DataFrame:
+    """Every active budget's spend, share and month-end forecast at ``now`` (:func:`collector.budgets.statuses`)."""
+    cols = ["budget", "scope", "period", "spent", "amount", "used", "forecast", "forecast used", "currency"]
+    rows = [
+        {
+            "budget": s.budget.name,
+            "scope": s.budget.scope_label,
+            "period": f"{s.period_start:%Y-%m-%d} → {(s.period_end - DAY):%Y-%m-%d}",
+            "spent": s.spent,
+            "amount": s.budget.amount,
+            "used": float(s.percent) / 100,
+            "forecast": s.forecast.projected,
+            "forecast used": float(s.forecast_percent) / 100,
+            "currency": s.budget.currency,
+        }
+        for s in budgets.statuses(_engine(url), now)
+    ]
+    return pd.DataFrame(rows, columns=cols)

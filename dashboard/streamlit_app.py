@@ -19,6 +19,7 @@ PAGES: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("Spend", "app_pages/explore.py", "Explore", ":material/query_stats:", "explore", "viewer"),
     ("Spend", "app_pages/tokens.py", "Tokens", ":material/token:", "tokens", "viewer"),
     ("Spend", "app_pages/reconciliation.py", "Reconciliation", ":material/balance:", "reconciliation", "viewer"),
+    ("Spend", "app_pages/budgets.py", "Budgets", ":material/savings:", "budgets", "viewer"),
     ("Spend", "app_pages/proxy.py", "Proxy", ":material/router:", "proxy", "viewer"),
     ("Data", "app_pages/import_csv.py", "Import", ":material/upload_file:", "import", "finance"),
     ("Admin", "app_pages/health.py", "Data & health", ":material/monitor_heart:", "health", "admin"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import actions, auth, queries
@@ -13,66 +14,74 @@ def render() -> None:
     """Draw the page."""
     auth.require("admin")
     st.title("Connections")
+    flash = st.session_state.pop("conn_flash", None)
+    if flash is not None:
+        ok, message = flash
+        (st.success if ok else st.error)(message)
     conns = queries.connections_frame()
-    add = actions.feature_function(actions.CONNECTIONS_MODULE, "add_connection")
-    if conns is None or conns.empty:
+    if conns.empty:
         st.info(
-            "No provider connection yet. Add an admin key with `llm-usage connections add openai --label prod` "
-            "(or `anthropic`); keys are encrypted at rest and only their hint is ever shown again.",
+            "No provider connection yet. Add an admin key below (or with `llm-usage connections add openai "
+            "--label prod`); keys are encrypted at rest and only their hint is ever shown again.",
             icon=":material/key:",
         )
     else:
         st.dataframe(conns, hide_index=True, width="stretch")
         _manage(conns)
-    if add is None:
-        if conns is None:
-            st.caption(
-                "Connection management is not installed in this build: use the `llm-usage connections` commands."
-            )
-        return
     st.subheader("Add a provider admin key")
     with st.form("add_connection", clear_on_submit=True):
         provider = st.selectbox("Provider", PROVIDERS)
         label = st.text_input("Label", placeholder="prod")
         key = st.text_input("Admin key", type="password", help="Never shown again; stored encrypted.")
+        base_url = st.text_input("API base URL (optional)", help="Leave empty for the provider's public API.")
         if st.form_submit_button("Test and add", type="primary"):
             try:
-                add(queries.engine(), provider=provider, label=label, key=key)
+                message = actions.add_connection(provider, label, key, base_url.strip())
+            except Exception as exc:  # noqa: BLE001  (wrong kind of key, failed test, duplicate: shown masked)
+                st.error(actions.safe_message(exc))
+            else:
+                _done(True, message)
+
+
+def _done(ok: bool, message: str) -> None:
+    """Show ``message`` above the refreshed table (kept across the rerun)."""
+    queries.clear_caches()
+    st.session_state["conn_flash"] = (ok, message)
+    st.rerun()
+
+
+def _manage(conns: pd.DataFrame) -> None:
+    """Test, disable/enable, replace the key of, or remove the chosen connection."""
+    labels = {int(r.id): f"{r.id}: {r.provider} {r.label} ({r.key_hint})" for r in conns.itertuples()}
+    ident = st.selectbox("Connection", list(labels), format_func=labels.__getitem__, key="conn_id")
+    active = bool(conns.loc[conns["id"] == ident, "active"].iloc[0])
+    test, toggle, remove = st.columns(3)
+    if test.button("Test", key="conn_test"):
+        try:
+            ok, message = actions.test_connection(ident)
+        except Exception as exc:  # noqa: BLE001  (an undecryptable key, say: shown masked)
+            ok, message = False, actions.safe_message(exc)
+        _done(ok, message)
+    if toggle.button("Disable" if active else "Enable", key="conn_toggle"):
+        actions.set_active(ident, not active)
+        _done(True, f"{labels[ident]} {'disabled' if active else 'enabled'}.")
+    if remove.button("Remove", key="conn_remove"):
+        st.session_state["conn_confirm_remove"] = ident
+    if st.session_state.get("conn_confirm_remove") == ident:
+        st.warning(f"Remove {labels[ident]}? Its usage rows and sync history stay.")
+        if st.button("Yes, remove it", key="conn_remove_yes", type="primary"):
+            actions.remove_connection(ident)
+            del st.session_state["conn_confirm_remove"]
+            _done(True, f"Removed {labels[ident]}.")
+    with st.form("replace_key", clear_on_submit=True):
+        key = st.text_input("New admin key for this connection", type="password")
+        if st.form_submit_button("Test and replace key"):
+            try:
+                message = actions.replace_key(ident, key)
             except Exception as exc:  # noqa: BLE001  (shown masked)
                 st.error(actions.safe_message(exc))
             else:
-                queries.clear_caches()
-                st.success(f"Added {provider} {label}.")
-                st.rerun()
-
-
-def _manage(conns) -> None:  # type: ignore[no-untyped-def]
-    if "id" not in conns:
-        return
-    funcs = {
-        name: actions.feature_function(actions.CONNECTIONS_MODULE, fn)
-        for name, fn in (
-            ("Test", "test_connection"),
-            ("Disable", "disable_connection"),
-            ("Enable", "enable_connection"),
-            ("Remove", "remove_connection"),
-        )
-    }
-    available = {k: f for k, f in funcs.items() if f is not None}
-    if not available:
-        st.caption("Test, disable or remove with `llm-usage connections test|disable|remove ID`.")
-        return
-    ident = st.selectbox("Connection", conns["id"].tolist(), key="conn_id")
-    cols = st.columns(len(available))
-    for col, (name, fn) in zip(cols, available.items(), strict=True):
-        if col.button(name, key=f"conn_{name}"):
-            try:
-                fn(queries.engine(), ident)
-            except Exception as exc:  # noqa: BLE001
-                st.error(actions.safe_message(exc))
-            else:
-                queries.clear_caches()
-                st.rerun()
+                _done(True, message)
 
 
 render()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
-from collector.http import redact
 from dashboard import actions, auth, charts, queries
 
 
@@ -30,32 +31,31 @@ def render() -> None:
 
     st.subheader("Connections")
     conns = queries.connections_frame()
-    if conns is None or conns.empty:
-        st.info("No provider connection yet: add an admin key with `llm-usage connections add openai` (or anthropic).")
+    if conns.empty:
+        st.info(
+            "No provider connection yet: add an admin key on the Connections page "
+            "(or `llm-usage connections add openai --label prod`)."
+        )
     else:
         st.dataframe(conns, hide_index=True, width="stretch")
-        sync = actions.feature_function(actions.CONNECTIONS_MODULE, "sync_connection")
-        test = actions.feature_function(actions.CONNECTIONS_MODULE, "test_connection")
-        if (sync or test) and "id" in conns:
-            ident = st.selectbox("Connection", conns["id"].tolist(), key="health_conn")
-            b1, b2 = st.columns(2)
-            if sync and b1.button("Sync now", key="sync_now"):
-                _run(sync, ident, "sync")
-            if test and b2.button("Test", key="test_conn"):
-                _run(test, ident, "test")
-        elif not (sync or test):
-            st.caption("Sync and test from the command line: `llm-usage connections sync ID`, `... test ID`.")
+        labels = {int(r.id): f"{r.id}: {r.provider} {r.label}" for r in conns.itertuples()}
+        ident = st.selectbox("Connection", list(labels), format_func=labels.__getitem__, key="health_conn")
+        b1, b2 = st.columns(2)
+        if b1.button("Sync now", key="sync_now"):
+            _run(actions.sync_now, ident, "sync")
+        if b2.button("Test", key="test_conn"):
+            _run(actions.test_connection, ident, "test")
 
     st.subheader("Sync runs")
     runs = queries.sync_runs_frame()
-    if runs is None or runs.empty:
+    if runs.empty:
         st.caption("No sync has run yet (the scheduler syncs every connection hourly once one is added).")
     else:
         st.dataframe(runs, hide_index=True, width="stretch")
 
     st.subheader("Imported files")
     files = queries.import_files_frame()
-    if files is None or files.empty:
+    if files.empty:
         st.caption("No file imported yet: finance uploads billing CSVs on the Import page.")
     else:
         st.dataframe(files, hide_index=True, width="stretch")
@@ -69,15 +69,17 @@ def render() -> None:
         st.dataframe(fresh, hide_index=True, width="stretch")
 
 
-def _run(fn, ident, what: str) -> None:  # type: ignore[no-untyped-def]
+def _run(fn: Callable[[int], tuple[bool, str]], ident: int, what: str) -> None:
     with st.spinner(f"{what} {ident}…"):
         try:
-            result = fn(queries.engine(), ident)
+            ok, message = fn(ident)
         except Exception as exc:  # noqa: BLE001  (shown masked; the page keeps working)
-            st.error(f"{what} failed: {actions.safe_message(exc)}")
-            return
+            ok, message = False, actions.safe_message(exc)
     queries.clear_caches()
-    st.success(f"{what} finished: {redact(str(result))}")
+    if ok:
+        st.success(f"{what} finished: {message}")
+    else:
+        st.error(f"{what} failed: {message}")
 
 
 render()

@@ -7,66 +7,98 @@ from typing import Any
 import streamlit as st
 
 from dashboard import actions, auth, queries
-
-PREVIEW_KEYS = ("importer", "format", "rows", "period", "period_start", "period_end", "providers", "totals")
+from importers.service import DRY_RUN, DUPLICATE, ImportResult
 
 
 def render() -> None:
     """Draw the page."""
     account = auth.require("finance")
     st.title("Import billing CSV files")
-    import_file = actions.import_file_function()
-    if import_file is None:
-        st.info(
-            "CSV import is not installed in this build. When it is, upload FOCUS, Google Cloud, AWS CUR, Azure, "
-            "Fireworks or generic-template CSV files here (or run `llm-usage import FILE` on the server).",
-            icon=":material/upload_file:",
-        )
-        _history()
-        return
+    st.caption(
+        "FOCUS, Google Cloud billing, AWS CUR, Azure cost, Fireworks or generic-template CSV files (optionally "
+        "gzipped); the format is detected from the header. Each file is imported whole or not at all, and the "
+        "same file imported twice changes nothing (`llm-usage import FILE` does the same on the server)."
+    )
     files = st.file_uploader(
         "CSV exports (.csv or .csv.gz)", type=["csv", "gz"], accept_multiple_files=True, key="import_files"
     )
-    previews: dict[str, Any] = {}
+    ready: dict[str, Any] = {}
     for upload in files or []:
         st.subheader(upload.name)
         try:
-            upload.seek(0)
-            result = import_file(upload, dry_run=True)
+            result = actions.import_upload(upload.getvalue(), upload.name, dry_run=True, who=account.name)
         except Exception as exc:  # noqa: BLE001  (bad input is shown to the user, never a crash)
             st.error(f"Could not read {upload.name}: {actions.safe_message(exc)}")
             continue
-        info = actions.describe(result)
-        _preview(info)
-        if not info.get("errors"):
-            previews[upload.name] = upload
-    if previews and st.button(f"Import {len(previews)} file(s)", type="primary", key="confirm_import"):
-        for name, upload in previews.items():
+        _preview(result)
+        if result.status == DRY_RUN:
+            ready[upload.name] = upload
+    if ready and st.button(f"Import {len(ready)} file(s)", type="primary", key="confirm_import"):
+        for name, upload in ready.items():
             try:
-                upload.seek(0)
-                result = import_file(upload, dry_run=False, account=None)
+                result = actions.import_upload(upload.getvalue(), name, dry_run=False, who=account.name)
             except Exception as exc:  # noqa: BLE001
                 st.error(f"{name}: {actions.safe_message(exc)}")
                 continue
-            info = actions.describe(result)
-            st.success(f"{name}: imported {info.get('rows', '?')} rows (by {account.name}).")
+            (st.success if result.ok else st.error)(f"{result.message} (by {account.name})")
         queries.clear_caches()
     _history()
 
 
-def _preview(info: dict[str, Any]) -> None:
-    shown = {k: info[k] for k in PREVIEW_KEYS if k in info}
-    st.json(shown or info, expanded=True)
-    errors = info.get("errors") or []
-    if errors:
-        st.error(f"{len(errors)} error(s); fix the file and upload it again:")
-        st.dataframe([e if isinstance(e, dict) else {"error": str(e)} for e in errors], width="stretch")
+def preview_rows(result: ImportResult) -> list[dict[str, Any]]:
+    """The dry run's totals per provider and model, money per basis kept apart (never summed)."""
+    rows = []
+    for (provider, model), t in sorted(result.totals.items()):
+        row: dict[str, Any] = {
+            "provider": provider,
+            "model": model,
+            "records": t.records,
+            "input_tokens": t.input_tokens,
+            "output_tokens": t.output_tokens,
+            "requests": t.requests,
+        }
+        for (basis, currency), amount in sorted(t.cost.items()):
+            row[f"{basis} ({currency})"] = str(amount)
+        if t.unpriced:
+            row["unpriced records"] = t.unpriced
+        rows.append(row)
+    return rows
+
+
+def _preview(result: ImportResult) -> None:
+    if result.status == DUPLICATE:
+        st.info(result.message)
+        return
+    period = (
+        f"{result.period_start:%Y-%m-%d %H:%M} → {result.period_end:%Y-%m-%d %H:%M} UTC"
+        if result.period_start and result.period_end
+        else ""
+    )
+    st.json(
+        {
+            "format": result.importer,
+            "rows read": result.rows_read,
+            "usage records": result.records,
+            "skipped (non-AI services)": result.skipped,
+            "period": period,
+        },
+        expanded=True,
+    )
+    if result.issues:
+        more = " (stopped after 50)" if len(result.issues) >= 50 else ""
+        st.error(f"{len(result.issues)} problem(s){more}; nothing will be imported. Fix the file and upload it again:")
+        st.dataframe(
+            [{"line": i.line, "column": i.column, "value": i.value, "rule": i.rule} for i in result.issues],
+            width="stretch",
+        )
+        return
+    st.dataframe(preview_rows(result), hide_index=True, width="stretch")
 
 
 def _history() -> None:
     st.subheader("Imported files")
     files = queries.import_files_frame()
-    if files is None or files.empty:
+    if files.empty:
         st.caption("No file imported yet.")
     else:
         st.dataframe(files, hide_index=True, width="stretch")

@@ -76,6 +76,7 @@ def render() -> None:
         "(today included). Spend is billed where a provider's bill covers the day, estimated from usage x "
         "the price table elsewhere."
     )
+    _budgets(now)
     if len(currencies) > 1:
         others = ", ".join(charts.money_exact(_money_in(daily, month_start, tomorrow, c), c) for c in currencies[1:])
         st.caption(f"Also this month in other currencies (never converted or added): {others}")
@@ -118,6 +119,33 @@ def render() -> None:
         n = int(unpriced["input_tokens"].sum() + unpriced["output_tokens"].sum())
         right.caption(f"Unpriced usage this month: {charts.tokens(n)} (models missing from the price table; not $0).")
     _freshness(fresh_since)
+
+
+def _budgets(now: datetime) -> None:
+    """Active budgets: spend so far and month-end forecast against the amount (Budgets page has more)."""
+    frame = queries.budget_frame(now.replace(second=0, microsecond=0))
+    if frame.empty:
+        return
+    shown = frame.assign(
+        spent=[charts.money_exact(v, c) for v, c in zip(frame["spent"], frame["currency"], strict=True)],
+        amount=[charts.money_exact(v, c) for v, c in zip(frame["amount"], frame["currency"], strict=True)],
+        forecast=[charts.money(v, c) for v, c in zip(frame["forecast"], frame["currency"], strict=True)],
+    ).drop(columns=["currency"])
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "used": st.column_config.ProgressColumn("used", format="percent", min_value=0, max_value=1),
+            "forecast used": st.column_config.NumberColumn("forecast used", format="percent"),
+        },
+    )
+    over = frame[frame["forecast used"] > 1]
+    if not over.empty:
+        st.warning(
+            "Forecast over budget: " + ", ".join(over["budget"]) + " (details on the Budgets page).",
+            icon=":material/savings:",
+        )
 
 
 def _freshness(since: datetime) -> None:

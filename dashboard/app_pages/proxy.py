@@ -19,9 +19,9 @@ def render() -> None:
     st.title("Proxy")
     now = queries.as_of()
     stats = queries.proxy_stats(now - HOUR, now)
-    if stats is None:
+    if not stats.requests:
         st.info(
-            "The proxy sidecar is not recording in this database. Start it with `llm-usage proxy --port 8787` and "
+            "No proxy traffic recorded in the last hour. Start the sidecar with `llm-usage proxy --port 8787` and "
             "point your SDK at it (`OPENAI_BASE_URL=http://HOST:8787/openai/v1`, Anthropic "
             "`base_url=http://HOST:8787/anthropic`); its traffic appears here within minutes.",
             icon=":material/router:",
@@ -61,32 +61,35 @@ def render() -> None:
 def _monitor_tokens() -> None:
     st.subheader("Monitor tokens")
     st.caption("Callers send `X-Monitor-Token` to attribute traffic to a team and project; the proxy strips it.")
+    minted = st.session_state.pop("minted_token", None)
+    if minted is not None:
+        st.success("Token created. Copy it now: it is shown only once.")
+        st.code(minted)
     tokens = queries.monitor_tokens_frame()
-    create = actions.feature_function(actions.TOKENS_MODULE, "create_token")
-    revoke = actions.feature_function(actions.TOKENS_MODULE, "revoke_token")
-    if tokens is None:
-        st.info("No monitor tokens yet: create one with `llm-usage tokens create --team T --project P`.")
+    if tokens.empty:
+        st.caption("No monitor token yet (also `llm-usage tokens create --team T --project P`).")
     else:
         st.dataframe(tokens, hide_index=True, width="stretch")
-    if create is None:
-        return
-    with st.form("create_token"):
+    with st.form("create_token", clear_on_submit=True):
         team = st.text_input("Team")
         project = st.text_input("Project")
+        label = st.text_input("Label (optional)")
         if st.form_submit_button("Create token"):
             try:
-                token = create(queries.engine(), team=team, project=project)
-            except Exception as exc:  # noqa: BLE001  (shown to the admin, masked)
-                st.error(actions.safe_message(exc))
+                _ident, token = actions.create_token(team, project, label)
+            except ValueError as exc:  # no team
+                st.error(str(exc))
             else:
                 queries.clear_caches()
-                st.success("Token created. Copy it now: it is shown only once.")
-                st.code(str(token))
-    if revoke is not None and tokens is not None and "id" in tokens:
+                st.session_state["minted_token"] = token
+                st.rerun()
+    active = tokens[tokens["revoked_at"].isna()] if not tokens.empty else tokens
+    if not active.empty:
         with st.form("revoke_token"):
-            ident = st.selectbox("Token", tokens["id"].tolist())
+            names = {int(r.id): f"{r.id}: {r.hint} ({r.team}/{r.project})" for r in active.itertuples()}
+            ident = st.selectbox("Token", list(names), format_func=names.__getitem__)
             if st.form_submit_button("Revoke"):
-                revoke(queries.engine(), ident)
+                actions.revoke_token(ident)
                 queries.clear_caches()
                 st.rerun()
 

@@ -2,7 +2,9 @@
 
 The seed is small and hand-made so every total a page shows can be checked to the cent:
 "now" is pinned to 2026-11-20 15:00 UTC through :func:`dashboard.queries.as_of` (the pages'
-one clock), and the expected figures are worked out in the comments below.
+one clock), and the expected figures are worked out in the comments below. Everything besides
+the usage rows goes in through the features' own APIs (users, a connection with an encrypted
+dummy key, a budget), so the pages read the real migrated tables.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from argon2 import PasswordHasher
-from sqlalchemy import Column, Integer, MetaData, String, Table
+from cryptography.fernet import Fernet
 from streamlit.testing.v1 import AppTest
 
-from collector import users
+from collector import budgets, users
+from collector.connections import add_connection, mark_status
 from collector.migrate import open_database
 from collector.schema import UsageRecord
-from collector.settings import get_settings
+from collector.settings import Settings, get_settings
 from collector.store import upsert_records
 from collector.users import add_user
+from collector.vault import Vault, load_vault
 from dashboard import queries
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 PASSWORD = "dashboard test password"
-#: A dummy admin key stored in the fake ``connections`` table: no page may ever render it.
+#: A dummy admin key stored (encrypted) as connection ``prod``: no page may ever render it.
 DUMMY_KEY = "sk-admin-test-Zq8Lw3Vd9Tx4Pn7Rk2Hj5"
+#: The vault secret of this test session (``LLM_USAGE_SECRET_KEYS``), made fresh per run.
+SECRET_KEYS = Fernet.generate_key().decode()
 H = timedelta(hours=1)
 D = timedelta(days=1)
 
@@ -114,37 +120,29 @@ def seed_records() -> list[UsageRecord]:
 
 
 def seed(url: str) -> None:
-    """Write the seed, the three role accounts and fake tables of the other features."""
+    """Write the seed, the three role accounts, a failing connection and a budget.
+
+    The connection goes through :func:`collector.connections.add_connection` (untested, so no
+    provider is called) and its failure through ``mark_status``, as a sync would record a 401
+    whose message quoted the key.
+    """
     engine = open_database(url=url)
     upsert_records(engine, seed_records())
     for role in ("viewer", "finance", "admin"):
         add_user(engine, role, role, PASSWORD)
-    meta = MetaData()
-    conns = Table(
-        "connections",
-        meta,
-        Column("id", Integer, primary_key=True),
-        Column("provider", String(32)),
-        Column("label", String(64)),
-        Column("encrypted_key", String(255)),
-        Column("key_hint", String(32)),
-        Column("status", String(16)),
-        Column("last_error", String(255)),
+    settings = Settings(secret_keys=SECRET_KEYS)
+    conn = add_connection(
+        engine, settings, load_vault(settings), provider="openai", label="prod", key=DUMMY_KEY, test=False
     )
-    meta.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            conns.insert().values(
-                id=1,
-                provider="openai",
-                label="prod",
-                encrypted_key=DUMMY_KEY,  # as if a feature stored it badly: still never shown
-                key_hint="sk-admin…Hj5",
-                status="failing",
-                last_error=f"401 from provider for key {DUMMY_KEY}",
-            )
-        )
+    assert conn.id is not None
+    mark_status(engine, conn.id, "failing", f"401 from provider for key {DUMMY_KEY}")
+    budgets.create_budget(engine, name="All LLM", scope="all", amount="200")
     engine.dispose()
+
+
+def vault() -> Vault:
+    """The test session's vault (the same secret the dashboard reads from the environment)."""
+    return load_vault(Settings(secret_keys=SECRET_KEYS))
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +162,7 @@ def dashboard_db(tmp_path, monkeypatch, seeded_template) -> Iterator[str]:
     shutil.copyfile(seeded_template, path)
     url = f"sqlite:///{path}"
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", url)
+    monkeypatch.setenv("LLM_USAGE_SECRET_KEYS", SECRET_KEYS)
     get_settings.cache_clear()
     monkeypatch.setattr(queries, "as_of", lambda: NOW)
     st.cache_data.clear()
@@ -186,7 +185,7 @@ def app(user: str | None = None, page: str | None = None, **query: str) -> AppTe
 def texts(at: AppTest) -> str:
     """Everything a person reads on the page, as one string."""
     parts: list[str] = []
-    for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error", "success", "code"):
+    for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error", "success", "code", "json"):
         parts += [str(e.value) for e in getattr(at, kind)]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     return "\n".join(parts)
@@ -203,3 +202,8 @@ PRODUCTION_HASHER = users._HASHER
 def quick_argon2(monkeypatch):
     """Every dashboard test hashes with :data:`QUICK_HASHER`."""
     monkeypatch.setattr(users, "_HASHER", QUICK_HASHER)
+
+
+def rendered(at: AppTest) -> str:
+    """:func:`texts` plus every table's cells and every JSON block: all a page sends to the browser."""
+    return "\n".join([texts(at), *(df.value.to_csv() for df in at.dataframe)])

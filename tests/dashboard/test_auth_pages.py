@@ -12,6 +12,7 @@ ALL_PAGES = {
     "Overview",
     "Explore",
     "Tokens",
+    "Budgets",
     "Reconciliation",
     "Proxy",
     "Import",

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard.conftest import APP, DUMMY_KEY, MTD, PASSWORD
+from tests.dashboard.conftest import APP, DUMMY_KEY, MTD, PASSWORD, SECRET_KEYS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -38,7 +38,18 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1440,1000",
 )
-PAGES = ("Overview", "Explore", "Tokens", "Reconciliation", "Proxy", "Import", "Data & health", "Connections", "Users")
+PAGES = (
+    "Overview",
+    "Explore",
+    "Tokens",
+    "Reconciliation",
+    "Budgets",
+    "Proxy",
+    "Import",
+    "Data & health",
+    "Connections",
+    "Users",
+)
 
 
 def _free_port() -> int:
@@ -52,7 +63,12 @@ def running_app(dashboard_db, tmp_path) -> Iterator[str]:
     """``streamlit run`` on a free loopback port, reading the seeded database."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_USAGE_")}
-    env.update(LLM_USAGE_DATABASE_URL=dashboard_db, LLM_USAGE_DEMO="true", LLM_USAGE_DATA_DIR=str(tmp_path))
+    env.update(
+        LLM_USAGE_DATABASE_URL=dashboard_db,
+        LLM_USAGE_DEMO="true",
+        LLM_USAGE_DATA_DIR=str(tmp_path),
+        LLM_USAGE_SECRET_KEYS=SECRET_KEYS,
+    )
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",

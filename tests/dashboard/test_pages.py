@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.dashboard.conftest import MTD, PREV, PROJECTED, TODAY, app, texts
+from tests.dashboard.conftest import DUMMY_KEY, MTD, PREV, PROJECTED, TODAY, app, rendered, texts
 
 
 def test_overview_shows_the_exact_totals_of_the_seed(dashboard_db):
@@ -14,6 +14,15 @@ def test_overview_shows_the_exact_totals_of_the_seed(dashboard_db):
     assert metrics["Same days last month"] == PREV
     assert metrics["Projected month end"] == PROJECTED
     assert "Projection:" in texts(at)
+
+
+def test_overview_shows_the_budgets_status_and_forecast(dashboard_db):
+    at = app("viewer")
+    table = next(df.value for df in at.dataframe if "budget" in df.value)
+    row = table.set_index("budget").loc["All LLM"]
+    assert (row["scope"], row["spent"], row["amount"]) == ("all spend", MTD, "$200.00")
+    assert row["used"] == pytest.approx(144.25 / 200)
+    assert row["period"] == "2026-11-01 → 2026-11-30"
 
 
 def test_overview_compares_with_last_month_and_lists_freshness(dashboard_db):
@@ -97,23 +106,25 @@ def test_admin_pages_render_and_show_their_empty_states(dashboard_db):
     assert not at.exception, at.exception
     assert at.dataframe[0].value.loc[0, "key_hint"] == "sk-admin…Hj5"
     at = app("admin", "app_pages/import_csv.py")
-    assert "CSV import is not installed in this build" in texts(at)
+    assert not at.exception, at.exception
+    assert at.file_uploader(key="import_files") is not None
+    assert "No file imported yet." in texts(at)
     at = app("admin", "app_pages/users.py")
     assert set(at.dataframe[0].value["name"]) == {"admin", "finance", "viewer"}
     at = app("admin", "app_pages/proxy.py")
     assert "llm-usage tokens create" in texts(at)
 
 
-@pytest.mark.parametrize("page", ["health", "connections", "users", "proxy", "overview"])
+@pytest.mark.parametrize(
+    "page", ["health", "connections", "users", "proxy", "overview", "budgets", "import_csv", "explore"]
+)
 def test_no_page_renders_an_admin_key(dashboard_db, page):
-    from tests.dashboard.conftest import DUMMY_KEY
-
     at = app("admin", f"app_pages/{page}.py")
-    assert not at.exception
-    rendered = texts(at) + "".join(df.value.to_csv() for df in at.dataframe)
-    assert "sk-admin" in rendered or page not in ("health", "connections")
-    assert DUMMY_KEY not in rendered
-    assert DUMMY_KEY[-12:] not in rendered
+    assert not at.exception, at.exception
+    shown = rendered(at)
+    assert "sk-admin…Hj5" in shown or page not in ("health", "connections")
+    assert DUMMY_KEY not in shown
+    assert DUMMY_KEY[-12:] not in shown
 
 
 def test_overview_and_explore_on_postgresql(pg_url, monkeypatch):
@@ -158,38 +169,32 @@ def test_explore_hourly_by_model_from_a_shared_link(dashboard_db):
 def test_proxy_page_reads_latency_and_errors_from_proxy_events(dashboard_db):
     from datetime import timedelta
 
-    from sqlalchemy import Column, Integer, MetaData, Table
-
-    from collector.sqltypes import UTCDateTime
+    from collector.proxy.recorder import EVENT_KEYS, insert_events, new_event_id
     from dashboard import queries
     from tests.dashboard.conftest import NOW
 
-    meta = MetaData()
-    events = Table(
-        "proxy_events",
-        meta,
-        Column("id", Integer, primary_key=True),
-        Column("started_at", UTCDateTime()),
-        Column("latency_ms", Integer),
-        Column("status_code", Integer),
-    )
-    eng = queries.engine()
-    meta.create_all(eng)
-    with eng.begin() as conn:  # 100 calls in the last hour: latency 1..100 ms, 5 errors
-        conn.execute(
-            events.insert(),
-            [
-                {
-                    "started_at": NOW - timedelta(seconds=30 * (i + 1)),
-                    "latency_ms": i + 1,
-                    "status_code": 500 if i < 5 else 200,
-                }
-                for i in range(100)
-            ],
+    def event(ago: timedelta, latency: float, status: int = 200, error: str = "") -> dict:
+        e = dict.fromkeys(EVENT_KEYS, "")
+        e.update(
+            {k: 0 for k in EVENT_KEYS if k.endswith(("_tokens", "_ms")) or k in ("status", "token_id")},
+            stream=False,
+            partial=bool(error),
+            usage_known=True,
         )
-        conn.execute(
-            events.insert(), [{"started_at": NOW - timedelta(hours=2), "latency_ms": 9999, "status_code": 200}]
-        )
+        e.update(
+            id=new_event_id(), ts=(NOW - ago).timestamp(), provider="openai", upstream="openai", method="POST",
+            endpoint="chat/completions", model="gpt-4o", status=status, error=error, latency_ms=latency,
+            input_tokens=100, output_tokens=10, team="search", project="proj_search",
+        )  # fmt: skip
+        return e
+
+    # 100 calls in the last hour: latency 1..100 ms; 4 answered 500, one stream the upstream cut.
+    # A client that hung up is not an error; a call two hours ago is outside the window.
+    events = [event(timedelta(seconds=30 * (i + 1)), i + 1, 500 if i < 4 else 200) for i in range(100)]
+    events[4]["error"], events[4]["partial"] = "upstream_cut", True
+    events[5]["error"], events[5]["partial"] = "client_disconnected", True
+    events.append(event(timedelta(hours=2), 9999))
+    assert insert_events(queries.engine(), events) == 101
     at = app("viewer", "app_pages/proxy.py")
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -197,48 +202,30 @@ def test_proxy_page_reads_latency_and_errors_from_proxy_events(dashboard_db):
     assert metrics["Latency p95"] == "96 ms"
     assert metrics["Error rate"] == "5.0%"
     assert metrics["Requests/s (last hour)"] == "0.03"  # 100 / 3600
+    assert "No proxy traffic recorded in the last hour" not in texts(at)
 
 
-def test_sync_runs_show_times_and_masked_errors(dashboard_db):
-    from datetime import UTC, datetime
-
-    from sqlalchemy import Column, Integer, MetaData, String, Table
-
-    from collector.sqltypes import UTCDateTime
+def test_admin_creates_and_revokes_a_monitor_token(dashboard_db):
+    from collector.proxy.tokens import hash_token, load_active
     from dashboard import queries
-    from tests.dashboard.conftest import DUMMY_KEY
 
-    meta = MetaData()
-    runs = Table(
-        "sync_runs",
-        meta,
-        Column("id", Integer, primary_key=True),
-        Column("connection_id", Integer),
-        Column("started_at", UTCDateTime()),
-        Column("status", String(16)),
-        Column("error", String(255)),
-    )
-    eng = queries.engine()
-    meta.create_all(eng)
-    with eng.begin() as conn:
-        conn.execute(
-            runs.insert().values(
-                id=7,
-                connection_id=1,
-                started_at=datetime(2026, 11, 20, 14, 0, tzinfo=UTC),
-                status="failed",
-                error=f"401 for {DUMMY_KEY}",
-            )
-        )
-    at = app("admin", "app_pages/health.py")
-    table = next(df.value for df in at.dataframe if "connection_id" in df.value)
-    assert table.loc[0, "started_at"] == datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
-    assert table.loc[0, "error"] == "401 for sk-admi…"
+    at = app("admin", "app_pages/proxy.py")
+    next(t for t in at.text_input if t.label == "Team").set_value("search")
+    next(t for t in at.text_input if t.label == "Project").set_value("proj_search")
+    next(b for b in at.button if b.label == "Create token").click().run()
+    assert not at.exception, at.exception
+    token = at.code[0].value
+    assert token.startswith("mt_")
+    assert load_active(queries.engine())[hash_token(token)].team == "search"
+    at.run()  # shown once: gone on the next run, the table lists its hint only
+    assert token not in rendered(at)
+    listed = at.dataframe[-1].value
+    assert list(listed["team"]) == ["search"] and listed.loc[0, "hint"].endswith(token[-3:])
+    next(b for b in at.button if b.label == "Revoke").click().run()
+    assert load_active(queries.engine()) == {}
 
 
 def test_health_check_button_gives_the_status_commands_answer(dashboard_db):
-    from tests.dashboard.conftest import DUMMY_KEY
-
     at = app("admin", "app_pages/health.py")
     at.button(key="check_health").click().run()
     assert not at.exception, at.exception
