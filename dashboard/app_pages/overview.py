@@ -9,6 +9,7 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
+from collector.forecast import METHOD as FORECAST_METHOD
 from collector.query import Filters
 from dashboard import auth, charts, queries, ui
 
@@ -140,6 +141,7 @@ def _budgets(now: datetime) -> None:
             "forecast used": st.column_config.NumberColumn("forecast used", format="percent"),
         },
     )
+    st.caption(f"Budget forecasts (as on the Budgets page): {FORECAST_METHOD}.")
     over = frame[frame["forecast used"] > 1]
     if not over.empty:
         st.warning(

@@ -207,3 +207,18 @@ def quick_argon2(monkeypatch):
 def rendered(at: AppTest) -> str:
     """:func:`texts` plus every table's cells and every JSON block: all a page sends to the browser."""
     return "\n".join([texts(at), *(df.value.to_csv() for df in at.dataframe)])
+
+
+def proxy_event(ts: datetime, latency_ms: float, status: int = 200, error: str = "") -> dict:
+    """One event as the proxy's request path builds it (collector/proxy/recorder.py ``EVENT_KEYS``)."""
+    from collector.proxy.recorder import EVENT_KEYS, new_event_id
+
+    event: dict = dict.fromkeys(EVENT_KEYS, "")
+    event.update({k: 0 for k in EVENT_KEYS if k.endswith(("_tokens", "_ms")) or k == "token_id"})
+    event.update(
+        id=new_event_id(), ts=ts.timestamp(), provider="openai", upstream="openai", endpoint="chat/completions",
+        method="POST", model="gpt-4o", status=status, stream=False, partial=bool(error), usage_known=True,
+        error=error, input_tokens=100, output_tokens=10, latency_ms=latency_ms, team="search",
+        project="proj_search",
+    )  # fmt: skip
+    return event

@@ -169,24 +169,12 @@ def test_explore_hourly_by_model_from_a_shared_link(dashboard_db):
 def test_proxy_page_reads_latency_and_errors_from_proxy_events(dashboard_db):
     from datetime import timedelta
 
-    from collector.proxy.recorder import EVENT_KEYS, insert_events, new_event_id
+    from collector.proxy.recorder import insert_events
     from dashboard import queries
-    from tests.dashboard.conftest import NOW
+    from tests.dashboard.conftest import NOW, proxy_event
 
-    def event(ago: timedelta, latency: float, status: int = 200, error: str = "") -> dict:
-        e = dict.fromkeys(EVENT_KEYS, "")
-        e.update(
-            {k: 0 for k in EVENT_KEYS if k.endswith(("_tokens", "_ms")) or k in ("status", "token_id")},
-            stream=False,
-            partial=bool(error),
-            usage_known=True,
-        )
-        e.update(
-            id=new_event_id(), ts=(NOW - ago).timestamp(), provider="openai", upstream="openai", method="POST",
-            endpoint="chat/completions", model="gpt-4o", status=status, error=error, latency_ms=latency,
-            input_tokens=100, output_tokens=10, team="search", project="proj_search",
-        )  # fmt: skip
-        return e
+    def event(ago: timedelta, latency: float, status: int = 200) -> dict:
+        return proxy_event(NOW - ago, latency, status)
 
     # 100 calls in the last hour: latency 1..100 ms; 4 answered 500, one stream the upstream cut.
     # A client that hung up is not an error; a call two hours ago is outside the window.
