@@ -30,6 +30,9 @@ def render() -> None:
             st.caption(note)
 
     st.subheader("Connections")
+    flash = st.session_state.pop("health_flash", None)
+    if flash is not None:
+        (st.success if flash[0] else st.error)(flash[1])
     conns = queries.connections_frame()
     if conns.empty:
         st.info(
@@ -76,10 +79,8 @@ def _run(fn: Callable[[int], tuple[bool, str]], ident: int, what: str) -> None:
         except Exception as exc:  # noqa: BLE001  (shown masked; the page keeps working)
             ok, message = False, actions.safe_message(exc)
     queries.clear_caches()
-    if ok:
-        st.success(f"{what} finished: {message}")
-    else:
-        st.error(f"{what} failed: {message}")
+    st.session_state["health_flash"] = (ok, f"{what} {'finished' if ok else 'failed'}: {message}")
+    st.rerun()  # redraw the connection and sync-run tables with the outcome
 
 
 render()
