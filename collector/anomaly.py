@@ -31,7 +31,7 @@ from statistics import median
 
 from sqlalchemy.engine import Engine
 
-from collector.query import Filters, report
+from collector.query import Filters, report, scope_filters
 
 METHOD = "robust z-score (median/MAD) on a weekday-seasonal trailing baseline"
 ZERO = Decimal(0)
@@ -296,14 +296,4 @@ def drivers(engine: Engine, anomaly: Anomaly, params: Params | None = None, top:
 
 
 def _scope_filters(anomaly: Anomaly, since: datetime, until: datetime) -> Filters:
-    value = (anomaly.scope_value,)
-    match anomaly.scope:
-        case "provider":
-            return Filters(since, until, providers=value)
-        case "account":
-            return Filters(since, until, accounts=value)
-        case "project":
-            return Filters(since, until, projects=value)
-        case "team":
-            return Filters(since, until, teams=value)
-    return Filters(since, until)
+    return scope_filters(anomaly.scope, anomaly.scope_value, since, until)

@@ -32,7 +32,7 @@ from collector.anomaly import Anomaly, Params, find_anomalies
 from collector.budget_tables import ALERT_EVENTS, BUDGETS
 from collector.forecast import Forecast, forecast_period, month_bounds
 from collector.fx import FxError, RateBook
-from collector.query import Filters, report
+from collector.query import Filters, report, scope_filters
 from collector.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -239,17 +239,7 @@ def list_budgets(engine: Engine, *, active_only: bool = False) -> list[Budget]:
 
 
 def _scope_filters(budget: Budget, since: datetime, until: datetime) -> Filters:
-    value = (budget.scope_value,)
-    match budget.scope:
-        case "provider":
-            return Filters(since, until, providers=value)
-        case "account":
-            return Filters(since, until, accounts=value)
-        case "project":
-            return Filters(since, until, projects=value)
-        case "api_key":
-            return Filters(since, until, api_keys=value)
-    return Filters(since, until)
+    return scope_filters(budget.scope, budget.scope_value, since, until)
 
 
 def daily_spend_in(

@@ -302,6 +302,23 @@ class DailySpend(NamedTuple):
 # -- validation -----------------------------------------------------------------------------------
 
 
+#: A budget's or an anomaly's scope -> the :class:`Filters` field that narrows to it.
+SCOPE_FILTERS = {
+    "provider": "providers",
+    "account": "accounts",
+    "project": "projects",
+    "api_key": "api_keys",
+    "team": "teams",
+    "model": "models",
+}
+
+
+def scope_filters(scope: str, value: str, since: datetime, until: datetime) -> Filters:
+    """Filters for one scope value (``all`` or an unknown scope: no narrowing)."""
+    field = SCOPE_FILTERS.get(scope)
+    return Filters(since, until, **({field: (value,)} if field else {}))
+
+
 def parse_by(text: str | Sequence[str] | None) -> tuple[tuple[str, ...], str | None]:
     """Split ``--by provider,model,day`` into dimensions and at most one grain.
 
