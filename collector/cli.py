@@ -122,8 +122,10 @@ def demo(
     engine = open_database(settings, url=url)
     result = generate_demo(engine, GeneratorConfig(days=days, rows_per_hour=rows_per_hour))
     typer.echo(f"DEMO DATA: wrote {result.records:,} synthetic usage rows to {path} (not real spend)")
+    demo_settings = settings.model_copy(update={"database_url": url, "demo": True})
+    for hook in RUN_HOOKS:  # e.g. the demo database's own first admin, so the newcomer can sign in
+        hook(demo_settings)
     if serve:
-        demo_settings = settings.model_copy(update={"database_url": url, "demo": True})
         _serve(
             demo_settings,
             with_scheduler=False,

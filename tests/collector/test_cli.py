@@ -49,6 +49,11 @@ def test_demo_writes_labelled_rows_to_a_separate_database(tmp_path, monkeypatch)
         account = conn.execute(select(USAGE.c.account).limit(1)).scalar_one()
     assert rows > 50 and accounts == 1 and account == "demo"
     assert not (tmp_path / "usage.db").exists()  # the real database is untouched
+    # the demo database has its own admin, whose generated password was printed once
+    assert "user:     admin" in result.output and "password: " in result.output
+    from collector.users import list_users
+
+    assert [u.name for u in list_users(demo)] == ["admin"]
 
 
 def _free_port() -> int:
