@@ -113,15 +113,18 @@ def test_sqlite_unwritable_during_1000_requests(fake, tmp_path, caplog):
     engine = make_engine(url, poolclass=NullPool)
     upgrade(engine)
     side = start_sidecar(proxy_settings(fake[1].url), engine)
-    paths = [folder, *folder.iterdir()]
 
     def chattr(flag: str) -> None:
-        subprocess.run(["chattr", flag, *map(str, paths)], check=True)
+        # The folder first: once it is immutable no -wal/-shm file can appear or vanish (SQLite
+        # deletes them when its last connection closes), so the file list below is stable.
+        subprocess.run(["chattr", flag, str(folder)], check=True)
+        subprocess.run(["chattr", flag, *map(str, folder.iterdir())], check=True)
 
     try:
         check_outage_and_recovery(side, engine, lambda: chattr("+i"), lambda: chattr("-i"), caplog)
     finally:
-        subprocess.run(["chattr", "-i", *map(str, paths)], check=False)
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+        subprocess.run(["chattr", "-i", *map(str, folder.iterdir())], check=False)
         side.server.stop()
 
 
