@@ -53,6 +53,7 @@ from sqlalchemy.engine import Engine
 from collector.dates import DateError, parse_tz
 from collector.imports import ACCOUNT_SEPARATOR, IMPORT_FILES, IMPORTED
 from collector.proxy.models import PROXY_EVENTS
+from collector.schema import SOURCES, TOKEN_FIELDS
 from collector.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
 from collector.store import USAGE, USAGE_DAILY
 from collector.sync_tables import Connection, SyncRun, SyncState
@@ -86,7 +87,6 @@ DIMENSION_COLUMNS: dict[str, str] = {
 }
 GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
 BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
-SOURCES: tuple[str, ...] = ("api", "csv", "proxy")
 #: Sources whose billed rows can cover a (provider, account, day) (design rule 5).
 BILLING_SOURCES: tuple[str, ...] = ("api", "csv")
 #: Provider names accepted by ``--provider`` even before any of their rows exist.
@@ -103,15 +103,8 @@ KNOWN_PROVIDERS: tuple[str, ...] = (
     "openrouter",
     "xai",
 )
-TOKEN_MEASURES: tuple[str, ...] = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-)
+#: Token and request counts, in the schema's order (design rule 4).
+TOKEN_MEASURES: tuple[str, ...] = TOKEN_FIELDS
 OTHER_LABEL = "(other)"
 DAY = timedelta(days=1)
 
