@@ -1,10 +1,10 @@
 """What the admin and import pages *do*: thin calls into the features that own the data.
 
-Connections and syncs (:mod:`collector.connections`, :mod:`collector.sync`), CSV import
+Connections and syncs (:mod:`collector.sync.connections`, :mod:`collector.sync.engine`), CSV import
 (:mod:`importers.service`) and proxy monitor tokens (:mod:`collector.proxy.tokens`) are called
 with the dashboard's engine, the product settings and the key vault, exactly as the
 ``llm-usage`` commands call them. Each function returns one line for the page to show; every
-line and every error passes through :func:`collector.http.redact`, so a provider message that
+line and every error passes through :func:`collector.core.http.redact`, so a provider message that
 quotes a key never reaches the browser.
 """
 
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import io
 
-from collector import connections
-from collector.http import redact
+from collector.app import HOOKS
+from collector.core.http import redact
+from collector.core.settings import get_settings
 from collector.proxy import tokens
-from collector.settings import get_settings
-from collector.sync import sync_connection
-from collector.vault import Vault, load_vault
+from collector.sync import connections
+from collector.sync.engine import sync_connection
+from collector.sync.vault import Vault, load_vault
 from dashboard import queries
 from importers.service import ImportResult, import_file
 
@@ -58,7 +59,7 @@ def test_connection(connection_id: int) -> tuple[bool, str]:
 
 def sync_now(connection_id: int) -> tuple[bool, str]:
     """Run one sync of a connection now (as ``llm-usage connections sync ID``): ``(ok, message)``."""
-    summary = sync_connection(queries.engine(), get_settings(), connection_id, vault=_vault())
+    summary = sync_connection(queries.engine(), get_settings(), connection_id, vault=_vault(), hooks=HOOKS)
     if summary.skipped:
         return False, f"connection {connection_id}: skipped ({summary.skipped})"
     failed = [f"{e.endpoint}: {e.error or e.status}" for e in summary.endpoints if e.status != "ok"]
@@ -96,6 +97,7 @@ def import_upload(data: bytes, name: str, *, dry_run: bool, who: str) -> ImportR
         settings=get_settings(),
         who=who,
         name=name,
+        hooks=HOOKS,
     )
 
 

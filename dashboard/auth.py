@@ -3,7 +3,7 @@
 Streamlit keeps ``st.session_state`` on the server, so the signed-in name stored there cannot be
 forged by the browser; it is still looked up in the ``users`` table on every run, so removing
 an account or changing its role takes effect at the user's next click. Passwords are checked by
-:func:`collector.users.authenticate` (argon2id, per-user slow-down) and never kept in the
+:func:`collector.auth.users.authenticate` (argon2id, per-user slow-down) and never kept in the
 session.
 
 OpenID Connect is optional: when ``.streamlit/secrets.toml`` has an ``[auth]`` section
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from collector.users import Account, authenticate, get_user, record_sso_sign_in, role_allows
+from collector.auth.users import Account, authenticate, get_user, record_sso_sign_in, role_allows
 from dashboard import queries
 
 SESSION_KEY = "auth_user"

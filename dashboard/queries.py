@@ -1,4 +1,4 @@
-"""What the dashboard reads: a thin ``st.cache_data`` layer over :mod:`collector.query`.
+"""What the dashboard reads: a thin ``st.cache_data`` layer over :mod:`collector.query.report`.
 
 The usage numbers come from :func:`collector.query.report` and friends, the same functions the
 ``llm-usage report`` command prints, so the dashboard and the CLI give the same answer (issue 9);
@@ -29,15 +29,17 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-from collector import budgets, query, query_extra
-from collector.http import redact
-from collector.imports import IMPORT_FILES
-from collector.migrate import current_revision, open_database
+from collector.core.http import redact
+from collector.core.settings import get_settings
+from collector.core.store import USAGE_DAILY
+from collector.db.migrate import current_revision, open_database
+from collector.finance import budgets
 from collector.proxy.tokens import list_tokens
-from collector.query import Filters
-from collector.settings import get_settings
-from collector.store import USAGE_DAILY
-from collector.sync_tables import Connection, SyncRun
+from collector.query import health, traffic
+from collector.query import report as query
+from collector.query.report import Filters
+from collector.sync.tables import Connection, SyncRun
+from importers.log import IMPORT_FILES
 
 TTL = "5m"
 CONNECTIONS: Table = Connection.__table__  # type: ignore[attr-defined]
@@ -88,11 +90,6 @@ def clear_caches() -> None:
 
 
 # -- time -----------------------------------------------------------------------------------------
-
-
-def floor_day(ts: datetime) -> datetime:
-    """UTC midnight at or before ``ts``."""
-    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @_cached
@@ -240,13 +237,13 @@ FILTER_FIELDS: dict[str, str] = {
 @_cached
 def dimension_values(url: str, since: datetime, until: datetime) -> dict[str, list[str]]:
     """The values each filterable dimension takes in the window (one cheap grouped read)."""
-    return query_extra.dimension_values(_engine(url), since, until)
+    return query.dimension_values(_engine(url), since, until)
 
 
 @_cached
 def has_source(url: str, source: str, since: datetime, until: datetime) -> bool:
     """True when ``source`` has any usage in the window."""
-    return query_extra.has_source(_engine(url), source, since, until)
+    return query.has_source(_engine(url), source, since, until)
 
 
 def prefetch(*calls: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:
@@ -283,7 +280,7 @@ FRESHNESS_WINDOW = timedelta(days=35)
 @_cached
 def freshness_frame(url: str, since: datetime) -> pd.DataFrame:
     """Newest data per source, provider account and kind with data on or after ``since``."""
-    rows = query_extra.freshness_since(_engine(url), since)
+    rows = health.freshness(_engine(url), since)
     cols = ["source", "provider", "account", "kind", "newest_bucket_end", "last_ingested"]
     return pd.DataFrame([{c: getattr(f, c) for c in cols} for f in rows], columns=cols)
 
@@ -451,9 +448,9 @@ def monitor_tokens_frame(url: str) -> pd.DataFrame:
 
 
 @_cached
-def proxy_stats(url: str, since: datetime, until: datetime) -> query_extra.ProxyStats:
+def proxy_stats(url: str, since: datetime, until: datetime) -> traffic.ProxyStats:
     """Requests/s, latency p50/p95 and error rate of the proxy's raw events in the window."""
-    return query_extra.proxy_stats(_engine(url), since, until)
+    return traffic.proxy_stats(_engine(url), since, until)
 
 
 @dataclass
@@ -487,13 +484,13 @@ def database_info(url: str) -> DatabaseInfo:
 @_cached
 def status_problems(url: str) -> tuple[list[str], list[str]]:
     """``llm-usage status --check``'s problems and notes (the same function; counts every row)."""
-    result = query.status(_engine(url), get_settings())
+    result = health.status(_engine(url), get_settings())
     return [redact(p) for p in result.problems], list(result.notes)
 
 
 @_cached
 def budget_frame(url: str, now: datetime) -> pd.DataFrame:
-    """Every active budget's spend, share and month-end forecast at ``now`` (:func:`collector.budgets.statuses`)."""
+    """Every active budget's spend, share and month-end forecast at ``now`` (``budgets.statuses``)."""
     cols = ["budget", "scope", "period", "spent", "amount", "used", "forecast", "forecast used", "currency"]
     rows = [
         {

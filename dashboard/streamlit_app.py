@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from collector.settings import get_settings
-from collector.users import role_allows
+from collector.auth.users import role_allows
+from collector.core.settings import get_settings
 from dashboard import auth
 
 #: (section, file, title, icon, url path, minimum role)

@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
-from collector.query import Filters
+from collector.core.windows import floor_day
+from collector.query.report import Filters
 from dashboard import queries
 
 DAY = timedelta(days=1)
@@ -24,7 +25,7 @@ def window_picker(
 
     With ``bind`` the range lives in the URL (``?days=...``), so the view can be shared.
     """
-    end = queries.floor_day(queries.as_of()).date()
+    end = floor_day(queries.as_of()).date()
     picked = st.date_input(
         "Days (UTC)",
         value=(end - timedelta(days=default_days - 1), end),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import ClassVar
 
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
     END_RULE,

@@ -17,7 +17,7 @@ import re
 from decimal import Decimal
 from typing import ClassVar
 
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
     NO_TOKENS,

@@ -2,7 +2,7 @@
 
 An importer is a provider whose transport is a file. It declares the columns it reads (each
 with the header spellings the exports are documented to use), says whether a header is its
-format, and turns one CSV row into one :class:`~collector.schema.UsageRecord`. Everything else
+format, and turns one CSV row into one :class:`~collector.core.schema.UsageRecord`. Everything else
 lives here, once:
 
 * :class:`CsvFile` opens bytes as CSV whatever Excel or a cloud console did to them: gzip,
@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import IO, ClassVar, cast
 
-from collector.schema import InvariantError, UsageRecord
+from collector.core.schema import InvariantError, UsageRecord
 
 #: Errors collected per file before the import stops reading (issue 4).
 MAX_ISSUES = 50

@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import Columns, ImportContext, Importer, RowError, RowMapper, hour_or_span
 

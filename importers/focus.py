@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
     END_RULE,

@@ -15,7 +15,7 @@ import json
 from decimal import Decimal
 from typing import ClassVar
 
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
     END_RULE,

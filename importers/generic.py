@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import Columns, ImportContext, Importer, RowError, RowMapper, day_bucket, slug
 

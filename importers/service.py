@@ -2,7 +2,7 @@
 
 :func:`import_file` takes a path or a binary file object, detects the format from the header
 (or is told), validates every row, and writes the file in **one transaction**: the usage rows
-(through :func:`collector.store.upsert`, the only writer) and its ``import_files`` row commit
+(through :func:`collector.core.store.upsert`, the only writer) and its ``import_files`` row commit
 together or not at all (issue 4). It stops reading after 50 problems and reports each with
 file, line, column, value and rule.
 
@@ -30,13 +30,14 @@ from typing import IO, Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from collector.imports import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
-from collector.pricing import apply_estimate
-from collector.schema import RECORD_FIELDS, UsageRecord
-from collector.settings import Settings, get_settings
-from collector.store import USAGE, upsert
+from collector.core.ingest import NO_HOOKS, Hooks
+from collector.core.pricing import apply_estimate
+from collector.core.schema import RECORD_FIELDS, UsageRecord
+from collector.core.settings import Settings, get_settings
+from collector.core.store import USAGE, upsert
 from importers import detect, get_importer
 from importers.base import BATCH_ROWS, CsvFile, FileFormatError, ImportContext, Importer, ImportIssue, RowError
+from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
 
 #: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
 DUPLICATE = "duplicate"
@@ -293,6 +294,7 @@ def import_file(
     keep_all: bool | None = None,
     name: str | None = None,
     force: bool = False,
+    hooks: Hooks = NO_HOOKS,
 ) -> ImportResult:
     """Import one billing export, whole or not at all.
 
@@ -302,25 +304,24 @@ def import_file(
         dry_run: validate and total everything, write nothing (the database is not opened).
         account: label stored as every record's ``account`` instead of the file's billing account.
         engine: the database; by default the configured one (migrated on open).
-        settings: defaults to :func:`collector.settings.get_settings`.
+        settings: defaults to :func:`collector.core.settings.get_settings`.
         who: recorded as ``imported_by``; defaults to the OS user.
         keep_all: keep every service, not only AI ones (default from settings).
         name: display name overriding the path's or file object's.
         force: import even if the same bytes were imported before (e.g. with other options);
             rows are upserted by natural key, so nothing is counted twice.
+        hooks: what the application runs after the rows were stored (budget evaluation).
 
     Returns:
         The result: status ``imported``, ``duplicate``, ``dry_run`` or ``failed`` (then ``issues``
-        names file, line, column, value and rule of up to 50 problems). After an import, budgets
-        are evaluated (:func:`collector.budgets.after_ingest`); a failing evaluation is logged
-        and does not fail the import.
+        names file, line, column, value and rule of up to 50 problems).
     """
     settings = settings or get_settings()
     with _open_source(source, name) as (fp, display):
         sha, size = _digest(fp)
         result = ImportResult(file=display, sha256=sha, size=size)
         if not dry_run and engine is None:
-            from collector.migrate import open_database
+            from collector.db.migrate import open_database
 
             engine = open_database(settings)
         if engine is not None and not force and (previous := _previous_import(engine, sha)) is not None:
@@ -356,10 +357,7 @@ def import_file(
         assert engine is not None
         result = _write(engine, run, result, ctx, csv_file, account, who)
     if result.status == IMPORTED:
-        # Budgets and anomalies see the new rows at once (issue 7); never raises.
-        from collector.budgets import after_ingest
-
-        after_ingest(engine, settings)
+        hooks.ingested(engine, settings)
     return result
 
 
@@ -428,7 +426,7 @@ def _accounts(result: ImportResult, account: str | None) -> str:
     """``import_files.account``: the ``--account`` label, else the billing accounts of the rows.
 
     ``llm-usage status`` lists the newest imported period per importer and account from it
-    (:data:`collector.imports.ACCOUNT_SEPARATOR` separates several accounts of one file).
+    (:data:`importers.log.ACCOUNT_SEPARATOR` separates several accounts of one file).
     """
     if account:
         return account[:255]

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from collector.http import send
-from collector.settings import Settings
+from collector.core.http import send
+from collector.core.settings import Settings
 from providers.base import ProviderError
 
 
@@ -33,8 +33,8 @@ def iter_cursor_pages(
     Raises:
         ProviderError: a cursor came back that was already used, or ``has_more`` is true with
             no cursor (either would lose or repeat data silently).
-        collector.http.FatalAPIError: a client error (401/403/400 ...), at once.
-        collector.http.RetriableAPIError: a transient error outlived the retry policy.
+        collector.core.http.FatalAPIError: a client error (401/403/400 ...), at once.
+        collector.core.http.RetriableAPIError: a transient error outlived the retry policy.
     """
     seen: set[str] = set()
     cursor: str | None = None

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector import __version__
-from collector.http import send
-from collector.pricing import apply_estimate
-from collector.schema import UsageRecord
-from collector.windows import DAY, HOUR, Window
+from collector.core.http import send
+from collector.core.pricing import apply_estimate
+from collector.core.schema import UsageRecord
+from collector.core.windows import DAY, HOUR, Window
 from providers._pagination import iter_cursor_pages
 from providers.base import (
     SOURCE,

@@ -3,7 +3,7 @@
 A provider module declares its admin-key rules, its endpoints (path, bucket width, page size,
 which lookback applies, parser) and how to walk one endpoint's pages for a window. Parsers are
 pure functions of a payload: no HTTP, no clock, no database. The sync engine
-(:mod:`collector.sync`) owns windows, state and storage; providers own only the wire format.
+(:mod:`collector.sync.engine`) owns windows, state and storage; providers own only the wire format.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from collector.http import make_client
-from collector.schema import UsageRecord
-from collector.settings import Settings
-from collector.windows import Window
+from collector.core.http import make_client
+from collector.core.schema import UsageRecord
+from collector.core.settings import Settings
+from collector.core.windows import Window
 
 SOURCE = "api"
 #: Encoders for ``details``, built once (``json.dumps`` with options builds one per call); the one
@@ -130,7 +130,7 @@ class Provider(ABC):
         base_url: str = "",
         transport: httpx.BaseTransport | None = None,
     ) -> Provider:
-        """A provider instance with its own client from :func:`collector.http.make_client`."""
+        """A provider instance with its own client from :func:`collector.core.http.make_client`."""
         url = base_url or str(getattr(settings, cls.base_url_setting))
         client = make_client(
             settings, base_url=url.rstrip("/") + "/", headers=cls.auth_headers(key), transport=transport
@@ -159,7 +159,7 @@ class Provider(ABC):
         """One cheap authenticated call; returns the account id the API reveals, or ``''``.
 
         Raises:
-            collector.http.FatalAPIError: the key was refused (401/403) or the call is invalid.
+            collector.core.http.FatalAPIError: the key was refused (401/403) or the call is invalid.
         """
 
     @abstractmethod

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from collector.migrate import open_database
-from collector.settings import get_settings
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
 
 PG_ENV = "LLM_USAGE_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", "postgresql"]

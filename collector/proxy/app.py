@@ -37,16 +37,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collector.http import NODELAY, make_async_client
-from collector.migrate import upgrade
+from collector.core.http import NODELAY, make_async_client
+from collector.core.settings import Settings, get_settings
+from collector.db.engine import make_engine
+from collector.db.migrate import upgrade
 from collector.proxy.forward import Forwarder, Upstream
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from collector.proxy.recorder import Recorder, Spool
 from collector.proxy.rollup import purge, rollup
 from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
 from collector.proxy.transport import FastTransport
-from collector.settings import Settings, get_settings
-from collector.store import make_engine
 
 log = logging.getLogger(__name__)
 

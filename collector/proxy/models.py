@@ -18,7 +18,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, false
 from sqlmodel import Field, SQLModel
 
-from collector.sqltypes import MONEY_SCALE, ScaledDecimal, UTCDateTime
+from collector.core.sqltypes import MONEY_SCALE, ScaledDecimal, UTCDateTime
 
 
 def _str(length: int = 255) -> Field:  # type: ignore[valid-type]

@@ -43,9 +43,9 @@ from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 
-from collector.pricing import PRICE_VERSION, PROVIDER_IDS, estimate_request_cost, estimate_tokens_cost
+from collector.core.pricing import PRICE_VERSION, PROVIDER_IDS, estimate_request_cost, estimate_tokens_cost
+from collector.core.sqltypes import MONEY_SCALE
 from collector.proxy.models import PROXY_EVENTS
-from collector.sqltypes import MONEY_SCALE
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def price_event(event: Event) -> tuple[Any, str, str]:
 
     A model missing from the price table, or a call whose usage is unknown, is ``unpriced``
     with no cost (never $0). Models without tiers are priced from the cached unit prices
-    (:func:`collector.pricing.estimate_tokens_cost`, a few microseconds); tiered ones through
-    :func:`collector.pricing.estimate_request_cost` (``genai-prices``' calculator, ~100 µs),
+    (:func:`collector.core.pricing.estimate_tokens_cost`, a few microseconds); tiered ones through
+    :func:`collector.core.pricing.estimate_request_cost` (``genai-prices``' calculator, ~100 µs),
     since one request may cross a tier threshold.
     """
     if not event.get("usage_known") or not event.get("model"):
@@ -154,7 +154,7 @@ class _Inserter:
         self.sqlite = dialect.name == "sqlite"
 
     def params(self, events: list[Event], now: datetime) -> list[Any]:
-        """Driver parameters, converted here as :mod:`collector.sqltypes` would.
+        """Driver parameters, converted here as :mod:`collector.core.sqltypes` would.
 
         Epoch seconds and scaled integers on SQLite, aware datetimes and decimals on PostgreSQL,
         without the per-value call overhead of the type decorators.

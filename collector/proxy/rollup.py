@@ -26,10 +26,11 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from collector.pricing import CURRENCY, PRICE_VERSION
+from collector.core.pricing import CURRENCY, PRICE_VERSION
+from collector.core.schema import UsageRecord
+from collector.core.settings import Settings
+from collector.core.store import USAGE, upsert
 from collector.proxy.models import PROXY_EVENTS
-from collector.schema import UsageRecord
-from collector.store import USAGE, upsert
 
 HOUR = timedelta(hours=1)
 _E = PROXY_EVENTS.c
@@ -174,3 +175,13 @@ def purge(engine: Engine, retention_days: int, *, now: datetime | None = None) -
     with engine.begin() as conn:
         result = conn.execute(delete(PROXY_EVENTS).where(_E.ts < cutoff, _E.rolled_up.is_(True)))
     return max(result.rowcount or 0, 0)
+
+
+def install_rollup(scheduler: Any, engine: Engine, settings: Settings) -> None:
+    """Hourly proxy rollup and retention purge in ``llm-usage run`` (a no-op without proxy events)."""
+
+    def job() -> None:
+        rollup(engine)
+        purge(engine, settings.proxy_retention_days)
+
+    scheduler.add_job(job, "interval", hours=1, id="proxy:rollup", replace_existing=True)

@@ -29,8 +29,8 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from collector.core.settings import Settings
 from collector.proxy.models import MONITOR_TOKENS
-from collector.settings import Settings
 
 TOKEN_PREFIX = "mt_"  # noqa: S105  (a prefix, not a secret)
 FINGERPRINT_PREFIX = "fp_"

@@ -16,14 +16,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from collector import alerts, budgets, chargeback, fx
-from collector.anomaly import METHOD as ANOMALY_METHOD
-from collector.anomaly import SCOPE_DIMENSIONS, find_anomalies
-from collector.export import export
-from collector.forecast import METHOD as FORECAST_METHOD
-from collector.query import Filters, report
-from collector.settings import get_settings
-from collector.users import role_allows
+from collector.auth.users import role_allows
+from collector.core.settings import get_settings
+from collector.core.windows import floor_day
+from collector.finance import alerts, budgets, chargeback, fx
+from collector.finance.anomaly import METHOD as ANOMALY_METHOD
+from collector.finance.anomaly import SCOPE_DIMENSIONS, find_anomalies
+from collector.finance.export import export
+from collector.finance.forecast import METHOD as FORECAST_METHOD
+from collector.query.report import Filters, report
 from dashboard import auth, queries
 
 DAY = timedelta(days=1)
@@ -63,8 +64,8 @@ def _month_options(today: date, count: int = 12) -> list[date]:
 def _forecast_table(now: datetime) -> None:
     """Month-end forecast of all spend and of each provider with spend this month (USD)."""
     engine = queries.engine()
-    month_start = queries.floor_day(now).replace(day=1)
-    result = report(engine, Filters(month_start, queries.floor_day(now) + DAY), by=("provider",))
+    month_start = floor_day(now).replace(day=1)
+    result = report(engine, Filters(month_start, floor_day(now) + DAY), by=("provider",))
     providers = sorted({r.dims["provider"] for r in result.rows if r.cost is not None and r.currency == "USD"})
     rows = []
     for scope, value in [("all", ""), *(("provider", p) for p in providers)]:
@@ -195,7 +196,7 @@ def _anomaly_tab(now: datetime) -> None:
     settings = get_settings()
     scopes = [s.strip() for s in settings.anomaly_scopes.split(",") if s.strip() in SCOPE_DIMENSIONS]
     asked = st.query_params.get("day")
-    until = datetime.fromisoformat(asked).replace(tzinfo=UTC) + DAY if asked else queries.floor_day(now)
+    until = datetime.fromisoformat(asked).replace(tzinfo=UTC) + DAY if asked else floor_day(now)
     since = until - DAY * 30
     found = find_anomalies(
         queries.engine(), since=since, until=until, scopes=scopes, params=budgets.anomaly_params(settings)

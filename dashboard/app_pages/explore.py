@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from collector.query import DIMENSIONS, SOURCES, Filters
+from collector.query.report import DIMENSIONS, SOURCES, Filters
 from dashboard import auth, charts, queries, ui
 
 #: Hourly reads the raw ``usage`` table: keep its window short enough to stay fast.

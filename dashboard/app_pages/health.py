@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from collector.core.windows import floor_day
 from dashboard import actions, auth, charts, queries
 
 
@@ -64,7 +65,7 @@ def render() -> None:
         st.dataframe(files, hide_index=True, width="stretch")
 
     st.subheader("Freshness per source")
-    since = queries.floor_day(queries.as_of()) - queries.FRESHNESS_WINDOW
+    since = floor_day(queries.as_of()) - queries.FRESHNESS_WINDOW
     fresh = queries.freshness_frame(since)
     if fresh.empty:
         st.caption(f"No source has delivered data since {since:%Y-%m-%d}.")

@@ -9,8 +9,9 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
-from collector.forecast import METHOD as FORECAST_METHOD
-from collector.query import Filters
+from collector.core.windows import floor_day
+from collector.finance.forecast import METHOD as FORECAST_METHOD
+from collector.query.report import Filters
 from dashboard import auth, charts, queries, ui
 
 DAY = timedelta(days=1)
@@ -33,7 +34,7 @@ def render() -> None:
     auth.require("viewer")
     st.title("Overview")
     now = queries.as_of()
-    today = queries.floor_day(now)
+    today = floor_day(now)
     tomorrow = today + DAY
     month_start = today.replace(day=1)
     prev_start = (month_start - DAY).replace(day=1)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import streamlit as st
 
-from collector.query import Filters
-from collector.users import role_allows
+from collector.auth.users import role_allows
+from collector.query.report import Filters
 from dashboard import actions, auth, charts, queries, ui
 
 HOUR = timedelta(hours=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from collector.query import Filters
+from collector.query.report import Filters
 from dashboard import auth, charts, queries, ui
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from collector.users import (
+from collector.auth.users import (
     ROLES,
     UserError,
     add_user,

@@ -22,9 +22,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.migrate import open_database
-from collector.settings import get_settings
-from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
+from collector.demo.synthetic import GeneratorConfig, generate, rows_per_hour_for
 
 TOTAL_ROWS = 10_000_000
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -58,7 +58,7 @@ def ensure_db(path: Path = DB) -> Path:
     started = time.perf_counter()
     engine = open_database(url=f"sqlite:///{path}")
     cfg = GeneratorConfig(days=365, rows_per_hour=rows_per_hour_for(TOTAL_ROWS), end=END)
-    from collector.store import upsert_records
+    from collector.core.store import upsert_records
 
     result = upsert_records(engine, generate(cfg, limit=TOTAL_ROWS))
     _admin(engine)
@@ -68,7 +68,7 @@ def ensure_db(path: Path = DB) -> Path:
 
 
 def _admin(engine) -> None:  # type: ignore[no-untyped-def]
-    from collector.users import add_user, get_user
+    from collector.auth.users import add_user, get_user
 
     if get_user(engine, ADMIN) is None:
         add_user(engine, ADMIN, "admin", "bench password 1234")

@@ -1,10 +1,10 @@
 """Forecast, anomaly and export figures on generator data, each beside a same-run baseline.
 
 * Forecast back-test over 12 generated months: MAPE of the period-end projection made after 10
-  and after 20 days, for :mod:`collector.forecast` and for the naive run rate (month-to-date
+  and after 20 days, for :mod:`collector.finance.forecast` and for the naive run rate (month-to-date
   mean x days in the month), the usual spreadsheet method.
 * Anomaly detection with 20 injected spikes: recall and false alarms per 30 days per scope, for
-  :mod:`collector.anomaly` and for a mean + 3 standard deviations rule on the same trailing window
+  :mod:`collector.finance.anomaly` and for a mean + 3 standard deviations rule on the same trailing window
   without seasonality.
 * FOCUS export throughput (rows/s) beside the plain usage-row CSV export of the same window.
 """
@@ -20,12 +20,12 @@ from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from collector.anomaly import Params, detect
-from collector.export import write_focus_csv, write_usage_csv
-from collector.forecast import backtest, month_bounds
-from collector.migrate import open_database
-from collector.store import upsert_records
-from collector.synthetic import GeneratorConfig, generate
+from collector.core.store import upsert_records
+from collector.db.migrate import open_database
+from collector.demo.synthetic import GeneratorConfig, generate
+from collector.finance.anomaly import Params, detect
+from collector.finance.export import write_focus_csv, write_usage_csv
+from collector.finance.forecast import backtest, month_bounds
 
 DAY = timedelta(days=1)
 

@@ -5,7 +5,7 @@ table (no parsing, no validation, no keys: the floor for "read a CSV into SQLite
 target is within 3x of that baseline and a peak RSS under 300 MB.
 
 Each import runs in a fresh child process on a fresh SQLite file, so its peak RSS (from
-``os.wait4``) is its own. The file is generated from :mod:`collector.synthetic` (seeded, so every
+``os.wait4``) is its own. The file is generated from :mod:`collector.demo.synthetic` (seeded, so every
 run imports the same bytes) into the system temp directory (``llm-usage-bench/``, never the
 checkout) and reused by later runs; the databases live in a temporary directory deleted
 afterwards. Set ``BENCH_IMPORT_ROWS`` for a smaller run. If the ``sqlite3`` shell is missing it is installed
@@ -89,7 +89,7 @@ def generate(path: Path, rows: int) -> None:
     Synthetic records are costly to make, so one record fans out to 20 distinct rows (its cost
     and tokens split across regions); every row still has its own natural key.
     """
-    from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
+    from collector.demo.synthetic import GeneratorConfig, generate, rows_per_hour_for
 
     per_record = 2 * len(REGIONS)
     base = -(-rows // per_record)
@@ -176,7 +176,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float]:
 
 def child(path: str, db: str) -> None:
     """Import ``path`` into the SQLite file ``db`` (runs in the measured child process)."""
-    from collector.migrate import open_database
+    from collector.db.migrate import open_database
     from importers.service import import_file
 
     engine = open_database(url=f"sqlite:///{db}")

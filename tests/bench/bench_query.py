@@ -21,10 +21,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.migrate import open_database
-from collector.query import Filters, report
-from collector.store import upsert_records
-from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
+from collector.core.store import upsert_records
+from collector.db.migrate import open_database
+from collector.demo.synthetic import GeneratorConfig, generate, rows_per_hour_for
+from collector.query.report import Filters, report
 
 TOTAL_ROWS = 1_000_000
 RUNS = 11

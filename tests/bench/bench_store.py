@@ -25,10 +25,10 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from collector.migrate import open_database
-from collector.schema import UsageRecord
-from collector.store import _writer, upsert
-from collector.synthetic import GeneratorConfig, generate, rows_per_hour_for
+from collector.core.schema import UsageRecord
+from collector.core.store import _writer, upsert
+from collector.db.migrate import open_database
+from collector.demo.synthetic import GeneratorConfig, generate, rows_per_hour_for
 
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 BATCH = 5000

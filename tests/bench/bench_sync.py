@@ -5,7 +5,7 @@ Two passes over the same windows and pages, in the same run:
 
 * **baseline** — fetch every page through the product's HTTP client and pager (JSON decoded
   with exact decimals), then discard it;
-* **sync** — :func:`collector.sync.sync_connection`: fetch, parse into ``UsageRecord``s with
+* **sync** — :func:`collector.sync.engine.sync_connection`: fetch, parse into ``UsageRecord``s with
   estimates, upsert into a fresh SQLite file with the high-water mark per page.
 
 The difference is what parsing and storing add (target: at most +50 % over fetch-only).
@@ -24,12 +24,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.connections import add_connection
-from collector.migrate import open_database
-from collector.settings import Settings
-from collector.sync import sync_connection
-from collector.vault import load_vault, new_secret
-from collector.windows import floor, plan
+from collector.core.settings import Settings
+from collector.core.windows import floor
+from collector.db.migrate import open_database
+from collector.sync.connections import add_connection
+from collector.sync.engine import plan, sync_connection
+from collector.sync.vault import load_vault, new_secret
 from providers import get_provider
 
 DAYS = 90

@@ -7,8 +7,8 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from collector.settings import Settings
-from collector.vault import new_secret
+from collector.core.settings import Settings
+from collector.sync.vault import new_secret
 
 OPENAI_KEY = "sk-admin-test-Zq7Qx9WmK2rT5vB8nL3p"  # dummy, < 40 chars after the prefix
 ANTHROPIC_KEY = "sk-ant-admin01-test-Hy4Jk8Lm2Np6Qr0S"  # dummy

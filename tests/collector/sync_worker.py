@@ -12,9 +12,9 @@ import os
 import sys
 from datetime import UTC, datetime
 
-import collector.sync  # noqa: F401  (pre-load before forking)
-from collector.cli import app
-from collector.pricing import unit_prices
+import collector.sync.engine  # noqa: F401  (pre-load before forking)
+from collector.app import app
+from collector.core.pricing import unit_prices
 
 
 def main() -> None:

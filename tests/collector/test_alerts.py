@@ -19,12 +19,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from collector import alerts, budgets
-from collector.budget_tables import ALERT_EVENTS
-from collector.cli import app
-from collector.schema import UsageRecord
-from collector.settings import Settings
-from collector.store import upsert_records
+from collector.app import app
+from collector.core.schema import UsageRecord
+from collector.core.settings import Settings
+from collector.core.store import upsert_records
+from collector.finance import alerts, budgets
+from collector.finance.alerts import ALERT_EVENTS
 
 
 class Receiver:

@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from collector.anomaly import AnomalyError, Params, detect, find_anomalies
-from collector.query import Filters, report
-from collector.schema import UsageRecord
-from collector.store import upsert_records
-from collector.synthetic import MODELS, GeneratorConfig, generate
+from collector.core.schema import UsageRecord
+from collector.core.store import upsert_records
+from collector.demo.synthetic import MODELS, GeneratorConfig, generate
+from collector.finance.anomaly import AnomalyError, Params, detect, find_anomalies
+from collector.query.report import Filters, report
 
 D = Decimal
 DAY = timedelta(days=1)
@@ -161,8 +161,8 @@ def test_bad_parameters_are_refused(kwargs):
 def test_hourly_anomalies_through_the_database_and_the_cli(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from collector.cli import app
-    from collector.migrate import open_database
+    from collector.app import app
+    from collector.db.migrate import open_database
 
     url = f"sqlite:///{tmp_path / 'hours.db'}"
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", url)

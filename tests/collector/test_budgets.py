@@ -8,14 +8,13 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from collector import budgets, chargeback
-from collector.budgets import BudgetError
-from collector.chargeback import Rule
-from collector.cli import app
-from collector.scheduler import INSTALLERS, build_scheduler
-from collector.schema import UsageRecord
-from collector.settings import Settings
-from collector.store import upsert_records
+from collector.app import SCHEDULER_JOBS, app, build_scheduler
+from collector.core.schema import UsageRecord
+from collector.core.settings import Settings
+from collector.core.store import upsert_records
+from collector.finance import budgets, chargeback
+from collector.finance.budgets import BudgetError
+from collector.finance.chargeback import Rule
 
 D = Decimal
 NOW = datetime(2026, 11, 10, 15, tzinfo=UTC)
@@ -173,7 +172,7 @@ def test_anomalies_in_evaluate_are_alerted_once(sqlite_engine):
 
 
 def test_scheduler_gets_the_hourly_evaluation_job(sqlite_engine):
-    assert budgets.install_jobs in INSTALLERS  # registered by collector.cli
+    assert budgets.install_jobs in SCHEDULER_JOBS  # listed by collector.app
     sched = build_scheduler(sqlite_engine, Settings())
     job = sched.get_job("budgets:evaluate")
     assert job is not None and job.trigger.interval == timedelta(hours=1)

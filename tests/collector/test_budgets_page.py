@@ -11,12 +11,13 @@ import streamlit as st
 from argon2 import PasswordHasher
 from streamlit.testing.v1 import AppTest
 
-from collector import budgets, chargeback, users
-from collector.chargeback import Rule
-from collector.migrate import open_database
-from collector.schema import UsageRecord
-from collector.settings import get_settings
-from collector.store import upsert_records
+from collector.auth import users
+from collector.core.schema import UsageRecord
+from collector.core.settings import get_settings
+from collector.core.store import upsert_records
+from collector.db.migrate import open_database
+from collector.finance import budgets, chargeback
+from collector.finance.chargeback import Rule
 from dashboard import queries
 
 PAGE = Path(__file__).resolve().parents[2] / "dashboard" / "app_pages" / "budgets.py"

@@ -10,15 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from collector import chargeback
-from collector.chargeback import ChargebackError, Rule, allocate_cents, monthly_chargeback
-from collector.cli import app
+from collector.app import app
+from collector.core.schema import UsageRecord
+from collector.core.store import upsert_records
+from collector.demo.synthetic import GeneratorConfig, generate
+from collector.finance import chargeback
+from collector.finance.chargeback import ChargebackError, Rule, allocate_cents, monthly_chargeback
 from collector.proxy.recorder import insert_events
 from collector.proxy.rollup import rollup
-from collector.query import Filters, report
-from collector.schema import UsageRecord
-from collector.store import upsert_records
-from collector.synthetic import GeneratorConfig, generate
+from collector.query.report import Filters, report
 from tests.proxy.test_recorder_rollup import make_event
 
 D = Decimal
@@ -189,7 +189,7 @@ def test_cli_chargeback_and_rules(tmp_path, monkeypatch):
     rules = tmp_path / "rules.csv"
     rules.write_text("match_field,pattern,team,cost_centre\nproject,proj_*,search,CC-1\n")
     assert runner.invoke(app, ["teams", "set-rules", str(rules), "--by", "carol"]).exit_code == 0
-    from collector.migrate import open_database
+    from collector.db.migrate import open_database
 
     upsert_records(open_database(), [rec("proj_x", "k", "1.5"), rec("", "", "0.25")])
     out = tmp_path / "cb.csv"

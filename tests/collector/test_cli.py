@@ -14,9 +14,9 @@ import httpx
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.migrate import head_revision, open_database
-from collector.store import USAGE
+from collector.app import app
+from collector.core.store import USAGE
+from collector.db.migrate import head_revision, open_database
 
 runner = CliRunner()
 
@@ -51,7 +51,7 @@ def test_demo_writes_labelled_rows_to_a_separate_database(tmp_path, monkeypatch)
     assert not (tmp_path / "usage.db").exists()  # the real database is untouched
     # the demo database has its own admin, whose generated password was printed once
     assert "user:     admin" in result.output and "password: " in result.output
-    from collector.users import list_users
+    from collector.auth.users import list_users
 
     assert [u.name for u in list_users(demo)] == ["admin"]
 

@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.connections import (
+from collector.app import app
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
+from collector.sync.connections import (
     ConnectionsError,
     add_connection,
     get_connection,
@@ -19,10 +21,8 @@ from collector.connections import (
     retest_connection,
     set_active,
 )
-from collector.migrate import open_database
-from collector.settings import get_settings
-from collector.sync import sync_connection
-from collector.vault import load_vault, new_secret, write_secret_file
+from collector.sync.engine import sync_connection
+from collector.sync.vault import load_vault, new_secret, write_secret_file
 from providers.base import KeyFormatError
 from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
 

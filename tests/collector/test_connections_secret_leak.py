@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.migrate import open_database
-from collector.settings import get_settings
-from collector.sync import sync_connection
+from collector.app import app
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
+from collector.sync.engine import sync_connection
 
 KEY = "sk-admin-test-LeakCanary7Qx9Zr4Wm2T"  # dummy; the fake server echoes it in its 401 message
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"

@@ -19,13 +19,20 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.export import EXPORT_COLUMNS, FOCUS_COLUMNS, ExportError, export, write_focus_csv, write_usage_csv
-from collector.migrate import open_database
-from collector.query import Filters, report
-from collector.schema import RECORD_FIELDS, UsageRecord
-from collector.settings import Settings
-from collector.store import USAGE, upsert_records
+from collector.app import app
+from collector.core.schema import RECORD_FIELDS, UsageRecord
+from collector.core.settings import Settings
+from collector.core.store import USAGE, upsert_records
+from collector.db.migrate import open_database
+from collector.finance.export import (
+    EXPORT_COLUMNS,
+    FOCUS_COLUMNS,
+    ExportError,
+    export,
+    write_focus_csv,
+    write_usage_csv,
+)
+from collector.query.report import Filters, report
 
 D = Decimal
 FIXTURE = Path(__file__).parent / "fixtures" / "focus" / "columns_v1_2.txt"
@@ -211,7 +218,7 @@ def test_export_refuses_bad_arguments(sqlite_engine):
 
 def test_export_command_writes_a_file_and_reports_totals(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'e.db'}")
-    from collector.migrate import open_database
+    from collector.db.migrate import open_database
 
     seed(open_database())
     out = tmp_path / "oct.csv"

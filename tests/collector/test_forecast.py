@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from collector.forecast import METHOD, ForecastError, backtest, forecast_period, month_bounds, weekday_factors
-from collector.synthetic import GeneratorConfig, generate
+from collector.demo.synthetic import GeneratorConfig, generate
+from collector.finance.forecast import METHOD, ForecastError, backtest, forecast_period, month_bounds, weekday_factors
 
 D = Decimal
 

@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from typer.testing import CliRunner
 
-from collector import budgets, fx
-from collector.cli import app
-from collector.schema import UsageRecord
-from collector.store import upsert_records
+from collector.app import app
+from collector.core.schema import UsageRecord
+from collector.core.store import upsert_records
+from collector.finance import budgets, fx
 
 D = Decimal
 

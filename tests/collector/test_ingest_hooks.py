@@ -1,4 +1,4 @@
-"""Budgets are evaluated after each successful sync and import (issue 7), for real.
+"""Budgets are evaluated after each successful sync and import, through the application's hooks, for real.
 
 A real sync against the fake admin API (127.0.0.1) and a real import of the documented GCP
 fixture land rows; the budget evaluation that follows sends its alert through apprise to the
@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from collector import budgets
-from collector.connections import add_connection
-from collector.settings import Settings
-from collector.sync import sync_connection
-from collector.vault import load_vault
+from collector.app import HOOKS
+from collector.core.settings import Settings
+from collector.finance import budgets
+from collector.sync.connections import add_connection
+from collector.sync.engine import sync_connection
+from collector.sync.vault import load_vault
 from importers.service import import_file
 from tests.collector.sync_helpers import OPENAI_KEY, make_settings
 from tests.collector.test_alerts import Receiver
@@ -56,7 +57,7 @@ def _sync(engine, settings: Settings, fake_api):  # type: ignore[no-untyped-def]
         engine, settings, vault, provider="openai", label="prod", key=OPENAI_KEY, base_url=fake_api.base_url
     )
     assert conn.id is not None
-    return sync_connection(engine, settings, conn.id, vault=vault, endpoints={"costs"})
+    return sync_connection(engine, settings, conn.id, vault=vault, endpoints={"costs"}, hooks=HOOKS)
 
 
 def test_a_successful_sync_evaluates_budgets_and_alerts(engine, tmp_path, fake_api, hook):
@@ -77,7 +78,7 @@ def test_a_failed_sync_does_not_evaluate(engine, tmp_path, fake_api, hook):
         engine, settings, vault, provider="openai", label="p", key=OPENAI_KEY, base_url=fake_api.base_url, test=False
     )
     assert conn.id is not None
-    assert sync_connection(engine, settings, conn.id, vault=vault, endpoints={"costs"}).auth_failed
+    assert sync_connection(engine, settings, conn.id, vault=vault, endpoints={"costs"}, hooks=HOOKS).auth_failed
     assert hook.calls == []
 
 
@@ -87,7 +88,7 @@ def test_a_failing_evaluation_is_logged_and_never_fails_the_sync(engine, tmp_pat
 
     monkeypatch.setattr(budgets, "evaluate", broken)
     settings = make_settings(tmp_path, backfill_days=1)
-    with caplog.at_level(logging.ERROR, logger="collector.budgets"):
+    with caplog.at_level(logging.ERROR, logger="collector.finance.budgets"):
         summary = _sync(engine, settings, fake_api)
     assert summary.ok and summary.rows > 0
     assert "budget evaluation after ingest failed" in caplog.text and "fx table unreadable" in caplog.text
@@ -98,10 +99,10 @@ def test_an_import_evaluates_budgets_and_alerts(engine, tmp_path, hook):
     _budget(engine, datetime(2026, 9, 1, tzinfo=UTC))  # the fixture's rows are of 2026-09-03
     dry = import_file(GCP, dry_run=True, engine=engine, settings=settings)
     assert dry.status == "dry_run" and hook.calls == []  # a dry run writes nothing: nothing to evaluate
-    result = import_file(GCP, engine=engine, settings=settings, who="test")
+    result = import_file(GCP, engine=engine, settings=settings, who="test", hooks=HOOKS)
     assert result.status == "imported"
     assert len(hook.calls) == 1 and "reached 50%" in hook.calls[0]["json"]["title"]
-    again = import_file(GCP, engine=engine, settings=settings, who="test")
+    again = import_file(GCP, engine=engine, settings=settings, who="test", hooks=HOOKS)
     assert again.status == "duplicate" and len(hook.calls) == 1
 
 
@@ -110,7 +111,7 @@ def test_a_failing_evaluation_never_fails_the_import(engine, tmp_path, monkeypat
         raise RuntimeError("alert table locked")
 
     monkeypatch.setattr(budgets, "evaluate", broken)
-    with caplog.at_level(logging.ERROR, logger="collector.budgets"):
-        result = import_file(GCP, engine=engine, settings=Settings(data_dir=tmp_path), who="test")
+    with caplog.at_level(logging.ERROR, logger="collector.finance.budgets"):
+        result = import_file(GCP, engine=engine, settings=Settings(data_dir=tmp_path), who="test", hooks=HOOKS)
     assert result.status == "imported" and result.records > 0
     assert "budget evaluation after ingest failed" in caplog.text and "alert table locked" in caplog.text

@@ -2,8 +2,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import collector.models  # noqa: F401
-from collector.migrate import current_revision, head_revision, open_database, upgrade
+import collector.db.tables  # noqa: F401
+from collector.db.migrate import current_revision, head_revision, open_database, upgrade
 
 
 def test_migrations_reach_head_and_match_the_models(db_url):

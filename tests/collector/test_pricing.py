@@ -3,8 +3,8 @@ from datetime import UTC, date, datetime, timedelta
 import genai_prices
 import pytest
 
-from collector.pricing import PRICE_VERSION, apply_estimate, estimate_tokens_cost
-from collector.schema import UsageRecord
+from collector.core.pricing import PRICE_VERSION, apply_estimate, estimate_tokens_cost
+from collector.core.schema import UsageRecord
 
 
 @pytest.mark.parametrize(

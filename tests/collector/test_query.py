@@ -13,17 +13,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.engine import Engine
 
-import collector.query as query_module
-from collector.query import (
-    OTHER_LABEL,
-    Filters,
-    QueryError,
-    daily_spend,
-    freshness,
-    parse_by,
-    report,
-)
-from collector.store import upsert_records
+import collector.query.report as query_module
+from collector.core.store import upsert_records
+from collector.query.health import freshness
+from collector.query.report import OTHER_LABEL, Filters, QueryError, daily_spend, parse_by, report
 from tests.collector.test_report_seed import DAY, PRICE_VERSION, START, WINDOW, actual, expected, seed_records
 
 DIM_SETS: list[tuple[str, ...]] = [

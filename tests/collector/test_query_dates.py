@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.dates import DateError, Window, day_range, parse_tz, parse_window
+from collector.core.windows import DateError, Window, day_range, parse_tz, parse_window
 
 NOW = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)  # a Thursday
 

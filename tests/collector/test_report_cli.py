@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.cli_report import human_int, human_money, machine_rows
-from collector.query import report
-from collector.settings import get_settings
-from collector.store import upsert_records
+from collector.app import app
+from collector.cli.report import human_int, human_money, machine_rows
+from collector.core.settings import get_settings
+from collector.core.store import upsert_records
+from collector.query.report import report
 from tests.collector.test_report_seed import WINDOW, seed_records
 
 RANGE = ["--since", "2026-11-01", "--until", "2026-11-06"]

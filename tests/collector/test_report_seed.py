@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from collector.query import DIMENSION_COLUMNS, TOKEN_MEASURES, Filters, ReportResult
-from collector.schema import UsageRecord
+from collector.core.schema import UsageRecord
+from collector.query.report import DIMENSION_COLUMNS, TOKEN_MEASURES, Filters, ReportResult
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS = 6

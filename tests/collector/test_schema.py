@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from collector.schema import InvariantError, UsageRecord
+from collector.core.schema import InvariantError, UsageRecord
 
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 

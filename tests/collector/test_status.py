@@ -1,7 +1,7 @@
 """``llm-usage status`` and ``status --check``, on the real tables of the other features.
 
 Rows are made through the features' own code wherever it exists: connections by
-``collector.connections.add_connection`` / ``mark_status`` / ``set_active`` (issue 3), a real sync
+``collector.sync.connections.add_connection`` / ``mark_status`` / ``set_active`` (issue 3), a real sync
 against the fake admin API on 127.0.0.1, imports by ``importers.service.import_file`` of the
 documented CSV fixtures (issue 4), proxy events by ``collector.proxy.recorder.insert_events``
 (issue 5). Only ``sync_state`` / ``sync_runs`` rows that a sync would take minutes of fake time
@@ -20,17 +20,17 @@ from sqlalchemy import event, insert, update
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.cli_report import parse_age
-from collector.connections import CONNECTIONS, add_connection, mark_status, set_active
-from collector.http import mask_key
+from collector.app import app
+from collector.cli.report import parse_age
+from collector.core.http import mask_key
+from collector.core.settings import Settings, get_settings
+from collector.core.store import upsert_records
 from collector.proxy.recorder import Spool, insert_events
-from collector.query import status
-from collector.settings import Settings, get_settings
-from collector.store import upsert_records
-from collector.sync import sync_connection
-from collector.sync_tables import SyncRun, SyncState
-from collector.vault import load_vault, new_secret
+from collector.query.health import status
+from collector.sync.connections import CONNECTIONS, add_connection, mark_status, set_active
+from collector.sync.engine import sync_connection
+from collector.sync.tables import SyncRun, SyncState
+from collector.sync.vault import load_vault, new_secret
 from importers.service import import_file
 from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
 from tests.collector.test_report_seed import seed_records

@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from collector.schema import KEY_FIELDS, UsageRecord
-from collector.store import USAGE, USAGE_DAILY, rebuild_all_daily, upsert_records
-from collector.synthetic import GeneratorConfig, generate
+from collector.core.schema import KEY_FIELDS, UsageRecord
+from collector.core.store import USAGE, USAGE_DAILY, rebuild_all_daily, upsert_records
+from collector.demo.synthetic import GeneratorConfig, generate
 
 SUMS = ("input_tokens", "cache_read_tokens", "output_tokens", "requests", "cost")
 

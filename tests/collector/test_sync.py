@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
-from collector.connections import add_connection, get_connection
-from collector.sync import high_water, sync_connection
-from collector.sync_tables import SyncRun
-from collector.vault import load_vault
-from collector.windows import DAY, HOUR, floor
+from collector.core.windows import DAY, HOUR, floor
+from collector.sync.connections import add_connection, get_connection
+from collector.sync.engine import high_water, sync_connection
+from collector.sync.tables import SyncRun
+from collector.sync.vault import load_vault
 from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
 
 RUNS = SyncRun.__table__

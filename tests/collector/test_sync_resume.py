@@ -14,12 +14,12 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from collector.connections import add_connection
-from collector.migrate import open_database
-from collector.settings import get_settings
-from collector.sync import sync_connection
-from collector.vault import load_vault
-from collector.windows import HOUR, floor
+from collector.core.settings import get_settings
+from collector.core.windows import HOUR, floor
+from collector.db.migrate import open_database
+from collector.sync.connections import add_connection
+from collector.sync.engine import sync_connection
+from collector.sync.vault import load_vault
 from tests.collector.sync_helpers import OPENAI_KEY, totals
 
 ROOT = Path(__file__).resolve().parents[2]

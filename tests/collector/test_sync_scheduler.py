@@ -10,18 +10,18 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 
-from collector.connections import add_connection, mark_status, remove_connection, set_active
-from collector.migrate import open_database
-from collector.scheduler import INSTALLERS, build_scheduler
-from collector.sync import sync_connection
-from collector.sync_jobs import REFRESH_JOB_ID, install_sync_jobs, job_id, refresh_sync_jobs, run_sync_job
-from collector.vault import load_vault
-from collector.windows import HOUR, floor
+from collector.app import SCHEDULER_JOBS, build_scheduler
+from collector.core.windows import HOUR, floor
+from collector.db.migrate import open_database
+from collector.sync.connections import add_connection, mark_status, remove_connection, set_active
+from collector.sync.engine import sync_connection
+from collector.sync.jobs import REFRESH_JOB_ID, install_sync_jobs, job_id, refresh_sync_jobs, run_sync_job
+from collector.sync.vault import load_vault
 from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
 
 
 def test_installer_is_registered_and_jobs_follow_the_connections_table(sqlite_engine, tmp_path, fake_api):
-    assert install_sync_jobs in INSTALLERS
+    assert any(getattr(job, "func", job) is install_sync_jobs for job in SCHEDULER_JOBS)
     settings = make_settings(tmp_path, sync_interval_minutes=60, sync_jitter_seconds=120)
     vault = load_vault(settings)
     a = add_connection(sqlite_engine, settings, vault, provider="openai", label="a", key=OPENAI_KEY, test=False)

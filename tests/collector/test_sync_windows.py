@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.windows import DAY, HOUR, Window, ceil, floor, plan
+from collector.core.windows import DAY, HOUR, Window, ceil, floor
+from collector.sync.engine import plan
 
 NOW = datetime(2026, 11, 26, 10, 37, 12, tzinfo=UTC)
 

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from collector.settings import Settings
-from collector.vault import VaultError, load_vault, new_secret, secret_file
+from collector.core.settings import Settings
+from collector.sync.vault import VaultError, load_vault, new_secret, secret_file
 
 KEY = "sk-admin-test-Vv3Nn7Qx"
 

@@ -21,14 +21,15 @@ from argon2 import PasswordHasher
 from cryptography.fernet import Fernet
 from streamlit.testing.v1 import AppTest
 
-from collector import budgets, users
-from collector.connections import add_connection, mark_status
-from collector.migrate import open_database
-from collector.schema import UsageRecord
-from collector.settings import Settings, get_settings
-from collector.store import upsert_records
-from collector.users import add_user
-from collector.vault import Vault, load_vault
+from collector.auth import users
+from collector.auth.users import add_user
+from collector.core.schema import UsageRecord
+from collector.core.settings import Settings, get_settings
+from collector.core.store import upsert_records
+from collector.db.migrate import open_database
+from collector.finance import budgets
+from collector.sync.connections import add_connection, mark_status
+from collector.sync.vault import Vault, load_vault
 from dashboard import queries
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
@@ -122,7 +123,7 @@ def seed_records() -> list[UsageRecord]:
 def seed(url: str) -> None:
     """Write the seed, the three role accounts, a failing connection and a budget.
 
-    The connection goes through :func:`collector.connections.add_connection` (untested, so no
+    The connection goes through :func:`collector.sync.connections.add_connection` (untested, so no
     provider is called) and its failure through ``mark_status``, as a sync would record a 401
     whose message quoted the key.
     """

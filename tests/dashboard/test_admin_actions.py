@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from collector.connections import add_connection, get_connection, list_connections
-from collector.settings import get_settings
-from collector.store import USAGE
+from collector.core.settings import get_settings
+from collector.core.store import USAGE
+from collector.sync.connections import add_connection, get_connection, list_connections
 from dashboard import queries
 from tests.dashboard.conftest import DUMMY_KEY, app, rendered, texts, vault
 from tests.fakes.admin_api import FakeAdminAPI, ServerThread

@@ -4,7 +4,7 @@ import contextlib
 
 from streamlit.testing.v1 import AppTest
 
-from collector.users import remove_user, set_role
+from collector.auth.users import remove_user, set_role
 from dashboard import queries
 from tests.dashboard.conftest import APP, PASSWORD, app, texts
 
@@ -122,7 +122,7 @@ def _sso_app(email: str) -> AppTest:
 
 
 def test_sso_identity_gets_the_role_of_its_local_account(dashboard_db):
-    from collector.users import add_user, get_user
+    from collector.auth.users import add_user, get_user
 
     add_user(queries.engine(), "carol@example.com", "finance", None)
     at = _sso_app("Carol@example.com")

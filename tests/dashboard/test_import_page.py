@@ -4,8 +4,8 @@ import json
 
 from sqlalchemy import select
 
-from collector.imports import IMPORT_FILES
 from dashboard import queries
+from importers.log import IMPORT_FILES
 from tests.dashboard.conftest import app, texts
 
 GOOD = b"date,provider,model,cost\n2026-11-14,mistral,mistral-large-latest,12.50\n"

@@ -130,7 +130,7 @@ def test_no_page_renders_an_admin_key(dashboard_db, page):
 def test_overview_and_explore_on_postgresql(pg_url, monkeypatch):
     import streamlit as st
 
-    from collector.settings import get_settings
+    from collector.core.settings import get_settings
     from dashboard import queries
     from tests.dashboard.conftest import NOW, seed
 

@@ -1,17 +1,16 @@
-"""collector/query_extra.py on SQLite and PostgreSQL."""
+"""Freshness, filter values and proxy traffic queries on SQLite and PostgreSQL."""
 
 from datetime import UTC, datetime
 
-from collector.query import freshness
-from collector.query_extra import freshness_since
-from collector.store import upsert_records
+from collector.core.store import upsert_records
+from collector.query.health import freshness
 from tests.dashboard.conftest import seed_records
 
 
 def test_freshness_since_matches_the_full_version_for_recent_groups(engine):
     upsert_records(engine, seed_records())
     full = {(f.source, f.provider, f.account, f.kind): f for f in freshness(engine)}
-    recent = freshness_since(engine, datetime(2026, 11, 13, tzinfo=UTC))
+    recent = freshness(engine, datetime(2026, 11, 13, tzinfo=UTC))
     keys = {(f.source, f.provider, f.account, f.kind) for f in recent}
     # openai costs (newest day Nov 5) and google billing (Nov 12) have nothing since Nov 13.
     assert keys == {
@@ -22,11 +21,11 @@ def test_freshness_since_matches_the_full_version_for_recent_groups(engine):
     for f in recent:
         key = (f.source, f.provider, f.account, f.kind)
         assert (f.newest_bucket_end, f.last_ingested) == (full[key].newest_bucket_end, full[key].last_ingested)
-    assert freshness_since(engine, datetime(2027, 1, 1, tzinfo=UTC)) == []
+    assert freshness(engine, datetime(2027, 1, 1, tzinfo=UTC)) == []
 
 
 def test_dimension_values_and_has_source(engine):
-    from collector.query_extra import dimension_values, has_source
+    from collector.query.report import dimension_values, has_source
 
     upsert_records(engine, seed_records())
     nov = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)
@@ -45,7 +44,7 @@ def test_proxy_stats_over_the_window(engine):
     from datetime import timedelta
 
     from collector.proxy.recorder import insert_events
-    from collector.query_extra import proxy_stats
+    from collector.query.traffic import proxy_stats
     from tests.dashboard.conftest import NOW, proxy_event
 
     since = NOW - timedelta(hours=1)

@@ -6,10 +6,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from collector.cli import RUN_HOOKS, app
-from collector.migrate import open_database
-from collector.settings import get_settings
-from collector.users import (
+from collector.app import RUN_HOOKS, app
+from collector.auth.users import (
     FREE_ATTEMPTS,
     USERS,
     UserError,
@@ -24,6 +22,8 @@ from collector.users import (
     set_password,
     set_role,
 )
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
 
 PW = "correct horse battery"
 
@@ -117,7 +117,7 @@ def test_first_admin_gets_a_generated_password_once(sqlite_engine):
 
 
 def test_run_hook_prints_the_password_once(capsys):
-    from collector.cli_users import first_admin_hook
+    from collector.cli.users import first_admin_hook
 
     assert first_admin_hook in RUN_HOOKS
     first_admin_hook(get_settings())
@@ -155,7 +155,7 @@ def test_cli_add_list_set_password_remove():
 
 
 def test_production_parameters_follow_rfc_9106(monkeypatch):
-    from collector import users
+    from collector.auth import users
     from tests.dashboard.conftest import PRODUCTION_HASHER
 
     monkeypatch.setattr(users, "_HASHER", PRODUCTION_HASHER)  # not the quick one the other tests use

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from collector.imports import IMPORT_FILES
-from collector.store import USAGE
+from collector.core.store import USAGE
+from importers.log import IMPORT_FILES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "csv"
 

@@ -4,8 +4,8 @@ import shutil
 
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.migrate import open_database
+from collector.app import app
+from collector.db.migrate import open_database
 from tests.importers.conftest import FIXTURES, import_file_rows, usage_count
 
 runner = CliRunner()

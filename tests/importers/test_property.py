@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from collector.imports import IMPORT_FILES
-from collector.store import USAGE
+from collector.core.store import USAGE
+from importers.log import IMPORT_FILES
 from importers.service import import_file
 from tests.importers.conftest import FIXTURES
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from collector.settings import get_settings
-from collector.store import USAGE, USAGE_DAILY
+from collector.core.settings import get_settings
+from collector.core.store import USAGE, USAGE_DAILY
 from importers import service
 from importers.service import import_file
 from tests.importers.conftest import FIXTURES, import_file_rows, usage_count, usage_rows

@@ -14,7 +14,7 @@ CTX = Context(account="org-test", source_ref="conn:1/run:1")
 
 
 def load(provider: str, name: str) -> Any:
-    """A fixture payload parsed with ``parse_float=Decimal`` (as collector.http.send does)."""
+    """A fixture payload parsed with ``parse_float=Decimal`` (as collector.core.http.send does)."""
     return json.loads((FIXTURES / provider / f"{name}.json").read_text(), parse_float=Decimal)
 
 

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from collector.pricing import estimate_tokens_cost
+from collector.core.pricing import estimate_tokens_cost
 from providers.anthropic import (
     ENDPOINTS,
     MESSAGES_GROUP_BY,

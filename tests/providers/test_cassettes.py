@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from collector.settings import Settings
-from collector.windows import DAY, Window, floor
+from collector.core.settings import Settings
+from collector.core.windows import DAY, Window, floor
 from providers import REGISTRY
 from tests.providers.conftest import CASSETTES
 from tests.providers.helpers import CTX

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from collector.schema import KEY_FIELDS, UsageRecord
-from collector.settings import Settings
-from collector.windows import DAY, Window, floor
+from collector.core.schema import KEY_FIELDS, UsageRecord
+from collector.core.settings import Settings
+from collector.core.windows import DAY, Window, floor
 from providers import REGISTRY, UnknownProviderError, get_provider
 from providers.base import KeyFormatError, Provider
 from tests.providers.helpers import CTX, FIXTURES

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from collector.pricing import PRICE_VERSION, estimate_tokens_cost
+from collector.core.pricing import PRICE_VERSION, estimate_tokens_cost
 from providers.base import ProviderError
 from providers.openai import ENDPOINTS, parse_costs, parse_usage, parser
 from tests.providers.helpers import CTX, load, page

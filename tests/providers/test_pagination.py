@@ -8,9 +8,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from collector.http import FatalAPIError, make_client
-from collector.settings import Settings
-from collector.windows import HOUR, Window, floor
+from collector.core.http import FatalAPIError, make_client
+from collector.core.settings import Settings
+from collector.core.windows import HOUR, Window, floor
 from providers._pagination import iter_cursor_pages
 from providers.base import ProviderError
 from providers.openai import OpenAIProvider

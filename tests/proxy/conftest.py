@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from collector.core.settings import Settings, get_settings
 from collector.proxy.app import ProxyApp
-from collector.settings import Settings, get_settings
 from tests.fakes.upstream import FakeUpstream, ServerThread
 
 KEY = "sk-test-KEYMARKER9x"  # dummy key; the marker must never be stored

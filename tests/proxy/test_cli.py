@@ -12,10 +12,10 @@ import httpx
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from collector.cli import app
-from collector.migrate import open_database
-from collector.scheduler import INSTALLERS, build_scheduler
-from collector.settings import get_settings
+from collector.app import SCHEDULER_JOBS, app, build_scheduler
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
+from collector.proxy.rollup import install_rollup
 from tests.proxy.conftest import KEY
 
 runner = CliRunner()
@@ -42,12 +42,11 @@ def test_tokens_create_list_revoke():
 
 
 def test_run_schedules_the_hourly_proxy_rollup():
-    import collector.cli_proxy  # noqa: F401  (registers the installer)
 
     settings = get_settings()
     scheduler = build_scheduler(open_database(settings), settings)
     assert "proxy:rollup" in {job.id for job in scheduler.get_jobs()}
-    assert any(i.__name__ == "install_rollup" for i in INSTALLERS)
+    assert install_rollup in SCHEDULER_JOBS
 
 
 def free_port() -> int:

@@ -25,9 +25,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
-from collector.migrate import upgrade
+from collector.db.engine import make_engine
+from collector.db.migrate import upgrade
 from collector.proxy.rollup import rollup
-from collector.store import make_engine
 from tests.fakes.upstream import COMPLETION_MARKER
 from tests.proxy.conftest import KEY, PROMPT_MARKER, proxy_settings, start_sidecar
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
+from collector.core.store import USAGE
 from collector.proxy.recorder import Recorder, Spool, insert_events, new_event_id, price_event
 from collector.proxy.rollup import purge, rollup
-from collector.store import USAGE
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
 

@@ -1,0 +1,344 @@
+"""Dashboard accounts: names, roles and argon2 password hashes, with per-user sign-in slow-down.
+
+The dashboard (issue 6) signs people in against this table; ``llm-usage users ...`` manages it.
+Three roles, each including the one before: a *viewer* sees spend, *finance* also imports CSV
+billing exports, an *admin* also manages connections, users and proxy tokens.
+
+Passwords are hashed with argon2id (``argon2-cffi``'s :class:`~argon2.PasswordHasher` defaults,
+which follow RFC 9106's recommendations). Repeated failed sign-ins for one account are slowed
+down: after :data:`FREE_ATTEMPTS` failures each further failure locks the account for a doubling
+delay (capped at :data:`MAX_DELAY_SECONDS`), during which even the right password is refused, so
+guessing costs the attacker time, not just the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Column, Index, Integer, String, Table, delete, func, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, SQLModel
+
+from collector.core.sqltypes import UTCDateTime
+
+#: Roles from least to most privileged; each role may do everything the ones before it may.
+ROLES: tuple[str, ...] = ("viewer", "finance", "admin")
+#: Failed sign-ins allowed before the per-user delay starts.
+FREE_ATTEMPTS = 3
+#: Longest lock after repeated failures (15 minutes).
+MAX_DELAY_SECONDS = 900
+MIN_PASSWORD_LENGTH = 12
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,254}$")
+_HASHER = PasswordHasher()
+
+
+class UserError(ValueError):
+    """A user-management request that cannot be carried out; the message says why."""
+
+
+class User(SQLModel, table=True):
+    """The ``users`` table: one dashboard account."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("ux_users_name", "name", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(255), nullable=False))
+    #: argon2id PHC string; ``''`` for an account that signs in only through OpenID Connect.
+    password_hash: str = Field(default="", sa_column=Column(String(255), nullable=False, server_default=""))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    failed_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    locked_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_sign_in_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+USERS: Table = User.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the dashboard and CLI see it (never the hash)."""
+
+    name: str
+    role: str
+    has_password: bool
+    failed_attempts: int
+    locked_until: datetime | None
+    created_at: datetime
+    last_sign_in_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of one sign-in attempt."""
+
+    ok: bool
+    account: Account | None = None
+    message: str = ""
+    retry_after: int = 0
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, trimmed account name; raises :class:`UserError` when it is not usable."""
+    clean = name.strip().lower()
+    if not _NAME_RE.match(clean):
+        raise UserError(
+            f"invalid user name {name!r}: use letters, digits and . _ @ + - (an e-mail address works), "
+            "starting with a letter or digit"
+        )
+    return clean
+
+
+def check_role(role: str) -> str:
+    """Return ``role`` if it is one of :data:`ROLES`, else raise :class:`UserError`."""
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    return role
+
+
+def role_allows(role: str | None, needed: str) -> bool:
+    """True when ``role`` includes the rights of ``needed`` (admin > finance > viewer)."""
+    if role not in ROLES:
+        return False
+    return ROLES.index(role) >= ROLES.index(check_role(needed))
+
+
+def check_password_strength(password: str) -> None:
+    """Refuse passwords too short to resist guessing (length is what matters, NIST SP 800-63B)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def generate_password() -> str:
+    """A random password for a new account (about 144 bits), shown once to whoever creates it."""
+    return secrets.token_urlsafe(18)
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash (PHC string with its own salt and parameters)."""
+    return _HASHER.hash(password)
+
+
+def _account(row: object) -> Account:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Account(
+        name=m["name"],
+        role=m["role"],
+        has_password=bool(m["password_hash"]),
+        failed_attempts=m["failed_attempts"],
+        locked_until=m["locked_until"],
+        created_at=m["created_at"],
+        last_sign_in_at=m["last_sign_in_at"],
+    )
+
+
+def count_users(engine: Engine) -> int:
+    """Number of accounts."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(USERS)).scalar_one())
+
+
+def list_users(engine: Engine) -> list[Account]:
+    """Every account, by name."""
+    with engine.connect() as conn:
+        return [_account(r) for r in conn.execute(select(USERS).order_by(USERS.c.name))]
+
+
+def get_user(engine: Engine, name: str) -> Account | None:
+    """The account called ``name`` (case-insensitive), or None."""
+    try:
+        clean = normalise_name(name)
+    except UserError:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(USERS).where(USERS.c.name == clean)).first()
+    return _account(row) if row is not None else None
+
+
+def add_user(engine: Engine, name: str, role: str, password: str | None, *, now: datetime | None = None) -> Account:
+    """Create an account; ``password=None`` makes one that signs in only through OpenID Connect.
+
+    Raises:
+        UserError: invalid name or role, weak password, or the name is taken.
+    """
+    clean = normalise_name(name)
+    check_role(role)
+    if password is not None:
+        check_password_strength(password)
+    values = {
+        "name": clean,
+        "role": role,
+        "password_hash": hash_password(password) if password is not None else "",
+        "failed_attempts": 0,
+        "created_at": now or datetime.now(UTC),
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(USERS.insert().values(**values))
+    except IntegrityError as exc:
+        raise UserError(f"user {clean!r} already exists") from exc
+    account = get_user(engine, clean)
+    assert account is not None
+    return account
+
+
+def _admins_other_than(conn: Connection, name: str) -> int:
+    stmt = select(func.count()).select_from(USERS).where(USERS.c.role == "admin", USERS.c.name != name)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _require(conn: Connection, name: str) -> dict:
+    row = conn.execute(select(USERS).where(USERS.c.name == name)).first()
+    if row is None:
+        raise UserError(f"no user called {name!r} (see `llm-usage users list`)")
+    return dict(row._mapping)
+
+
+def remove_user(engine: Engine, name: str) -> None:
+    """Delete an account; the last admin cannot be removed (nobody could manage users then)."""
+    clean = normalise_name(name)
+    with engine.begin() as conn:
+        row = _require(conn, clean)
+        if row["role"] == "admin" and _admins_other_than(conn, clean) == 0:
+            raise UserError(f"{clean!r} is the last admin: add another admin before removing it")
+        conn.execute(delete(USERS).where(USERS.c.name == clean))
+
+
+def set_role(engine: Engine, name: str, role: str) -> None:
+    """Change an account's role; the last admin cannot be demoted."""
+    clean = normalise_name(name)
+    check_role(role)
+    with engine.begin() as conn:
+        row = _require(conn, clean)
+        if row["role"] == "admin" and role != "admin" and _admins_other_than(conn, clean) == 0:
+            raise UserError(f"{clean!r} is the last admin: add another admin before changing its role")
+        conn.execute(update(USERS).where(USERS.c.name == clean).values(role=role))
+
+
+def set_password(engine: Engine, name: str, password: str) -> None:
+    """Replace an account's password and lift any sign-in lock."""
+    clean = normalise_name(name)
+    check_password_strength(password)
+    hashed = hash_password(password)
+    with engine.begin() as conn:
+        _require(conn, clean)
+        conn.execute(
+            update(USERS)
+            .where(USERS.c.name == clean)
+            .values(password_hash=hashed, failed_attempts=0, locked_until=None)
+        )
+
+
+def lock_delay(failed_attempts: int) -> int:
+    """Seconds an account stays locked after its ``failed_attempts``-th consecutive failure."""
+    if failed_attempts < FREE_ATTEMPTS:
+        return 0
+    return int(min(2 ** (failed_attempts - FREE_ATTEMPTS + 1), MAX_DELAY_SECONDS))
+
+
+@functools.cache
+def _dummy_hash(params: tuple[int, int, int]) -> str:
+    """A hash to verify against when the name is unknown, so a wrong name costs as long as a wrong password."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def _verify_dummy(password: str) -> None:
+    _verify(_dummy_hash((_HASHER.time_cost, _HASHER.memory_cost, _HASHER.parallelism)), password)
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def authenticate(engine: Engine, name: str, password: str, *, now: datetime | None = None) -> SignIn:
+    """Check a name and password, applying and updating the per-user slow-down.
+
+    The same message answers a wrong name and a wrong password, and both cost one argon2
+    verification, so the form does not reveal which names exist.
+    """
+    now = now or datetime.now(UTC)
+    wrong = SignIn(ok=False, message="Wrong user name or password.")
+    try:
+        clean = normalise_name(name)
+    except UserError:
+        _verify_dummy(password)
+        return wrong
+    with engine.begin() as conn:
+        row = conn.execute(select(USERS).where(USERS.c.name == clean)).first()
+        if row is None or not row._mapping["password_hash"]:
+            _verify_dummy(password)
+            return wrong
+        m = row._mapping
+        if m["locked_until"] is not None and m["locked_until"] > now:
+            wait = max(1, int((m["locked_until"] - now).total_seconds() + 0.999))
+            return SignIn(
+                ok=False,
+                message=f"Too many failed sign-ins for this account: try again in {wait} s.",
+                retry_after=wait,
+            )
+        if not _verify(m["password_hash"], password):
+            failures = m["failed_attempts"] + 1
+            delay = lock_delay(failures)
+            locked = now + timedelta(seconds=delay) if delay else None
+            conn.execute(
+                update(USERS).where(USERS.c.name == clean).values(failed_attempts=failures, locked_until=locked)
+            )
+            if delay:
+                return SignIn(
+                    ok=False,
+                    message=f"Wrong user name or password. Too many failures: wait {delay} s before trying again.",
+                    retry_after=delay,
+                )
+            return wrong
+        values: dict = {"failed_attempts": 0, "locked_until": None, "last_sign_in_at": now}
+        if _HASHER.check_needs_rehash(m["password_hash"]):
+            values["password_hash"] = hash_password(password)
+        conn.execute(update(USERS).where(USERS.c.name == clean).values(**values))
+        fresh = conn.execute(select(USERS).where(USERS.c.name == clean)).one()
+    return SignIn(ok=True, account=_account(fresh))
+
+
+def record_sso_sign_in(engine: Engine, name: str, *, now: datetime | None = None) -> Account | None:
+    """The local account of someone signed in through OpenID Connect, stamping the sign-in time.
+
+    Roles always come from this table: an identity the provider vouches for but that has no
+    account here gets no access (an admin adds it with ``llm-usage users add EMAIL --no-password``).
+    """
+    try:
+        clean = normalise_name(name)
+    except UserError:
+        return None
+    with engine.begin() as conn:
+        row = conn.execute(select(USERS).where(USERS.c.name == clean)).first()
+        if row is None:
+            return None
+        conn.execute(update(USERS).where(USERS.c.name == clean).values(last_sign_in_at=now or datetime.now(UTC)))
+        return _account(conn.execute(select(USERS).where(USERS.c.name == clean)).one())
+
+
+def ensure_first_admin(engine: Engine, name: str = "admin") -> str | None:
+    """On a database with no accounts, create admin ``name`` with a generated password.
+
+    Returns:
+        The generated password (to show once), or None when accounts already existed. Never a
+        fixed default: every installation gets its own random first password.
+    """
+    if count_users(engine):
+        return None
+    password = generate_password()
+    try:
+        add_user(engine, name, "admin", password)
+    except UserError:
+        return None  # another process created it between our count and insert
+    return password

@@ -1,0 +1,285 @@
+"""``llm-usage connections ...`` and ``llm-usage secrets ...``: thin commands over the library.
+
+Keys are read from a hidden prompt or from stdin, never from argv (argv is visible to every user
+of the machine in ``ps`` and lands in shell history). Output shows keys only masked.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from collector.cli.common import hooks_of
+from collector.core.http import redact
+from collector.core.settings import get_settings
+from collector.core.windows import Window
+from collector.db.migrate import open_database
+from collector.sync.connections import (
+    ConnectionsError,
+    add_connection,
+    get_connection,
+    list_connections,
+    remove_connection,
+    replace_key,
+    retest_connection,
+    rotate_secrets,
+    set_active,
+)
+from collector.sync.engine import sync_connection
+from collector.sync.vault import VaultError, load_vault, new_secret, secret_file, write_secret_file
+from providers import REGISTRY, UnknownProviderError, get_provider
+from providers.base import KeyFormatError
+
+connections_app = typer.Typer(help="Provider admin keys, registered once, and their API sync.", no_args_is_help=True)
+secrets_app = typer.Typer(help="The secret that encrypts stored admin keys.", no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {redact(message)}", err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+def _read_key(provider: str) -> str:
+    """The key from a hidden prompt (terminal) or the first line of stdin (pipes, scripts)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"{provider} admin key (input hidden)", hide_input=True))
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise _fail("no key on stdin: pipe it in (e.g. `pass show openai-admin | llm-usage connections add ...`)")
+    return line.strip()
+
+
+def _day(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{name} must be a date like 2026-01-31 or an ISO time, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _when(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+@connections_app.command("add")
+def add(
+    provider: str = typer.Argument(..., help=f"One of: {', '.join(REGISTRY)}."),
+    label: str = typer.Option(..., "--label", help="A unique name for this key, e.g. prod."),
+    base_url: str = typer.Option("", "--base-url", help="Override the provider's API base URL."),
+    skip_test: bool = typer.Option(False, "--skip-test", help="Store the key without the test call."),
+) -> None:
+    """Register an admin key (read from a hidden prompt or stdin), after one test call."""
+    settings = get_settings()
+    try:
+        key = _read_key(get_provider(provider).title)
+        engine = open_database(settings)
+        conn = add_connection(
+            engine,
+            settings,
+            load_vault(settings),
+            provider=provider,
+            label=label,
+            key=key,
+            base_url=base_url,
+            test=not skip_test,
+        )
+    except (ConnectionsError, KeyFormatError, UnknownProviderError, VaultError) as exc:
+        raise _fail(str(exc)) from None
+    tested = "tested ok" if not skip_test else "NOT tested (--skip-test)"
+    typer.echo(f"added connection {conn.id}: {conn.provider} {conn.label!r} key {conn.key_hint}, {tested}")
+    typer.echo(f"rows will be filed under account {conn.account!r}; the scheduler syncs it within the hour")
+
+
+@connections_app.command("list")
+def list_() -> None:
+    """List connections (keys masked)."""
+    engine = open_database(get_settings())
+    rows = list_connections(engine)
+    if not rows:
+        typer.echo("no connections; add one with `llm-usage connections add openai --label prod`")
+        return
+    typer.echo(
+        f"{'id':>3}  {'provider':<10} {'label':<16} {'key':<18} {'account':<20} {'active':<6} "
+        f"{'status':<11} {'last synced':<16} last error"
+    )
+    for c in rows:
+        typer.echo(
+            f"{c.id:>3}  {c.provider:<10} {c.label:<16} {c.key_hint:<18} {c.account:<20} "
+            f"{'yes' if c.active else 'no':<6} {c.status:<11} {_when(c.last_synced_at):<16} {redact(c.last_error)[:80]}"
+        )
+
+
+@connections_app.command("test")
+def test(connection_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Re-test a stored key; success resumes a connection paused by an auth failure."""
+    settings = get_settings()
+    engine = open_database(settings)
+    try:
+        result = retest_connection(engine, settings, load_vault(settings, create=False), connection_id)
+    except (ConnectionsError, VaultError) as exc:
+        raise _fail(str(exc)) from None
+    if not result.ok:
+        raise _fail(f"connection {connection_id}: {result.message}")
+    typer.echo(f"connection {connection_id}: ok")
+
+
+@connections_app.command("set-key")
+def set_key(
+    connection_id: int = typer.Argument(..., metavar="ID"),
+    skip_test: bool = typer.Option(False, "--skip-test", help="Store the key without the test call."),
+) -> None:
+    """Replace a connection's key (hidden prompt or stdin); resumes a paused connection."""
+    settings = get_settings()
+    engine = open_database(settings)
+    try:
+        conn = get_connection(engine, connection_id)
+        key = _read_key(REGISTRY[conn.provider].title)
+        conn = replace_key(engine, settings, load_vault(settings), connection_id, key, test=not skip_test)
+    except (ConnectionsError, KeyFormatError, VaultError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"connection {connection_id}: key replaced ({conn.key_hint}), status {conn.status}")
+
+
+def _toggle(connection_id: int, active: bool) -> None:
+    engine = open_database(get_settings())
+    try:
+        set_active(engine, connection_id, active)
+    except ConnectionsError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"connection {connection_id} {'enabled' if active else 'disabled'}")
+
+
+@connections_app.command("disable")
+def disable(connection_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Stop syncing a connection (its rows stay)."""
+    _toggle(connection_id, False)
+
+
+@connections_app.command("enable")
+def enable(connection_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Resume syncing a disabled connection."""
+    _toggle(connection_id, True)
+
+
+@connections_app.command("remove")
+def remove(
+    connection_id: int = typer.Argument(..., metavar="ID"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a connection and its key; the usage rows it collected are kept."""
+    engine = open_database(get_settings())
+    try:
+        conn = get_connection(engine, connection_id)
+    except ConnectionsError as exc:
+        raise _fail(str(exc)) from None
+    if not yes and not typer.confirm(
+        f"remove connection {conn.id} ({conn.provider} {conn.label!r}, key {conn.key_hint})? "
+        "Collected usage rows are kept"
+    ):
+        raise typer.Exit(1)
+    remove_connection(engine, connection_id)
+    typer.echo(f"connection {connection_id} removed; its usage rows are kept")
+
+
+class _Bars:
+    """One progress bar per endpoint, advanced by the buckets each stored page completes."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.endpoint = ""
+        self.done = 0
+
+    def __call__(self, endpoint: str, window: Window, through: datetime | None, pages: int, rows: int) -> None:
+        if endpoint != self.endpoint:
+            self.close()
+            total = max(1, int((window.end - window.start).total_seconds()))
+            self.bar = typer.progressbar(length=total, label=f"{endpoint:<26}", file=sys.stderr)
+            self.bar.__enter__()
+            self.endpoint, self.done = endpoint, 0
+        done = int((through - window.start).total_seconds()) if through else self.done
+        if done > self.done:
+            self.bar.update(done - self.done)
+            self.done = done
+
+    def close(self) -> None:
+        """Finish the current bar."""
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@connections_app.command("sync")
+def sync(
+    ctx: typer.Context,
+    connection_id: int = typer.Argument(..., metavar="ID"),
+    since: str | None = typer.Option(None, "--since", help="Back-fill from this date (UTC), e.g. 2026-01-01."),
+    until: str | None = typer.Option(None, "--until", help="Stop at this date (UTC); default now."),
+    endpoint: list[str] | None = typer.Option(None, "--endpoint", help="Only this endpoint (repeatable)."),  # noqa: B008
+) -> None:
+    """Sync one connection now (a back-fill with --since), with a progress bar per endpoint."""
+    settings = get_settings()
+    engine = open_database(settings)
+    start, end = _day(since, "--since"), _day(until, "--until")
+    bars = _Bars()
+
+    try:
+        summary = sync_connection(
+            engine,
+            settings,
+            connection_id,
+            since=start,
+            until=end,
+            endpoints=set(endpoint or ()) or None,
+            progress=bars,
+            hooks=hooks_of(ctx),
+        )
+    except ConnectionsError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        bars.close()
+    if summary.skipped:
+        raise _fail(f"connection {connection_id} not synced: {summary.skipped} (another process holds its lock)")
+    for e in summary.endpoints:
+        line = f"{e.endpoint:<26} {e.window}  {e.pages:>4} page(s) {e.rows:>8} row(s)  {e.status}"
+        typer.echo(line + (f": {redact(e.error)[:200]}" if e.error else ""))
+    if not summary.ok:
+        raise _fail(summary.error or "sync failed")
+    typer.echo(f"connection {connection_id}: {summary.rows} row(s) stored")
+
+
+@secrets_app.command("new")
+def new() -> None:
+    """Add a fresh secret (newest first): to the secret file, or print one for LLM_USAGE_SECRET_KEYS."""
+    settings = get_settings()
+    secret = new_secret()
+    if settings.secret_keys is not None and settings.secret_keys.get_secret_value().strip():
+        typer.echo("Put this new secret FIRST in LLM_USAGE_SECRET_KEYS (keep the old ones after it), restart,")
+        typer.echo("then run `llm-usage secrets rotate`:")
+        typer.echo(secret)
+        return
+    try:
+        vault = load_vault(settings)
+    except VaultError as exc:
+        raise _fail(str(exc)) from None
+    path = secret_file(settings)
+    old = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    write_secret_file(path, [secret, *old])
+    typer.echo(f"added a new secret to {path} ({vault.secret_count + 1} in total, newest first, mode 0600)")
+    typer.echo("now run `llm-usage secrets rotate` to re-encrypt the stored keys under it")
+
+
+@secrets_app.command("rotate")
+def rotate() -> None:
+    """Re-encrypt every stored admin key under the newest secret."""
+    settings = get_settings()
+    engine = open_database(settings)
+    try:
+        count = rotate_secrets(engine, load_vault(settings, create=False))
+    except VaultError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"re-encrypted {count} stored key(s) under the newest secret; older secrets can now be removed")

@@ -1,0 +1,89 @@
+"""``llm-usage proxy`` (serve the sidecar) and ``llm-usage tokens`` (monitor tokens)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from collector.core.settings import get_settings
+from collector.db.migrate import open_database
+
+tokens_app = typer.Typer(help="Monitor tokens for the proxy's X-Monitor-Token header.", no_args_is_help=True)
+
+
+def proxy(
+    port: int | None = typer.Option(None, help="Port to listen on (default LLM_USAGE_PROXY_PORT, 8787)."),
+    host: str | None = typer.Option(None, help="Address to listen on (default LLM_USAGE_PROXY_HOST, 127.0.0.1)."),
+) -> None:
+    """Run the proxy sidecar: forwards LLM API calls unchanged and records their usage."""
+    import uvicorn
+
+    from collector.proxy.app import ProxyApp
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    settings = settings.model_copy(
+        update={"proxy_port": port or settings.proxy_port, "proxy_host": host or settings.proxy_host}
+    )
+    app = ProxyApp(settings)
+    typer.echo(
+        f"proxy: http://{settings.proxy_host}:{settings.proxy_port}  routes: "
+        + ", ".join(f"/{k}/v1 -> {u.base_url}" for k, u in app.routes.items())
+    )
+    uvicorn.run(
+        app,
+        host=settings.proxy_host,
+        port=settings.proxy_port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # request lines can carry key-like query parameters
+        server_header=False,  # the upstream's own headers pass through
+        date_header=False,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    team: str = typer.Option(..., help="Team the token's calls are attributed to."),
+    project: str = typer.Option("", help="Project within the team."),
+    label: str = typer.Option("", help="Free text to recognise the token by."),
+) -> None:
+    """Create a monitor token; it is printed once and stored only as a hash."""
+    from collector.proxy.tokens import create_token
+
+    try:
+        token_id, token = create_token(open_database(), team=team, project=project, label=label)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"token {token_id} for team={team!r} project={project!r} (shown once, store it now):")
+    typer.echo(token)
+    typer.echo("send it as the X-Monitor-Token header; the proxy strips it before forwarding")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (hints only; tokens cannot be shown again)."""
+    from collector.proxy.tokens import list_tokens
+
+    rows = list_tokens(open_database())
+    if not rows:
+        typer.echo("no monitor tokens; create one with: llm-usage tokens create --team T --project P")
+        return
+    for r in rows:
+        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
+        typer.echo(f"{r['id']:>4}  {r['hint']:<12} team={r['team']!r} project={r['project']!r} {r['label']!r} {state}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int = typer.Argument(..., help="Id shown by `tokens list`.")) -> None:
+    """Revoke a token (running proxies stop attributing it within LLM_USAGE_PROXY_TOKEN_REFRESH_SECONDS)."""
+    from collector.proxy.tokens import revoke_token
+
+    if not revoke_token(open_database(), token_id):
+        typer.echo(f"no active token with id {token_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"token {token_id} revoked")

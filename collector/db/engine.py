@@ -1,0 +1,48 @@
+"""The engine factory: the one place a database connection is configured.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, so the dashboard reads while
+the scheduler writes; PostgreSQL sessions run in UTC so ``TIMESTAMPTZ`` values compare as stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine: SQLite in WAL mode with foreign keys on, or PostgreSQL in UTC.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+        **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Returns:
+        The engine; the SQLite file's folder is created if missing.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    # Keep options given in the URL (e.g. a search_path) and add UTC as the session time zone.
+    options = " ".join(filter(None, ["-c timezone=UTC", str(parsed.query.get("options", ""))]))
+    return create_engine(url, connect_args={"options": options}, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+__all__ = ["make_engine"]

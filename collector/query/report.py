@@ -1,0 +1,1033 @@
+"""The one query layer: what the CLI's ``report``/``status`` print and what the dashboard charts.
+
+Both front ends call these functions, so the same question gets the same answer (issue 9). The
+dashboard's ``queries`` module only adds caching on top.
+
+How money is chosen (design.md rule 5):
+
+* ``preferred`` (the default): for each (provider, account, UTC day), if any *billed* row from
+  an ``api`` or ``csv`` source covers it, its money is the billed rows' cost; otherwise it is the
+  estimated rows' cost. Every output row carries the basis its money has. Tokens and other
+  quantities always come from the usage rows themselves. On billed days a usage row whose group
+  holds no billed charge (billed exports often lack a model or key breakdown) shows its tokens
+  with no cost, rather than an estimate that would be added to the bill.
+* ``billed``: only (provider, account, day)s a billed source covers, as above.
+* ``estimated``: the price table's view: estimated rows, plus unpriced ones; billed rows left out.
+
+Unpriced usage is always its own row (basis ``unpriced``, cost ``None``, never $0). Proxy rows
+(``source='proxy'``) are read only when asked for, and come back as their own rows
+(``section='proxy'``), never merged into the provider numbers.
+
+Reads use ``usage_daily`` for day/week/month grains over whole UTC days, and ``usage`` (grouped
+by hour in SQL, regrouped here) for the hour grain, a time zone other than UTC, or a window that
+does not fall on UTC midnights. Every statement is SQLAlchemy Core with bound parameters, and
+every money, quantity and time column goes through its typed column so the result processors
+turn scaled integers (SQLite) and ``NUMERIC`` (PostgreSQL) into :class:`~decimal.Decimal`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.engine import Engine
+
+from collector.core.schema import SOURCES, TOKEN_FIELDS
+from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
+from collector.core.store import USAGE, USAGE_DAILY
+from collector.core.windows import DateError, floor_day, is_midnight, parse_tz
+
+DIMENSIONS: tuple[str, ...] = (
+    "provider",
+    "account",
+    "project",
+    "api_key",
+    "user",
+    "model",
+    "service_tier",
+    "team",
+    "source",
+    "line_item",
+    "kind",
+)
+#: Report dimension -> column of ``usage`` / ``usage_daily``.
+DIMENSION_COLUMNS: dict[str, str] = {
+    "provider": "provider",
+    "account": "account",
+    "project": "project",
+    "api_key": "api_key_id",
+    "user": "user_id",
+    "model": "model",
+    "service_tier": "service_tier",
+    "team": "team",
+    "source": "source",
+    "line_item": "line_item",
+    "kind": "kind",
+}
+GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
+BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
+#: Sources whose billed rows can cover a (provider, account, day) (design rule 5).
+BILLING_SOURCES: tuple[str, ...] = ("api", "csv")
+#: Provider names accepted by ``--provider`` even before any of their rows exist.
+KNOWN_PROVIDERS: tuple[str, ...] = (
+    "anthropic",
+    "aws_bedrock",
+    "azure_openai",
+    "deepseek",
+    "fireworks",
+    "google",
+    "groq",
+    "mistral",
+    "openai",
+    "openrouter",
+    "xai",
+)
+#: Token and request counts, in the schema's order (design rule 4).
+TOKEN_MEASURES: tuple[str, ...] = TOKEN_FIELDS
+OTHER_LABEL = "(other)"
+DAY = timedelta(days=1)
+
+
+class QueryError(ValueError):
+    """Bad report input; the message names the argument and the accepted values."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to read: a half-open UTC window and optional value filters (empty = all).
+
+    ``sources`` leaves out the proxy unless it is named: proxy traffic is compared with the
+    providers' numbers, never added to them (design rule 5).
+    """
+
+    since: datetime
+    until: datetime
+    providers: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ("api", "csv")
+    users: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise QueryError(f"--{name}", f"must be a timezone-aware datetime, got {value!r}")
+            object.__setattr__(self, name, value.astimezone(UTC))
+        if self.until <= self.since:
+            raise QueryError("--until", f"{self.until.isoformat()} is not after --since {self.since.isoformat()}")
+        if not self.sources:
+            raise QueryError("--source", f"at least one source is needed; accepted: {', '.join(SOURCES)}")
+        unknown = [s for s in self.sources if s not in SOURCES]
+        if unknown:
+            raise QueryError("--source", f"unknown source {unknown[0]!r}; accepted: {', '.join(SOURCES)}")
+
+    def value_filters(self) -> dict[str, tuple[str, ...]]:
+        """Column name -> accepted values, for the filters that are set."""
+        pairs = {
+            "provider": self.providers,
+            "account": self.accounts,
+            "model": self.models,
+            "project": self.projects,
+            "api_key_id": self.api_keys,
+            "team": self.teams,
+            "source": self.sources,
+            "user_id": self.users,
+        }
+        return {col: vals for col, vals in pairs.items() if vals}
+
+
+# -- outputs --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReportRow:
+    """One line of a report: a group of usage with its money on one basis.
+
+    ``cost`` is ``None`` for unpriced usage and for usage on billed days whose group carries no
+    billed charge (the charge sits in a row without that breakdown). ``quantities`` holds the
+    non-token quantities by unit (images, seconds ...); ``quantity`` and ``quantity_unit`` repeat
+    it when there is exactly one unit.
+    """
+
+    dims: dict[str, str]
+    period: datetime | None
+    cost: Decimal | None
+    currency: str
+    basis: str
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int = 0
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+    section: str = "provider"
+    rows: int = 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Cache writes of both lifetimes (5 minutes + 1 hour)."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def quantity(self) -> Decimal:
+        """The one non-token quantity, or 0 when there is none or more than one unit."""
+        return next(iter(self.quantities.values())) if len(self.quantities) == 1 else Decimal(0)
+
+    @property
+    def quantity_unit(self) -> str:
+        """The unit of :attr:`quantity`; ``''`` when none, ``'mixed'`` when several."""
+        if not self.quantities:
+            return ""
+        return next(iter(self.quantities)) if len(self.quantities) == 1 else "mixed"
+
+
+@dataclass
+class Sums:
+    """Totals of one (currency, basis): money, tokens and quantities."""
+
+    cost: Decimal | None = None
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int = 0
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+    rows: int = 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Cache writes of both lifetimes."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    def add(self, row: ReportRow) -> None:
+        """Add one report row."""
+        if row.cost is not None:
+            self.cost = row.cost if self.cost is None else self.cost + row.cost
+        for name in TOKEN_MEASURES:
+            setattr(self, name, getattr(self, name) + getattr(row, name))
+        for unit, qty in row.quantities.items():
+            self.quantities[unit] = self.quantities.get(unit, Decimal(0)) + qty
+        self.rows += row.rows
+
+
+@dataclass
+class ReportResult:
+    """A report: its rows, the question asked, and notes the footer must show."""
+
+    rows: list[ReportRow]
+    filters: Filters
+    by: tuple[str, ...]
+    grain: str | None
+    basis: str
+    tz: str
+    price_versions: tuple[str, ...]
+    notes: list[str] = field(default_factory=list)
+
+    def totals(self, section: str = "provider") -> dict[tuple[str, str], Sums]:
+        """Sums per ``(currency, basis)`` of one section (``provider`` or ``proxy``).
+
+        Money of different currencies or bases is never added together (design rule 5);
+        usage on billed days without a charge of its own has currency ``''`` under ``billed``.
+        """
+        out: dict[tuple[str, str], Sums] = {}
+        for row in self.rows:
+            if row.section == section:
+                out.setdefault((row.currency, row.basis), Sums()).add(row)
+        return out
+
+    def proxy_totals(self) -> dict[tuple[str, str], Sums]:
+        """:meth:`totals` of the proxy rows (only present when the proxy source was asked for)."""
+        return self.totals("proxy")
+
+    @property
+    def empty(self) -> bool:
+        """No usage in the window for these filters."""
+        return not self.rows
+
+
+class DailySpend(NamedTuple):
+    """One provider account's money on one UTC day, on one basis (for charts and forecasts)."""
+
+    day: datetime
+    provider: str
+    account: str
+    cost: Decimal
+    currency: str
+    basis: str
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+#: A budget's or an anomaly's scope -> the :class:`Filters` field that narrows to it.
+SCOPE_FILTERS = {
+    "provider": "providers",
+    "account": "accounts",
+    "project": "projects",
+    "api_key": "api_keys",
+    "team": "teams",
+    "model": "models",
+}
+
+
+def scope_filters(scope: str, value: str, since: datetime, until: datetime) -> Filters:
+    """Filters for one scope value (``all`` or an unknown scope: no narrowing)."""
+    field = SCOPE_FILTERS.get(scope)
+    return Filters(since, until, **({field: (value,)} if field else {}))
+
+
+def parse_by(text: str | Sequence[str] | None) -> tuple[tuple[str, ...], str | None]:
+    """Split ``--by provider,model,day`` into dimensions and at most one grain.
+
+    Raises:
+        QueryError: unknown name, a repeated name, or two grains.
+    """
+    if text is None:
+        return (), None
+    items = text.split(",") if isinstance(text, str) else list(text)
+    dims: list[str] = []
+    grain: str | None = None
+    for raw in items:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name in GRAINS:
+            if grain is not None:
+                raise QueryError("--by", f"only one time grain is allowed, got {grain!r} and {name!r}")
+            grain = name
+        elif name in DIMENSIONS:
+            if name in dims:
+                raise QueryError("--by", f"{name!r} is given twice")
+            dims.append(name)
+        else:
+            accepted = ", ".join((*DIMENSIONS, *GRAINS))
+            raise QueryError("--by", f"unknown dimension {name!r}; accepted: {accepted}")
+    return tuple(dims), grain
+
+
+def _check_args(by: Sequence[str], grain: str | None, basis: str, top: int | None) -> None:
+    for name in by:
+        if name not in DIMENSIONS:
+            raise QueryError("--by", f"unknown dimension {name!r}; accepted: {', '.join((*DIMENSIONS, *GRAINS))}")
+    if len(set(by)) != len(by):
+        raise QueryError("--by", "a dimension is given twice")
+    if grain is not None and grain not in GRAINS:
+        raise QueryError("--by", f"unknown time grain {grain!r}; accepted: {', '.join(GRAINS)}")
+    if basis not in BASES:
+        raise QueryError("--basis", f"unknown basis {basis!r}; accepted: {', '.join(BASES)}")
+    if top is not None and top < 1:
+        raise QueryError("--top", f"must be a positive number, got {top}")
+
+
+def known_providers(engine: Engine) -> tuple[str, ...]:
+    """Providers ``--provider`` accepts: those with rows, plus the built-in names."""
+    with engine.connect() as conn:
+        present = conn.execute(select(USAGE_DAILY.c.provider).distinct()).scalars().all()
+    names = set(present) | set(KNOWN_PROVIDERS)
+    try:  # the provider and importer registries arrive with other issues; use them when present
+        import providers as _providers
+
+        names |= set(getattr(_providers, "REGISTRY", {}))
+    except ImportError:  # pragma: no cover - the package ships with the product
+        pass
+    return tuple(sorted(names))
+
+
+def check_providers(engine: Engine, wanted: Iterable[str]) -> None:
+    """Reject a ``--provider`` nobody knows, naming the accepted ones.
+
+    Raises:
+        QueryError: an unknown provider name.
+    """
+    known = known_providers(engine)
+    for name in wanted:
+        if name not in known:
+            raise QueryError("--provider", f"unknown provider {name!r}; accepted: {', '.join(known)}")
+
+
+# -- SQL building blocks --------------------------------------------------------------------------
+
+_MONEY = ScaledDecimal(MONEY_SCALE)
+_QTY = ScaledDecimal(QUANTITY_SCALE)
+
+
+def _epoch(col: Any) -> ColumnElement[int]:
+    """A SQLite time column as its integer epoch seconds (so arithmetic binds integers)."""
+    return type_coerce(col, BigInteger)
+
+
+def _day_aligned(ts: datetime) -> bool:
+    return int(ts.timestamp()) % 86_400 == 0
+
+
+def _period_daily(dialect: str, day_col: Any, grain: str) -> ColumnElement[datetime]:
+    """Start of the UTC day/week/month containing ``usage_daily.day``."""
+    if dialect == "sqlite":
+        epoch = _epoch(day_col)
+        if grain == "day":
+            expr: Any = epoch
+        elif grain == "week":  # 1970-01-05 was a Monday (345600 s after the epoch)
+            expr = epoch - (epoch - 345_600) % 604_800
+        else:
+            expr = cast(func.strftime("%s", epoch, "unixepoch", "start of month"), Integer)
+        return type_coerce(expr, UTCDateTime())
+    unit = {"day": "day", "week": "week", "month": "month"}[grain]
+    return type_coerce(func.date_trunc(unit, day_col), UTCDateTime())
+
+
+def _hour_of(dialect: str, col: Any) -> ColumnElement[datetime]:
+    if dialect == "sqlite":
+        epoch = _epoch(col)
+        return type_coerce(epoch - epoch % 3600, UTCDateTime())
+    return type_coerce(func.date_trunc("hour", col), UTCDateTime())
+
+
+def _day_of(dialect: str, col: Any) -> ColumnElement[datetime]:
+    if dialect == "sqlite":
+        epoch = _epoch(col)
+        return type_coerce(epoch - epoch % 86_400, UTCDateTime())
+    return type_coerce(func.date_trunc("day", col), UTCDateTime())
+
+
+def _is_daily_bucket(dialect: str, table: Table) -> ColumnElement[bool]:
+    """Buckets a day or longer (cost APIs, daily CSVs): they stay on their UTC day."""
+    if dialect == "sqlite":
+        return _epoch(table.c.bucket_end) - _epoch(table.c.bucket_start) >= 86_400
+    return table.c.bucket_end - table.c.bucket_start >= literal_column("INTERVAL '1 day'")
+
+
+def _value_conditions(table: Table, filters: Filters) -> list[ColumnElement[bool]]:
+    return [table.c[col].in_(vals) for col, vals in filters.value_filters().items()]
+
+
+def _coverage(engine: Engine, filters: Filters, since: datetime, until: datetime) -> set[tuple[str, str, datetime]]:
+    """(provider, account, UTC day)s that a billed api/csv row covers, among the chosen sources.
+
+    Only provider and account filters narrow it: a model or project filter must not turn a
+    billed day into an estimated one, or the parts would stop adding up to the whole. The set
+    is small (providers x accounts x days), so it is read once and applied in Python, which
+    keeps the main query a plain ``GROUP BY`` (issue 9's benchmark: about 2x faster than a
+    join on SQLite).
+    """
+    d = USAGE_DAILY.c
+    billing_sources = [s for s in filters.sources if s in BILLING_SOURCES]
+    if not billing_sources:
+        return set()
+    conds = [d.basis == "billed", d.day >= since, d.day < until, d.source.in_(billing_sources)]
+    if filters.providers:
+        conds.append(d.provider.in_(filters.providers))
+    if filters.accounts:
+        conds.append(d.account.in_(filters.accounts))
+    stmt = select(d.provider, d.account, d.day).where(*conds).distinct()
+    with engine.connect() as conn:
+        return {(p, a, day) for p, a, day in conn.execute(stmt)}
+
+
+def _hourly_window(dialect: str, filters: Filters, zone: tzinfo) -> ColumnElement[bool]:
+    """``usage`` rows in the window: by start, and daily buckets by their UTC date's local midnight."""
+    u = USAGE
+    daily = _is_daily_bucket(dialect, u)
+    d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
+    return and_(
+        # The outer range lets the planner use the bucket_start index (an OR alone scans).
+        u.c.bucket_start >= min(filters.since, d0),
+        u.c.bucket_start < max(filters.until, d1),
+        or_(
+            and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
+            and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
+        ),
+    )
+
+
+def _coverage_hourly(engine: Engine, filters: Filters, zone: tzinfo) -> set[tuple[str, str, datetime]]:
+    """:func:`_coverage` for windows off UTC midnights: billed ``usage`` rows inside the window."""
+    u = USAGE.c
+    billing_sources = [s for s in filters.sources if s in BILLING_SOURCES]
+    if not billing_sources:
+        return set()
+    day = _day_of(engine.dialect.name, u.bucket_start)
+    conds = [
+        _hourly_window(engine.dialect.name, filters, zone),
+        u.basis == "billed",
+        u.source.in_(billing_sources),
+    ]
+    if filters.providers:
+        conds.append(u.provider.in_(filters.providers))
+    if filters.accounts:
+        conds.append(u.account.in_(filters.accounts))
+    stmt = select(u.provider, u.account, day).where(*conds).distinct()
+    with engine.connect() as conn:
+        return {(p, a, d) for p, a, d in conn.execute(stmt)}
+
+
+def _coverage_in_groups(filters: Filters) -> bool:
+    """True when only filters that coverage also uses are set (provider, account, source).
+
+    Then the main query's own groups hold every billed row coverage needs, and no second read
+    is necessary; a model, project, key, team or user filter needs :func:`_coverage`.
+    """
+    return not (filters.models or filters.projects or filters.api_keys or filters.teams or filters.users)
+
+
+def _coverage_from(raw: list[_Raw]) -> set[tuple[str, str, datetime]]:
+    """Coverage from the main query's groups (see :func:`_narrowed`)."""
+    return {(r.provider, r.account, r.day) for r in raw if r.basis == "billed" and not r.proxy and r.day is not None}
+
+
+@dataclass(slots=True)
+class _Raw:
+    """One SQL group, before the basis rule and the merge into report rows."""
+
+    dims: tuple[str, ...]
+    when: datetime | None  # period (daily table) or UTC hour/day (usage table)
+    daily: bool
+    provider: str
+    account: str
+    day: datetime | None
+    proxy: bool
+    basis: str
+    currency: str
+    unit: str
+    cost: Decimal | None
+    tokens: tuple[int, ...]
+    quantity: Decimal
+    n: int
+
+
+def _measures(table: Table) -> list[Any]:
+    t = table.c
+    out: list[Any] = [func.sum(t[name]) for name in TOKEN_MEASURES]
+    # A quantity needs a unit (schema rule 4), so token rows sum to NULL here and skip the
+    # Decimal conversion: half the result processing of a token-only report.
+    out.append(type_coerce(func.sum(case((t.quantity_unit != "", t.quantity))), _QTY))
+    out.append(type_coerce(func.sum(t.cost), _MONEY))
+    out.append(func.sum(t.rows) if "rows" in t else func.count())
+    return out
+
+
+def _keys(table: Table, by: tuple[str, ...], basis: str) -> list[Any]:
+    """Group-by columns every query shares: dimensions, provider/account, source class, money."""
+    t = table.c
+    keys: list[Any] = [t[DIMENSION_COLUMNS[name]] for name in by]
+    keys += [t.provider, t.account, t.source == "proxy", t.basis, t.currency, t.quantity_unit]
+    return keys
+
+
+def _base_conditions(table: Table, basis: str, filters: Filters) -> list[ColumnElement[bool]]:
+    conds = _value_conditions(table, filters)
+    if basis == "estimated":
+        conds.append(table.c.basis != "billed")
+    return conds
+
+
+_N_TOKENS = len(TOKEN_MEASURES)
+
+
+def _to_raw(
+    row: Any, n_dims: int, when: datetime | None, daily: bool, day: datetime | None, base: int, exact_ints: bool
+) -> _Raw:
+    """Unpack a result row laid out as dims, [time columns], keys from :func:`_keys`, measures.
+
+    ``exact_ints`` is False on PostgreSQL, whose ``SUM(bigint)`` is a ``numeric`` (Decimal).
+    """
+    i = base
+    j = i + 6 + _N_TOKENS
+    tokens = tuple(row[i + 6 : j]) if exact_ints else tuple(int(v) for v in row[i + 6 : j])
+    return _Raw(
+        tuple(row[:n_dims]),
+        when,
+        daily,
+        row[i],
+        row[i + 1],
+        day,
+        bool(row[i + 2]),
+        row[i + 3],
+        row[i + 4],
+        row[i + 5],
+        row[j + 1],
+        tokens,
+        row[j] or Decimal(0),
+        int(row[j + 2]),
+    )
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def report(
+    engine: Engine,
+    filters: Filters,
+    *,
+    by: Sequence[str] = (),
+    grain: str | None = None,
+    basis: str = "preferred",
+    tz: str = "UTC",
+    top: int | None = None,
+) -> ReportResult:
+    """Usage and money grouped by ``by`` (and a time ``grain``), on one money basis.
+
+    Args:
+        engine: the database.
+        filters: window and value filters.
+        by: dimensions from :data:`DIMENSIONS`, in output order.
+        grain: ``None`` (whole window) or one of :data:`GRAINS`.
+        basis: ``preferred``, ``billed`` or ``estimated`` (module docstring).
+        tz: IANA zone whose local days/weeks/months the grain means; hourly usage is regrouped,
+            daily buckets (cost APIs, daily CSVs) stay on their UTC day.
+        top: keep the ``top`` groups with most money (then tokens), fold the rest into
+            one ``(other)`` group so totals are unchanged.
+
+    Returns:
+        The rows, sorted by period, then money, then tokens (largest first).
+
+    Raises:
+        QueryError: an unknown dimension, grain, basis, zone or a bad ``top``.
+    """
+    by = tuple(by)
+    _check_args(by, grain, basis, top)
+    try:
+        zone = parse_tz(tz)
+    except DateError as exc:
+        raise QueryError("--tz", str(exc).removeprefix("--tz: ")) from exc
+    notes: list[str] = []
+    use_daily = zone is UTC and grain != "hour" and _day_aligned(filters.since) and _day_aligned(filters.until)
+    need_cov = basis != "estimated"
+    cov: set[tuple[str, str, datetime]] = set()
+    if use_daily:
+        raw = _query_daily(engine, filters, by, grain, basis, need_cov)
+        if need_cov:
+            cov = (
+                _coverage_from(raw)
+                if _coverage_in_groups(filters)
+                else _coverage(engine, filters, filters.since, filters.until)
+            )
+    else:
+        raw = _query_hourly(engine, filters, by, grain, basis, zone)
+        if need_cov:
+            cov = _coverage_from(raw) if _coverage_in_groups(filters) else _coverage_hourly(engine, filters, zone)
+        if any(r.daily for r in raw) and (zone is not UTC or grain == "hour"):
+            notes.append(
+                "daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days"
+                + (f"; hourly data is grouped by {tz} local time" if zone is not UTC else "")
+            )
+    rows = _merge(raw, cov, basis, by, grain, zone, regroup=not use_daily)
+    if top is not None:
+        rows = _apply_top(rows, by, top)
+    rows.sort(key=_sort_key)
+    versions, exact = _price_versions(engine, filters) if basis != "billed" else ((), True)
+    if not exact:
+        notes.append("price versions read from one estimated row per day (the window is large)")
+    _basis_notes(rows, basis, notes)
+    if "proxy" in filters.sources:
+        notes.append("proxy rows are listed separately and are never added to the providers' numbers")
+    return ReportResult(
+        rows=rows,
+        filters=filters,
+        by=by,
+        grain=grain,
+        basis=basis,
+        tz=tz if zone is not UTC else "UTC",
+        price_versions=versions,
+        notes=notes,
+    )
+
+
+def _query_daily(
+    engine: Engine, filters: Filters, by: tuple[str, ...], grain: str | None, basis: str, need_cov: bool
+) -> list[_Raw]:
+    """Group ``usage_daily``; with coverage needed, also by UTC day (unless the grain is day)."""
+    d = USAGE_DAILY
+    dialect = engine.dialect.name
+    times: list[Any] = []
+    if grain is not None:
+        times.append(_period_daily(dialect, d.c.day, grain))
+    with_day = need_cov and grain != "day"
+    if with_day:
+        times.append(d.c.day)
+    keys = [*_keys(d, by, basis)]
+    dims, rest = keys[: len(by)], keys[len(by) :]
+    group = [*dims, *times, *rest]
+    conds = [d.c.day >= filters.since, d.c.day < filters.until, *_base_conditions(d, basis, filters)]
+    stmt = select(*group, *_measures(d)).where(*conds).group_by(*group)
+    n, base = len(by), len(by) + len(times)
+    exact_ints = dialect == "sqlite"
+    out: list[_Raw] = []
+    with engine.connect() as conn:
+        for row in conn.execute(stmt):
+            period = row[n] if grain is not None else None
+            day = row[n + len(times) - 1] if with_day else period
+            out.append(_to_raw(row, n, period, False, day, base, exact_ints))
+    return out
+
+
+def _query_hourly(
+    engine: Engine,
+    filters: Filters,
+    by: tuple[str, ...],
+    grain: str | None,
+    basis: str,
+    zone: tzinfo,
+) -> list[_Raw]:
+    """Group ``usage`` by UTC hour (or day without a grain); :func:`_merge` regroups locally."""
+    u = USAGE
+    dialect = engine.dialect.name
+    daily = _is_daily_bucket(dialect, u)
+    in_window = _hourly_window(dialect, filters, zone)
+    when = _hour_of(dialect, u.c.bucket_start) if grain is not None else _day_of(dialect, u.c.bucket_start)
+    keys = _keys(u, by, basis)
+    dims, rest = keys[: len(by)], keys[len(by) :]
+    group = [*dims, when, daily, *rest]
+    stmt = select(*group, *_measures(u)).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)
+    n, base = len(by), len(by) + 2
+    exact_ints = dialect == "sqlite"
+    out: list[_Raw] = []
+    with engine.connect() as conn:
+        for row in conn.execute(stmt):
+            ts: datetime = row[n]
+            out.append(_to_raw(row, n, ts, bool(row[n + 1]), floor_day(ts), base, exact_ints))
+    return out
+
+
+def _local_dates_as_utc(since: datetime, until: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
+    """UTC midnights of the local dates whose local midnight falls in ``[since, until)``.
+
+    A daily bucket (UTC date D) is treated as starting at local midnight of D: in UTC that is
+    the usual rule (a bucket belongs to the window its start falls in).
+    """
+    first_local = since.astimezone(zone)
+    end_local = until.astimezone(zone)
+    first = first_local.date() if is_midnight(first_local) else first_local.date() + DAY
+    last_excl = end_local.date() if is_midnight(end_local) else end_local.date() + DAY
+    return _utc_midnight(first), _utc_midnight(last_excl)
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _local_period(hour: datetime, daily: bool, grain: str, zone: tzinfo) -> datetime:
+    """The start of the period a UTC hour falls in, in ``zone`` (daily buckets keep UTC dates)."""
+    if daily:
+        day = hour.date()
+        local = datetime(day.year, day.month, day.day, tzinfo=zone)
+        if grain == "hour":
+            return local
+    else:
+        local = hour.astimezone(zone)
+        if grain == "hour":
+            return local
+        local = datetime(local.year, local.month, local.day, tzinfo=zone)
+    if grain == "week":
+        monday = local.date() - timedelta(days=local.weekday())
+        local = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
+    elif grain == "month":
+        local = datetime(local.year, local.month, 1, tzinfo=zone)
+    return local
+
+
+def _merge(
+    raw: list[_Raw],
+    cov: set[tuple[str, str, datetime]],
+    basis: str,
+    by: tuple[str, ...],
+    grain: str | None,
+    zone: tzinfo,
+    *,
+    regroup: bool,
+) -> list[ReportRow]:
+    """Apply the basis rule to each SQL group and fold the groups into report rows.
+
+    Per group: on a covered (provider, account, day) the row is ``billed`` and only billed
+    money counts; elsewhere its own basis holds. Token-only parts (currency ``''``) of a report
+    row join its money part when that has exactly one currency, so a billed charge and the
+    usage it bills for are one line.
+    """
+    groups: dict[tuple[Any, ...], dict[str, ReportRow]] = defaultdict(dict)
+    local = grain is not None and regroup  # hourly rows: find each hour's (local) period
+    periods: dict[tuple[datetime | None, bool], datetime | None] = {}
+    for r in raw:
+        covered = not r.proxy and (r.provider, r.account, r.day) in cov
+        if basis == "estimated":
+            eff, counts = r.basis, r.basis == "estimated"
+        else:
+            eff = "billed" if covered else r.basis
+            counts = r.basis == "billed" if covered else r.basis != "unpriced"
+            if basis == "billed" and eff != "billed":
+                continue
+        if grain is None:
+            period = None
+        elif local:
+            pkey = (r.when, r.daily)
+            if pkey not in periods:
+                assert r.when is not None
+                periods[pkey] = _local_period(r.when, r.daily, grain, zone)
+            period = periods[pkey]
+        else:
+            period = r.when
+        section = "proxy" if r.proxy else "provider"
+        currency = r.currency if counts else ""
+        parts = groups[(r.dims, period, section, eff)]
+        row = parts.get(currency)
+        if row is None:
+            row = ReportRow(
+                dims=dict(zip(by, r.dims, strict=True)),
+                period=period,
+                cost=None,
+                currency=currency,
+                basis=eff,
+                section=section,
+            )
+            parts[currency] = row
+        _accumulate(row, r, counts)
+    out: list[ReportRow] = []
+    for parts in groups.values():
+        bare = parts.pop("", None)
+        if bare is not None and len(parts) == 1:
+            _fold(next(iter(parts.values())), bare)
+        elif bare is not None:
+            out.append(bare)
+        out.extend(parts.values())
+    return out
+
+
+def _accumulate(row: ReportRow, r: _Raw, counts: bool) -> None:
+    (inp, cr, cw5, cw1, outp, reas, req) = r.tokens
+    row.input_tokens += inp
+    row.cache_read_tokens += cr
+    row.cache_write_5m_tokens += cw5
+    row.cache_write_1h_tokens += cw1
+    row.output_tokens += outp
+    row.reasoning_tokens += reas
+    row.requests += req
+    if counts and r.cost is not None:
+        row.cost = r.cost if row.cost is None else row.cost + r.cost
+    if r.unit or r.quantity:
+        row.quantities[r.unit] = row.quantities.get(r.unit, Decimal(0)) + r.quantity
+    row.rows += r.n
+
+
+def _fold(into: ReportRow, part: ReportRow) -> None:
+    for name in TOKEN_MEASURES:
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    if part.cost is not None:
+        into.cost = part.cost if into.cost is None else into.cost + part.cost
+    for unit, qty in part.quantities.items():
+        into.quantities[unit] = into.quantities.get(unit, Decimal(0)) + qty
+    into.rows += part.rows
+
+
+def _weight(row: ReportRow) -> tuple[Decimal, int]:
+    return (row.cost or Decimal(0), row.input_tokens + row.output_tokens)
+
+
+def _sort_key(row: ReportRow) -> tuple[Any, ...]:
+    money, tokens = _weight(row)
+    period = row.period.timestamp() if row.period is not None else 0.0
+    return (row.section != "provider", period, -money, -tokens, tuple(row.dims.values()), row.basis, row.currency)
+
+
+def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[ReportRow]:
+    """Keep the ``top`` heaviest dimension groups per section; fold the others into ``(other)``."""
+    if not by:
+        return rows
+    weight: dict[tuple[str, tuple[str, ...]], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
+    for row in rows:
+        money, tokens = _weight(row)
+        w = weight[(row.section, tuple(row.dims.values()))]
+        w[0] += money
+        w[1] += tokens
+    keep: set[tuple[str, tuple[str, ...]]] = set()
+    for section in {s for s, _ in weight}:
+        ranked = sorted(
+            (k for k in weight if k[0] == section), key=lambda k: (weight[k][0], weight[k][1], k[1]), reverse=True
+        )
+        keep.update(ranked[:top])
+    out: list[ReportRow] = []
+    other: dict[tuple[Any, ...], ReportRow] = {}
+    for row in rows:
+        if (row.section, tuple(row.dims.values())) in keep:
+            out.append(row)
+            continue
+        key = (row.section, row.period, row.basis, row.currency)
+        if key not in other:
+            blank = replace(row, dims=dict.fromkeys(by, OTHER_LABEL), cost=None, quantities={}, rows=0)
+            for name in TOKEN_MEASURES:
+                setattr(blank, name, 0)
+            other[key] = blank
+        _fold(other[key], row)
+    return out + list(other.values())
+
+
+#: Above this many estimated usage rows in a window, price versions are probed one row per day.
+EXACT_PRICE_VERSION_ROWS = 20_000
+
+
+def _price_versions(engine: Engine, filters: Filters) -> tuple[tuple[str, ...], bool]:
+    """Price-table versions behind the window's estimates (design rule 6), and whether exact.
+
+    ``price_version`` is only on ``usage``, and reading it for a year of rows costs a scan of
+    the whole window. Up to :data:`EXACT_PRICE_VERSION_ROWS` estimated rows the answer is
+    exact; above, one estimated row per UTC day is read through the ``bucket_start`` index
+    (re-pricing rewrites whole days, so a day rarely mixes versions) and the footer says so.
+    """
+    d = USAGE_DAILY.c
+    u = USAGE.c
+    since = floor_day(filters.since)
+    conds = [d.day >= since, d.day < filters.until, d.basis == "estimated", *_value_conditions(USAGE_DAILY, filters)]
+    with engine.connect() as conn:
+        total = conn.execute(select(func.sum(d.rows)).where(*conds)).scalar()
+        if int(total or 0) <= EXACT_PRICE_VERSION_ROWS:
+            stmt = (
+                select(u.price_version)
+                .where(
+                    u.bucket_start >= since,
+                    u.bucket_start < filters.until,
+                    u.basis == "estimated",
+                    u.price_version != "",
+                    *_value_conditions(USAGE, filters),
+                )
+                .distinct()
+            )
+            return tuple(sorted(conn.execute(stmt).scalars().all())), True
+        # One estimated row per day, in one statement (a correlated LIMIT 1 per day).
+        days_sq = select(d.day.label("day")).where(*conds).group_by(d.day).subquery("days")
+        if engine.dialect.name == "sqlite":
+            next_day: Any = type_coerce(_epoch(days_sq.c.day) + 86_400, UTCDateTime())
+        else:
+            next_day = days_sq.c.day + literal_column("INTERVAL '1 day'")
+        probe = (
+            select(u.price_version)
+            .where(
+                u.bucket_start >= days_sq.c.day,
+                u.bucket_start < next_day,
+                u.basis == "estimated",
+                u.price_version != "",
+                *_value_conditions(USAGE, filters),
+            )
+            .limit(1)
+            .correlate(days_sq)
+            .scalar_subquery()
+        )
+        found = {v for v in conn.execute(select(probe).select_from(days_sq)).scalars() if v}
+        return tuple(sorted(found)), False
+
+
+def _basis_notes(rows: list[ReportRow], basis: str, notes: list[str]) -> None:
+    unpriced = sum(1 for r in rows if r.basis == "unpriced")
+    if unpriced:
+        notes.append(f"{unpriced} row(s) are unpriced: models missing from the price table (no cost, not $0)")
+    uncharged = sum(1 for r in rows if r.basis == "billed" and r.cost is None)
+    if uncharged:
+        notes.append(
+            f"{uncharged} row(s) are usage on billed days with no charge of their own: "
+            "the bill reports it without this breakdown"
+        )
+    if basis == "billed":
+        notes.append("basis billed: days no billed source covers are left out")
+    elif basis == "estimated":
+        notes.append("basis estimated: billed rows are left out; unpriced usage is shown without cost")
+
+
+# -- helpers for the dashboard ------------------------------------------------------------------
+
+
+def daily_spend(engine: Engine, filters: Filters, basis: str = "preferred") -> list[DailySpend]:
+    """Money per UTC day, provider and account (unpriced usage carries no money and is left out)."""
+    result = report(engine, filters, by=("provider", "account"), grain="day", basis=basis)
+    out = [
+        DailySpend(r.period, r.dims["provider"], r.dims["account"], r.cost, r.currency, r.basis)
+        for r in result.rows
+        if r.cost is not None and r.period is not None and r.section == "provider"
+    ]
+    out.sort(key=lambda s: (s.day, s.provider, s.account, s.basis, s.currency))
+    return out
+
+
+#: Report dimension -> column, for :func:`dimension_values` (the filterable ones).
+FILTER_COLUMNS: dict[str, str] = {
+    "provider": "provider",
+    "account": "account",
+    "model": "model",
+    "project": "project",
+    "api_key": "api_key_id",
+    "team": "team",
+}
+
+
+def dimension_values(engine: Engine, since: datetime, until: datetime) -> dict[str, list[str]]:
+    """The values each filterable dimension takes in ``[since, until)`` (for filter pickers).
+
+    One ``GROUP BY`` of the key columns over the window's days in the daily rollup, with no sums
+    and no money basis: much cheaper than a report grouped by the same columns.
+    """
+    d = USAGE_DAILY.c
+    cols = [d[c] for c in FILTER_COLUMNS.values()]
+    stmt = select(*cols).where(d.day >= since, d.day < until).group_by(*cols)
+    values: dict[str, set[str]] = {name: set() for name in FILTER_COLUMNS}
+    with engine.connect() as conn:
+        for row in conn.execute(stmt):
+            for name, value in zip(FILTER_COLUMNS, row, strict=True):
+                values[name].add(value)
+    return {name: sorted(v) for name, v in values.items()}
+
+
+def has_source(engine: Engine, source: str, since: datetime, until: datetime) -> bool:
+    """True when any usage row of ``source`` falls in ``[since, until)`` (an index range, stops early)."""
+    d = USAGE_DAILY.c
+    stmt = select(d.day).where(d.day >= since, d.day < until, d.source == source).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None
+
+
+__all__ = [
+    "BASES",
+    "DIMENSIONS",
+    "GRAINS",
+    "SOURCES",
+    "DailySpend",
+    "Filters",
+    "QueryError",
+    "ReportResult",
+    "ReportRow",
+    "Sums",
+    "check_providers",
+    "daily_spend",
+    "dimension_values",
+    "has_source",
+    "known_providers",
+    "parse_by",
+    "report",
+]
