@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from collector.core.settings import get_settings
 from collector.db.migrate import open_database
+from tests.fakes.admin_api import FakeAdminAPI, ServerThread
 
 PG_ENV = "LLM_USAGE_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", "postgresql"]
@@ -89,3 +90,11 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     eng = open_database(url=sqlite_url)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[ServerThread]:
+    """A fresh fake OpenAI + Anthropic admin API (4 groups per bucket) on 127.0.0.1 for one test."""
+    server = ServerThread(FakeAdminAPI(groups=4)).start()
+    yield server
+    server.stop()

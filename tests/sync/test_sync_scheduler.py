@@ -17,7 +17,7 @@ from collector.sync.connections import add_connection, mark_status, remove_conne
 from collector.sync.engine import sync_connection
 from collector.sync.jobs import REFRESH_JOB_ID, install_sync_jobs, job_id, refresh_sync_jobs, run_sync_job
 from collector.sync.vault import load_vault
-from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
+from tests.sync.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
 
 
 def test_installer_is_registered_and_jobs_follow_the_connections_table(sqlite_engine, tmp_path, fake_api):

@@ -1,4 +1,4 @@
-"""Helpers shared by the sync / connections tests (fixtures are in tests/collector/conftest.py)."""
+"""Helpers shared by the sync / connections tests (fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 

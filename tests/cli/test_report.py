@@ -17,7 +17,7 @@ from collector.cli.report import human_int, human_money, machine_rows
 from collector.core.settings import get_settings
 from collector.core.store import upsert_records
 from collector.query.report import report
-from tests.collector.test_report_seed import WINDOW, seed_records
+from tests.query.report_seed import WINDOW, seed_records
 
 RANGE = ["--since", "2026-11-01", "--until", "2026-11-06"]
 

@@ -20,7 +20,7 @@ from collector.db.migrate import open_database
 from collector.sync.connections import add_connection
 from collector.sync.engine import sync_connection
 from collector.sync.vault import load_vault
-from tests.collector.sync_helpers import OPENAI_KEY, totals
+from tests.sync.sync_helpers import OPENAI_KEY, totals
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 10
@@ -28,7 +28,7 @@ KILLS = 10
 
 def _worker(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.collector.sync_worker"],
+        [sys.executable, "-m", "tests.sync.sync_worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

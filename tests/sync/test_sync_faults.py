@@ -12,7 +12,7 @@ from collector.sync.connections import add_connection, get_connection, retest_co
 from collector.sync.engine import high_water, sync_connection
 from collector.sync.tables import SyncRun
 from collector.sync.vault import load_vault
-from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
+from tests.sync.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings, totals
 
 RUNS = SyncRun.__table__
 ENDPOINTS = {"completions", "embeddings", "costs", "messages", "cost_report", "claude_code"}

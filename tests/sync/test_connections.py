@@ -24,7 +24,7 @@ from collector.sync.connections import (
 from collector.sync.engine import sync_connection
 from collector.sync.vault import load_vault, new_secret, write_secret_file
 from providers.base import KeyFormatError
-from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
+from tests.sync.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
 
 runner = CliRunner()
 

@@ -23,8 +23,8 @@ from collector.sync.connections import add_connection
 from collector.sync.engine import sync_connection
 from collector.sync.vault import load_vault
 from importers.service import import_file
-from tests.collector.sync_helpers import OPENAI_KEY, make_settings
-from tests.collector.test_alerts import Receiver
+from tests.finance.test_alerts import Receiver
+from tests.sync.sync_helpers import OPENAI_KEY, make_settings
 
 GCP = Path(__file__).parents[1] / "fixtures" / "csv" / "gcp_billing.csv"
 

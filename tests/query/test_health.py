@@ -32,9 +32,9 @@ from collector.sync.engine import sync_connection
 from collector.sync.tables import SyncRun, SyncState
 from collector.sync.vault import load_vault, new_secret
 from importers.service import import_file
-from tests.collector.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
-from tests.collector.test_report_seed import seed_records
 from tests.proxy.test_recorder_rollup import make_event
+from tests.query.report_seed import seed_records
+from tests.sync.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
 
 SYNC_STATE = SyncState.__table__
 SYNC_RUNS = SyncRun.__table__

@@ -1,6 +1,6 @@
 """The shared query layer against the seeded database, on SQLite and PostgreSQL.
 
-Every figure is compared with :func:`tests.collector.test_report_seed.expected`, computed from
+Every figure is compared with :func:`tests.query.report_seed.expected`, computed from
 the seed records in plain Python, to the cent and the token.
 """
 
@@ -17,7 +17,7 @@ import collector.query.report as query_module
 from collector.core.store import upsert_records
 from collector.query.health import freshness
 from collector.query.report import OTHER_LABEL, Filters, QueryError, daily_spend, parse_by, report
-from tests.collector.test_report_seed import DAY, PRICE_VERSION, START, WINDOW, actual, expected, seed_records
+from tests.query.report_seed import DAY, PRICE_VERSION, START, WINDOW, actual, expected, seed_records
 
 DIM_SETS: list[tuple[str, ...]] = [
     (),
@@ -292,3 +292,12 @@ def test_freshness_since_keeps_only_recent_groups(seeded: Engine) -> None:
         (f.source, f.provider, f.account, f.kind) for f in recent
     }
     assert all(f in everything for f in recent)
+
+
+def test_seed_is_valid_and_mixed() -> None:
+    recs = seed_records()
+    assert {r.source for r in recs} == {"api", "csv", "proxy"}
+    assert {r.basis for r in recs} == {"billed", "estimated", "unpriced"}
+    assert {r.currency for r in recs if r.cost is not None} == {"USD", "EUR"}
+    assert any(r.cost is not None and r.cost < 0 for r in recs)
+    assert len({r.record_key for r in recs}) == len(recs), "natural keys must be unique"

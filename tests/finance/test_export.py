@@ -35,7 +35,7 @@ from collector.finance.export import (
 from collector.query.report import Filters, report
 
 D = Decimal
-FIXTURE = Path(__file__).parent / "fixtures" / "focus" / "columns_v1_2.txt"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "focus" / "columns_v1_2.txt"
 SINCE = datetime(2026, 10, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 
