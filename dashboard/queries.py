@@ -1,7 +1,7 @@
 """What the dashboard reads: a thin ``st.cache_data`` layer over :mod:`collector.query.report`.
 
 The usage numbers come from :func:`collector.query.report` and friends, the same functions the
-``llm-usage report`` command prints, so the dashboard and the CLI give the same answer (issue 9);
+``llm-usage report`` command prints, so the dashboard and the CLI give the same answer;
 this module only turns their rows into DataFrames and caches them for :data:`TTL`. Every cached
 function gets the database URL as its first argument (added by :func:`_cached`), so two
 databases never share a cache entry.

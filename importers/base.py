@@ -15,7 +15,7 @@ lives here, once:
 * :meth:`Importer.map_batch` maps rows in batches, turning every bad value into an
   :class:`ImportIssue` that names the file, line, column, value and rule.
 
-Performance matters (issue 4: ~50k rows/s end to end): row mappers are closures over
+Performance matters (a billing export can hold millions of rows): row mappers are closures over
 precomputed column indexes, numbers become ``Decimal`` only where they are money or quantities,
 and no per-row model object is built besides the record itself.
 """
@@ -37,7 +37,7 @@ from typing import IO, ClassVar, cast
 
 from collector.core.schema import InvariantError, UsageRecord
 
-#: Errors collected per file before the import stops reading (issue 4).
+#: Errors collected per file before the import stops reading: enough to fix a file in one go.
 MAX_ISSUES = 50
 #: Rows mapped per batch; also the window in which repeated keys are merged in memory.
 BATCH_ROWS = 5000

@@ -35,7 +35,7 @@ from importers.base import (
 #: Custom columns of this project's own FOCUS export (collector/export.py; §9.3: custom columns
 #: are ``x_``-prefixed). When a file has them they carry, exactly, what FOCUS has no column for:
 #: token counts by type, requests, the key, user, team, tier and the provider id; so an export
-#: re-imports to the same money and tokens (issue 7).
+#: re-imports to the same money and tokens.
 OWN_COLUMNS: dict[str, tuple[str, ...]] = {
     "x_provider": ("x_Provider",),
     "x_input_tokens": ("x_InputTokens",),

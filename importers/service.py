@@ -3,7 +3,7 @@
 :func:`import_file` takes a path or a binary file object, detects the format from the header
 (or is told), validates every row, and writes the file in **one transaction**: the usage rows
 (through :func:`collector.core.store.upsert`, the only writer) and its ``import_files`` row commit
-together or not at all (issue 4). It stops reading after 50 problems and reports each with
+together or not at all, so a failed file leaves nothing half-imported. It stops reading after 50 problems and reports each with
 file, line, column, value and rule.
 
 Re-importing the same bytes (same SHA-256) is a no-op that says so. A newer export that

@@ -1,6 +1,6 @@
 """Dashboard accounts: names, roles and argon2 password hashes, with per-user sign-in slow-down.
 
-The dashboard (issue 6) signs people in against this table; ``llm-usage users ...`` manages it.
+The dashboard signs people in against this table; ``llm-usage users ...`` manages it.
 Three roles, each including the one before: a *viewer* sees spend, *finance* also imports CSV
 billing exports, an *admin* also manages connections, users and proxy tokens.
 

@@ -1,4 +1,4 @@
-"""``llm-usage report`` and ``llm-usage status``: answers from the terminal (issue 9).
+"""``llm-usage report`` and ``llm-usage status``: answers from the terminal.
 
 Both are thin: they parse arguments, call :mod:`collector.query.report` (the same layer the dashboard
 reads through) and print. Bad input is one line on stderr naming the argument and what it

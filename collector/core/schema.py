@@ -10,7 +10,7 @@ Two shapes of the same thing live here:
 * :class:`UsageRow` and :class:`UsageDaily`, the SQLModel tables. ``UsageRow`` is keyed by
   ``record_key``, a 16-byte BLAKE2b hash of the natural key, which SQLite stores in a
   ``WITHOUT ROWID`` table clustered on ``(bucket_start, record_key)``: one narrow key instead
-  of a 15-column unique index is what makes the upsert fast (issue 2's calibration: ~107k
+  of a 15-column unique index is what makes the upsert fast (the store benchmark: ~107k
   rows/s vs ~60k rows/s), and clustering by time keeps writes and day scans local.
 """
 

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         60, ge=1, description="How often the scheduler re-reads connections (added, disabled, removed)."
     )
 
-    # -- proxy sidecar (collector/proxy, issue 5) ---------------------------------------------------
+    # -- proxy sidecar (collector/proxy) ---------------------------------------------------
     proxy_host: str = Field("127.0.0.1", description="Address the proxy sidecar listens on.")
     proxy_port: int = Field(8787, description="Port the proxy sidecar listens on.")
     proxy_openai_url: str = Field(
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     proxy_token_refresh_seconds: float = Field(
         30.0, description="How often the proxy reloads monitor tokens (a revocation takes effect within this)."
     )
-    # -- budgets, alerts, forecasts, anomalies, chargeback and currency (issue 7) --
+    # -- budgets, alerts, forecasts, anomalies, chargeback and currency --
     alert_urls: SecretStr | None = Field(
         None,
         description="Apprise notification URLs, separated by spaces or commas (Slack, mailto, Teams, json/webhook).",

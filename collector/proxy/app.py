@@ -4,7 +4,7 @@ Proxied routes are dispatched ahead of Starlette's router, straight to
 :class:`~collector.proxy.forward.Forwarder` (its routing and request objects cost more than the
 whole forwarding budget).
 
-Routes (issue 5):
+Routes:
 
 * ``/openai/v1/*`` -> ``proxy_openai_url`` (default ``https://api.openai.com/v1``)
 * ``/anthropic/v1/*`` -> ``proxy_anthropic_url``

@@ -1,6 +1,6 @@
 """The hot path: forward one request upstream and stream the response back, unchanged.
 
-Lean by design (issue 5's latency budget is about a millisecond): one shared
+Lean by design (the latency budget is about a millisecond): one shared
 ``httpx.AsyncClient`` with a keep-alive pool (from :func:`collector.core.http.make_async_client`), raw
 ASGI instead of framework request/response objects, the request body forwarded as the bytes that
 came in, the response forwarded chunk by chunk as raw (still encoded) bytes the moment they

@@ -2,7 +2,7 @@
 
 Why: httpx's default transport (httpcore over anyio, with the pure-Python ``h11`` parser) costs
 about 0.7 ms of CPU per request on this project's 2-core reference machine, which is more than the
-sidecar's whole latency budget (issue 5: at most 1 ms added at p50). This transport keeps the
+sidecar's whole latency budget (about 1 ms added at p50). This transport keeps the
 ``httpx`` client API (requests, responses, streaming, exceptions) and replaces only the wire:
 ``asyncio`` protocols (uvloop's when uvicorn runs on it) and ``httptools``, the C HTTP parser
 uvicorn itself uses. One request is one ``write()`` of head and body; response bytes are handed

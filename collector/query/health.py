@@ -73,8 +73,8 @@ def freshness(engine: Engine, since: datetime | None = None) -> list[Freshness]:
 
 # -- status ---------------------------------------------------------------------------------------
 #
-# The connections and sync tables (issue 3, collector/sync_tables.py), the import log (issue 4,
-# collector/imports.py) and the proxy's events (issue 5, collector/proxy/models.py) are read
+# The connections and sync tables (collector/sync/tables.py), the import log
+# (importers/log.py) and the proxy's events (collector/proxy/models.py) are read
 # through their own SQLModel tables: one small function per table, selecting only the columns
 # ``status`` shows (never ``connections.key_encrypted``) and aggregating in SQL so a long run log
 # or event table is never read whole.
@@ -183,7 +183,7 @@ def _hint(value: Any) -> str:
 
 
 def _read_connections(conn: Any) -> list[ConnectionStatus]:
-    """``connections`` (issue 3): one row per registered admin key, oldest first."""
+    """``connections``: one row per registered admin key, oldest first."""
     c = CONNECTIONS.c
     stmt = select(
         c.id, c.label, c.provider, c.key_hint, c.account, c.active, c.status, c.last_error, c.last_synced_at
@@ -205,7 +205,7 @@ def _read_connections(conn: Any) -> list[ConnectionStatus]:
 
 
 def _read_endpoints(conn: Any) -> dict[int, dict[str, EndpointState]]:
-    """``sync_state`` high-water marks, and each endpoint's newest ``sync_runs`` row (issue 3)."""
+    """``sync_state`` high-water marks, and each endpoint's newest ``sync_runs`` row."""
     s = SYNC_STATE.c
     runs = SYNC_RUNS
     out: dict[int, dict[str, EndpointState]] = defaultdict(dict)
@@ -224,7 +224,7 @@ def _read_endpoints(conn: Any) -> dict[int, dict[str, EndpointState]]:
 
 
 def _read_imports(conn: Any) -> list[ImportStatus]:
-    """``import_files`` (issue 4): newest imported period per (importer, billing account).
+    """``import_files``: newest imported period per (importer, billing account).
 
     A file's ``account`` lists the billing accounts its rows were filed under (or the
     ``--account`` label); a refused file counts as failed under the account it was given.
@@ -268,7 +268,7 @@ def _spool(settings: Any) -> tuple[int, int]:
 
 
 def _read_proxy(conn: Any, settings: Any, now: datetime) -> ProxyStatus | None:
-    """``proxy_events`` (issue 5) of the last hour and the spool; None when the proxy never ran."""
+    """``proxy_events`` of the last hour and the spool; None when the proxy never ran."""
     e = PROXY_EVENTS.c
     spool_files, spool_bytes = _spool(settings)
     newest = conn.execute(select(func.max(e.ts))).scalar_one()

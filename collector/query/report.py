@@ -1,6 +1,6 @@
 """The one query layer: what the CLI's ``report``/``status`` print and what the dashboard charts.
 
-Both front ends call these functions, so the same question gets the same answer (issue 9). The
+Both front ends call these functions, so the same question gets the same answer. The
 dashboard's ``queries`` module only adds caching on top.
 
 How money is chosen (design.md rule 5):
@@ -439,7 +439,7 @@ def _coverage(engine: Engine, filters: Filters, since: datetime, until: datetime
     Only provider and account filters narrow it: a model or project filter must not turn a
     billed day into an estimated one, or the parts would stop adding up to the whole. The set
     is small (providers x accounts x days), so it is read once and applied in Python, which
-    keeps the main query a plain ``GROUP BY`` (issue 9's benchmark: about 2x faster than a
+    keeps the main query a plain ``GROUP BY`` (the query benchmark: about 2x faster than a
     join on SQLite).
     """
     d = USAGE_DAILY.c

@@ -1,7 +1,7 @@
 """Benchmark: import a generated 1,000,000-row FOCUS CSV (~440 MB), plain and gzipped.
 
 Baseline, same run: the ``sqlite3`` command-line shell's ``.import`` of the same file into a bare
-table (no parsing, no validation, no keys: the floor for "read a CSV into SQLite"). The issue-4
+table (no parsing, no validation, no keys: the floor for "read a CSV into SQLite"). The
 target is within 3x of that baseline and a peak RSS under 300 MB.
 
 Each import runs in a fresh child process on a fresh SQLite file, so its peak RSS (from

@@ -1,4 +1,4 @@
-"""Proxy sidecar overhead against the fake upstream on loopback (issue 5's benchmark).
+"""Proxy sidecar overhead against the fake upstream on loopback (the proxy benchmark).
 
 Three processes share the machine: the fake upstream (uvicorn + uvloop + httptools), the sidecar
 (``ProxyApp`` on uvicorn, one worker, recording to a SQLite file in a temp folder) and the load

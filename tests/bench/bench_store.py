@@ -1,4 +1,4 @@
-"""Issue 2 benchmark: upsert 1M generated rows into SQLite and PostgreSQL, then re-upsert them.
+"""Store benchmark: upsert 1M generated rows into SQLite and PostgreSQL, then re-upsert them.
 
 Baseline, same run, same rows: the database driver's own ``executemany`` of the same
 ``INSERT ... ON CONFLICT DO UPDATE`` statement on already-converted tuples (the practical
