@@ -2,9 +2,9 @@
 
 :func:`import_file` takes a path or a binary file object, detects the format from the header
 (or is told), validates every row, and writes the file in **one transaction**: the usage rows
-(through :func:`collector.core.store.upsert`, the only writer) and its ``import_files`` row commit
-together or not at all, so a failed file leaves nothing half-imported. It stops reading after 50 problems and reports each with
-file, line, column, value and rule.
+(through :func:`collector.core.ingest.ingest`, the one ingest path) and its ``import_files`` row
+commit together or not at all, so a failed file leaves nothing half-imported. It stops reading
+after 50 problems and reports each with file, line, column, value and rule.
 
 Re-importing the same bytes (same SHA-256) is a no-op that says so. A newer export that
 overlaps an older one updates rows through their natural keys instead of adding to them.
@@ -28,30 +28,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from collector.core.ingest import NO_HOOKS, Hooks
-from collector.core.pricing import apply_estimate
-from collector.core.schema import RECORD_FIELDS, UsageRecord
+from collector.core.ingest import NO_HOOKS, Hooks, MergeError, add, ingest, prepare
+from collector.core.schema import UsageRecord
 from collector.core.settings import Settings, get_settings
-from collector.core.store import USAGE, upsert
 from importers import detect, get_importer
-from importers.base import BATCH_ROWS, CsvFile, FileFormatError, ImportContext, Importer, ImportIssue, RowError
+from importers.base import BATCH_ROWS, CsvFile, FileFormatError, ImportContext, Importer, ImportIssue
 from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
 
 #: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
 DUPLICATE = "duplicate"
 DRY_RUN = "dry_run"
-_SUMMED = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-)
-
 Source = str | Path | IO[bytes]
 
 
@@ -188,34 +176,35 @@ class _Run:
                 key = rec.record_key
                 try:
                     if key in pending:
-                        _merge(pending[key], rec)
+                        pending[key] = add(pending[key], rec)
                     elif key in seen:
-                        if key in late:
-                            _merge(late[key], rec)
-                        else:
-                            late[key] = rec
+                        late[key] = add(late[key], rec) if key in late else rec
                     else:
                         pending[key] = rec
                         seen.add(key)
-                except RowError as exc:
+                except MergeError as exc:
                     ctx.issue(line, exc.column, exc.value, exc.rule)
             if ctx.issues:
                 continue
             if len(pending) >= BATCH_ROWS:
-                yield from self._flush(pending)
+                yield from pending.values()
                 pending = {}
         if not ctx.issues:
-            yield from self._flush(pending)
+            yield from pending.values()
 
-    def _flush(self, pending: dict[bytes, UsageRecord]) -> Iterator[UsageRecord]:
-        for rec in pending.values():
-            self.tally(rec)
-            yield rec
+    def late_records(self) -> list[UsageRecord]:
+        """Rows whose key an earlier batch already wrote: they are added to that row."""
+        return list(self.late.values())
 
-    def tally(self, rec: UsageRecord, *, count: bool = True) -> None:
-        """Price a token-only record (estimated, or unpriced: never $0) and add it to the totals."""
-        if rec.basis != "billed" and (rec.input_tokens or rec.output_tokens):
-            apply_estimate(rec)
+    def tally(self, rec: UsageRecord) -> None:
+        """Count a priced record of the file in the result's totals."""
+        self._tally(rec, count=True)
+
+    def tally_late(self, rec: UsageRecord) -> None:
+        """Add a late duplicate's tokens and money to the totals (its row is already counted)."""
+        self._tally(rec, count=False)
+
+    def _tally(self, rec: UsageRecord, *, count: bool) -> None:
         result = self.result
         t = result.totals.get((rec.provider, rec.model))
         if t is None:
@@ -236,47 +225,6 @@ class _Run:
             result.period_start = rec.bucket_start
         if result.period_end is None or rec.bucket_end > result.period_end:
             result.period_end = rec.bucket_end
-
-    def merge_late(self, conn: Connection | None) -> list[UsageRecord]:
-        """Sum rows whose key an earlier batch already wrote into the row as written (same transaction)."""
-        if not self.late:
-            return []
-        for rec in self.late.values():
-            self.tally(rec, count=False)
-        if conn is None:  # dry run: the totals above are all there is to report
-            return []
-        merged: list[UsageRecord] = []
-        keys = list(self.late)
-        cols = [USAGE.c[name] for name in RECORD_FIELDS]
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            for row in conn.execute(select(*cols).where(USAGE.c.record_key.in_(chunk))):
-                written = UsageRecord(**dict(zip(RECORD_FIELDS, row, strict=True)))
-                _merge(written, self.late[written.record_key])
-                if written.basis != "billed":
-                    written.basis, written.cost, written.currency = "unpriced", None, ""
-                    if written.input_tokens or written.output_tokens:
-                        apply_estimate(written)
-                merged.append(written)
-        return merged
-
-
-def _merge(into: UsageRecord, rec: UsageRecord) -> None:
-    """Add ``rec`` to ``into`` (same natural key). Sums of valid records stay valid (rule 4 is additive)."""
-    if (into.basis == "billed") != (rec.basis == "billed"):
-        raise RowError("cost", "", "rows with and without a billed cost share one usage key")
-    if into.cost is not None and rec.cost is not None and into.currency != rec.currency:
-        raise RowError("currency", rec.currency, f"the same usage key was already billed in {into.currency}")
-    if into.quantity_unit != rec.quantity_unit and into.quantity and rec.quantity:
-        raise RowError("unit", rec.quantity_unit, f"the same usage key was already measured in {into.quantity_unit}")
-    for name in _SUMMED:
-        setattr(into, name, getattr(into, name) + getattr(rec, name))
-    if rec.quantity:
-        into.quantity += rec.quantity
-        into.quantity_unit = rec.quantity_unit
-    if into.basis == "billed" and rec.cost is not None:
-        into.cost = (into.cost or Decimal(0)) + rec.cost
-    into.details = ""
 
 
 # -- the public API -----------------------------------------------------------------------------
@@ -363,9 +311,10 @@ def import_file(
 
 def _dry_run(run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> ImportResult:
     try:
-        for _ in run.records():
+        for _ in prepare(run.records(), run.tally):
             pass
-        run.merge_late(None)
+        for _ in prepare(run.late_records(), run.tally_late):
+            pass
     except FileFormatError as exc:
         ctx.issue(exc.line, exc.column, exc.value, exc.rule)
     _check_not_empty(result, ctx, csv_file)
@@ -394,8 +343,8 @@ def _write(
             file_id = int(pk[0])
             ctx.source_ref = f"file:{file_id}"
             try:
-                upsert(conn, run.records())
-                upsert(conn, run.merge_late(conn))
+                ingest(conn, run.records(), on_record=run.tally)
+                ingest(conn, run.late_records(), additive=True, on_record=run.tally_late)
             except FileFormatError as exc:
                 ctx.issue(exc.line, exc.column, exc.value, exc.rule)
             _check_not_empty(result, ctx, csv_file)

@@ -12,7 +12,6 @@ from typing import Any
 
 from collector import __version__
 from collector.core.http import send
-from collector.core.pricing import apply_estimate
 from collector.core.schema import UsageRecord
 from collector.core.windows import DAY, HOUR, Window
 from providers._pagination import iter_cursor_pages
@@ -117,7 +116,7 @@ def parse_messages(payload: Mapping[str, Any], ctx: Context) -> list[UsageRecord
             source_ref=ctx.source_ref,
             details=details(r, _MSG_KNOWN),
         )
-        records.append(apply_estimate(rec))
+        records.append(rec)
     return records
 
 
@@ -200,7 +199,7 @@ def parse_claude_code(payload: Mapping[str, Any], ctx: Context) -> list[UsageRec
                 details=details(extra, frozenset()),
                 **base,
             )
-            records.append(apply_estimate(rec))
+            records.append(rec)
         metrics = item.get("core_metrics") or {}
         records.append(
             UsageRecord(

@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any
 
 from collector.core.http import send
-from collector.core.pricing import apply_estimate
 from collector.core.schema import UsageRecord
 from collector.core.windows import DAY, HOUR, Window
 from providers._pagination import iter_cursor_pages
@@ -140,7 +139,6 @@ _USAGE: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], dict[str,
         frozenset({"num_requests", "num_model_requests"}),
     ),
 }
-_TOKEN_KINDS = frozenset({"completions", "embeddings", "moderations"})
 
 
 def _key_fields(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,8 +171,6 @@ def parse_usage(kind: str, payload: Mapping[str, Any], ctx: Context) -> list[Usa
             **_key_fields(r),
             **measure(r),
         )
-        if kind in _TOKEN_KINDS:
-            apply_estimate(rec)  # a model missing from the price table stays 'unpriced', never $0
         records.append(rec)
     return records
 

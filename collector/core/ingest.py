@@ -1,15 +1,42 @@
-"""The one ingest path: every source's records are validated, priced once and upserted here."""
+"""The one ingest path: every source's records are priced once, summed where a source adds up, and upserted.
+
+Providers (API sync), importers (CSV files), the proxy rollup and the demo generator build
+validated :class:`~collector.core.schema.UsageRecord` values (the schema checks every rule when a
+record is made) and hand them to :func:`ingest`, which
+
+1. prices each token record that carries no money yet, here and nowhere else
+   (:func:`collector.core.pricing.estimate`; a model missing from the table stays ``unpriced``);
+2. for sources whose rows *add up* under one natural key (a billing export's late duplicate
+   lines, proxy events arriving for an hour already rolled up), adds what ``usage`` already holds
+   for those keys, in the caller's transaction (:func:`add` is the one sum of two records);
+3. upserts through :func:`collector.core.store.upsert`, the only writer of usage rows, and
+   returns what it wrote.
+
+Records are immutable: pricing and sums return new records (``dataclasses.replace``), so a
+record is validated once and never changes behind the schema's back.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection, Engine
 
+from collector.core.pricing import estimate, wants_estimate
+from collector.core.schema import RECORD_FIELDS, TOKEN_FIELDS, UsageRecord
 from collector.core.settings import Settings
+from collector.core.store import USAGE, UpsertResult, upsert
 
 AfterIngest = Callable[[Engine, Settings], None]
+OnRecord = Callable[[UsageRecord], None]
+#: Stored rows are read back for at most this many keys per statement.
+_READ_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -29,3 +56,144 @@ class Hooks:
 
 
 NO_HOOKS = Hooks()
+
+
+class MergeError(ValueError):
+    """Two records with one natural key that cannot be summed; names the column and why."""
+
+    def __init__(self, column: str, value: str, rule: str) -> None:
+        super().__init__(f"{column}: {rule}")
+        self.column, self.value, self.rule = column, value, rule
+
+
+def priced(record: UsageRecord) -> UsageRecord:
+    """The record with its estimate when it is usage without money, else the record itself."""
+    return estimate(record) if wants_estimate(record) else record
+
+
+def prepare(records: Iterable[UsageRecord], on_record: OnRecord | None = None) -> Iterator[UsageRecord]:
+    """Price each record once and show it to ``on_record`` (an import's running totals)."""
+    for rec in records:
+        rec = priced(rec)
+        if on_record is not None:
+            on_record(rec)
+        yield rec
+
+
+def add(into: UsageRecord, rec: UsageRecord) -> UsageRecord:
+    """The sum of two records with the same natural key (counts, quantities and money).
+
+    Sums of valid records stay valid (design rule 4 is additive), and the result is validated
+    again on construction. Billed and unbilled money never meet (rule 5); ``details`` that are
+    JSON counters (the proxy's error and latency sums) add up, anything else is dropped.
+
+    Raises:
+        MergeError: one record is billed and the other not, or currencies or units differ.
+    """
+    if (into.basis == "billed") != (rec.basis == "billed"):
+        raise MergeError("cost", "", "rows with and without a billed cost share one usage key")
+    if into.cost is not None and rec.cost is not None and into.currency != rec.currency:
+        raise MergeError("currency", rec.currency, f"the same usage key was already billed in {into.currency}")
+    if into.quantity and rec.quantity and into.quantity_unit != rec.quantity_unit:
+        raise MergeError("unit", rec.quantity_unit, f"the same usage key was already measured in {into.quantity_unit}")
+    changes: dict[str, Any] = {name: getattr(into, name) + getattr(rec, name) for name in TOKEN_FIELDS}
+    if rec.quantity:
+        changes["quantity"] = into.quantity + rec.quantity
+        changes["quantity_unit"] = rec.quantity_unit
+    if rec.cost is not None:
+        priced_one = into if into.cost is not None else rec
+        changes["cost"] = (into.cost or Decimal(0)) + rec.cost
+        changes["currency"] = priced_one.currency or rec.currency
+        changes["basis"] = "billed" if into.basis == "billed" else "estimated"
+        changes["price_version"] = into.price_version or rec.price_version
+    changes["details"] = _add_details(into.details, rec.details)
+    return replace(into, **changes)
+
+
+def _add_details(a: str, b: str) -> str:
+    """Counters in two ``details`` JSON objects, summed; ``''`` when either holds anything else."""
+    try:
+        left, right = json.loads(a or "{}"), json.loads(b or "{}")
+    except ValueError:
+        return ""
+    if not (isinstance(left, dict) and isinstance(right, dict)):
+        return ""
+    values = [*left.values(), *right.values()]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return ""
+    out = dict(left)
+    for name, value in right.items():
+        out[name] = round(out.get(name, 0) + value, 3)
+    return json.dumps(out, sort_keys=True) if out else ""
+
+
+def combine(records: Iterable[UsageRecord]) -> dict[bytes, UsageRecord]:
+    """Records with the same natural key summed into one, by ``record_key``, in first-seen order."""
+    out: dict[bytes, UsageRecord] = {}
+    for rec in records:
+        key = rec.record_key
+        out[key] = add(out[key], rec) if key in out else rec
+    return out
+
+
+def _plus_stored(conn: Connection, combined: dict[bytes, UsageRecord]) -> list[UsageRecord]:
+    """Each record plus the row ``usage`` already holds under its key (read in this transaction)."""
+    cols = [USAGE.c[name] for name in RECORD_FIELDS]
+    stmt = select(*cols).where(USAGE.c.record_key.in_(bindparam("keys", expanding=True)))
+    keys = list(combined)
+    for i in range(0, len(keys), _READ_CHUNK):
+        for row in conn.execute(stmt, {"keys": keys[i : i + _READ_CHUNK]}):
+            stored = UsageRecord(**dict(zip(RECORD_FIELDS, row, strict=True)))
+            combined[stored.record_key] = add(stored, combined[stored.record_key])
+    return list(combined.values())
+
+
+def ingest(
+    conn: Connection,
+    records: Iterable[UsageRecord],
+    *,
+    additive: bool = False,
+    on_record: OnRecord | None = None,
+    batch_size: int = 5000,
+    now: datetime | None = None,
+) -> UpsertResult:
+    """Price, (optionally) add to what is stored, and upsert records in the caller's transaction.
+
+    Args:
+        conn: an open connection inside a transaction, so the caller's bookkeeping (a sync's
+            high-water mark, an import's log row, the proxy's rolled-up marks) commits with it.
+        records: validated records; a generator is consumed in batches unless ``additive``.
+        additive: the records are increments: records sharing a key are summed, and each is
+            added to the row already stored under its key instead of replacing it. The records
+            are held in memory (a proxy rollup chunk, an import's late duplicates).
+        on_record: called with each record once it is priced.
+        batch_size: records per ``executemany``.
+        now: the ``updated_at`` stamp (tests).
+
+    Returns:
+        What :func:`collector.core.store.upsert` wrote.
+    """
+    stream: Iterable[UsageRecord] = prepare(records, on_record)
+    if additive:
+        stream = _plus_stored(conn, combine(stream))
+    return upsert(conn, stream, batch_size=batch_size, now=now)
+
+
+def ingest_records(engine: Engine, records: Iterable[UsageRecord], **kwargs: Any) -> UpsertResult:
+    """:func:`ingest` in a transaction of its own."""
+    with engine.begin() as conn:
+        return ingest(conn, records, **kwargs)
+
+
+__all__ = [
+    "NO_HOOKS",
+    "AfterIngest",
+    "Hooks",
+    "MergeError",
+    "add",
+    "combine",
+    "ingest",
+    "ingest_records",
+    "prepare",
+    "priced",
+]

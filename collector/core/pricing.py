@@ -11,7 +11,7 @@ unit prices are looked up once per (provider, model, day) and the arithmetic is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -120,13 +120,23 @@ def estimate_tokens_cost(
     return total / _MILLION
 
 
-def apply_estimate(record: UsageRecord) -> UsageRecord:
-    """Price a token record in place: ``estimated`` with a cost, or ``unpriced`` (never $0).
+def wants_estimate(record: UsageRecord) -> bool:
+    """True for usage that carries tokens (or a model) but no money yet: it gets an estimate.
 
-    Records that already carry a billed cost are left alone.
+    Billed rows, rows already priced (the proxy prices each request; a re-imported export keeps
+    its estimate) and pure quantity rows (images, seconds, bytes: no token price applies) are left
+    as they are.
     """
-    if record.basis == "billed":
-        return record
+    return (
+        record.basis == "unpriced"
+        and record.cost is None
+        and not record.price_version
+        and bool(record.input_tokens or record.output_tokens or (record.model and not record.quantity))
+    )
+
+
+def estimate(record: UsageRecord) -> UsageRecord:
+    """The record priced from the table: ``estimated`` with a cost, or ``unpriced`` (never $0)."""
     cost = estimate_tokens_cost(
         record.provider,
         record.model,
@@ -138,11 +148,8 @@ def apply_estimate(record: UsageRecord) -> UsageRecord:
         output_tokens=record.output_tokens,
     )
     if cost is None:
-        record.cost, record.currency, record.basis, record.price_version = None, "", "unpriced", ""
-    else:
-        record.cost, record.currency, record.basis = cost, CURRENCY, "estimated"
-        record.price_version = PRICE_VERSION
-    return record
+        return record
+    return replace(record, cost=cost, currency=CURRENCY, basis="estimated", price_version=PRICE_VERSION)
 
 
 def estimate_request_cost(
@@ -170,3 +177,45 @@ def estimate_request_cost(
     except LookupError:
         return None
     return result.total_price
+
+
+@lru_cache(maxsize=4096)
+def _flat_prices(provider: str, model: str, day: date) -> bool:
+    """True when the model has no long-context tiers on ``day`` (then base rates are exact)."""
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(
+            model, None, PROVIDER_IDS.get(provider, provider), None
+        )
+    except LookupError:
+        return False
+    prices = info.get_prices(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
+    return not any(isinstance(getattr(prices, a, None), TieredPrices) for a in dir(prices) if a.endswith("_mtok"))
+
+
+def estimate_request(
+    provider: str,
+    model: str,
+    at: datetime,
+    *,
+    input_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_5m_tokens: int = 0,
+    cache_write_1h_tokens: int = 0,
+    output_tokens: int = 0,
+) -> Decimal | None:
+    """USD cost of one request (the proxy's view), long-context tiers included; None if unknown.
+
+    Models without tiers are priced from the cached unit prices (a few microseconds); tiered
+    ones through ``genai-prices``' calculator (~100 µs), since one request may cross a tier
+    threshold (design.md, "Pricing": only single requests may be priced at a tier).
+    """
+    tokens = {
+        "input_tokens": input_tokens,
+        "cache_read_tokens": cache_read_tokens,
+        "cache_write_5m_tokens": cache_write_5m_tokens,
+        "cache_write_1h_tokens": cache_write_1h_tokens,
+        "output_tokens": output_tokens,
+    }
+    if _flat_prices(provider, model, at.date()):
+        return estimate_tokens_cost(provider, model, at.date(), **tokens)
+    return estimate_request_cost(provider, model, at, **tokens)

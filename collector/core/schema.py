@@ -59,11 +59,14 @@ TOKEN_FIELDS: tuple[str, ...] = (
 )
 
 
+_set = object.__setattr__
+
+
 class InvariantError(ValueError):
     """A record breaks one of design.md's schema rules; the message names the record and rule."""
 
 
-@dataclass(slots=True, eq=True)
+@dataclass(slots=True, eq=True, frozen=True)
 class UsageRecord:
     """One bucket of usage or cost from one source, in the normalised taxonomy.
 
@@ -102,11 +105,12 @@ class UsageRecord:
     price_version: str = ""
     source_ref: str = ""
     details: str = ""
-    _key: bytes | None = field(default=None, repr=False, compare=False)
-    # Epoch seconds of the bucket, computed once at validation: the key hash, the SQLite write
-    # and the rollup's day all need them. Treat key fields as read-only after construction.
-    _start_ts: int = field(default=0, repr=False, compare=False)
-    _end_ts: int = field(default=0, repr=False, compare=False)
+    # Derived once at validation (never passed in, never copied by ``dataclasses.replace``): the
+    # key hash (lazily), and the bucket's epoch seconds that the key, the SQLite write and the
+    # rollup's day all need.
+    _key: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _start_ts: int = field(default=0, init=False, repr=False, compare=False)
+    _end_ts: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._check_dimensions()
@@ -173,7 +177,8 @@ class UsageRecord:
     @property
     def record_key(self) -> bytes:
         """16-byte BLAKE2b of the natural key: the primary key of ``usage``."""
-        if self._key is None:
+        key = self._key
+        if key is None:
             # Same fields and order as natural_key(), inlined: this runs once per written row.
             joined = (
                 f"{self.provider}\x1f{self.account}\x1f{self.source}\x1f{self.kind}\x1f"
@@ -182,8 +187,9 @@ class UsageRecord:
                 f"{self.service_tier}\x1f{'1' if self.batch else '0'}\x1f{self.line_item}\x1f"
                 f"{self.variant}\x1f{self.team}"
             )
-            self._key = hashlib.blake2b(joined.encode(), digest_size=16).digest()
-        return self._key
+            key = hashlib.blake2b(joined.encode(), digest_size=16).digest()
+            _set(self, "_key", key)
+        return key
 
     def describe(self) -> str:
         """A short, secret-free label for error messages."""
@@ -216,16 +222,19 @@ class UsageRecord:
                     ) from None
         if self.batch is not True and self.batch is not False:
             raise self._fail("rule 1 (keys)", f"batch must be a bool, got {self.batch!r}")
-        self.bucket_start = self._utc("bucket_start", self.bucket_start)
-        self.bucket_end = self._utc("bucket_end", self.bucket_end)
+        start, end = self.bucket_start, self.bucket_end
+        if type(start) is not datetime or start.tzinfo is not UTC:
+            _set(self, "bucket_start", self._utc("bucket_start", start))
+        if type(end) is not datetime or end.tzinfo is not UTC:
+            _set(self, "bucket_end", self._utc("bucket_end", end))
         if not self.provider or not self.kind:
             raise self._fail("rule 1 (keys)", "provider and kind must not be empty")
         if self.source not in SOURCES:
             raise self._fail("rule 6 (provenance)", f"source must be one of {SOURCES}, got {self.source!r}")
         if self.bucket_end <= self.bucket_start:
             raise self._fail("rule 2 (half-open window)", "bucket_end must be after bucket_start")
-        self._start_ts = int(self.bucket_start.timestamp())
-        self._end_ts = int(self.bucket_end.timestamp())
+        _set(self, "_start_ts", int(self.bucket_start.timestamp()))
+        _set(self, "_end_ts", int(self.bucket_end.timestamp()))
 
     def _utc(self, name: str, value: object) -> datetime:
         if isinstance(value, datetime):
@@ -272,7 +281,7 @@ class UsageRecord:
         if self.cost is None or isinstance(self.cost, float) or not isinstance(self.cost, Decimal | int):
             raise self._fail("rule 3 (money is Decimal)", f"{self.basis} cost must be a Decimal, got {self.cost!r}")
         if not isinstance(self.cost, Decimal):
-            self.cost = Decimal(self.cost)
+            _set(self, "cost", Decimal(self.cost))
         if not self.cost.is_finite():
             raise self._fail("rule 3 (money is Decimal)", f"cost must be finite, got {self.cost!r}")
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():

@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.engine import Engine
 
-from collector.core.pricing import apply_estimate
+from collector.core.ingest import ingest_records, priced
 from collector.core.schema import UsageRecord
-from collector.core.store import UpsertResult, upsert_records
+from collector.core.store import UpsertResult
 
 #: (provider, model, source, kind) for the generator: real model names from the price table.
 MODELS: tuple[tuple[str, str, str, str], ...] = (
@@ -183,11 +183,11 @@ def _record(g: _Group, ts: datetime, rng: random.Random, scale: float) -> UsageR
         requests=requests,
         source_ref="synthetic",
     )
-    apply_estimate(rec)
+    rec = priced(rec)
     if g.source == "csv" and rec.cost is not None:
         # Billing exports state what was charged: near the list price, not exactly it.
-        rec.cost = (rec.cost * Decimal(str(round(rng.uniform(0.97, 1.0), 4)))).quantize(Decimal("0.0000000001"))
-        rec.basis, rec.price_version = "billed", ""
+        billed = (rec.cost * Decimal(str(round(rng.uniform(0.97, 1.0), 4)))).quantize(Decimal("0.0000000001"))
+        rec = replace(rec, cost=billed, basis="billed", price_version="")
     return rec
 
 
@@ -215,4 +215,4 @@ def rows_per_hour_for(total_rows: int, days: int = 365) -> int:
 
 def generate_demo(engine: Engine, cfg: GeneratorConfig) -> UpsertResult:
     """Write a demo dataset (idempotent: the same seed upserts the same keys)."""
-    return upsert_records(engine, generate(cfg))
+    return ingest_records(engine, generate(cfg))

@@ -30,20 +30,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from functools import lru_cache
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import uuid_utils
-from genai_prices import data_snapshot
-from genai_prices.types import TieredPrices
 from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 
-from collector.core.pricing import PRICE_VERSION, PROVIDER_IDS, estimate_request_cost, estimate_tokens_cost
+from collector.core.pricing import PRICE_VERSION, estimate_request
 from collector.core.sqltypes import MONEY_SCALE
 from collector.proxy.models import PROXY_EVENTS
 
@@ -86,27 +83,11 @@ def new_event_id() -> str:
     return str(uuid_utils.uuid7())
 
 
-@lru_cache(maxsize=4096)
-def _flat_prices(provider: str, model: str, day: date) -> bool:
-    """True when the model has no long-context tiers on ``day`` (then base rates are exact)."""
-    try:
-        _, info = data_snapshot.get_snapshot().find_provider_model(
-            model, None, PROVIDER_IDS.get(provider, provider), None
-        )
-    except LookupError:
-        return False
-    prices = info.get_prices(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
-    return not any(isinstance(getattr(prices, a, None), TieredPrices) for a in dir(prices) if a.endswith("_mtok"))
-
-
 def price_event(event: Event) -> tuple[Any, str, str]:
     """``(cost, basis, price_version)`` of one request, with long-context tiers (design.md "Pricing").
 
     A model missing from the price table, or a call whose usage is unknown, is ``unpriced``
-    with no cost (never $0). Models without tiers are priced from the cached unit prices
-    (:func:`collector.core.pricing.estimate_tokens_cost`, a few microseconds); tiered ones through
-    :func:`collector.core.pricing.estimate_request_cost` (``genai-prices``' calculator, ~100 µs),
-    since one request may cross a tier threshold.
+    with no cost (never $0); :func:`collector.core.pricing.estimate_request` applies tiers.
     """
     if not event.get("usage_known") or not event.get("model"):
         return None, "unpriced", ""
@@ -119,10 +100,7 @@ def price_event(event: Event) -> tuple[Any, str, str]:
         "output_tokens": event["output_tokens"],
     }
     try:
-        if _flat_prices(event["provider"], event["model"], at.date()):
-            cost = estimate_tokens_cost(event["provider"], event["model"], at.date(), **tokens)
-        else:
-            cost = estimate_request_cost(event["provider"], event["model"], at, **tokens)
+        cost = estimate_request(event["provider"], event["model"], at, **tokens)
     except Exception:  # noqa: BLE001  (a pricing bug must not lose the event)
         log.warning("pricing failed for model %r; event recorded unpriced", event.get("model"))
         cost = None

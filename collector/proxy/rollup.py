@@ -8,11 +8,11 @@ token, ``api_key_id`` = the salted key fingerprint, model, service tier, and ``v
 them (design.md rule 5).
 
 The rollup is incremental and exactly once: in one transaction it picks a chunk of events not
-yet rolled up (by id), adds their sums to the existing usage rows of the same keys, upserts, and
-marks exactly those ids. Events that arrive later (a spool replay, another replica) are picked
-up by the next run and added to their hour, however old, and purged events never make an hour
-shrink (a whole-hour recompute would). On PostgreSQL an advisory lock keeps two replicas from
-rolling up at once.
+yet rolled up (by id), ingests their sums *additively* (added to the usage rows already stored
+under the same keys, :func:`collector.core.ingest.ingest`), and marks exactly those ids. Events
+that arrive later (a spool replay, another replica) are picked up by the next run and added to
+their hour, however old, and purged events never make an hour shrink (a whole-hour recompute
+would). On PostgreSQL an advisory lock keeps two replicas from rolling up at once.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
+from collector.core.ingest import ingest
 from collector.core.pricing import CURRENCY, PRICE_VERSION
 from collector.core.schema import UsageRecord
 from collector.core.settings import Settings
-from collector.core.store import USAGE, upsert
 from collector.proxy.models import PROXY_EVENTS
 
 HOUR = timedelta(hours=1)
@@ -110,40 +110,6 @@ def _aggregate(conn: Connection, ids: list[str]) -> list[UsageRecord]:
     return _records(conn.execute(stmt, {"ids": ids}))
 
 
-_SUMMED = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-)
-
-
-def _add_existing(conn: Connection, records: list[UsageRecord]) -> list[UsageRecord]:
-    """Add what ``usage`` already holds for the same keys (earlier rollups of those hours)."""
-    by_key = {r.record_key: r for r in records}
-    cols = [USAGE.c.record_key, *(USAGE.c[n] for n in _SUMMED), USAGE.c.cost, USAGE.c.details]
-    stmt = select(*cols).where(USAGE.c.record_key.in_(bindparam("keys", expanding=True)))
-    for row in conn.execute(stmt, {"keys": list(by_key)}):
-        old = row._mapping
-        rec = by_key[old["record_key"]]
-        for name in _SUMMED:
-            setattr(rec, name, getattr(rec, name) + int(old[name]))
-        if old["cost"] is not None:
-            rec.cost = (rec.cost or Decimal(0)) + old["cost"]
-            rec.currency, rec.basis, rec.price_version = CURRENCY, "estimated", PRICE_VERSION
-        if old["details"]:
-            details = json.loads(rec.details)
-            for name, value in json.loads(old["details"]).items():
-                details[name] = round(details.get(name, 0) + value, 3)
-            rec.details = json.dumps(details, sort_keys=True)
-    for rec in records:
-        rec.__post_init__()  # the sums must still satisfy every schema rule
-    return records
-
-
 def rollup(engine: Engine, *, chunk: int = 5000, batch_size: int = 5000) -> int:
     """Roll every event not yet rolled up into ``usage``; returns how many usage rows were written."""
     written = 0
@@ -154,12 +120,12 @@ def rollup(engine: Engine, *, chunk: int = 5000, batch_size: int = 5000) -> int:
             ids = [r[0] for r in conn.execute(select(_E.id).where(_E.rolled_up.is_(False)).limit(chunk))]
             if not ids:
                 return written
-            records = _add_existing(conn, _aggregate(conn, ids))
+            records = _aggregate(conn, ids)
             conn.execute(
                 update(PROXY_EVENTS).where(_E.id.in_(bindparam("ids", expanding=True))).values(rolled_up=True),
                 {"ids": ids},
             )
-            written += upsert(conn, records, batch_size=batch_size).records
+            written += ingest(conn, records, additive=True, batch_size=batch_size).records
         if len(ids) < chunk:
             return written
 

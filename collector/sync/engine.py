@@ -2,7 +2,7 @@
 
 For each endpoint of a connection's provider the engine plans a window
 (:func:`plan`: high-water mark minus the lookback, or the back-fill on the first
-sync), walks the provider's pages, and for every page, in **one transaction**, upserts the rows,
+sync), walks the provider's pages, and for every page, in **one transaction**, ingests the rows,
 advances the high-water mark to the end of the buckets the pages so far complete, and updates the
 ``sync_runs`` row's progress. A crash at any instant therefore leaves the mark behind or at the
 stored data, never ahead of it, and the next run re-fetches from there (upserts make that free).
@@ -35,10 +35,9 @@ from sqlalchemy.engine import Connection as DBConnection
 from sqlalchemy.engine import Engine, make_url
 
 from collector.core.http import APIError, FatalAPIError, redact
-from collector.core.ingest import NO_HOOKS, Hooks
+from collector.core.ingest import NO_HOOKS, Hooks, ingest
 from collector.core.schema import InvariantError
 from collector.core.settings import Settings
-from collector.core.store import upsert
 from collector.core.windows import Window, floor
 from collector.sync.connections import (
     CONNECTIONS,
@@ -304,7 +303,7 @@ def _sync_endpoint(
             records = ep.parse(page.payload, ctx)
             now = datetime.now(UTC)
             with engine.begin() as db:  # rows, mark and progress commit together
-                upsert(db, records, batch_size=settings.upsert_batch_size, now=now)
+                ingest(db, records, batch_size=settings.upsert_batch_size, now=now)
                 if page.through is not None:
                     _advance(db, conn.id, ep.name, min(page.through, window.end), now)
                 res.pages += 1

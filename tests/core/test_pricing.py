@@ -3,7 +3,8 @@ from datetime import UTC, date, datetime, timedelta
 import genai_prices
 import pytest
 
-from collector.core.pricing import PRICE_VERSION, apply_estimate, estimate_tokens_cost
+from collector.core.ingest import priced
+from collector.core.pricing import PRICE_VERSION, estimate_tokens_cost
 from collector.core.schema import UsageRecord
 
 
@@ -40,7 +41,7 @@ def test_unknown_model_is_unpriced_never_zero():
         model="gpt-nonexistent-9",
         input_tokens=10,
     )
-    apply_estimate(r)
+    r = priced(r)
     assert (r.basis, r.cost, r.currency) == ("unpriced", None, "")
     r2 = UsageRecord(
         provider="openai",
@@ -51,5 +52,5 @@ def test_unknown_model_is_unpriced_never_zero():
         model="gpt-4o",
         input_tokens=1_000_000,
     )
-    apply_estimate(r2)
+    r2 = priced(r2)
     assert (r2.basis, r2.cost, r2.currency, r2.price_version) == ("estimated", 2.5, "USD", PRICE_VERSION)

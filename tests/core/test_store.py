@@ -51,7 +51,7 @@ def test_upsert_twice_changes_nothing(engine, ten_thousand):
 
 def test_reupsert_with_changed_values_updates_those_rows(engine, ten_thousand):
     upsert_records(engine, ten_thousand)
-    changed = [replace(r, output_tokens=r.output_tokens + 7, _key=None) for r in ten_thousand[:100]]
+    changed = [replace(r, output_tokens=r.output_tokens + 7) for r in ten_thousand[:100]]
     result = upsert_records(engine, changed)
     assert result.changed == 100 and result.days
     count, _, _, out, *_ = totals(engine)
@@ -126,7 +126,7 @@ def test_unpriced_rows_keep_null_cost(engine):
 def test_writing_one_slice_leaves_other_slices_rollups_intact(engine, ten_thousand):
     upsert_records(engine, ten_thousand)
     before = totals(engine, USAGE_DAILY)
-    openai = [replace(r, output_tokens=r.output_tokens + 1, _key=None) for r in ten_thousand if r.provider == "openai"]
+    openai = [replace(r, output_tokens=r.output_tokens + 1) for r in ten_thousand if r.provider == "openai"]
     result = upsert_records(engine, openai)
     assert result.changed == len(openai) > 0
     after = totals(engine, USAGE_DAILY)

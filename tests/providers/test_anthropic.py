@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from collector.core.ingest import priced
 from collector.core.pricing import estimate_tokens_cost
 from providers.anthropic import (
     ENDPOINTS,
@@ -46,6 +47,8 @@ def test_messages_documented_example_sums_input_parts():
         cache_write_1h_tokens=1000,
         output_tokens=500,
     )
+    assert rec.basis == "unpriced" and rec.cost is None  # parsers leave money to the ingest path
+    rec = priced(rec)
     assert rec.cost == expected and rec.basis == ("unpriced" if expected is None else "estimated")
 
 

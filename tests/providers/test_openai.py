@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from collector.core.ingest import priced
 from collector.core.pricing import PRICE_VERSION, estimate_tokens_cost
 from providers.base import ProviderError
 from providers.openai import ENDPOINTS, parse_costs, parse_usage, parser
@@ -60,6 +61,8 @@ def test_schema_example_row_is_priced_at_the_bucket_date():
         cache_write_5m_tokens=200,
         output_tokens=1000,
     )
+    assert rec.basis == "unpriced" and rec.cost is None  # parsers leave money to the ingest path
+    rec = priced(rec)
     assert rec.basis == "estimated" and rec.cost == expected and rec.cost > 0
     assert rec.price_version == PRICE_VERSION and rec.currency == "USD"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -191,9 +191,8 @@ def seed_records() -> list[UsageRecord]:
             rec = _usage(
                 rng, provider="openai", account="org-a", source="api", kind="images", start=ts, model="dall-e-3"
             )
-            rec.input_tokens = rec.cache_read_tokens = rec.output_tokens = rec.reasoning_tokens = 0
-            rec.quantity, rec.quantity_unit = Decimal(rng.randint(1, 40)), "images"
-            recs.append(rec)
+            tokens = dict.fromkeys(("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens"), 0)
+            recs.append(replace(rec, **tokens, quantity=Decimal(rng.randint(1, 40)), quantity_unit="images"))
     days = [START - DAY + i * DAY for i in range(DAYS + 2)]
     for index, day in enumerate(days):
         if index in (1, 2, 3):  # OpenAI /costs for Nov 1-3 only: billed, by project and line item, no model

@@ -3,8 +3,9 @@
 Rows are made through the features' own code wherever it exists: connections by
 ``collector.sync.connections.add_connection`` / ``mark_status`` / ``set_active``, a real sync
 against the fake admin API on 127.0.0.1, imports by ``importers.service.import_file`` of the
-documented CSV fixtures, proxy events by ``collector.proxy.recorder.insert_events``. Only ``sync_state`` / ``sync_runs`` rows that a sync would take minutes of fake time
-to produce are inserted directly, through their SQLModel tables.
+documented CSV fixtures, proxy events by ``collector.proxy.recorder.insert_events``. Only
+``sync_state`` / ``sync_runs`` rows that a sync would take minutes of fake time to produce are
+inserted directly, through their SQLModel tables.
 """
 
 from __future__ import annotations
