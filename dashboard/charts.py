@@ -15,20 +15,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 import plotly.graph_objects as go
 
-#: One colour per known provider, on every page (Okabe-Ito-like, distinguishable when printed).
-PROVIDER_COLORS: dict[str, str] = {
-    "openai": "#10a37f",
-    "anthropic": "#d97757",
-    "google": "#4285f4",
-    "aws_bedrock": "#ff9900",
-    "azure_openai": "#0078d4",
-    "mistral": "#fa520f",
-    "xai": "#444444",
-    "groq": "#f55036",
-    "deepseek": "#4d6bfe",
-    "fireworks": "#6720ff",
-    "openrouter": "#94a3b8",
-}
+from collector.core.catalog import PROVIDERS
+
 #: Colours for series that are not providers (models, projects ...) and unknown providers.
 PALETTE: tuple[str, ...] = (
     "#4c78a8",
@@ -58,8 +46,8 @@ LAYOUT = {
 
 def provider_color(provider: str) -> str:
     """The provider's colour: fixed for known ones, a stable hash-picked one for others."""
-    if provider in PROVIDER_COLORS:
-        return PROVIDER_COLORS[provider]
+    if provider in PROVIDERS:
+        return PROVIDERS[provider].colour
     digest = hashlib.blake2b(provider.encode(), digest_size=2).digest()
     return PALETTE[int.from_bytes(digest, "big") % len(PALETTE)]
 

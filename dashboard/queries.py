@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from collector.core.http import redact
+from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.store import USAGE_DAILY
 from collector.db.migrate import current_revision, open_database
@@ -47,15 +48,6 @@ SYNC_RUNS: Table = SyncRun.__table__  # type: ignore[attr-defined]
 P = ParamSpec("P")
 R = TypeVar("R")
 DAY = timedelta(days=1)
-TOKEN_COLUMNS = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-)
 
 
 def db_url() -> str:
@@ -132,7 +124,7 @@ def _rows_frame(result: query.ReportResult) -> pd.DataFrame:
             quantity=float(r.quantity),
             quantity_unit=r.quantity_unit,
         )
-        for name in TOKEN_COLUMNS:
+        for name in TOKEN_FIELDS:
             rec[name] = getattr(r, name)
         records.append(rec)
     columns = [
@@ -143,7 +135,7 @@ def _rows_frame(result: query.ReportResult) -> pd.DataFrame:
         "currency",
         "cost",
         "cost_exact",
-        *TOKEN_COLUMNS,
+        *TOKEN_FIELDS,
         "cache_write_tokens",
         "uncached_input_tokens",
         "quantity",

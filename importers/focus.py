@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from collector.core.schema import UsageRecord
+from collector.core.schema import TOKEN_FIELDS, UsageRecord
 from importers import _common
 from importers.base import (
     END_RULE,
@@ -55,15 +55,7 @@ OWN_COLUMNS: dict[str, tuple[str, ...]] = {
     "x_cost_basis": ("x_CostBasis",),
 }
 #: Record fields counted in the own-export columns, in :data:`OWN_COLUMNS` order.
-OWN_COUNTS = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "requests",
-)
+OWN_COUNTS = TOKEN_FIELDS
 AI_CATEGORY = "ai and machine learning"
 USAGE = "usage"
 #: (input, cache_read, cache_write_5m, cache_write_1h, output) slots each direction fills.

@@ -20,6 +20,7 @@ import typer
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
 from collector.core.windows import DateError, Window, parse_tz, parse_window
@@ -28,7 +29,6 @@ from collector.query.report import (
     DIMENSIONS,
     GRAINS,
     SOURCES,
-    TOKEN_MEASURES,
     Filters,
     QueryError,
     ReportResult,
@@ -47,7 +47,7 @@ MEASURE_COLUMNS: tuple[str, ...] = (
     "basis",
     "currency",
     "cost",
-    *TOKEN_MEASURES,
+    *TOKEN_FIELDS,
     "quantities",
 )
 _AGE_RE = re.compile(r"^(\d+)\s*([smhd])$")
@@ -263,7 +263,7 @@ def machine_rows(result: ReportResult) -> list[dict[str, Any]]:
         item["basis"] = r.basis
         item["currency"] = r.currency
         item["cost"] = str(canonical_decimal(r.cost)) if r.cost is not None else None
-        for name in TOKEN_MEASURES:
+        for name in TOKEN_FIELDS:
             item[name] = getattr(r, name)
         item["quantities"] = {u: str(canonical_decimal(q)) for u, q in r.quantities.items()}
         out.append(item)

@@ -20,23 +20,13 @@ import genai_prices
 from genai_prices import data_snapshot
 from genai_prices.types import TieredPrices
 
+from collector.core.catalog import price_id
 from collector.core.schema import UsageRecord
 
 #: Which price list to use, and its version, recorded on every estimate (design rule 6).
 PRICE_VERSION = f"genai-prices {genai_prices.__version__}"
 CURRENCY = "USD"
 _MILLION = Decimal(1_000_000)
-
-#: Our provider names -> genai-prices provider ids, where they differ.
-PROVIDER_IDS = {
-    "aws_bedrock": "aws",
-    "bedrock": "aws",
-    "azure_openai": "azure",
-    "gcp_vertex": "google",
-    "vertex": "google",
-    "gemini": "google",
-    "xai": "x-ai",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +59,7 @@ def unit_prices(provider: str, model: str, day: date) -> UnitPrices | None:
         return None
     snapshot = data_snapshot.get_snapshot()
     try:
-        _, info = snapshot.find_provider_model(model, None, PROVIDER_IDS.get(provider, provider), None)
+        _, info = snapshot.find_provider_model(model, None, price_id(provider), None)
     except LookupError:
         return None
     moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
@@ -171,9 +161,7 @@ def estimate_request_cost(
         output_tokens=output_tokens,
     )
     try:
-        result = genai_prices.calc_price(
-            usage, model, provider_id=PROVIDER_IDS.get(provider, provider), genai_request_timestamp=at
-        )
+        result = genai_prices.calc_price(usage, model, provider_id=price_id(provider), genai_request_timestamp=at)
     except LookupError:
         return None
     return result.total_price
@@ -183,9 +171,7 @@ def estimate_request_cost(
 def _flat_prices(provider: str, model: str, day: date) -> bool:
     """True when the model has no long-context tiers on ``day`` (then base rates are exact)."""
     try:
-        _, info = data_snapshot.get_snapshot().find_provider_model(
-            model, None, PROVIDER_IDS.get(provider, provider), None
-        )
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, price_id(provider), None)
     except LookupError:
         return False
     prices = info.get_prices(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))

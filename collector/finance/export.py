@@ -38,6 +38,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from collector.core.catalog import PROVIDERS, display_name
 from collector.core.schema import RECORD_FIELDS
 from collector.core.store import USAGE, USAGE_DAILY
 
@@ -141,20 +142,6 @@ TOKEN_X = {
     "x_ReasoningTokens": "reasoning_tokens",
     "x_Requests": "requests",
 }
-#: provider id -> (ProviderName, InvoiceIssuerName).
-PROVIDER_NAMES: dict[str, tuple[str, str]] = {
-    "openai": ("OpenAI", "OpenAI"),
-    "anthropic": ("Anthropic", "Anthropic"),
-    "google": ("Google Cloud", "Google Cloud"),
-    "aws_bedrock": ("AWS", "AWS"),
-    "azure_openai": ("Microsoft", "Microsoft"),
-    "mistral": ("Mistral AI", "Mistral AI"),
-    "xai": ("xAI", "xAI"),
-    "groq": ("Groq", "Groq"),
-    "deepseek": ("DeepSeek", "DeepSeek"),
-    "fireworks": ("Fireworks AI", "Fireworks AI"),
-    "openrouter": ("OpenRouter", "OpenRouter"),
-}
 #: Model prefix -> publisher, for marketplaces that resell other publishers' models (§5, §6).
 PUBLISHERS = {
     "anthropic.": "Anthropic",
@@ -234,7 +221,7 @@ def _publisher(provider: str, model: str) -> str:
         for prefix, name in PUBLISHERS.items():
             if low.startswith(prefix):
                 return name
-    return PROVIDER_NAMES.get(provider, (provider, provider))[0]
+    return display_name(provider)
 
 
 def _token_types(r: Any) -> str:
@@ -268,7 +255,8 @@ def focus_row(r: Any, covered: bool) -> dict[str, Any]:
         charged = Decimal(0)
     currency = r["currency"] or "USD"
     provider = r["provider"]
-    provider_name, issuer = PROVIDER_NAMES.get(provider, (provider, provider))
+    known = PROVIDERS.get(provider)
+    provider_name, issuer = (known.name, known.issuer) if known else (provider, provider)
     tokens = r["input_tokens"] + r["output_tokens"]
     quantity: Decimal | int | None
     if r["quantity_unit"] and r["quantity"]:

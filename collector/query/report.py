@@ -50,6 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from collector.core.catalog import PROVIDERS
 from collector.core.schema import SOURCES, TOKEN_FIELDS
 from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
 from collector.core.store import USAGE, USAGE_DAILY
@@ -87,21 +88,7 @@ BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
 #: Sources whose billed rows can cover a (provider, account, day) (design rule 5).
 BILLING_SOURCES: tuple[str, ...] = ("api", "csv")
 #: Provider names accepted by ``--provider`` even before any of their rows exist.
-KNOWN_PROVIDERS: tuple[str, ...] = (
-    "anthropic",
-    "aws_bedrock",
-    "azure_openai",
-    "deepseek",
-    "fireworks",
-    "google",
-    "groq",
-    "mistral",
-    "openai",
-    "openrouter",
-    "xai",
-)
-#: Token and request counts, in the schema's order (design rule 4).
-TOKEN_MEASURES: tuple[str, ...] = TOKEN_FIELDS
+KNOWN_PROVIDERS: tuple[str, ...] = tuple(sorted(PROVIDERS))
 OTHER_LABEL = "(other)"
 DAY = timedelta(days=1)
 
@@ -236,7 +223,7 @@ class Sums:
         """Add one report row."""
         if row.cost is not None:
             self.cost = row.cost if self.cost is None else self.cost + row.cost
-        for name in TOKEN_MEASURES:
+        for name in TOKEN_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(row, name))
         for unit, qty in row.quantities.items():
             self.quantities[unit] = self.quantities.get(unit, Decimal(0)) + qty
@@ -529,7 +516,7 @@ class _Raw:
 
 def _measures(table: Table) -> list[Any]:
     t = table.c
-    out: list[Any] = [func.sum(t[name]) for name in TOKEN_MEASURES]
+    out: list[Any] = [func.sum(t[name]) for name in TOKEN_FIELDS]
     # A quantity needs a unit (schema rule 4), so token rows sum to NULL here and skip the
     # Decimal conversion: half the result processing of a token-only report.
     out.append(type_coerce(func.sum(case((t.quantity_unit != "", t.quantity))), _QTY))
@@ -553,7 +540,7 @@ def _base_conditions(table: Table, basis: str, filters: Filters) -> list[ColumnE
     return conds
 
 
-_N_TOKENS = len(TOKEN_MEASURES)
+_N_TOKENS = len(TOKEN_FIELDS)
 
 
 def _to_raw(
@@ -840,7 +827,7 @@ def _accumulate(row: ReportRow, r: _Raw, counts: bool) -> None:
 
 
 def _fold(into: ReportRow, part: ReportRow) -> None:
-    for name in TOKEN_MEASURES:
+    for name in TOKEN_FIELDS:
         setattr(into, name, getattr(into, name) + getattr(part, name))
     if part.cost is not None:
         into.cost = part.cost if into.cost is None else into.cost + part.cost
@@ -884,7 +871,7 @@ def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[Rep
         key = (row.section, row.period, row.basis, row.currency)
         if key not in other:
             blank = replace(row, dims=dict.fromkeys(by, OTHER_LABEL), cost=None, quantities={}, rows=0)
-            for name in TOKEN_MEASURES:
+            for name in TOKEN_FIELDS:
                 setattr(blank, name, 0)
             other[key] = blank
         _fold(other[key], row)

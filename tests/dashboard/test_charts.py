@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pandas as pd
 
+from collector.core.catalog import PROVIDERS
 from dashboard import charts
 
 
@@ -27,10 +28,10 @@ def test_numbers_for_people():
 
 
 def test_one_colour_per_provider_everywhere():
-    assert charts.provider_color("openai") == charts.PROVIDER_COLORS["openai"]
+    assert charts.provider_color("openai") == PROVIDERS["openai"].colour
     assert charts.provider_color("somecorp") == charts.provider_color("somecorp")
     m = charts.color_map("provider", ["anthropic", "openai"])
-    assert m == {"anthropic": charts.PROVIDER_COLORS["anthropic"], "openai": charts.PROVIDER_COLORS["openai"]}
+    assert m == {"anthropic": PROVIDERS["anthropic"].colour, "openai": PROVIDERS["openai"].colour}
 
 
 def test_stacked_chart_has_title_units_and_human_hover():
@@ -45,7 +46,7 @@ def test_stacked_chart_has_title_units_and_human_hover():
     assert fig.layout.yaxis.title.text == "cost (USD)"
     assert fig.layout.xaxis.title.text == "day (UTC)"
     by_name = {t.name: t for t in fig.data}
-    assert by_name["openai"].marker.color == charts.PROVIDER_COLORS["openai"]
+    assert by_name["openai"].marker.color == PROVIDERS["openai"].colour
     assert list(by_name["openai"].customdata) == ["$1.2k"]
     assert [t.name for t in fig.data] == ["openai", "anthropic"]  # biggest series first
 

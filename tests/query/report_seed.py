@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from collector.core.schema import UsageRecord
-from collector.query.report import DIMENSION_COLUMNS, TOKEN_MEASURES, Filters, ReportResult
+from collector.core.schema import TOKEN_FIELDS, UsageRecord
+from collector.query.report import DIMENSION_COLUMNS, Filters, ReportResult
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS = 6
@@ -286,12 +286,12 @@ def seed_records() -> list[UsageRecord]:
 class Agg:
     """Tokens, money per currency and quantities of one report group."""
 
-    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_MEASURES, 0))
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_FIELDS, 0))
     money: dict[str, Decimal] = field(default_factory=dict)
     quantities: dict[str, Decimal] = field(default_factory=dict)
 
     def add_tokens(self, source: object) -> None:
-        for name in TOKEN_MEASURES:
+        for name in TOKEN_FIELDS:
             self.tokens[name] += getattr(source, name)
 
     def add_money(self, currency: str, cost: Decimal) -> None:
