@@ -18,6 +18,9 @@ lives here, once:
 Performance matters (a billing export can hold millions of rows): row mappers are closures over
 precomputed column indexes, numbers become ``Decimal`` only where they are money or quantities,
 and no per-row model object is built besides the record itself.
+
+The module is long because these three pieces are shared by every format and tested once here;
+splitting them would make each importer import three modules for what is one contract.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The one query layer: what the CLI's ``report``/``status`` print and what the dashboard charts.
+"""The report: what ``llm-usage report`` prints and what every dashboard chart draws.
+
+The module is long because the money rule below must be applied in exactly one place: the
+daily and hourly reads, the time-zone regrouping, ``--top`` and the notes all serve it.
 
 Both front ends call these functions, so the same question gets the same answer. The
 dashboard's ``queries`` module only adds caching on top.
