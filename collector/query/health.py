@@ -5,6 +5,8 @@ Freshness answers "how recent is the data we hold" per source, provider account 
 spool, and the database's migration state, and :func:`problems` turns them into the lines
 ``status --check`` fails on. Every read selects only the columns shown (never
 ``connections.key_encrypted``) and aggregates in SQL, so a long run log is never read whole.
+The listings at the end (connections, sync runs, imported files, the database) are the same
+tables as rows for the admin pages, with anything key-shaped in their text masked.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Engine
 
+from collector.core.http import redact
 from collector.core.store import USAGE, USAGE_DAILY
 from collector.core.windows import floor_day
 from collector.proxy.models import PROXY_EVENTS
@@ -393,3 +396,128 @@ def human_age(delta: timedelta) -> str:
     if seconds < 172_800:
         return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
     return f"{seconds // 86_400}d"
+
+
+# -- listings for the admin pages -----------------------------------------------------------------
+
+#: The ``connections`` columns listed: never ``key_encrypted``, only the masked ``key_hint``.
+CONNECTION_COLUMNS = (
+    "id",
+    "provider",
+    "label",
+    "account",
+    "key_hint",
+    "base_url",
+    "active",
+    "status",
+    "last_error",
+    "last_synced_at",
+    "last_tested_at",
+    "created_at",
+)
+SYNC_RUN_COLUMNS = (
+    "id",
+    "connection_id",
+    "provider",
+    "endpoint",
+    "status",
+    "started_at",
+    "finished_at",
+    "window_start",
+    "window_end",
+    "through",
+    "pages",
+    "rows",
+    "duration_seconds",
+    "error",
+    "runner",
+)
+IMPORT_FILE_COLUMNS = (
+    "id",
+    "name",
+    "importer",
+    "status",
+    "rows",
+    "rows_read",
+    "period_start",
+    "period_end",
+    "account",
+    "imported_by",
+    "imported_at",
+    "size",
+    "message",
+)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Rows of one table as shown to an admin: named columns, text masked."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+def _masked(value: Any) -> Any:
+    # A provider error can quote the key it was sent; mask anything key-shaped before it leaves.
+    return redact(value) if isinstance(value, str) else value
+
+
+def _listing(engine: Engine, table: Table, columns: tuple[str, ...], order: Any, limit: int) -> Listing:
+    stmt = select(*(table.c[c] for c in columns)).order_by(order).limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return Listing(columns, tuple(tuple(_masked(v) for v in r) for r in rows))
+
+
+def connection_listing(engine: Engine, limit: int = 1000) -> Listing:
+    """Registered provider connections, oldest first (key hint only, errors masked)."""
+    return _listing(engine, CONNECTIONS, CONNECTION_COLUMNS, CONNECTIONS.c.id, limit)
+
+
+def sync_run_listing(engine: Engine, limit: int = 200) -> Listing:
+    """Newest sync runs first (one row per connection endpoint and sync)."""
+    return _listing(engine, SYNC_RUNS, SYNC_RUN_COLUMNS, SYNC_RUNS.c.id.desc(), limit)
+
+
+def import_file_listing(engine: Engine, limit: int = 200) -> Listing:
+    """Newest imported (or refused) billing files first."""
+    return _listing(engine, IMPORT_FILES, IMPORT_FILE_COLUMNS, IMPORT_FILES.c.id.desc(), limit)
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """The database at a glance: backend, URL without password, revision and row counts."""
+
+    backend: str
+    url: str
+    revision: str | None
+    usage_rows: int
+    daily_rows: int
+
+
+def database_info(engine: Engine) -> DatabaseInfo:
+    """Backend, migration revision and row counts, from the daily rollup (no scan of ``usage``).
+
+    ``usage_daily.rows`` counts the usage rows each rollup row sums, so their total is the
+    usage row count; :func:`status` counts ``usage`` itself for the CLI.
+    """
+    from collector.db.migrate import current_revision
+
+    with engine.connect() as conn:
+        usage_rows, daily_rows = conn.execute(
+            select(func.coalesce(func.sum(USAGE_DAILY.c.rows), 0), func.count()).select_from(USAGE_DAILY)
+        ).one()
+    return DatabaseInfo(
+        backend=engine.dialect.name,
+        url=engine.url.render_as_string(hide_password=True),
+        revision=current_revision(engine),
+        usage_rows=int(usage_rows),
+        daily_rows=int(daily_rows),
+    )
+
+
+def newest_day(engine: Engine) -> datetime | None:
+    """The newest UTC day with any usage (from the daily rollup's index)."""
+    with engine.connect() as conn:
+        value: datetime | None = conn.execute(select(func.max(USAGE_DAILY.c.day))).scalar_one_or_none()
+    return value

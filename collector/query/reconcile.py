@@ -1,0 +1,326 @@
+"""Reconciliation: what a provider billed beside what its usage costs at the price table, and the proxy's view.
+
+Three numbers per provider account, UTC day and currency, compared and never added
+(design.md rule 5):
+
+* **billed**: the provider's own charge (cost APIs, billing exports), read with ``basis="billed"``;
+* **estimated**: the usage rows' quantities x the public price table, read with
+  ``basis="estimated"`` (so billed rows are left out and every estimate counts, also on days a
+  bill covers: that is the point of the comparison);
+* **proxy**: the price-table value of what the proxy sidecar recorded (its own section of the
+  same estimated read).
+
+All three come from :func:`collector.query.report.report`, the function behind ``llm-usage
+report``, so reconciliation shows the same money as every other view. Usage with no price
+(a model missing from the table) carries no money; its tokens are counted apart
+(``unpriced_tokens``) because they are part of the gap, not zero.
+
+Money of different currencies is never summed: each line is one currency. Estimates are in the
+price table's currency (:data:`collector.core.pricing.CURRENCY`), so a bill in another currency
+(an Azure export in EUR, say) stands on a line of its own, and unpriced tokens are counted on
+the price table's line, where their estimate would have been.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.engine import Engine
+
+from collector.core.pricing import CURRENCY as PRICE_TABLE_CURRENCY
+from collector.query.report import Filters, ReportRow, report
+
+#: Label of a billed charge that names neither a line item nor a model.
+NO_BREAKDOWN = "(no breakdown)"
+#: The sources a line can lack, in the order :attr:`DayLine.status` names them.
+COMPARED = ("billed", "usage", "proxy")
+
+_Key = tuple[datetime, str, str, str]  # day, provider, account, currency
+_Who = tuple[str, str, str]  # provider, account, currency
+
+
+@dataclass(frozen=True)
+class DayLine:
+    """One provider account's money on one UTC day in one currency, per source.
+
+    ``None`` means the source has no money for that line (no data, or only unpriced usage);
+    ``missing`` names the sources that have none: ``proxy`` only where the account has proxy
+    data on some other day of the window (an account nobody routes through the proxy does not
+    lack it).
+    """
+
+    day: datetime
+    provider: str
+    account: str
+    currency: str
+    billed: Decimal | None
+    estimated: Decimal | None
+    proxy: Decimal | None
+    unpriced_tokens: int = 0
+    proxy_unpriced_tokens: int = 0
+    missing: tuple[str, ...] = ()
+
+    @property
+    def gap(self) -> Decimal | None:
+        """Estimated minus billed (positive: the price table says more than the bill)."""
+        if self.billed is None or self.estimated is None:
+            return None
+        return self.estimated - self.billed
+
+    @property
+    def gap_ratio(self) -> Decimal | None:
+        """:attr:`gap` as a share of the bill (0.1 = the estimate is 10 % above it)."""
+        return _ratio(self.gap, self.billed)
+
+    @property
+    def proxy_gap_ratio(self) -> Decimal | None:
+        """(proxy - billed) / billed: how much of the bill the proxy saw."""
+        if self.proxy is None or self.billed is None:
+            return None
+        return _ratio(self.proxy - self.billed, self.billed)
+
+    @property
+    def status(self) -> str:
+        """``complete``, or which sources the line lacks (``no billed data; no proxy data``)."""
+        return "; ".join(f"no {m} data" for m in self.missing) if self.missing else "complete"
+
+
+@dataclass(frozen=True)
+class AccountLine:
+    """One provider account and currency over the whole window.
+
+    ``billed``/``estimated``/``proxy`` are the window's sums (``None`` when no day had that
+    source). The gap is measured only over *paired* days, on which both the bill and the usage
+    exist, so a day that one source has not delivered yet does not look like a discrepancy.
+    """
+
+    provider: str
+    account: str
+    currency: str
+    billed: Decimal | None
+    estimated: Decimal | None
+    proxy: Decimal | None
+    paired_billed: Decimal
+    paired_estimated: Decimal
+    days: int
+    incomplete_days: int
+    unpriced_tokens: int = 0
+
+    @property
+    def paired_gap_ratio(self) -> Decimal | None:
+        """(estimated - billed) / billed over the days that have both (None without any)."""
+        return _ratio(self.paired_estimated - self.paired_billed, self.paired_billed)
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """One model's (usage x price) or one line item's (billed) money for a provider account."""
+
+    provider: str
+    account: str
+    currency: str
+    label: str
+    cost: Decimal
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Billed vs usage x price table vs proxy for a window, with the largest contributors.
+
+    ``days`` is sorted by day, provider, account and currency; ``accounts`` by provider,
+    account and currency; the contributors largest first.
+    """
+
+    filters: Filters
+    days: tuple[DayLine, ...]
+    accounts: tuple[AccountLine, ...]
+    estimated_by_model: tuple[Contributor, ...]
+    billed_by_line: tuple[Contributor, ...]
+    notes: tuple[str, ...] = ()
+
+    def largest_gaps(self, n: int = 10) -> list[DayLine]:
+        """The ``n`` days with the largest absolute gap between estimate and bill."""
+        with_gap = [(abs(d.gap), d) for d in self.days if d.gap is not None]
+        with_gap.sort(key=lambda pair: pair[0], reverse=True)
+        return [d for _, d in with_gap[:n]]
+
+    def contributors(self, kind: str, provider: str, account: str, currency: str, n: int = 10) -> list[Contributor]:
+        """The ``n`` largest contributors of one account: ``kind`` is ``model`` or ``line_item``."""
+        source = self.estimated_by_model if kind == "model" else self.billed_by_line
+        mine = [c for c in source if (c.provider, c.account, c.currency) == (provider, account, currency)]
+        return mine[:n]
+
+
+def reconcile(engine: Engine, filters: Filters, *, proxy: bool = True) -> Reconciliation:
+    """Billed, estimated and proxy money per provider account, UTC day and currency.
+
+    Args:
+        engine: the database.
+        filters: the window (read on UTC days) and value filters; its ``sources`` choose which
+            provider sources are compared.
+        proxy: also read the proxy's rows for the proxy column (whatever ``filters.sources``
+            says: they are compared, never added).
+
+    Returns:
+        The lines per day and per account, the largest contributors, and the reports' notes.
+    """
+    billed = report(engine, filters, by=("provider", "account", "line_item", "model"), grain="day", basis="billed")
+    sources = tuple(dict.fromkeys((*filters.sources, "proxy"))) if proxy else filters.sources
+    estimated = report(
+        engine, replace(filters, sources=sources), by=("provider", "account", "model"), grain="day", basis="estimated"
+    )
+    acc = _Accumulator()
+    for row in billed.rows:
+        acc.add_billed(row)
+    for row in estimated.rows:
+        acc.add_estimated(row)
+    days = acc.day_lines()
+    return Reconciliation(
+        filters=filters,
+        days=days,
+        accounts=_account_lines(days),
+        estimated_by_model=_ranked(acc.by_model),
+        billed_by_line=_ranked(acc.by_line),
+        notes=tuple(dict.fromkeys((*billed.notes, *estimated.notes))),
+    )
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cell:
+    billed: Decimal | None = None
+    estimated: Decimal | None = None
+    proxy: Decimal | None = None
+    unpriced_tokens: int = 0
+    proxy_unpriced_tokens: int = 0
+
+
+@dataclass
+class _Accumulator:
+    """Folds the two reports' rows into cells and contributor sums."""
+
+    cells: dict[_Key, _Cell] = field(default_factory=dict)
+    by_model: dict[tuple[str, str, str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    by_line: dict[tuple[str, str, str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    def cell(self, row: ReportRow, currency: str) -> _Cell:
+        assert row.period is not None  # both reads have a day grain
+        key = (row.period, row.dims["provider"], row.dims["account"], currency)
+        return self.cells.setdefault(key, _Cell())
+
+    def add_billed(self, row: ReportRow) -> None:
+        # On billed days, usage rows without a charge of their own come back with no cost.
+        if row.cost is None or row.section != "provider":
+            return
+        c = self.cell(row, row.currency)
+        c.billed = _plus(c.billed, row.cost)
+        label = row.dims["line_item"] or row.dims["model"] or NO_BREAKDOWN
+        self.by_line[(row.dims["provider"], row.dims["account"], row.currency, label)] += row.cost
+
+    def add_estimated(self, row: ReportRow) -> None:
+        is_proxy = row.section == "proxy"
+        if row.basis == "unpriced":
+            c = self.cell(row, PRICE_TABLE_CURRENCY)
+            tokens = row.input_tokens + row.output_tokens
+            if is_proxy:
+                c.proxy_unpriced_tokens += tokens
+            else:
+                c.unpriced_tokens += tokens
+            return
+        if row.cost is None:
+            return
+        c = self.cell(row, row.currency)
+        if is_proxy:
+            c.proxy = _plus(c.proxy, row.cost)
+            return
+        c.estimated = _plus(c.estimated, row.cost)
+        self.by_model[(row.dims["provider"], row.dims["account"], row.currency, row.dims["model"])] += row.cost
+
+    def day_lines(self) -> tuple[DayLine, ...]:
+        with_proxy = {k[1:] for k, c in self.cells.items() if c.proxy is not None}
+        lines = []
+        for key, c in sorted(self.cells.items()):
+            day, provider, account, currency = key
+            present = (c.billed is not None, c.estimated is not None, c.proxy is not None)
+            expected = (True, True, (provider, account, currency) in with_proxy)
+            missing = tuple(
+                name for name, has, wants in zip(COMPARED, present, expected, strict=True) if wants and not has
+            )
+            lines.append(
+                DayLine(
+                    day,
+                    provider,
+                    account,
+                    currency,
+                    c.billed,
+                    c.estimated,
+                    c.proxy,
+                    c.unpriced_tokens,
+                    c.proxy_unpriced_tokens,
+                    missing,
+                )
+            )
+        return tuple(lines)
+
+
+def _account_lines(days: Iterable[DayLine]) -> tuple[AccountLine, ...]:
+    groups: dict[_Who, list[DayLine]] = defaultdict(list)
+    for d in days:
+        groups[(d.provider, d.account, d.currency)].append(d)
+    out = []
+    for (provider, account, currency), lines in sorted(groups.items()):
+        paired = [d for d in lines if d.billed is not None and d.estimated is not None]
+        out.append(
+            AccountLine(
+                provider=provider,
+                account=account,
+                currency=currency,
+                billed=_sum(d.billed for d in lines),
+                estimated=_sum(d.estimated for d in lines),
+                proxy=_sum(d.proxy for d in lines),
+                paired_billed=sum((d.billed or Decimal(0) for d in paired), Decimal(0)),
+                paired_estimated=sum((d.estimated or Decimal(0) for d in paired), Decimal(0)),
+                days=len(lines),
+                incomplete_days=sum(1 for d in lines if d.missing),
+                unpriced_tokens=sum(d.unpriced_tokens for d in lines),
+            )
+        )
+    return tuple(out)
+
+
+def _ranked(sums: dict[tuple[str, str, str, str], Decimal]) -> tuple[Contributor, ...]:
+    items = [Contributor(p, a, c, label, cost) for (p, a, c, label), cost in sums.items()]
+    return tuple(sorted(items, key=lambda x: (-x.cost, x.provider, x.account, x.currency, x.label)))
+
+
+def _plus(total: Decimal | None, amount: Decimal) -> Decimal:
+    return amount if total is None else total + amount
+
+
+def _sum(values: Iterable[Decimal | None]) -> Decimal | None:
+    present = [v for v in values if v is not None]
+    return sum(present, Decimal(0)) if present else None
+
+
+def _ratio(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
+    if part is None or whole is None or whole == 0:
+        return None
+    return part / whole
+
+
+__all__ = [
+    "COMPARED",
+    "NO_BREAKDOWN",
+    "PRICE_TABLE_CURRENCY",
+    "AccountLine",
+    "Contributor",
+    "DayLine",
+    "Reconciliation",
+    "reconcile",
+]
