@@ -1,26 +1,52 @@
-"""What the admin and import pages *do*: thin calls into the features that own the data.
+"""Everything the dashboard *writes*: thin calls into the features that own the data.
 
 Connections and syncs (:mod:`collector.sync.connections`, :mod:`collector.sync.engine`), CSV import
-(:mod:`importers.service`) and proxy monitor tokens (:mod:`collector.proxy.tokens`) are called
-with the dashboard's engine, the product settings and the key vault, exactly as the
-``llm-usage`` commands call them. Each function returns one line for the page to show; every
-line and every error passes through :func:`collector.core.http.redact`, so a provider message that
-quotes a key never reaches the browser.
+(:mod:`importers.service`), proxy monitor tokens (:mod:`collector.proxy.tokens`), budgets, team
+rules and exchange rates (:mod:`collector.finance`) and dashboard accounts
+(:mod:`collector.auth.users`) are called with the dashboard's engine, the product settings and the
+key vault, exactly as the ``llm-usage`` commands call them. Pages never hold the engine: every
+write goes through a function here, and each one clears the read caches of
+:mod:`dashboard.queries` once it has written, so the next run shows the change.
+
+Connection functions return one line for the page to show; every such line and every error passes
+through :func:`collector.core.http.redact`, so a provider message that quotes a key never reaches
+the browser.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from collector.app import HOOKS
+from collector.auth import users
 from collector.core.http import redact
 from collector.core.settings import get_settings
+from collector.finance import budgets, chargeback, fx
 from collector.proxy import tokens
 from collector.sync import connections
 from collector.sync.engine import sync_connection
 from collector.sync.vault import Vault, load_vault
 from dashboard import queries
 from importers.service import ImportResult, import_file
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _writes(fn: Callable[P, R]) -> Callable[P, R]:
+    """Clear the dashboard's read caches after ``fn`` ran (also when it failed half-way)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            queries.clear_caches()
+
+    return wrapper
 
 
 def safe_message(exc: BaseException) -> str:
@@ -33,6 +59,7 @@ def _vault() -> Vault:
     return load_vault(get_settings())
 
 
+@_writes
 def add_connection(provider: str, label: str, key: str, base_url: str = "", *, test: bool = True) -> str:
     """Test and store an admin key (encrypted); returns what was added, by its hint only."""
     conn = connections.add_connection(
@@ -48,6 +75,7 @@ def add_connection(provider: str, label: str, key: str, base_url: str = "", *, t
     return f"Added {conn.provider} connection {conn.label!r} (key {conn.key_hint}, account {conn.account})."
 
 
+@_writes
 def test_connection(connection_id: int) -> tuple[bool, str]:
     """Re-test a stored key with one authenticated call: ``(ok, message)``."""
     result = connections.retest_connection(queries.engine(), get_settings(), _vault(), connection_id)
@@ -57,6 +85,7 @@ def test_connection(connection_id: int) -> tuple[bool, str]:
     return False, redact(f"connection {connection_id}: {result.message}")
 
 
+@_writes
 def sync_now(connection_id: int) -> tuple[bool, str]:
     """Run one sync of a connection now (as ``llm-usage connections sync ID``): ``(ok, message)``."""
     summary = sync_connection(queries.engine(), get_settings(), connection_id, vault=_vault(), hooks=HOOKS)
@@ -68,17 +97,20 @@ def sync_now(connection_id: int) -> tuple[bool, str]:
     return True, f"connection {connection_id}: {len(summary.endpoints)} endpoint(s), {summary.rows:,} rows stored"
 
 
+@_writes
 def set_active(connection_id: int, active: bool) -> None:
     """Enable or disable a connection (the scheduler drops a disabled one's job)."""
     connections.set_active(queries.engine(), connection_id, active)
 
 
+@_writes
 def replace_key(connection_id: int, key: str) -> str:
     """Test and store a new key for a connection; returns its new hint."""
     conn = connections.replace_key(queries.engine(), get_settings(), _vault(), connection_id, key)
     return f"connection {connection_id}: key replaced (now {conn.key_hint})"
 
 
+@_writes
 def remove_connection(connection_id: int) -> None:
     """Delete a connection and its high-water marks (usage rows and the run log stay)."""
     connections.remove_connection(queries.engine(), connection_id)
@@ -88,24 +120,131 @@ def import_upload(data: bytes, name: str, *, dry_run: bool, who: str) -> ImportR
     """Dry-run or import one uploaded file through :func:`importers.service.import_file`.
 
     Each call gets its own file object: the importer closes the one it reads, and the same
-    upload is read twice (the dry run, then the import after the confirm).
+    upload is read twice (the dry run, then the import after the confirm). Only a real import
+    clears the read caches: the page dry-runs every upload on every run.
     """
-    return import_file(
-        io.BytesIO(data),
-        dry_run=dry_run,
-        engine=queries.engine(),
-        settings=get_settings(),
-        who=who,
-        name=name,
-        hooks=HOOKS,
-    )
+    try:
+        return import_file(
+            io.BytesIO(data),
+            dry_run=dry_run,
+            engine=queries.engine(),
+            settings=get_settings(),
+            who=who,
+            name=name,
+            hooks=HOOKS,
+        )
+    finally:
+        if not dry_run:
+            queries.clear_caches()
 
 
+@_writes
 def create_token(team: str, project: str, label: str = "") -> tuple[int, str]:
     """Mint a monitor token; the token itself is returned once and never stored."""
     return tokens.create_token(queries.engine(), team=team, project=project, label=label)
 
 
+@_writes
 def revoke_token(token_id: int) -> bool:
     """Revoke a monitor token; False when it was already revoked."""
     return tokens.revoke_token(queries.engine(), token_id)
+
+
+# -- budgets, team rules and exchange rates -------------------------------------------------------
+
+
+@_writes
+def create_budget(**values: Any) -> int:
+    """Add a budget (validated by :func:`collector.finance.budgets.create_budget`); returns its id.
+
+    Raises:
+        BudgetError: bad input, named.
+    """
+    return budgets.create_budget(queries.engine(), **values)
+
+
+@_writes
+def update_budget(budget_id: int, **changes: Any) -> budgets.Budget:
+    """Change a budget's amount, thresholds, forecast alert or active flag.
+
+    Raises:
+        BudgetError: bad input, named.
+    """
+    return budgets.update_budget(queries.engine(), budget_id, **changes)
+
+
+@_writes
+def delete_budget(budget_id: int) -> None:
+    """Delete a budget (its sent alerts stay in the alert log)."""
+    budgets.delete_budget(queries.engine(), budget_id)
+
+
+def _rule(row: Mapping[str, Any]) -> chargeback.Rule | None:
+    values = {c: str(row.get(c) or "").strip() for c in chargeback.RULE_COLUMNS}
+    return chargeback.Rule(**values) if any(values.values()) else None
+
+
+@_writes
+def save_team_rules(rows: Iterable[Mapping[str, Any]], created_by: str) -> int:
+    """Save the edited rule table as a new version (blank rows dropped); returns the version.
+
+    Raises:
+        ChargebackError: a row that is not a valid rule (nothing is saved).
+    """
+    rules = [r for r in map(_rule, rows) if r is not None]
+    return chargeback.save_rules(queries.engine(), rules, created_by=created_by)
+
+
+@_writes
+def import_fx_rates(data: bytes, name: str) -> tuple[int, int]:
+    """Import an uploaded rates CSV (``date,base,quote,rate``) whole; returns ``(new, replaced)``.
+
+    Raises:
+        FxError: a file that is not UTF-8 text or has a bad line (nothing is written).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise fx.FxError(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return fx.import_rates_csv(queries.engine(), text, name)
+
+
+# -- dashboard accounts and sign-in ---------------------------------------------------------------
+
+
+@_writes
+def add_user(name: str, role: str, password: str | None) -> users.Account:
+    """Create an account (``password=None``: SSO only).
+
+    Raises:
+        UserError: a bad name, role or password, or a duplicate.
+    """
+    return users.add_user(queries.engine(), name, role, password)
+
+
+@_writes
+def set_role(name: str, role: str) -> None:
+    """Change an account's role (the last admin cannot be demoted)."""
+    users.set_role(queries.engine(), name, role)
+
+
+@_writes
+def set_password(name: str, password: str) -> None:
+    """Replace an account's password and lift any sign-in lock."""
+    users.set_password(queries.engine(), name, password)
+
+
+@_writes
+def remove_user(name: str) -> None:
+    """Delete an account (the last admin cannot be removed)."""
+    users.remove_user(queries.engine(), name)
+
+
+def sign_in(name: str, password: str) -> users.SignIn:
+    """Check a password sign-in, updating the account's slow-down counters and last sign-in."""
+    return users.authenticate(queries.engine(), name, password)
+
+
+def record_sso_sign_in(name: str) -> users.Account | None:
+    """The local account of an OpenID Connect identity, stamping its sign-in time (None: no account)."""
+    return users.record_sso_sign_in(queries.engine(), name)

@@ -3,8 +3,8 @@
 Streamlit keeps ``st.session_state`` on the server, so the signed-in name stored there cannot be
 forged by the browser; it is still looked up in the ``users`` table on every run, so removing
 an account or changing its role takes effect at the user's next click. Passwords are checked by
-:func:`collector.auth.users.authenticate` (argon2id, per-user slow-down) and never kept in the
-session.
+:func:`collector.auth.users.authenticate` (argon2id, per-user slow-down; called through
+:mod:`dashboard.actions` because it updates the account) and never kept in the session.
 
 OpenID Connect is optional: when ``.streamlit/secrets.toml`` has an ``[auth]`` section
 (Streamlit's ``st.login``; needs ``pip install "streamlit[auth]"``), the sign-in page offers
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from collector.auth.users import Account, authenticate, get_user, record_sso_sign_in, role_allows
-from dashboard import queries
+from collector.auth.users import Account, role_allows
+from dashboard import actions, queries
 
 SESSION_KEY = "auth_user"
 
@@ -46,13 +46,13 @@ def current_account() -> Account | None:
     """The signed-in account, re-read from the database on every run; None when signed out."""
     name = st.session_state.get(SESSION_KEY)
     if name:
-        account = get_user(queries.engine(), name)
+        account = queries.account(name)
         if account is None:  # removed while signed in
             st.session_state.pop(SESSION_KEY, None)
         return account
     sso = _sso_name()
     if sso:
-        account = record_sso_sign_in(queries.engine(), sso)
+        account = actions.record_sso_sign_in(sso)
         if account is not None:
             st.session_state[SESSION_KEY] = account.name
         return account
@@ -96,7 +96,7 @@ def _sign_in_form() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        result = authenticate(queries.engine(), name, password)
+        result = actions.sign_in(name, password)
         if result.ok and result.account is not None:
             st.session_state[SESSION_KEY] = result.account.name
             st.session_state.pop("sign_in_password", None)

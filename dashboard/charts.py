@@ -310,8 +310,8 @@ def line_over_time(
     return fig
 
 
-def reconciliation_lines(df: pd.DataFrame, *, title: str) -> go.Figure:
-    """Billed, estimated and proxy-recorded money per day for one provider account."""
+def reconciliation_lines(df: pd.DataFrame, *, title: str, currency: str = "USD") -> go.Figure:
+    """Billed, estimated and proxy-recorded money per day for one provider account, in one currency."""
     if df.empty:
         return _empty(title)
     styles = {
@@ -330,8 +330,8 @@ def reconciliation_lines(df: pd.DataFrame, *, title: str) -> go.Figure:
                 name=name,
                 mode="lines+markers",
                 line={"color": colour, "dash": dash},
-                customdata=[money(v) for v in df[col]],
+                customdata=[money(v, currency) for v in df[col]],
                 hovertemplate=f"{name}: %{{customdata}}<extra></extra>",
             )
         )
-    return _apply_layout(fig, title, "day (UTC)", "cost (USD)")
+    return _apply_layout(fig, title, "day (UTC)", f"cost ({currency})")

@@ -1,50 +1,54 @@
-"""What the dashboard reads: a thin ``st.cache_data`` layer over :mod:`collector.query.report`.
+"""What the dashboard reads: thin ``st.cache_data`` wrappers over :mod:`collector.query` and finance.
 
-The usage numbers come from :func:`collector.query.report` and friends, the same functions the
-``llm-usage report`` command prints, so the dashboard and the CLI give the same answer;
-this module only turns their rows into DataFrames and caches them for :data:`TTL`. Every cached
-function gets the database URL as its first argument (added by :func:`_cached`), so two
-databases never share a cache entry.
+The usage numbers come from :func:`collector.query.report.report` and friends, the same
+functions the ``llm-usage`` commands print, so the dashboard and the CLI give the same answer;
+reconciliation comes from :func:`collector.query.reconcile.reconcile`, the admin tables from the
+listings of :mod:`collector.query.health`, and budgets, forecasts, anomalies, chargeback, alerts
+and exchange rates from the read functions of :mod:`collector.finance`. This module holds no SQL
+and no business logic: it calls those functions with the dashboard's engine, turns their results
+into DataFrames and caches them for :data:`TTL`. Every cached function gets the database URL as
+its first argument (added by :func:`_cached`), so two databases never share a cache entry.
 
-The other features' tables (``connections``, ``sync_runs``, ``import_files``, ``proxy_events``,
-``monitor_tokens``) are read through their own SQLModel tables by the small functions at the
-end, which select named columns only (never ``connections.key_encrypted``, never a token hash)
-and mask anything key-shaped in the text they return.
+Pages read only through here and write only through :mod:`dashboard.actions`, which clears the
+caches after every write so the next run shows it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Engine
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
+from collector.auth.users import Account, get_user, list_users
 from collector.core.http import redact
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
-from collector.core.store import USAGE_DAILY
-from collector.db.migrate import current_revision, open_database
-from collector.finance import budgets
+from collector.db.migrate import open_database
+from collector.finance import alerts, budgets, chargeback, fx
+from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, find_anomalies
+from collector.finance.export import export
+from collector.finance.forecast import Forecast
 from collector.proxy.tokens import list_tokens
 from collector.query import health, traffic
 from collector.query import report as query
+from collector.query.health import DatabaseInfo, Listing
+from collector.query.reconcile import Contributor, DayLine, reconcile
 from collector.query.report import Filters
-from collector.sync.tables import Connection, SyncRun
-from importers.log import IMPORT_FILES
+from providers import REGISTRY
 
 TTL = "5m"
-CONNECTIONS: Table = Connection.__table__  # type: ignore[attr-defined]
-SYNC_RUNS: Table = SyncRun.__table__  # type: ignore[attr-defined]
 P = ParamSpec("P")
 R = TypeVar("R")
 DAY = timedelta(days=1)
@@ -61,7 +65,10 @@ def _engine(url: str) -> Engine:
 
 
 def engine() -> Engine:
-    """The one engine per database URL, migrated on first use (no database work at import)."""
+    """The one engine per database URL, migrated on first use (no database work at import).
+
+    For this module and :mod:`dashboard.actions` only: pages never hold the engine.
+    """
     return _engine(db_url())
 
 
@@ -77,7 +84,7 @@ def _cached(fn: Callable[Concatenate[str, P], R]) -> Callable[P, R]:
 
 
 def clear_caches() -> None:
-    """Forget every cached result (after an import, a sync or a sign-in change)."""
+    """Forget every cached result (after an import, a sync, any write or a sign-in change)."""
     st.cache_data.clear()
 
 
@@ -86,9 +93,8 @@ def clear_caches() -> None:
 
 @_cached
 def newest_day(url: str) -> datetime | None:
-    """The newest UTC day with any usage (from the daily rollup's index)."""
-    with _engine(url).connect() as conn:
-        return conn.execute(select(func.max(USAGE_DAILY.c.day))).scalar_one_or_none()
+    """The newest UTC day with any usage."""
+    return health.newest_day(_engine(url))
 
 
 def as_of() -> datetime:
@@ -153,10 +159,11 @@ def report_frame(
     basis: str = "preferred",
     top: int | None = None,
 ) -> pd.DataFrame:
-    """:func:`collector.query.report` as a DataFrame, one row per report row.
+    """:func:`collector.query.report.report` as a DataFrame, one row per report row.
 
     ``cost`` is a float for charts (NaN when there is no amount); ``cost_exact`` keeps the
-    Decimal for totals people check.
+    Decimal for totals people check. ``top`` is the report's (``llm-usage report --top``):
+    the heaviest groups by money, then tokens, the rest folded into ``(other)``.
     """
     result = query.report(_engine(url), filters, by=by, grain=grain, basis=basis, top=top)
     frame = _rows_frame(result)
@@ -277,159 +284,134 @@ def freshness_frame(url: str, since: datetime) -> pd.DataFrame:
     return pd.DataFrame([{c: getattr(f, c) for c in cols} for f in rows], columns=cols)
 
 
+# -- forecasts (collector.finance.forecast through budgets.scope_forecast) ------------------------
+
+
+@dataclass(frozen=True)
+class ScopeForecast:
+    """A scope's spend this month so far and its month-end forecast, in one currency."""
+
+    spent: Decimal
+    forecast: Forecast
+    notes: tuple[str, ...]
+
+
+@_cached
+def scope_forecast(url: str, scope: str, value: str, now: datetime, currency: str = "USD") -> ScopeForecast:
+    """:func:`collector.finance.budgets.scope_forecast`: the method the Budgets page and alerts use."""
+    spent, fc, notes = budgets.scope_forecast(_engine(url), scope, value, now=now, currency=currency)
+    return ScopeForecast(spent, fc, tuple(notes))
+
+
+# -- reconciliation -------------------------------------------------------------------------------
+
+DAY_COLUMNS = [
+    "day",
+    "provider",
+    "account",
+    "currency",
+    "billed",
+    "estimated",
+    "proxy",
+    "unpriced_tokens",
+    "gap",
+    "gap %",
+    "proxy gap %",
+    "status",
+]
+ACCOUNT_COLUMNS = ["provider", "account", "currency", "billed", "estimated", "proxy", "gap % (days with both)"]
+CONTRIBUTOR_COLUMNS = ["provider", "account", "currency", "label", "cost"]
+
+
 @dataclass
 class Reconciliation:
-    """Billed vs usage x price table vs proxy, per provider account and day, with contributors."""
+    """:class:`collector.query.reconcile.Reconciliation` as frames: money as floats (NaN = none)."""
 
     daily: pd.DataFrame
+    accounts: pd.DataFrame
+    largest_gaps: pd.DataFrame
     estimated_by_model: pd.DataFrame
     billed_by_line: pd.DataFrame
 
 
+def _num(value: Decimal | None) -> float:
+    return float(value) if value is not None else float("nan")
+
+
+def _days_frame(lines: list[DayLine] | tuple[DayLine, ...]) -> pd.DataFrame:
+    rows = [
+        [
+            d.day,
+            d.provider,
+            d.account,
+            d.currency,
+            _num(d.billed),
+            _num(d.estimated),
+            _num(d.proxy),
+            d.unpriced_tokens,
+            _num(d.gap),
+            _num(d.gap_ratio),
+            _num(d.proxy_gap_ratio),
+            d.status,
+        ]
+        for d in lines
+    ]
+    return pd.DataFrame(rows, columns=DAY_COLUMNS)
+
+
+def _contributors_frame(items: tuple[Contributor, ...]) -> pd.DataFrame:
+    rows = [[c.provider, c.account, c.currency, c.label, float(c.cost)] for c in items]
+    return pd.DataFrame(rows, columns=CONTRIBUTOR_COLUMNS)
+
+
 @_cached
-def reconciliation(url: str, since: datetime, until: datetime) -> Reconciliation:
-    """Per provider account and UTC day: billed cost, usage x price table, proxy-recorded.
-
-    Two calls of the shared report: ``basis="billed"`` gives the provider's bill (by line item
-    and model), and ``basis="estimated"`` with the proxy source gives the price-table view of the
-    usage rows (section ``provider``) and of the proxy's own rows (section ``proxy``), by model;
-    the three are compared, never summed. The same rows give the largest contributors.
-    """
-    eng = _engine(url)
-    billed = query.report(
-        eng,
-        Filters(since=since, until=until),
-        by=("provider", "account", "line_item", "model"),
-        grain="day",
-        basis="billed",
+def reconciliation(url: str, since: datetime, until: datetime, gaps: int = 10) -> Reconciliation:
+    """:func:`collector.query.reconcile.reconcile` over ``[since, until)``, as frames."""
+    result = reconcile(_engine(url), Filters(since=since, until=until))
+    accounts = pd.DataFrame(
+        [
+            [a.provider, a.account, a.currency, *map(_num, (a.billed, a.estimated, a.proxy, a.paired_gap_ratio))]
+            for a in result.accounts
+        ],
+        columns=ACCOUNT_COLUMNS,
     )
-    est = query.report(
-        eng,
-        Filters(since=since, until=until, sources=("api", "csv", "proxy")),
-        by=("provider", "account", "model"),
-        grain="day",
-        basis="estimated",
+    return Reconciliation(
+        daily=_days_frame(result.days),
+        accounts=accounts,
+        largest_gaps=_days_frame(result.largest_gaps(gaps)),
+        estimated_by_model=_contributors_frame(result.estimated_by_model),
+        billed_by_line=_contributors_frame(result.billed_by_line),
     )
-    cells: dict[tuple[datetime, str, str], dict[str, Any]] = {}
-    by_model: dict[tuple[str, str, str], Decimal] = {}
-    by_line: dict[tuple[str, str, str], Decimal] = {}
-
-    def cell(row: query.ReportRow) -> dict[str, Any]:
-        assert row.period is not None
-        key = (row.period, row.dims["provider"], row.dims["account"])
-        return cells.setdefault(key, {"billed": None, "estimated": None, "proxy": None, "unpriced_tokens": 0})
-
-    for row in billed.rows:
-        if row.cost is not None and row.section == "provider":
-            c = cell(row)
-            c["billed"] = (c["billed"] or Decimal(0)) + row.cost
-            label = row.dims["line_item"] or row.dims["model"] or "(no breakdown)"
-            key = (row.dims["provider"], row.dims["account"], label)
-            by_line[key] = by_line.get(key, Decimal(0)) + row.cost
-    for row in est.rows:
-        c = cell(row)
-        column = "proxy" if row.section == "proxy" else "estimated"
-        if row.basis == "unpriced":
-            c["unpriced_tokens"] += row.input_tokens + row.output_tokens
-        elif row.cost is not None:
-            c[column] = (c[column] or Decimal(0)) + row.cost
-            if column == "estimated":
-                key = (row.dims["provider"], row.dims["account"], row.dims["model"])
-                by_model[key] = by_model.get(key, Decimal(0)) + row.cost
-    records = [{"day": k[0], "provider": k[1], "account": k[2], **c} for k, c in sorted(cells.items())]
-    daily = pd.DataFrame(
-        records, columns=["day", "provider", "account", "billed", "estimated", "proxy", "unpriced_tokens"]
-    )
-
-    def contributors(sums: dict[tuple[str, str, str], Decimal], label: str) -> pd.DataFrame:
-        rows = [{"provider": p, "account": a, label: x, "cost": float(v)} for (p, a, x), v in sums.items()]
-        return pd.DataFrame(rows, columns=["provider", "account", label, "cost"])
-
-    return Reconciliation(daily, contributors(by_model, "model"), contributors(by_line, "line_item"))
 
 
 # -- tables of the other features (connections, sync runs, imports, proxy) -----------------------
 
-#: The ``connections`` columns a page shows: never ``key_encrypted``, only the masked ``key_hint``.
-CONNECTION_COLUMNS = (
-    "id",
-    "provider",
-    "label",
-    "account",
-    "key_hint",
-    "base_url",
-    "active",
-    "status",
-    "last_error",
-    "last_synced_at",
-    "last_tested_at",
-    "created_at",
-)
-SYNC_RUN_COLUMNS = (
-    "id",
-    "connection_id",
-    "provider",
-    "endpoint",
-    "status",
-    "started_at",
-    "finished_at",
-    "window_start",
-    "window_end",
-    "through",
-    "pages",
-    "rows",
-    "duration_seconds",
-    "error",
-    "runner",
-)
-IMPORT_FILE_COLUMNS = (
-    "id",
-    "name",
-    "importer",
-    "status",
-    "rows",
-    "rows_read",
-    "period_start",
-    "period_end",
-    "account",
-    "imported_by",
-    "imported_at",
-    "size",
-    "message",
-)
 
-
-def _scrub(df: pd.DataFrame) -> pd.DataFrame:
-    """Mask anything key-shaped left in text cells (a provider error quoting a key, say)."""
-    for col in df.columns:
-        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
-            df[col] = df[col].map(lambda v: redact(v) if isinstance(v, str) else v)
-    return df
-
-
-def _select_frame(url: str, table: Table, columns: tuple[str, ...], order: Any, limit: int) -> pd.DataFrame:
-    stmt = select(*(table.c[c] for c in columns)).order_by(order).limit(limit)
-    with _engine(url).connect() as conn:
-        rows = conn.execute(stmt).all()
-    return _scrub(pd.DataFrame([tuple(r) for r in rows], columns=list(columns)))
+def _listing_frame(listing: Listing) -> pd.DataFrame:
+    return pd.DataFrame(list(listing.rows), columns=list(listing.columns))
 
 
 @_cached
 def connections_frame(url: str) -> pd.DataFrame:
     """Registered provider connections, oldest first (hint only, errors masked)."""
-    return _select_frame(url, CONNECTIONS, CONNECTION_COLUMNS, CONNECTIONS.c.id, 1000)
+    return _listing_frame(health.connection_listing(_engine(url)))
 
 
 @_cached
 def sync_runs_frame(url: str, limit: int = 200) -> pd.DataFrame:
     """Newest sync runs first (one row per connection endpoint and sync)."""
-    return _select_frame(url, SYNC_RUNS, SYNC_RUN_COLUMNS, SYNC_RUNS.c.id.desc(), limit)
+    return _listing_frame(health.sync_run_listing(_engine(url), limit))
 
 
 @_cached
 def import_files_frame(url: str, limit: int = 200) -> pd.DataFrame:
     """Newest imported (or refused) billing files first."""
-    return _select_frame(url, IMPORT_FILES, IMPORT_FILE_COLUMNS, IMPORT_FILES.c.id.desc(), limit)
+    return _listing_frame(health.import_file_listing(_engine(url), limit))
+
+
+def connectable_providers() -> list[str]:
+    """Providers a connection (admin key) can be added for: the provider registry, in its order."""
+    return list(REGISTRY)
 
 
 @_cached
@@ -445,32 +427,10 @@ def proxy_stats(url: str, since: datetime, until: datetime) -> traffic.ProxyStat
     return traffic.proxy_stats(_engine(url), since, until)
 
 
-@dataclass
-class DatabaseInfo:
-    """What the Data & health page says about the database itself."""
-
-    backend: str
-    url: str
-    revision: str | None
-    usage_rows: int
-    daily_rows: int
-
-
 @_cached
 def database_info(url: str) -> DatabaseInfo:
     """Backend, migration revision and row counts (from the rollup: no scan of ``usage``)."""
-    eng = _engine(url)
-    with eng.connect() as conn:
-        usage_rows, daily_rows = conn.execute(
-            select(func.coalesce(func.sum(USAGE_DAILY.c.rows), 0), func.count()).select_from(USAGE_DAILY)
-        ).one()
-    return DatabaseInfo(
-        backend=eng.dialect.name,
-        url=eng.url.render_as_string(hide_password=True),
-        revision=current_revision(eng),
-        usage_rows=int(usage_rows),
-        daily_rows=int(daily_rows),
-    )
+    return health.database_info(_engine(url))
 
 
 @_cached
@@ -478,6 +438,25 @@ def status_problems(url: str) -> tuple[list[str], list[str]]:
     """``llm-usage status --check``'s problems and notes (the same function; counts every row)."""
     result = health.status(_engine(url), get_settings())
     return [redact(p) for p in result.problems], list(result.notes)
+
+
+# -- accounts ------------------------------------------------------------------------------------
+#
+# Never cached: a removed account or a changed role applies at the next click, and a sign-in
+# (which stamps the account) must not have to clear everyone's cached reports.
+
+
+def account(name: str) -> Account | None:
+    """The account called ``name``, straight from the database."""
+    return get_user(engine(), name)
+
+
+def accounts() -> list[Account]:
+    """Every dashboard account, by name (the Users page's table)."""
+    return list_users(engine())
+
+
+# -- budgets, anomalies, chargeback, alerts, exports and exchange rates ---------------------------
 
 
 @_cached
@@ -499,3 +478,70 @@ def budget_frame(url: str, now: datetime) -> pd.DataFrame:
         for s in budgets.statuses(_engine(url), now)
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+@_cached
+def rate_book(url: str) -> fx.RateBook:
+    """Every stored exchange rate, for converting figures into the display currency."""
+    return fx.RateBook.load(_engine(url))
+
+
+@_cached
+def fx_rates(url: str) -> list[fx.Rate]:
+    """Every stored exchange rate, oldest first."""
+    return fx.list_rates(_engine(url))
+
+
+@_cached
+def budget_statuses(url: str, now: datetime) -> list[tuple[budgets.Budget, budgets.BudgetStatus | None]]:
+    """Every budget by id with its status at ``now`` (None when paused or outside its period)."""
+    eng = _engine(url)
+    book = fx.RateBook.load(eng)
+    return [(b, budgets.budget_status(eng, b, now, book) if b.active else None) for b in budgets.list_budgets(eng)]
+
+
+@_cached
+def anomalies(url: str, since: datetime, until: datetime) -> tuple[tuple[str, ...], list[Anomaly]]:
+    """The configured scopes (``LLM_USAGE_ANOMALY_SCOPES``) and their anomalous days in the window."""
+    settings = get_settings()
+    scopes = tuple(s.strip() for s in settings.anomaly_scopes.split(",") if s.strip() in SCOPE_DIMENSIONS)
+    found = find_anomalies(
+        _engine(url), since=since, until=until, scopes=scopes, params=budgets.anomaly_params(settings)
+    )
+    return scopes, found
+
+
+@_cached
+def team_rules(url: str) -> chargeback.RuleSet:
+    """The current version of the chargeback team rules."""
+    return chargeback.load_rules(_engine(url))
+
+
+@_cached
+def rule_versions(url: str) -> list[chargeback.RuleSet]:
+    """Every saved version of the team rules."""
+    return chargeback.rule_versions(_engine(url))
+
+
+@_cached
+def monthly_chargeback(url: str, month: date) -> chargeback.Chargeback:
+    """The month's spend per team and cost centre under the current rules."""
+    eng = _engine(url)
+    return chargeback.monthly_chargeback(eng, month, rules=chargeback.load_rules(eng))
+
+
+@_cached
+def recent_alerts(url: str, limit: int = 100) -> list[alerts.AlertRecord]:
+    """The newest alerts first."""
+    return alerts.recent_alerts(_engine(url), limit)
+
+
+def export_file(fmt: str, since: datetime, until: datetime) -> tuple[bytes, int]:
+    """An export (``llm-usage export``'s formats) of ``[since, until)`` as bytes, and its row count.
+
+    Not cached: a month of rows can be large, and it is prepared only on request.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"export.{fmt}"
+        result = export(engine(), fmt, since, until, path)
+        return path.read_bytes(), result.rows

@@ -8,10 +8,8 @@ the anomalies tab on that day.
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -21,11 +19,9 @@ from collector.core.settings import get_settings
 from collector.core.windows import floor_day
 from collector.finance import alerts, budgets, chargeback, fx
 from collector.finance.anomaly import METHOD as ANOMALY_METHOD
-from collector.finance.anomaly import SCOPE_DIMENSIONS, find_anomalies
-from collector.finance.export import export
 from collector.finance.forecast import METHOD as FORECAST_METHOD
-from collector.query.report import Filters, report
-from dashboard import auth, queries
+from collector.query.report import Filters
+from dashboard import actions, auth, queries
 
 DAY = timedelta(days=1)
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
@@ -63,13 +59,13 @@ def _month_options(today: date, count: int = 12) -> list[date]:
 
 def _forecast_table(now: datetime) -> None:
     """Month-end forecast of all spend and of each provider with spend this month (USD)."""
-    engine = queries.engine()
     month_start = floor_day(now).replace(day=1)
-    result = report(engine, Filters(month_start, floor_day(now) + DAY), by=("provider",))
-    providers = sorted({r.dims["provider"] for r in result.rows if r.cost is not None and r.currency == "USD"})
+    spend = queries.report_frame(Filters(month_start, floor_day(now) + DAY), by=("provider",))
+    providers = sorted(set(spend.loc[spend["cost"].notna() & (spend["currency"] == "USD"), "provider"]))
     rows = []
     for scope, value in [("all", ""), *(("provider", p) for p in providers)]:
-        spent, fc, _ = budgets.scope_forecast(engine, scope, value, now=now)
+        found = queries.scope_forecast(scope, value, now)
+        spent, fc = found.spent, found.forecast
         rows.append(
             {
                 "scope": "all spend" if scope == "all" else value,
@@ -83,15 +79,13 @@ def _forecast_table(now: datetime) -> None:
 
 
 def _budget_tab(is_admin: bool, now: datetime, book: fx.RateBook) -> None:
-    engine = queries.engine()
     _forecast_table(now)
     st.subheader("Budgets")
     chosen = st.query_params.get("budget")
-    rows = budgets.list_budgets(engine)
+    rows = queries.budget_statuses(now)
     if not rows:
         st.info("No budgets yet." + (" Add one below." if is_admin else " An admin can add them here."))
-    for b in rows:
-        status = budgets.budget_status(engine, b, now, book) if b.active else None
+    for b, status in rows:
         per = "month" if b.period == "month" else f"{b.starts_at:%Y-%m-%d} .. {(b.ends_at or NEVER) - DAY:%Y-%m-%d}"
         title = f"{b.name} · {b.scope_label} · {_money(b.amount, b.currency)} per {per}"
         if status is not None:
@@ -137,8 +131,7 @@ def _edit_form(b: budgets.Budget) -> None:
         save, remove = st.columns(2)
         if save.form_submit_button("Save"):
             try:
-                budgets.update_budget(
-                    queries.engine(),
+                actions.update_budget(
                     b.id,
                     amount=amount,
                     thresholds=thresholds,
@@ -151,7 +144,7 @@ def _edit_form(b: budgets.Budget) -> None:
                 st.success("Saved.")
                 st.rerun()
         if remove.form_submit_button("Delete"):
-            budgets.delete_budget(queries.engine(), b.id)
+            actions.delete_budget(b.id)
             st.rerun()
 
 
@@ -172,8 +165,7 @@ def _add_form() -> None:
         end = last.date_input("Last day (UTC)", value=today + DAY * 13, key="new_end")
         if st.form_submit_button("Add budget"):
             try:
-                budgets.create_budget(
-                    queries.engine(),
+                actions.create_budget(
                     name=name,
                     scope=scope,
                     scope_value=value,
@@ -193,14 +185,10 @@ def _add_form() -> None:
 
 
 def _anomaly_tab(now: datetime) -> None:
-    settings = get_settings()
-    scopes = [s.strip() for s in settings.anomaly_scopes.split(",") if s.strip() in SCOPE_DIMENSIONS]
     asked = st.query_params.get("day")
     until = datetime.fromisoformat(asked).replace(tzinfo=UTC) + DAY if asked else floor_day(now)
     since = until - DAY * 30
-    found = find_anomalies(
-        queries.engine(), since=since, until=until, scopes=scopes, params=budgets.anomaly_params(settings)
-    )
+    scopes, found = queries.anomalies(since, until)
     st.caption(f"{since:%Y-%m-%d} .. {(until - DAY):%Y-%m-%d} (UTC), scopes {', '.join(scopes)}. {ANOMALY_METHOD}.")
     if not found:
         st.info("No anomalies in these 30 days.")
@@ -223,10 +211,9 @@ def _anomaly_tab(now: datetime) -> None:
 
 
 def _chargeback_tab(is_admin: bool, now: datetime, account_name: str) -> None:
-    engine = queries.engine()
     month = st.selectbox("Month (UTC)", _month_options(now.date()), format_func=lambda d: d.strftime("%Y-%m"))
-    rules = chargeback.load_rules(engine)
-    cb = chargeback.monthly_chargeback(engine, month, rules=rules)
+    rules = queries.team_rules()
+    cb = queries.monthly_chargeback(month)
     if not cb.lines:
         st.info("No spend in this month.")
     else:
@@ -261,20 +248,15 @@ def _chargeback_tab(is_admin: bool, now: datetime, account_name: str) -> None:
         edited = st.data_editor(frame, num_rows="dynamic", width="stretch", key="rules_editor")
         if st.button("Save as a new version", key="save_rules"):
             try:
-                new = [
-                    chargeback.Rule(**{c: str(row.get(c) or "").strip() for c in chargeback.RULE_COLUMNS})
-                    for row in edited.to_dict("records")
-                    if any(str(row.get(c) or "").strip() for c in chargeback.RULE_COLUMNS)
-                ]
+                version = actions.save_team_rules(edited.to_dict("records"), created_by=account_name)
             except chargeback.ChargebackError as exc:
                 st.error(str(exc))
             else:
-                version = chargeback.save_rules(engine, new, created_by=account_name)
                 st.success(f"Saved as version {version}.")
                 st.rerun()
     else:
         st.dataframe(frame, hide_index=True, width="stretch")
-    history = chargeback.rule_versions(engine)
+    history = queries.rule_versions()
     if history:
         st.caption(
             "Versions: "
@@ -286,7 +268,7 @@ def _chargeback_tab(is_admin: bool, now: datetime, account_name: str) -> None:
 
 
 def _alerts_tab() -> None:
-    rows = alerts.recent_alerts(queries.engine(), 100)
+    rows = queries.recent_alerts(100)
     urls = alerts.parse_urls(get_settings())
     st.caption(f"Channels: {alerts.describe_urls(urls)}. Each alert is sent once per threshold per period.")
     if not rows:
@@ -330,12 +312,9 @@ def _export_tab(now: datetime) -> None:
         fmt, suffix, mime = EXPORT_KINDS[kind]
         since = datetime(month.year, month.month, 1, tzinfo=UTC)
         until = (since + DAY * 32).replace(day=1)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"export.{suffix}"
-            result = export(queries.engine(), fmt, since, until, path)
-            data = path.read_bytes()
+        data, rows = queries.export_file(fmt, since, until)
         name = f"{'usage' if fmt == 'csv' else 'focus'}-{month:%Y-%m}.{suffix}"
-        st.session_state["prepared_export"] = (name, data, result.rows, mime)
+        st.session_state["prepared_export"] = (name, data, rows, mime)
     prepared = st.session_state.get("prepared_export")
     if prepared:
         name, data, rows, mime = prepared
@@ -343,10 +322,9 @@ def _export_tab(now: datetime) -> None:
 
 
 def _fx_tab(is_admin: bool) -> None:
-    engine = queries.engine()
     target = get_settings().display_currency or "(billing currency)"
     st.caption(f"Display currency: {target} (LLM_USAGE_DISPLAY_CURRENCY). Costs stay in their billing currency.")
-    rates = fx.list_rates(engine)
+    rates = queries.fx_rates()
     if rates:
         st.dataframe(
             pd.DataFrame(
@@ -370,8 +348,8 @@ def _fx_tab(is_admin: bool) -> None:
         upload = st.file_uploader("Import rates (CSV: date,base,quote,rate)", type=["csv"], key="fx_upload")
         if upload is not None and st.button("Import rates", key="fx_import"):
             try:
-                new, replaced = fx.import_rates_csv(engine, upload.getvalue().decode("utf-8-sig"), upload.name)
-            except (fx.FxError, UnicodeDecodeError) as exc:
+                new, replaced = actions.import_fx_rates(upload.getvalue(), upload.name)
+            except fx.FxError as exc:
                 st.error(str(exc))
             else:
                 st.success(f"Imported {new} new rate(s), replaced {replaced}.")
@@ -383,8 +361,8 @@ def render() -> None:
     is_admin = role_allows(account.role, "admin")
     st.title("Budgets")
     st.caption(f"Forecasts: {FORECAST_METHOD}.")
-    now = queries.as_of()
-    book = fx.RateBook.load(queries.engine())
+    now = queries.as_of().replace(second=0, microsecond=0)  # to the minute, so the reads are cached
+    book = queries.rate_book()
     tabs = st.tabs(["Budgets", "Anomalies", "Chargeback", "Alerts", "Export", "Exchange rates"])
     with tabs[0]:
         _budget_tab(is_admin, now, book)

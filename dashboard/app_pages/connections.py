@@ -5,9 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from collector.core.catalog import display_name
 from dashboard import actions, auth, queries
-
-PROVIDERS = ("openai", "anthropic")
 
 
 def render() -> None:
@@ -30,7 +29,7 @@ def render() -> None:
         _manage(conns)
     st.subheader("Add a provider admin key")
     with st.form("add_connection", clear_on_submit=True):
-        provider = st.selectbox("Provider", PROVIDERS)
+        provider = st.selectbox("Provider", queries.connectable_providers(), format_func=display_name)
         label = st.text_input("Label", placeholder="prod")
         key = st.text_input("Admin key", type="password", help="Never shown again; stored encrypted.")
         base_url = st.text_input("API base URL (optional)", help="Leave empty for the provider's public API.")
@@ -44,8 +43,7 @@ def render() -> None:
 
 
 def _done(ok: bool, message: str) -> None:
-    """Show ``message`` above the refreshed table (kept across the rerun)."""
-    queries.clear_caches()
+    """Show ``message`` above the refreshed table (kept across the rerun; the action cleared the caches)."""
     st.session_state["conn_flash"] = (ok, message)
     st.rerun()
 

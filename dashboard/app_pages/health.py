@@ -79,7 +79,6 @@ def _run(fn: Callable[[int], tuple[bool, str]], ident: int, what: str) -> None:
             ok, message = fn(ident)
         except Exception as exc:  # noqa: BLE001  (shown masked; the page keeps working)
             ok, message = False, actions.safe_message(exc)
-    queries.clear_caches()
     st.session_state["health_flash"] = (ok, f"{what} {'finished' if ok else 'failed'}: {message}")
     st.rerun()  # redraw the connection and sync-run tables with the outcome
 

@@ -41,7 +41,6 @@ def render() -> None:
                 st.error(f"{name}: {actions.safe_message(exc)}")
                 continue
             (st.success if result.ok else st.error)(f"{result.message} (by {account.name})")
-        queries.clear_caches()
     _history()
 
 

@@ -1,8 +1,7 @@
-"""Overview: month-to-date spend, today, projection, change, spend by provider/model/project, freshness."""
+"""Overview: month-to-date spend, today, month-end forecast, change, spend by provider/model/project, freshness."""
 
 from __future__ import annotations
 
-import calendar
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -11,7 +10,7 @@ import streamlit as st
 
 from collector.core.windows import floor_day
 from collector.finance.forecast import METHOD as FORECAST_METHOD
-from collector.query.report import Filters
+from collector.query.report import OTHER_LABEL, Filters
 from dashboard import auth, charts, queries, ui
 
 DAY = timedelta(days=1)
@@ -39,7 +38,7 @@ def render() -> None:
     month_start = today.replace(day=1)
     prev_start = (month_start - DAY).replace(day=1)
     prev_end = min(prev_start + (tomorrow - month_start), month_start)
-    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    minute = now.replace(second=0, microsecond=0)  # budget and forecast reads are cached per minute
 
     # One grouped read covers every figure on the page but the top lists and the freshness.
     span = Filters(since=min(prev_start, today - 29 * DAY), until=tomorrow)
@@ -47,9 +46,11 @@ def render() -> None:
     fresh_since = today - queries.FRESHNESS_WINDOW
     queries.prefetch(
         (queries.report_frame, (span,), {"by": ("provider",), "grain": "day"}),
-        (queries.report_frame, (month,), {"by": ("model",)}),
-        (queries.report_frame, (month,), {"by": ("project",)}),
+        (queries.report_frame, (month,), {"by": ("model",), "top": 10}),
+        (queries.report_frame, (month,), {"by": ("project",), "top": 10}),
         (queries.freshness_frame, (fresh_since,), {}),
+        (queries.scope_forecast, ("all", "", minute, "USD"), {}),
+        (queries.budget_frame, (minute,), {}),
     )
     daily = queries.report_frame(span, by=("provider",), grain="day")
     if daily.empty:
@@ -62,23 +63,28 @@ def render() -> None:
     mtd = _money_in(daily, month_start, tomorrow, cur)
     today_spend = _money_in(daily, today, tomorrow, cur)
     prev = _money_in(daily, prev_start, prev_end, cur)
-    done_days = (today - month_start).days
-    last7 = _money_in(daily, today - 7 * DAY, today, cur) / 7
-    projected = _money_in(daily, month_start, today, cur) + last7 * (days_in_month - done_days)
+    # The month-end projection is the Budgets page's (collector.finance.forecast), so both agree.
+    month_end = queries.scope_forecast("all", "", minute, cur)
+    fc = month_end.forecast
 
     st.caption(f"As of {now:%Y-%m-%d %H:%M} UTC · month {today:%B %Y} · money in {cur}")
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Month to date", charts.money_exact(mtd, cur), _delta(mtd, prev), delta_color="inverse")
     c2.metric("Today (so far)", charts.money_exact(today_spend, cur))
-    c3.metric("Projected month end", charts.money(projected, cur))
+    c3.metric("Projected month end", charts.money(fc.projected, cur))
     c4.metric("Same days last month", charts.money_exact(prev, cur))
     st.caption(
-        "Projection: spend of the completed days of this month, plus the average daily spend of the "
-        f"last 7 complete days ({charts.money(last7, cur)}/day) x the {days_in_month - done_days} days left "
-        "(today included). Spend is billed where a provider's bill covers the day, estimated from usage x "
-        "the price table elsewhere."
+        f"Projection: {fc.method}, as on the Budgets page; {round(fc.confidence * 100)}% interval "
+        f"{charts.money(fc.low, cur)} .. {charts.money(fc.high, cur)}, from {fc.history_days} days of history, "
+        f"{fc.remaining_days} day(s) left (today included). Spend is billed where a provider's bill covers the "
+        "day, estimated from usage x the price table elsewhere."
     )
-    _budgets(now)
+    if month_end.notes:
+        st.caption(
+            f"Left out of the projection for want of an exchange rate into {cur}: {len(month_end.notes)} day(s) of "
+            "spend in other currencies (details on the Budgets page)."
+        )
+    _budgets(minute)
     if len(currencies) > 1:
         others = ", ".join(charts.money_exact(_money_in(daily, month_start, tomorrow, c), c) for c in currencies[1:])
         st.caption(f"Also this month in other currencies (never converted or added): {others}")
@@ -106,9 +112,10 @@ def render() -> None:
     )
     left, mid, right = st.columns(3)
     for column, dim, title in ((left, "model", "Top models, this month"), (mid, "project", "Top projects, this month")):
-        top = queries.report_frame(month, by=(dim,))
-        top = top[(top["section"] == "provider") & (top["currency"] == cur)]
-        top = top.groupby(dim, as_index=False)["cost"].sum().nlargest(10, "cost")
+        # The report's top 10 (as `llm-usage report --top 10`); the folded rest is not a bar of its own.
+        top = queries.report_frame(month, by=(dim,), top=10)
+        top = top[(top["section"] == "provider") & (top["currency"] == cur) & (top[dim] != OTHER_LABEL)]
+        top = top.groupby(dim, as_index=False)["cost"].sum()
         column.plotly_chart(
             charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})"),
             width="stretch",
@@ -123,9 +130,9 @@ def render() -> None:
     _freshness(fresh_since)
 
 
-def _budgets(now: datetime) -> None:
+def _budgets(minute: datetime) -> None:
     """Active budgets: spend so far and month-end forecast against the amount (Budgets page has more)."""
-    frame = queries.budget_frame(now.replace(second=0, microsecond=0))
+    frame = queries.budget_frame(minute)
     if frame.empty:
         return
     shown = frame.assign(

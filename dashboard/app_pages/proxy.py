@@ -80,7 +80,6 @@ def _monitor_tokens() -> None:
             except ValueError as exc:  # no team
                 st.error(str(exc))
             else:
-                queries.clear_caches()
                 st.session_state["minted_token"] = token
                 st.rerun()
     active = tokens[tokens["revoked_at"].isna()] if not tokens.empty else tokens
@@ -90,7 +89,6 @@ def _monitor_tokens() -> None:
             ident = st.selectbox("Token", list(names), format_func=names.__getitem__)
             if st.form_submit_button("Revoke"):
                 actions.revoke_token(ident)
-                queries.clear_caches()
                 st.rerun()
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from collector.core.schema import TOKEN_FIELDS
 from collector.query.report import Filters
 from dashboard import auth, charts, queries, ui
 
-OTHER = "(other)"
+#: Models drawn one by one; the others are folded into "(other)" by the report.
+TOP_MODELS = 10
 
 
 def render() -> None:
@@ -21,19 +23,16 @@ def render() -> None:
     if window is None:
         return
     since, until = window
-    # One grouped read: the provider filter and the top-10 models are applied to its rows here.
-    filters = Filters(since=since, until=until)
-    df = queries.report_frame(filters, by=("provider", "model"), grain="day")
+    options = queries.dimension_values(since, until)["provider"]
+    providers = right.multiselect("provider", options, key="tokens_provider")
+    filters = Filters(since=since, until=until, providers=tuple(providers))
+    # The report's top 10 models (by money, then tokens), the rest as one "(other)" series: the
+    # same groups `llm-usage report --by model,day --top 10` prints.
+    df = queries.report_frame(filters, by=("model",), grain="day", top=TOP_MODELS)
     df = df[df["section"] == "provider"]
-    providers = right.multiselect("provider", sorted(set(df["provider"])), key="tokens_provider")
-    if providers:
-        df = df[df["provider"].isin(providers)]
     if df.empty:
         ui.no_usage(filters)
         return
-    weight = df.groupby("model")["input_tokens"].sum() + df.groupby("model")["output_tokens"].sum()
-    keep = set(weight.nlargest(10).index)
-    df = df.assign(model=df["model"].where(df["model"].isin(keep), OTHER))
     df = df.assign(tokens_total=df["input_tokens"] + df["output_tokens"])
     st.plotly_chart(
         charts.stacked_over_time(
@@ -69,15 +68,15 @@ def render() -> None:
     st.subheader("Per model over the window")
     st.dataframe(_per_model(df), hide_index=True, width="stretch")
     st.caption(
+        f"The {TOP_MODELS} models with most spend (then tokens) are shown one by one, the rest as (other). "
         "Input is total input (cache reads and writes included); reasoning is part of output. Cost per 1M tokens "
         "divides the money with an amount by input + output tokens of the same rows; unpriced usage has none."
     )
 
 
 def _per_model(df: pd.DataFrame) -> pd.DataFrame:
-    sums = df.groupby("model", as_index=False)[
-        ["input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens", "requests"]
-    ].sum()
+    # Every token measure of the schema, in its order (cache writes by lifetime: 1 h writes cost more).
+    sums = df.groupby("model", as_index=False)[list(TOKEN_FIELDS)].sum()
     priced = df[df["cost"].notna()]
     money = priced.groupby("model")["cost"].sum()
     priced_tokens = priced.groupby("model")[["input_tokens", "output_tokens"]].sum().sum(axis=1)
@@ -89,9 +88,8 @@ def _per_model(df: pd.DataFrame) -> pd.DataFrame:
     ]
     sums["cost per 1M tokens"] = [charts.money(v) if pd.notna(v) else charts.NO_VALUE for v in per_million]
     sums["cost"] = [charts.money(v) if pd.notna(v) else "unpriced" for v in sums["cost"]]
-    for col in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"):
+    for col in TOKEN_FIELDS:
         sums[col] = [charts.compact(v) for v in sums[col]]
-    sums["requests"] = [charts.compact(v) for v in sums["requests"]]
     return sums.rename(columns=lambda c: c.replace("_tokens", "").replace("_", " "))
 
 

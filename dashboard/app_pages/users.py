@@ -5,25 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from collector.auth.users import (
-    ROLES,
-    UserError,
-    add_user,
-    generate_password,
-    list_users,
-    remove_user,
-    set_password,
-    set_role,
-)
-from dashboard import auth, queries
+from collector.auth.users import ROLES, UserError, generate_password
+from dashboard import actions, auth, queries
 
 
 def render() -> None:
     """Draw the page."""
     me = auth.require("admin")
     st.title("Users")
-    engine = queries.engine()
-    accounts = list_users(engine)
+    accounts = queries.accounts()
     st.dataframe(
         pd.DataFrame(
             [
@@ -51,7 +41,7 @@ def render() -> None:
         if st.form_submit_button("Add"):
             password = None if sso_only else generate_password()
             try:
-                add_user(engine, name, role, password)
+                actions.add_user(name, role, password)
             except UserError as exc:
                 st.error(str(exc))
             else:
@@ -69,18 +59,18 @@ def render() -> None:
         do_remove = c3.form_submit_button("Remove")
     try:
         if do_role:
-            set_role(engine, target, new_role)
+            actions.set_role(target, new_role)
             st.success(f"{target} is now {new_role}.")
         elif do_reset:
             password = generate_password()
-            set_password(engine, target, password)
+            actions.set_password(target, password)
             right.info("New password, shown only now:")
             right.code(password)
         elif do_remove:
             if target == me.name:
                 st.error("You cannot remove your own account while signed in with it.")
             else:
-                remove_user(engine, target)
+                actions.remove_user(target)
                 st.success(f"Removed {target}.")
     except UserError as exc:
         st.error(str(exc))

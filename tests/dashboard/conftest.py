@@ -46,13 +46,17 @@ D = timedelta(days=1)
 #   this month (Nov 1-20): openai 10.00 (20th) + 20.00 (19th) + 6.25 billed on the 5th (replaces the
 #   5.50 estimate) + anthropic 3.20 (20th) + 4.80 (13th) + google 100.00 billed (12th) = 144.25
 #   today (20th): 10.00 + 3.20 = 13.20;  same days last month (Oct 1-20): 7.00 + 1.00 = 8.00
-#   last 7 complete days (13th-19th): 20.00 + 4.80 = 24.80 -> 3.542857/day x 11 days left
-#   projection: (144.25 - 13.20) + 24.80 / 7 * 11 = 170.02
 #   the proxy row (9.99) is never added; the unpriced row has tokens only.
+# Month-end projection (collector/finance/forecast.py's method, worked by hand): history is the 41
+#   complete days Oct 10 .. Nov 19 (total 139.05; every weekday seen at least 5 times), so weekday
+#   factors = weekday mean / 139.05 * 41: Thu 126.25/6 -> 6.2043, Fri 4.80/5 -> 0.2831, Sat 7/6 ->
+#   0.3440, Tue 1/6 -> 0.0491, Mon/Wed/Sun 0 -> 0.01. Level = mean of the last 14 deseasonalised days
+#   (Nov 6-19: 100/6.2043 + 4.80/0.2831 + 20/6.2043) / 14 = 2.5928. Remaining Nov 20-30 factors sum
+#   to 7.5576, so projected = 131.05 (Nov 1-19) + 2.5928 x 7.5576 = 150.65 (above the 144.25 spent).
 MTD = "$144.25"
 TODAY = "$13.20"
 PREV = "$8.00"
-PROJECTED = "$170.02"
+PROJECTED = "$150.65"
 
 
 def _rec(provider: str, account: str, start: datetime, cost: str | None, **kw) -> UsageRecord:

@@ -16,6 +16,22 @@ def test_overview_shows_the_exact_totals_of_the_seed(dashboard_db):
     assert "Projection:" in texts(at)
 
 
+def test_overview_projection_is_the_forecast_modules(dashboard_db):
+    """The same method, figure and interval as the Budgets page's "all spend" forecast."""
+    from collector.finance.budgets import scope_forecast
+    from collector.finance.forecast import METHOD
+    from dashboard import charts, queries
+    from tests.dashboard.conftest import NOW
+
+    _spent, fc, _notes = scope_forecast(queries.engine(), "all", "", now=NOW)
+    at = app("viewer")
+    assert {m.label: m.value for m in at.metric}["Projected month end"] == charts.money(fc.projected) == PROJECTED
+    caption = next(c.value for c in at.caption if c.value.startswith("Projection:"))
+    assert METHOD in caption and "80% interval" in caption
+    assert f"{charts.money(fc.low)} .. {charts.money(fc.high)}" in caption
+    assert "11 day(s) left" in caption
+
+
 def test_overview_shows_the_budgets_status_and_forecast(dashboard_db):
     at = app("viewer")
     table = next(df.value for df in at.dataframe if "budget" in df.value)
@@ -23,6 +39,7 @@ def test_overview_shows_the_budgets_status_and_forecast(dashboard_db):
     assert (row["scope"], row["spent"], row["amount"]) == ("all spend", MTD, "$200.00")
     assert row["used"] == pytest.approx(144.25 / 200)
     assert row["period"] == "2026-11-01 → 2026-11-30"
+    assert row["forecast"] == PROJECTED  # the budget over all spend forecasts what the Overview projects
 
 
 def test_overview_compares_with_last_month_and_lists_freshness(dashboard_db):
