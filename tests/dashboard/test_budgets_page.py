@@ -16,7 +16,7 @@ from collector.core.schema import UsageRecord
 from collector.core.settings import get_settings
 from collector.core.store import upsert_records
 from collector.db.migrate import open_database
-from collector.finance import budgets, chargeback
+from collector.finance import budgets, chargeback, fx
 from collector.finance.chargeback import Rule
 from dashboard import queries
 
@@ -146,3 +146,58 @@ def test_export_tab_prepares_a_focus_parquet_download(page_db):
     assert name == "focus-2026-11.parquet" and rows == 20
     table = pq.read_table(io.BytesIO(data))
     assert sum(table.column("BilledCost").to_pylist(), Decimal(0)) == Decimal(80)
+
+
+RATES = b"date,base,quote,rate\n2026-11-01,USD,EUR,0.92\n2026-11-15,USD,EUR,0.95\n"
+
+
+def test_admin_imports_exchange_rates_and_the_page_converts_with_them(page_db):
+    at = run("admin", budget="1")
+    assert "no USD->EUR rate" in "\n".join(c.value for c in at.caption)
+    at.file_uploader(key="fx_upload").upload("rates.csv", RATES, "text/csv").run()
+    next(b for b in at.button if b.key == "fx_import").click().run()
+    assert not at.exception, at.exception
+    assert "Imported 2 new rate(s), replaced 0." in [s.value for s in at.success]
+    assert [(r.day, r.rate) for r in fx.list_rates(page_db)] == [
+        (date(2026, 11, 1), Decimal("0.92")),
+        (date(2026, 11, 15), Decimal("0.95")),
+    ]
+    at = run("admin", budget="1")  # the import cleared the cached reads: the new rates are used
+    captions = "\n".join(c.value for c in at.caption)
+    assert "80.00 USD = 76.00 EUR" in captions  # 80 x 0.95, the rate of Nov 15
+    rates_table = next(df.value for df in at.dataframe if "quote" in df.value)
+    assert list(rates_table["="]) == ["0.95", "0.92"]  # newest first
+
+
+def test_a_rates_file_that_is_not_utf8_is_refused_by_name(page_db):
+    at = run("admin")
+    at.file_uploader(key="fx_upload").upload("rates.csv", b"date,base\n\xff\xfe\x00", "text/csv").run()
+    next(b for b in at.button if b.key == "fx_import").click().run()
+    assert not at.exception, at.exception
+    assert any("rates.csv is not UTF-8 text" in e.value for e in at.error)
+    assert fx.list_rates(page_db) == []
+
+
+def test_team_rules_are_saved_through_actions_as_a_new_version(page_db):
+    from dashboard import actions
+
+    before = queries.team_rules()  # cached now; the save must make the next read see the new version
+    assert before.version == 1
+    rows = [
+        {"provider": "", "match_field": "project", "pattern": "proj_b", "team": "growth", "cost_centre": "CC-2"},
+        {"provider": None, "match_field": None, "pattern": "  ", "team": None},  # a blank editor row
+    ]
+    assert actions.save_team_rules(rows, created_by="admin") == 2
+    after = queries.team_rules()
+    assert after.version == 2 and [(r.pattern, r.team) for r in after.rules] == [("proj_b", "growth")]
+    with pytest.raises(chargeback.ChargebackError, match="needs a team"):
+        actions.save_team_rules([{"match_field": "project", "pattern": "proj_c", "team": ""}], created_by="admin")
+    assert chargeback.load_rules(page_db).version == 2  # nothing saved
+
+
+def test_admin_deletes_a_budget_from_its_form(page_db):
+    at = run("admin", budget="1")
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert not at.exception, at.exception
+    assert budgets.list_budgets(page_db) == []
+    assert any("No budgets yet." in i.value for i in at.info)

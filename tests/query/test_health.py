@@ -26,7 +26,16 @@ from collector.core.http import mask_key
 from collector.core.settings import Settings, get_settings
 from collector.core.store import upsert_records
 from collector.proxy.recorder import Spool, insert_events
-from collector.query.health import status
+from collector.query.health import (
+    CONNECTION_COLUMNS,
+    IMPORT_FILE_COLUMNS,
+    connection_listing,
+    database_info,
+    import_file_listing,
+    newest_day,
+    status,
+    sync_run_listing,
+)
 from collector.sync.connections import CONNECTIONS, add_connection, mark_status, set_active
 from collector.sync.engine import sync_connection
 from collector.sync.tables import SyncRun, SyncState
@@ -272,3 +281,67 @@ def test_status_never_reads_the_encrypted_key_and_masks_long_hints(with_tables: 
     code, out, _ = run("status")
     assert code == 0
     assert leaked not in out and "sk-admin…XYZ" in out
+
+
+# -- the admin listings (dashboard's Data & health and Connections pages) -------------------------
+
+
+def test_listings_name_their_columns_mask_keys_and_never_read_the_encrypted_key(with_tables: Engine) -> None:
+    leaked = "sk-admin-test-0123456789abcdefXYZ"
+    mark_status(with_tables, 2, "auth_failed", f"401 invalid x-api-key {leaked}")
+    with with_tables.begin() as conn:
+        conn.execute(
+            insert(SYNC_RUNS),
+            [_run_row(2, "messages", "failed", datetime.now(UTC) - timedelta(minutes=1), f"401 for {leaked}")],
+        )
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(with_tables, "before_cursor_execute", record)
+    try:
+        conns = connection_listing(with_tables)
+        runs = sync_run_listing(with_tables)
+    finally:
+        event.remove(with_tables, "before_cursor_execute", record)
+    assert statements and not [st for st in statements if "key_encrypted" in st]
+    assert conns.columns == CONNECTION_COLUMNS and "key_encrypted" not in conns.columns
+    rows = [dict(zip(conns.columns, r, strict=True)) for r in conns.rows]
+    assert [(r["id"], r["label"], r["key_hint"]) for r in rows] == [
+        (1, "Prod OpenAI", OPENAI_HINT),
+        (2, "Old Anthropic", ANTHROPIC_HINT),
+    ]
+    assert rows[1]["last_error"] == "401 invalid x-api-key sk-admi…" and rows[1]["active"] is False
+    text = repr(conns.rows) + repr(runs.rows)
+    assert leaked not in text and OPENAI_KEY not in text and ANTHROPIC_KEY not in text
+    newest = dict(zip(runs.columns, runs.rows[0], strict=True))  # newest first
+    assert (newest["connection_id"], newest["status"], newest["error"]) == (2, "failed", "401 for sk-admi…")
+    assert newest["started_at"].tzinfo is not None
+    assert len(sync_run_listing(with_tables, limit=1).rows) == 1
+
+
+def test_import_file_listing_newest_first(with_tables: Engine) -> None:
+    files = import_file_listing(with_tables)
+    assert files.columns == IMPORT_FILE_COLUMNS
+    rows = [dict(zip(files.columns, r, strict=True)) for r in files.rows]
+    assert [r["status"] for r in rows] == ["failed", "imported", "imported"]  # bad.csv came last
+    assert [r["name"] for r in rows[1:]] == ["gcp-10.csv", "gcp-09.csv"]
+    assert rows[1]["account"] == GCP_ACCOUNT and rows[1]["rows"] > 0
+    assert len(import_file_listing(with_tables, limit=2).rows) == 2
+
+
+def test_database_info_and_newest_day_from_the_rollup(db: Engine) -> None:
+    from collector.db.migrate import current_revision
+
+    empty = database_info(db)
+    assert (empty.usage_rows, empty.daily_rows, newest_day(db)) == (0, 0, None)
+    records = seed_records()
+    upsert_records(db, records)
+    info = database_info(db)
+    assert info.backend == db.dialect.name and info.revision == current_revision(db)
+    assert info.usage_rows == len({r.natural_key() for r in records})
+    assert 0 < info.daily_rows < info.usage_rows
+    assert info.url.startswith(db.dialect.name)
+    newest = max(r.bucket_start for r in records)
+    assert newest_day(db) == newest.replace(hour=0, minute=0, second=0, microsecond=0)
