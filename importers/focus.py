@@ -54,6 +54,18 @@ OWN_COLUMNS: dict[str, tuple[str, ...]] = {
     "x_variant": ("x_Variant",),
     "x_cost_basis": ("x_CostBasis",),
 }
+#: Own-export columns that restore a row's identity and money exactly; older exports may lack
+#: the ones added later (``x_Account``, ``x_ModelRaw``, ``x_Cost``), then FOCUS columns stand in.
+IDENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "x_source": ("x_Source",),
+    "x_kind": ("x_Kind",),
+    "x_account": ("x_Account",),
+    "x_project": ("x_Project",),
+    "x_model_raw": ("x_ModelRaw",),
+    "x_cost": ("x_Cost",),
+    "x_estimated_cost": ("x_EstimatedCost",),
+    "x_price_version": ("x_PriceVersion",),
+}
 #: Record fields counted in the own-export columns, in :data:`OWN_COLUMNS` order.
 OWN_COUNTS = TOKEN_FIELDS
 AI_CATEGORY = "ai and machine learning"
@@ -119,6 +131,7 @@ class FocusImporter(Importer):
         "tags": ("Tags",),
         "model": ("x_Model", "x_ModelName", "x_ModelId"),
         **OWN_COLUMNS,
+        **IDENTITY_COLUMNS,
     }
     required: ClassVar[tuple[str, ...]] = ("billed_cost", "start", "end", "currency", "service", "provider")
 
@@ -129,17 +142,36 @@ class FocusImporter(Importer):
         return self._generic_mapper(cols, ctx)
 
     def _own_mapper(self, cols: Columns, ctx: ImportContext, generic: RowMapper) -> RowMapper:
-        """Rows of this project's own export: the generic mapping, then the exact ``x_`` columns.
+        """Rows of this project's own export: each row comes back as the row it was exported from.
 
-        Tokens and requests come from the ``x_`` counts (``ConsumedQuantity`` is their sum, with
-        no direction); another quantity (images, seconds ...) stays ``ConsumedQuantity``. Money
-        stays ``BilledCost`` (the file is the bill), except usage the export marked ``unpriced``,
-        which comes back unpriced rather than as $0 (design rule 5).
+        The export's ``x_`` columns carry every field of the natural key (source, kind, account,
+        project, key, user, raw model, tier, batch, line item, variant, team) and the row's own
+        money and basis, so re-importing the file into the database it came from adds nothing
+        (every key already holds the same values), and into another database rebuilds the same
+        rows: an estimate stays an estimate, an unpriced row stays unpriced (never $0), and billed
+        rows keep the source that billed them, so the precedence between billed sources is the
+        same there (design rule 5). Tokens and requests come from the ``x_`` counts
+        (``ConsumedQuantity`` is their sum, with no direction); another quantity (images,
+        seconds ...) stays ``ConsumedQuantity``.
         """
         counts = [(cols.at(f"x_{name}"), cols.name(f"x_{name}")) for name in OWN_COUNTS]
-        at = {name: cols.at(name) for name in OWN_COLUMNS}
+        at = {name: cols.at(name) for name in (*OWN_COLUMNS, *IDENTITY_COLUMNS)}
+        names = {name: cols.name(name) for name in IDENTITY_COLUMNS}
         i_model, i_unit = cols.at("model"), cols.at("unit")
-        fit, count = _common.fit, ctx.count
+        fit, count, money = _common.fit, ctx.count, ctx.money
+
+        def own_money(row: list[str], rec: UsageRecord) -> tuple[Decimal | None, str, str, str]:
+            """``(cost, basis, currency, price version)`` the exported row had."""
+            basis = row[at["x_cost_basis"]] or "billed"
+            exact = row[at["x_cost"]]
+            if basis == "unpriced":
+                return None, "unpriced", "", ""
+            if basis == "estimated":
+                text = exact or row[at["x_estimated_cost"]]
+                name = names["x_cost"] if exact else names["x_estimated_cost"]
+                return money(text, name), "estimated", rec.currency, row[at["x_price_version"]]
+            cost = money(exact, names["x_cost"]) if exact else rec.cost
+            return cost, "billed", rec.currency, ""
 
         def mapper(row: list[str]) -> UsageRecord | None:
             rec = generic(row)
@@ -149,20 +181,23 @@ class FocusImporter(Importer):
             quantity, q_unit = rec.quantity, rec.quantity_unit
             if unit_multiplier(row[i_unit])[1] in ("tokens", "requests"):
                 quantity, q_unit = Decimal(0), ""
-            cost, basis, currency = rec.cost, rec.basis, rec.currency
-            if row[at["x_cost_basis"]] == "unpriced" and not cost:
-                cost, basis, currency = None, "unpriced", ""
+            cost, basis, currency, version = own_money(row, rec)
+            source = row[at["x_source"]] or rec.source
+            if source not in ("api", "csv"):
+                raise RowError(names["x_source"], source, "an export row's source must be api or csv")
+            model = fit(row[i_model]) if i_model >= 0 else rec.model
             return UsageRecord(
                 provider=row[at["x_provider"]] or rec.provider,
-                source=rec.source,
-                kind=rec.kind,
+                source=source,
+                kind=fit(row[at["x_kind"]]) or rec.kind,
                 bucket_start=rec.bucket_start,
                 bucket_end=rec.bucket_end,
-                account=rec.account,
-                project=rec.project,
+                account=ctx.account or (fit(row[at["x_account"]]) if at["x_account"] >= 0 else rec.account),
+                project=fit(row[at["x_project"]]) if at["x_project"] >= 0 else rec.project,
                 api_key_id=fit(row[at["x_api_key_id"]]),
                 user_id=fit(row[at["x_user_id"]]),
-                model=fit(row[i_model]) if i_model >= 0 else rec.model,
+                model=model,
+                model_raw=fit(row[at["x_model_raw"]]) or model,
                 service_tier=fit(row[at["x_service_tier"]]),
                 batch=row[at["x_batch"]] == "true",
                 line_item=fit(row[at["x_line_item"]], _common.LINE_ITEM_LIMIT),
@@ -178,8 +213,9 @@ class FocusImporter(Importer):
                 quantity=quantity,
                 quantity_unit=q_unit,
                 cost=cost,
-                currency=currency,
+                currency=currency if cost is not None else "",
                 basis=basis,
+                price_version=version,
                 source_ref=rec.source_ref,
                 details=rec.details,
             )

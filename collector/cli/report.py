@@ -28,6 +28,7 @@ from collector.query.health import StatusResult, status
 from collector.query.report import (
     DIMENSIONS,
     GRAINS,
+    SECTIONS,
     SOURCES,
     Filters,
     QueryError,
@@ -49,7 +50,14 @@ MEASURE_COLUMNS: tuple[str, ...] = (
     "cost",
     *TOKEN_FIELDS,
     "quantities",
+    "counted_from",
 )
+#: How the table titles each report section after the first (the providers' own numbers).
+SECTION_TITLES = {
+    "provider": "",
+    "subset": "usage another kind already holds (e.g. Claude Code is part of Messages): never added above",
+    "proxy": "proxy (its own source: never added to the numbers above)",
+}
 _AGE_RE = re.compile(r"^(\d+)\s*([smhd])$")
 
 
@@ -219,7 +227,8 @@ def render_table(result: ReportResult, window: Window) -> str:
     head += ["basis", "cost", "input", "cache read", "cache write", "output", "reasoning", "requests", "other"]
     numeric_from = len(head) - 8
     lines: list[str] = []
-    for section, title in (("provider", ""), ("proxy", "proxy (its own source: never added to the numbers above)")):
+    for section in SECTIONS:
+        title = SECTION_TITLES.get(section, f"{section} (never added to the numbers above)")
         rows = [r for r in result.rows if r.section == section]
         if not rows:
             continue
@@ -266,6 +275,7 @@ def machine_rows(result: ReportResult) -> list[dict[str, Any]]:
         for name in TOKEN_FIELDS:
             item[name] = getattr(r, name)
         item["quantities"] = {u: str(canonical_decimal(q)) for u, q in r.quantities.items()}
+        item["counted_from"] = sorted(r.sources)
         out.append(item)
     return out
 
@@ -284,6 +294,7 @@ def render_csv(result: ReportResult) -> str:
     writer.writeheader()
     for item in machine_rows(result):
         item["quantities"] = ";".join(f"{u}={q}" for u, q in item["quantities"].items())
+        item["counted_from"] = ";".join(item["counted_from"])
         item["cost"] = "" if item["cost"] is None else item["cost"]
         writer.writerow(item)
     return buf.getvalue().rstrip("\n")

@@ -45,6 +45,11 @@ PROVIDERS: dict[str, ProviderInfo] = {
     )
 }
 
+#: Kinds whose usage is already part of another kind of the same provider, so adding them would
+#: count it twice: Claude Code's per-user report repeats tokens of the Messages usage report
+#: (provider-apis.md §2.6). Reports keep them apart (design rule 7); kind -> the kind that holds it.
+SUBSET_KINDS: dict[tuple[str, str], str] = {("anthropic", "claude_code"): "messages"}
+
 #: Other spellings some sources use for a provider of the catalogue, by price-table id.
 _PRICE_ALIASES = {"bedrock": "aws", "gcp_vertex": "google", "vertex": "google", "gemini": "google"}
 
@@ -61,4 +66,4 @@ def display_name(provider: str) -> str:
     return known.name if known else provider
 
 
-__all__ = ["PROVIDERS", "ProviderInfo", "display_name", "price_id"]
+__all__ = ["PROVIDERS", "SUBSET_KINDS", "ProviderInfo", "display_name", "price_id"]

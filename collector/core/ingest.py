@@ -4,7 +4,9 @@ Providers (API sync), importers (CSV files), the proxy rollup and the demo gener
 validated :class:`~collector.core.schema.UsageRecord` values (the schema checks every rule when a
 record is made) and hand them to :func:`ingest`, which
 
-1. prices each token record that carries no money yet, here and nowhere else
+1. names each record's model by its canonical id (:mod:`collector.core.model_ids`; the source's
+   own id stays in ``model_raw``, which the natural key holds), and prices each token record that
+   carries no money yet, here and nowhere else
    (:func:`collector.core.pricing.estimate`; a model missing from the table stays ``unpriced``);
 2. for sources whose rows *add up* under one natural key (a billing export's late duplicate
    lines, proxy events arriving for an hour already rolled up), adds what ``usage`` already holds
@@ -28,8 +30,9 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
+from collector.core.model_ids import canonical_model
 from collector.core.pricing import estimate, wants_estimate
-from collector.core.schema import RECORD_FIELDS, TOKEN_FIELDS, UsageRecord
+from collector.core.schema import RECORD_FIELDS, TOKEN_FIELDS, InvariantError, UsageRecord
 from collector.core.settings import Settings
 from collector.core.store import USAGE, UpsertResult, upsert
 
@@ -66,15 +69,23 @@ class MergeError(ValueError):
         self.column, self.value, self.rule = column, value, rule
 
 
+def named(record: UsageRecord) -> UsageRecord:
+    """The record under its canonical model id (the source's own id stays in ``model_raw``)."""
+    if not record.model:
+        return record
+    canonical = canonical_model(record.provider, record.model_raw)
+    return record if canonical == record.model else replace(record, model=canonical)
+
+
 def priced(record: UsageRecord) -> UsageRecord:
     """The record with its estimate when it is usage without money, else the record itself."""
     return estimate(record) if wants_estimate(record) else record
 
 
 def prepare(records: Iterable[UsageRecord], on_record: OnRecord | None = None) -> Iterator[UsageRecord]:
-    """Price each record once and show it to ``on_record`` (an import's running totals)."""
+    """Name and price each record once and show it to ``on_record`` (an import's running totals)."""
     for rec in records:
-        rec = priced(rec)
+        rec = priced(named(rec))
         if on_record is not None:
             on_record(rec)
         yield rec
@@ -88,7 +99,8 @@ def add(into: UsageRecord, rec: UsageRecord) -> UsageRecord:
     JSON counters (the proxy's error and latency sums) add up, anything else is dropped.
 
     Raises:
-        MergeError: one record is billed and the other not, or currencies or units differ.
+        MergeError: one record is billed and the other not, currencies or units differ, or the
+            sum breaks a schema rule (the per-row money limit).
     """
     if (into.basis == "billed") != (rec.basis == "billed"):
         raise MergeError("cost", "", "rows with and without a billed cost share one usage key")
@@ -107,7 +119,11 @@ def add(into: UsageRecord, rec: UsageRecord) -> UsageRecord:
         changes["basis"] = "billed" if into.basis == "billed" else "estimated"
         changes["price_version"] = into.price_version or rec.price_version
     changes["details"] = _add_details(into.details, rec.details)
-    return replace(into, **changes)
+    try:
+        return replace(into, **changes)
+    except InvariantError as exc:  # e.g. the sum passes the per-row money limit
+        column = "cost" if "cost" in str(exc) else "quantity"
+        raise MergeError(column, str(changes.get(column, "")), str(exc).split(": ", 1)[-1]) from None
 
 
 def _add_details(a: str, b: str) -> str:
@@ -192,6 +208,7 @@ __all__ = [
     "MergeError",
     "add",
     "combine",
+    "named",
     "ingest",
     "ingest_records",
     "prepare",

@@ -126,11 +126,17 @@ def wants_estimate(record: UsageRecord) -> bool:
 
 
 def estimate(record: UsageRecord) -> UsageRecord:
-    """The record priced from the table: ``estimated`` with a cost, or ``unpriced`` (never $0)."""
+    """The record priced from the table: ``estimated`` with a cost, or ``unpriced`` (never $0).
+
+    The source's own model id is looked up first (a reseller's table may know only its own
+    spelling), then the canonical one.
+    """
+    day = record.bucket_start.date()
+    model = record.model_raw if unit_prices(record.provider, record.model_raw, day) else record.model
     cost = estimate_tokens_cost(
         record.provider,
-        record.model,
-        record.bucket_start.date(),
+        model,
+        day,
         input_tokens=record.input_tokens,
         cache_read_tokens=record.cache_read_tokens,
         cache_write_5m_tokens=record.cache_write_5m_tokens,

@@ -25,12 +25,15 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Column, Index, LargeBinary, PrimaryKeyConstraint, String, Text, false
 from sqlmodel import Field, SQLModel
 
-from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
+from collector.core.sqltypes import MAX_MONEY, MAX_QUANTITY, MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
 
 SOURCES = ("api", "csv", "proxy")
 BASES = ("billed", "estimated", "unpriced")
 
 #: The natural key, in hashing order. Every one is NOT NULL; ``''`` means "not applicable".
+#: The key holds the model id *as the source sent it* (``model_raw``): the canonical ``model`` a
+#: record is grouped under comes from the price table, which changes between versions, and a
+#: key that moved with it would count a re-synced bucket twice.
 KEY_FIELDS: tuple[str, ...] = (
     "provider",
     "account",
@@ -41,7 +44,7 @@ KEY_FIELDS: tuple[str, ...] = (
     "project",
     "api_key_id",
     "user_id",
-    "model",
+    "model_raw",
     "service_tier",
     "batch",
     "line_item",
@@ -60,6 +63,12 @@ TOKEN_FIELDS: tuple[str, ...] = (
 
 
 _set = object.__setattr__
+
+
+#: Units that measure a *level* (bytes stored during a bucket), not a flow: summing them over
+#: buckets means nothing, so the daily rollup keeps their average and reports average them
+#: (design rule 7).
+LEVEL_UNITS: frozenset[str] = frozenset({"bytes"})
 
 
 class InvariantError(ValueError):
@@ -105,6 +114,9 @@ class UsageRecord:
     price_version: str = ""
     source_ref: str = ""
     details: str = ""
+    #: The provider's own model id; ``model`` is the canonical id every source shares
+    #: (:mod:`collector.core.model_ids`, applied by the ingest path). Defaults to ``model``.
+    model_raw: str = ""
     # Derived once at validation (never passed in, never copied by ``dataclasses.replace``): the
     # key hash (lazily), and the bucket's epoch seconds that the key, the SQLite write and the
     # rollup's day all need.
@@ -166,7 +178,7 @@ class UsageRecord:
             self.project,
             self.api_key_id,
             self.user_id,
-            self.model,
+            self.model_raw,
             self.service_tier,
             "1" if self.batch else "0",
             self.line_item,
@@ -183,7 +195,7 @@ class UsageRecord:
             joined = (
                 f"{self.provider}\x1f{self.account}\x1f{self.source}\x1f{self.kind}\x1f"
                 f"{self._start_ts}\x1f{self._end_ts}\x1f"
-                f"{self.project}\x1f{self.api_key_id}\x1f{self.user_id}\x1f{self.model}\x1f"
+                f"{self.project}\x1f{self.api_key_id}\x1f{self.user_id}\x1f{self.model_raw}\x1f"
                 f"{self.service_tier}\x1f{'1' if self.batch else '0'}\x1f{self.line_item}\x1f"
                 f"{self.variant}\x1f{self.team}"
             )
@@ -209,12 +221,12 @@ class UsageRecord:
     def _check_dimensions(self) -> None:
         texts = (
             self.provider, self.account, self.source, self.kind, self.project, self.api_key_id, self.user_id,
-            self.model, self.service_tier, self.line_item, self.variant, self.team,
+            self.model, self.service_tier, self.line_item, self.variant, self.team, self.model_raw,
         )  # fmt: skip
         try:
             "".join(texts)  # raises TypeError unless every key dimension is a str
         except TypeError:
-            for name in KEY_FIELDS:
+            for name in (*KEY_FIELDS, "model"):
                 value = getattr(self, name)
                 if name not in ("bucket_start", "bucket_end", "batch") and not isinstance(value, str):
                     raise self._fail(
@@ -222,6 +234,8 @@ class UsageRecord:
                     ) from None
         if self.batch is not True and self.batch is not False:
             raise self._fail("rule 1 (keys)", f"batch must be a bool, got {self.batch!r}")
+        if not self.model_raw and self.model:
+            _set(self, "model_raw", self.model)
         start, end = self.bucket_start, self.bucket_end
         if type(start) is not datetime or start.tzinfo is not UTC:
             _set(self, "bucket_start", self._utc("bucket_start", start))
@@ -270,6 +284,8 @@ class UsageRecord:
             raise self._fail("rule 3 (no floats)", f"quantity must be Decimal, got {self.quantity!r}")
         if self.quantity and not self.quantity_unit:
             raise self._fail("rule 4 (units)", "a non-zero quantity needs a quantity_unit")
+        if not -MAX_QUANTITY <= self.quantity <= MAX_QUANTITY:
+            raise self._fail("rule 3 (storable amounts)", f"quantity {self.quantity} is beyond ±{MAX_QUANTITY:,}")
 
     def _check_money(self) -> None:
         if self.basis not in BASES:
@@ -284,6 +300,11 @@ class UsageRecord:
             _set(self, "cost", Decimal(self.cost))
         if not self.cost.is_finite():
             raise self._fail("rule 3 (money is Decimal)", f"cost must be finite, got {self.cost!r}")
+        if not -MAX_MONEY <= self.cost <= MAX_MONEY:
+            raise self._fail(
+                "rule 3 (storable amounts)",
+                f"cost {self.cost} is beyond the per-row limit of ±{MAX_MONEY:,} {self.currency or ''}".rstrip(),
+            )
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise self._fail(
                 "rule 3 (currency code)",
@@ -354,6 +375,7 @@ class UsageRow(SQLModel, table=True):
     price_version: str = _text_col(64)
     source_ref: str = _text_col()
     details: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    model_raw: str = _key_col()
     ingested_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 

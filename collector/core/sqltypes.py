@@ -17,12 +17,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Numeric
+from sqlalchemy import BigInteger, DateTime, Numeric, func, literal, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 MONEY_SCALE = 10
 QUANTITY_SCALE = 6
+#: The largest amount one usage row may carry (money in its currency's major units). Scaled by
+#: 10**10 it still fits SQLite's signed 64-bit integers (up to about 9.22e8), so binding never
+#: overflows; sums over many rows are exact through :func:`exact_sum` on any volume.
+MAX_MONEY = Decimal(900_000_000)
+#: Likewise for quantities (scaled by 10**6): about 9.2 TB stored, 9.2e12 images or seconds.
+MAX_QUANTITY = Decimal(9_000_000_000_000)
+_LOW_BITS = 32
+_LOW_MASK = (1 << _LOW_BITS) - 1
 
 
 def canonical_decimal(value: Decimal) -> Decimal:
@@ -125,3 +133,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, datetime):
             return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def exact_sum(column: Any, dialect_name: str) -> list[Any]:
+    """SQL expressions whose results :func:`combine_sum` turns into ``SUM(column)``, exactly.
+
+    On SQLite a scaled-integer ``SUM`` raises "integer overflow" past 2**63 (about 922 million
+    dollars), so the sum is taken in two halves, the high and the low 32 bits of every value,
+    each of which stays far from overflowing (2**31 rows at the per-row limit), and recombined
+    in Python's unbounded integers. PostgreSQL's ``SUM`` over ``NUMERIC`` is exact already.
+    """
+    if dialect_name != "sqlite":
+        return [func.sum(column)]
+    scaled = type_coerce(column, BigInteger)
+    return [
+        type_coerce(func.sum(scaled.op(">>")(literal(_LOW_BITS))), BigInteger),
+        type_coerce(func.sum(scaled.op("&")(literal(_LOW_MASK))), BigInteger),
+    ]
+
+
+def combine_sum(parts: Any, scale: int, dialect_name: str) -> Decimal | None:
+    """The exact sum from :func:`exact_sum`'s result values (``None`` when every value was NULL)."""
+    if dialect_name != "sqlite":
+        value = parts[0]
+        return None if value is None else canonical_decimal(Decimal(value))
+    high, low = parts
+    if high is None:
+        return None
+    return canonical_decimal(Decimal((int(high) << _LOW_BITS) + int(low)).scaleb(-scale))

@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import OperationalError
 
 from collector.core.schema import (
     KEY_FIELDS,
+    LEVEL_UNITS,
     RECORD_FIELDS,
     ROLLUP_DIMENSIONS,
     ROLLUP_MEASURES,
@@ -30,7 +32,7 @@ from collector.core.schema import (
     UsageRecord,
     UsageRow,
 )
-from collector.core.sqltypes import UTCDateTime
+from collector.core.sqltypes import MAX_MONEY, UTCDateTime
 
 DAY_SECONDS = 86_400
 USAGE: Table = UsageRow.__table__  # type: ignore[attr-defined]
@@ -196,7 +198,13 @@ _SLICE = ("provider", "account", "source", "kind")
 
 def _rollup_sql(dialect_name: str, sliced: bool) -> tuple[str, str]:
     dims = ", ".join(ROLLUP_DIMENSIONS)
-    sums = ", ".join(f"SUM({m})" for m in ROLLUP_MEASURES)
+    levels = ", ".join(f"'{unit}'" for unit in sorted(LEVEL_UNITS))
+    sums = ", ".join(
+        f"CASE WHEN quantity_unit IN ({levels}) THEN SUM(quantity) / COUNT(*) ELSE SUM(quantity) END"
+        if m == "quantity"
+        else f"SUM({m})"
+        for m in ROLLUP_MEASURES
+    )
     day = (
         f"(bucket_start - bucket_start % {DAY_SECONDS})"
         if dialect_name == "sqlite"
@@ -231,7 +239,26 @@ def _rebuild(conn: Connection, ranges: Iterable[tuple[int, int]], slice_: dict[s
             **(slice_ or {}),
         }
         conn.execute(text(delete), params)
-        conn.execute(text(insert), params)
+        try:
+            conn.execute(text(insert), params)
+        except OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+            raise AmountOverflow(_overflow_message(d0, d1, slice_)) from None
+
+
+class AmountOverflow(ValueError):
+    """A day's total of one group would not fit SQLite's 64-bit money column; nothing was written."""
+
+
+def _overflow_message(d0: int, d1: int, slice_: dict[str, str] | None) -> str:
+    days = f"{datetime.fromtimestamp(d0, UTC):%Y-%m-%d} .. {datetime.fromtimestamp(d1 - 1, UTC):%Y-%m-%d}"
+    where = " ".join(f"{k}={v}" for k, v in (slice_ or {}).items() if v)
+    return (
+        f"the daily total of one group ({where}, {days}) exceeds what SQLite stores exactly "
+        f"(±{MAX_MONEY:,} per row and about 922,337,203 per day and group); nothing was written. "
+        "Split the amounts or use PostgreSQL (LLM_USAGE_DATABASE_URL)."
+    )
 
 
 def refresh_daily(conn: Connection, days: Iterable[int]) -> None:
@@ -274,6 +301,7 @@ __all__ = [
     "DAY_SECONDS",
     "USAGE",
     "USAGE_DAILY",
+    "AmountOverflow",
     "UpsertResult",
     "rebuild_all_daily",
     "refresh_daily",

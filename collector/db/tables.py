@@ -9,7 +9,8 @@ from collector.auth import users
 from collector.core import schema
 from collector.finance import alerts, budgets, chargeback, fx
 from collector.proxy import models as proxy_models
+from collector.query import billing
 from collector.sync import tables as sync_tables
 from importers import log as import_log
 
-__all__ = ["alerts", "budgets", "chargeback", "fx", "import_log", "proxy_models", "schema", "sync_tables", "users"]
+__all__ = ["alerts", "billing", "budgets", "chargeback", "fx", "import_log", "proxy_models", "schema", "sync_tables", "users"]

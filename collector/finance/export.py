@@ -38,9 +38,10 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from collector.core.catalog import PROVIDERS, display_name
+from collector.core.catalog import PROVIDERS, SUBSET_KINDS, display_name
 from collector.core.schema import RECORD_FIELDS
-from collector.core.store import USAGE, USAGE_DAILY
+from collector.core.store import USAGE
+from collector.query.billing import Coverage, DayBill, read_coverage
 
 FORMATS = ("focus", "csv", "parquet")
 #: FOCUS 1.2's 57 columns, in the order of provider-apis.md §9.2 (spec tag v1.2).
@@ -107,7 +108,9 @@ X_COLUMNS: tuple[str, ...] = (
     "x_Provider",
     "x_Source",
     "x_Kind",
+    "x_Account",
     "x_Model",
+    "x_ModelRaw",
     "x_Project",
     "x_ApiKeyId",
     "x_UserId",
@@ -125,12 +128,14 @@ X_COLUMNS: tuple[str, ...] = (
     "x_ReasoningTokens",
     "x_Requests",
     "x_CostBasis",
+    "x_Cost",
+    "x_Counted",
     "x_EstimatedCost",
     "x_PriceVersion",
     "x_SourceRef",
 )
 EXPORT_COLUMNS = FOCUS_COLUMNS + X_COLUMNS
-MONEY_COLUMNS = ("BilledCost", "ContractedCost", "EffectiveCost", "ListCost", "x_EstimatedCost")
+MONEY_COLUMNS = ("BilledCost", "ContractedCost", "EffectiveCost", "ListCost", "x_Cost", "x_EstimatedCost")
 QUANTITY_COLUMNS = ("ConsumedQuantity", "PricingQuantity")
 TIME_COLUMNS = ("BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart")
 TOKEN_X = {
@@ -187,21 +192,9 @@ def _day(ts: datetime) -> date:
     return ts.astimezone(UTC).date()
 
 
-def billed_coverage(engine: Engine, since: datetime, until: datetime) -> set[tuple[str, str, date]]:
-    """(provider, account, UTC day)s a billed ``api``/``csv`` row covers (design rule 5)."""
-    d = USAGE_DAILY.c
-    stmt = (
-        select(d.provider, d.account, d.day)
-        .where(
-            d.basis == "billed",
-            d.source.in_(("api", "csv")),
-            d.day >= since - timedelta(days=1),
-            d.day < until,
-        )
-        .distinct()
-    )
-    with engine.connect() as conn:
-        return {(r.provider, r.account, _day(r.day)) for r in conn.execute(stmt)}
+def billed_coverage(engine: Engine, since: datetime, until: datetime) -> Coverage:
+    """Who bills each provider account-day of the window, and which source counts (design rule 5)."""
+    return read_coverage(engine, since - timedelta(days=1), until)
 
 
 def _usage_rows(engine: Engine, since: datetime, until: datetime, sources: tuple[str, ...]) -> Iterator[Any]:
@@ -240,19 +233,22 @@ def _token_types(r: Any) -> str:
     return ",".join(names)
 
 
-def focus_row(r: Any, covered: bool) -> dict[str, Any]:
+def focus_row(r: Any, bill: DayBill | None) -> dict[str, Any]:
     """One usage row (a mapping of ``usage`` columns) as a FOCUS row; ``None`` means null.
 
-    ``covered``: a billed source covers this row's provider account and day, so an estimate
-    is not charged.
+    ``bill``: who bills this row's provider account and day (``None`` when no billed source
+    does). ``BilledCost`` is what the report counts: a billed row of the source that counts, or an
+    estimate on a day no bill covers; other rows carry 0 there, and their own amount in ``x_Cost``
+    (``x_Counted`` says which), so the file re-imports to the very rows it came from.
     """
     basis = r["basis"]
     cost: Decimal | None = r["cost"]
     estimate = cost if basis == "estimated" else None
-    if basis == "billed" or (basis == "estimated" and not covered):
-        charged = cost if cost is not None else Decimal(0)
-    else:
-        charged = Decimal(0)
+    if basis == "billed":
+        counted = bill is not None and bill.counted == (r["source"], r["kind"])
+    else:  # an estimate counts where no bill covers the day, unless its kind repeats another's usage
+        counted = basis == "estimated" and bill is None and (r["provider"], r["kind"]) not in SUBSET_KINDS
+    charged = cost if counted and cost is not None else Decimal(0)
     currency = r["currency"] or "USD"
     provider = r["provider"]
     known = PROVIDERS.get(provider)
@@ -309,7 +305,9 @@ def focus_row(r: Any, covered: bool) -> dict[str, Any]:
         x_Provider=provider,
         x_Source=r["source"],
         x_Kind=r["kind"],
+        x_Account=r["account"],
         x_Model=model,
+        x_ModelRaw=r["model_raw"],
         x_Project=r["project"],
         x_ApiKeyId=r["api_key_id"],
         x_UserId=r["user_id"],
@@ -320,6 +318,8 @@ def focus_row(r: Any, covered: bool) -> dict[str, Any]:
         x_Variant=r["variant"],
         x_TokenType=_token_types(r),
         x_CostBasis=basis,
+        x_Cost=cost,
+        x_Counted="true" if counted else "false",
         x_EstimatedCost=estimate,
         x_PriceVersion=r["price_version"],
         x_SourceRef=r["source_ref"],
@@ -333,7 +333,7 @@ def iter_focus(engine: Engine, since: datetime, until: datetime) -> Iterator[dic
     """FOCUS rows of every provider usage row whose bucket starts in ``[since, until)``."""
     coverage = billed_coverage(engine, since, until)
     for r in _usage_rows(engine, since, until, ("api", "csv")):
-        yield focus_row(r, (r["provider"], r["account"], _day(r["bucket_start"])) in coverage)
+        yield focus_row(r, coverage.get((r["provider"], r["account"], _day(r["bucket_start"]))))
 
 
 def _cell(value: Any) -> str:

@@ -53,11 +53,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from collector.core.catalog import PROVIDERS
-from collector.core.schema import SOURCES, TOKEN_FIELDS
-from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
+from collector.core.catalog import PROVIDERS, SUBSET_KINDS
+from collector.core.schema import LEVEL_UNITS, SOURCES, TOKEN_FIELDS
+from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, UTCDateTime, combine_sum, exact_sum
 from collector.core.store import USAGE, USAGE_DAILY
 from collector.core.windows import DateError, floor_day, is_midnight, parse_tz
+from collector.query.billing import (
+    BILLING_SOURCES,
+    BillingSource,
+    Coverage,
+    DayBill,
+    Overlap,
+    Preferences,
+    add_money,
+    decide,
+    overlaps,
+    preferences,
+)
 
 DIMENSIONS: tuple[str, ...] = (
     "provider",
@@ -88,8 +100,10 @@ DIMENSION_COLUMNS: dict[str, str] = {
 }
 GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
 BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
-#: Sources whose billed rows can cover a (provider, account, day) (design rule 5).
-BILLING_SOURCES: tuple[str, ...] = ("api", "csv")
+#: Report sections, in the order outputs show them: the providers' numbers; kinds that repeat
+#: usage another kind already holds (:data:`collector.core.catalog.SUBSET_KINDS`); the proxy's own
+#: view. Only ``provider`` rows are the spend; the others are never added to it.
+SECTIONS: tuple[str, ...] = ("provider", "subset", "proxy")
 #: Provider names accepted by ``--provider`` even before any of their rows exist.
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(sorted(PROVIDERS))
 OTHER_LABEL = "(other)"
@@ -183,6 +197,10 @@ class ReportRow:
     quantities: dict[str, Decimal] = field(default_factory=dict)
     section: str = "provider"
     rows: int = 0
+    #: The sources whose money is in :attr:`cost` (``api:costs``, ``csv:aws_cur``, ``proxy:proxy``).
+    sources: set[str] = field(default_factory=set)
+    #: Level units (bytes stored): unit -> {time: amount summed over the group's series}.
+    levels: dict[str, dict[datetime, Decimal]] = field(default_factory=dict, repr=False)
 
     @property
     def cache_write_tokens(self) -> int:
@@ -216,6 +234,7 @@ class Sums:
     requests: int = 0
     quantities: dict[str, Decimal] = field(default_factory=dict)
     rows: int = 0
+    levels: dict[str, dict[datetime, Decimal]] = field(default_factory=dict, repr=False)
 
     @property
     def cache_write_tokens(self) -> int:
@@ -223,13 +242,16 @@ class Sums:
         return self.cache_write_5m_tokens + self.cache_write_1h_tokens
 
     def add(self, row: ReportRow) -> None:
-        """Add one report row."""
+        """Add one report row (levels are averaged over time, never summed over it)."""
         if row.cost is not None:
             self.cost = row.cost if self.cost is None else self.cost + row.cost
         for name in TOKEN_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(row, name))
         for unit, qty in row.quantities.items():
-            self.quantities[unit] = self.quantities.get(unit, Decimal(0)) + qty
+            if unit not in _level_labels(row.levels):
+                self.quantities[unit] = self.quantities.get(unit, Decimal(0)) + qty
+        _merge_levels(self.levels, row.levels)
+        _finish_levels(self.quantities, self.levels)
         self.rows += row.rows
 
 
@@ -245,9 +267,11 @@ class ReportResult:
     tz: str
     price_versions: tuple[str, ...]
     notes: list[str] = field(default_factory=list)
+    #: Account-days several billed sources bill, and which one counted (design rule 5).
+    overlaps: list[Overlap] = field(default_factory=list)
 
     def totals(self, section: str = "provider") -> dict[tuple[str, str], Sums]:
-        """Sums per ``(currency, basis)`` of one section (``provider`` or ``proxy``).
+        """Sums per ``(currency, basis)`` of one section (``provider``, ``subset`` or ``proxy``).
 
         Money of different currencies or bases is never added together (design rule 5);
         usage on billed days without a charge of its own has currency ``''`` under ``billed``.
@@ -370,8 +394,6 @@ def check_providers(engine: Engine, wanted: Iterable[str]) -> None:
 
 # -- SQL building blocks --------------------------------------------------------------------------
 
-_MONEY = ScaledDecimal(MONEY_SCALE)
-_QTY = ScaledDecimal(QUANTITY_SCALE)
 
 
 def _epoch(col: Any) -> ColumnElement[int]:
@@ -423,29 +445,6 @@ def _value_conditions(table: Table, filters: Filters) -> list[ColumnElement[bool
     return [table.c[col].in_(vals) for col, vals in filters.value_filters().items()]
 
 
-def _coverage(engine: Engine, filters: Filters, since: datetime, until: datetime) -> set[tuple[str, str, datetime]]:
-    """(provider, account, UTC day)s that a billed api/csv row covers, among the chosen sources.
-
-    Only provider and account filters narrow it: a model or project filter must not turn a
-    billed day into an estimated one, or the parts would stop adding up to the whole. The set
-    is small (providers x accounts x days), so it is read once and applied in Python, which
-    keeps the main query a plain ``GROUP BY`` (the query benchmark: about 2x faster than a
-    join on SQLite).
-    """
-    d = USAGE_DAILY.c
-    billing_sources = [s for s in filters.sources if s in BILLING_SOURCES]
-    if not billing_sources:
-        return set()
-    conds = [d.basis == "billed", d.day >= since, d.day < until, d.source.in_(billing_sources)]
-    if filters.providers:
-        conds.append(d.provider.in_(filters.providers))
-    if filters.accounts:
-        conds.append(d.account.in_(filters.accounts))
-    stmt = select(d.provider, d.account, d.day).where(*conds).distinct()
-    with engine.connect() as conn:
-        return {(p, a, day) for p, a, day in conn.execute(stmt)}
-
-
 def _hourly_window(dialect: str, filters: Filters, zone: tzinfo) -> ColumnElement[bool]:
     """``usage`` rows in the window: by start, and daily buckets by their UTC date's local midnight."""
     u = USAGE
@@ -462,39 +461,92 @@ def _hourly_window(dialect: str, filters: Filters, zone: tzinfo) -> ColumnElemen
     )
 
 
-def _coverage_hourly(engine: Engine, filters: Filters, zone: tzinfo) -> set[tuple[str, str, datetime]]:
-    """:func:`_coverage` for windows off UTC midnights: billed ``usage`` rows inside the window."""
-    u = USAGE.c
-    billing_sources = [s for s in filters.sources if s in BILLING_SOURCES]
-    if not billing_sources:
-        return set()
-    day = _day_of(engine.dialect.name, u.bucket_start)
-    conds = [
-        _hourly_window(engine.dialect.name, filters, zone),
-        u.basis == "billed",
-        u.source.in_(billing_sources),
-    ]
+# -- who bills each account-day, and where usage rows exist ---------------------------------------
+
+
+@dataclass
+class _DayFacts:
+    """Per (provider, account, UTC day): who bills it and who counts, and whether usage rows exist.
+
+    Usage rows (estimated or unpriced: API usage endpoints, token-only CSVs) are where tokens and
+    quantities come from; a billed source's own counts are used only on account-days without
+    them, so a cost row's images or tokens are never added to the usage rows' (design rule 7).
+    """
+
+    coverage: Coverage = field(default_factory=dict)
+    usage_days: set[tuple[str, str, date]] = field(default_factory=set)
+
+
+def _facts_from(raw: list[_Raw], prefs: Preferences) -> _DayFacts:
+    """Facts from the main query's own groups (see :func:`_coverage_in_groups`)."""
+    bills: dict[tuple[str, str, date], DayBill] = {}
+    usage_days: set[tuple[str, str, date]] = set()
+    for r in raw:
+        if r.day is None or r.section != "provider":
+            continue
+        if r.basis == "billed":
+            add_money(bills, r, BillingSource(r.source, r.kind), r.day.date())
+        else:
+            usage_days.add((r.provider, r.account, r.day.date()))
+    return _DayFacts(decide(bills.values(), prefs), usage_days)
+
+
+def _facts(engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs: Preferences) -> _DayFacts:
+    """:class:`_DayFacts` read on their own, when model, project, key, team or user filters narrow the report.
+
+    Only provider and account filters apply: a model filter must not turn a billed day into an
+    estimated one, or the parts would stop adding up to the whole. The result is small
+    (providers x accounts x days x sources), so it is read once and applied in Python, which keeps
+    the main query a plain ``GROUP BY`` (the query benchmark: about 2x faster than a join).
+    """
+    table = USAGE_DAILY if daily else USAGE
+    t = table.c
+    dialect = engine.dialect.name
+    sources = [s for s in filters.sources if s in BILLING_SOURCES]
+    if not sources:
+        return _DayFacts()
+    if daily:
+        day: Any = t.day
+        conds: list[Any] = [t.day >= filters.since, t.day < filters.until]
+    else:
+        day = _day_of(dialect, t.bucket_start)
+        conds = [_hourly_window(dialect, filters, zone)]
+    conds.append(t.source.in_(sources))
     if filters.providers:
-        conds.append(u.provider.in_(filters.providers))
+        conds.append(t.provider.in_(filters.providers))
     if filters.accounts:
-        conds.append(u.account.in_(filters.accounts))
-    stmt = select(u.provider, u.account, day).where(*conds).distinct()
+        conds.append(t.account.in_(filters.accounts))
+    billed = t.basis == "billed"
+    keys = (t.provider, t.account, day, t.source, t.kind, billed, t.currency)
+    stmt = select(*keys, *exact_sum(t.cost, dialect)).where(*conds).group_by(*keys)
+    bills: dict[tuple[str, str, date], DayBill] = {}
+    usage_days: set[tuple[str, str, date]] = set()
     with engine.connect() as conn:
-        return {(p, a, d) for p, a, d in conn.execute(stmt)}
+        for row in conn.execute(stmt):
+            provider, account, when, source, kind, is_billed, currency = row[:7]
+            the_day = when.date()
+            if is_billed:
+                cost = combine_sum(row[7:], MONEY_SCALE, dialect)
+                add_money(bills, _Money(provider, account, currency, cost), BillingSource(source, kind), the_day)
+            elif (provider, kind) not in SUBSET_KINDS:
+                usage_days.add((provider, account, the_day))
+    return _DayFacts(decide(bills.values(), prefs), usage_days)
+
+
+class _Money(NamedTuple):
+    provider: str
+    account: str
+    currency: str
+    cost: Decimal | None
 
 
 def _coverage_in_groups(filters: Filters) -> bool:
-    """True when only filters that coverage also uses are set (provider, account, source).
+    """True when only filters that the day facts also use are set (provider, account, source).
 
-    Then the main query's own groups hold every billed row coverage needs, and no second read
-    is necessary; a model, project, key, team or user filter needs :func:`_coverage`.
+    Then the main query's own groups hold every row the facts need, and no second read is
+    necessary; a model, project, key, team or user filter needs :func:`_facts`.
     """
     return not (filters.models or filters.projects or filters.api_keys or filters.teams or filters.users)
-
-
-def _coverage_from(raw: list[_Raw]) -> set[tuple[str, str, datetime]]:
-    """Coverage from the main query's groups (see :func:`_narrowed`)."""
-    return {(r.provider, r.account, r.day) for r in raw if r.basis == "billed" and not r.proxy and r.day is not None}
 
 
 @dataclass(slots=True)
@@ -507,33 +559,84 @@ class _Raw:
     provider: str
     account: str
     day: datetime | None
-    proxy: bool
+    source: str
+    kind: str
     basis: str
     currency: str
     unit: str
+    level_at: datetime | None
     cost: Decimal | None
     tokens: tuple[int, ...]
     quantity: Decimal
     n: int
 
-
-def _measures(table: Table) -> list[Any]:
-    t = table.c
-    out: list[Any] = [func.sum(t[name]) for name in TOKEN_FIELDS]
-    # A quantity needs a unit (schema rule 4), so token rows sum to NULL here and skip the
-    # Decimal conversion: half the result processing of a token-only report.
-    out.append(type_coerce(func.sum(case((t.quantity_unit != "", t.quantity))), _QTY))
-    out.append(type_coerce(func.sum(t.cost), _MONEY))
-    out.append(func.sum(t.rows) if "rows" in t else func.count())
-    return out
+    @property
+    def section(self) -> str:
+        """``proxy`` for the proxy's rows, ``subset`` for kinds another kind holds, else ``provider``."""
+        if self.source == "proxy":
+            return "proxy"
+        return "subset" if (self.provider, self.kind) in SUBSET_KINDS else "provider"
 
 
-def _keys(table: Table, by: tuple[str, ...], basis: str) -> list[Any]:
-    """Group-by columns every query shares: dimensions, provider/account, source class, money."""
-    t = table.c
-    keys: list[Any] = [t[DIMENSION_COLUMNS[name]] for name in by]
-    keys += [t.provider, t.account, t.source == "proxy", t.basis, t.currency, t.quantity_unit]
-    return keys
+class _Layout:
+    """The select list every query shares, and how to read a result row back into a :class:`_Raw`.
+
+    Columns: the ``by`` dimensions, the query's time columns, provider/account, source/kind,
+    basis/currency/unit, the time of a level-unit group, then the measures: token counts, the
+    quantity and the cost (each one or two columns, :func:`collector.core.sqltypes.exact_sum`),
+    and the row count.
+    """
+
+    def __init__(self, table: Table, by: tuple[str, ...], dialect: str, level_time: Any) -> None:
+        t = table.c
+        self.dialect = dialect
+        self.dims: list[Any] = [t[DIMENSION_COLUMNS[name]] for name in by]
+        self.keys: list[Any] = [
+            t.provider,
+            t.account,
+            t.source,
+            t.kind,
+            t.basis,
+            t.currency,
+            t.quantity_unit,
+            case((t.quantity_unit.in_(sorted(LEVEL_UNITS)), level_time), else_=None),
+        ]
+        quantity = exact_sum(case((t.quantity_unit != "", t.quantity)), dialect)
+        cost = exact_sum(t.cost, dialect)
+        self.n_qty, self.n_cost = len(quantity), len(cost)
+        count = func.sum(t.rows) if "rows" in t else func.count()
+        self.measures: list[Any] = [*(func.sum(t[name]) for name in TOKEN_FIELDS), *quantity, *cost, count]
+        self.exact_ints = dialect == "sqlite"  # PostgreSQL's SUM(bigint) is a numeric (Decimal)
+
+    def raw(self, row: Any, base: int, when: datetime | None, daily: bool, day: datetime | None) -> _Raw:
+        """Unpack a result row whose keys start at ``base`` (after the dims and time columns)."""
+        i = base
+        j = i + len(self.keys)
+        k = j + len(TOKEN_FIELDS)
+        tokens = tuple(row[j:k]) if self.exact_ints else tuple(int(v) for v in row[j:k])
+        quantity = combine_sum(row[k : k + self.n_qty], QUANTITY_SCALE, self.dialect)
+        cost = combine_sum(row[k + self.n_qty : k + self.n_qty + self.n_cost], MONEY_SCALE, self.dialect)
+        level_at = row[i + 7]
+        if level_at is not None and not isinstance(level_at, datetime):
+            level_at = datetime.fromtimestamp(int(level_at), UTC)
+        return _Raw(
+            tuple(row[: len(self.dims)]),
+            when,
+            daily,
+            row[i],
+            row[i + 1],
+            day,
+            row[i + 2],
+            row[i + 3],
+            row[i + 4],
+            row[i + 5],
+            row[i + 6],
+            level_at,
+            cost,
+            tokens,
+            quantity or Decimal(0),
+            int(row[-1]),
+        )
 
 
 def _base_conditions(table: Table, basis: str, filters: Filters) -> list[ColumnElement[bool]]:
@@ -541,37 +644,6 @@ def _base_conditions(table: Table, basis: str, filters: Filters) -> list[ColumnE
     if basis == "estimated":
         conds.append(table.c.basis != "billed")
     return conds
-
-
-_N_TOKENS = len(TOKEN_FIELDS)
-
-
-def _to_raw(
-    row: Any, n_dims: int, when: datetime | None, daily: bool, day: datetime | None, base: int, exact_ints: bool
-) -> _Raw:
-    """Unpack a result row laid out as dims, [time columns], keys from :func:`_keys`, measures.
-
-    ``exact_ints`` is False on PostgreSQL, whose ``SUM(bigint)`` is a ``numeric`` (Decimal).
-    """
-    i = base
-    j = i + 6 + _N_TOKENS
-    tokens = tuple(row[i + 6 : j]) if exact_ints else tuple(int(v) for v in row[i + 6 : j])
-    return _Raw(
-        tuple(row[:n_dims]),
-        when,
-        daily,
-        row[i],
-        row[i + 1],
-        day,
-        bool(row[i + 2]),
-        row[i + 3],
-        row[i + 4],
-        row[i + 5],
-        row[j + 1],
-        tokens,
-        row[j] or Decimal(0),
-        int(row[j + 2]),
-    )
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -601,7 +673,7 @@ def report(
             one ``(other)`` group so totals are unchanged.
 
     Returns:
-        The rows, sorted by period, then money, then tokens (largest first).
+        The rows, sorted by section, period, then money, then tokens (largest first).
 
     Raises:
         QueryError: an unknown dimension, grain, basis, zone or a bad ``top``.
@@ -614,26 +686,25 @@ def report(
         raise QueryError("--tz", str(exc).removeprefix("--tz: ")) from exc
     notes: list[str] = []
     use_daily = zone is UTC and grain != "hour" and _day_aligned(filters.since) and _day_aligned(filters.until)
-    need_cov = basis != "estimated"
-    cov: set[tuple[str, str, datetime]] = set()
+    need_facts = basis != "estimated"
+    facts = _DayFacts()
     if use_daily:
-        raw = _query_daily(engine, filters, by, grain, basis, need_cov)
-        if need_cov:
-            cov = (
-                _coverage_from(raw)
-                if _coverage_in_groups(filters)
-                else _coverage(engine, filters, filters.since, filters.until)
-            )
+        raw = _query_daily(engine, filters, by, grain, basis, need_facts)
     else:
         raw = _query_hourly(engine, filters, by, grain, basis, zone)
-        if need_cov:
-            cov = _coverage_from(raw) if _coverage_in_groups(filters) else _coverage_hourly(engine, filters, zone)
         if any(r.daily for r in raw) and (zone is not UTC or grain == "hour"):
             notes.append(
                 "daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days"
                 + (f"; hourly data is grouped by {tz} local time" if zone is not UTC else "")
             )
-    rows = _merge(raw, cov, basis, by, grain, zone, regroup=not use_daily)
+    if need_facts:
+        prefs = preferences(engine)
+        facts = (
+            _facts_from(raw, prefs)
+            if _coverage_in_groups(filters)
+            else _facts(engine, filters, zone, daily=use_daily, prefs=prefs)
+        )
+    rows = _merge(raw, facts, basis, by, grain, zone, regroup=not use_daily)
     if top is not None:
         rows = _apply_top(rows, by, top)
     rows.sort(key=_sort_key)
@@ -641,6 +712,11 @@ def report(
     if not exact:
         notes.append("price versions read from one estimated row per day (the window is large)")
     _basis_notes(rows, basis, notes)
+    found = overlaps(facts.coverage)
+    notes += [f"billed twice: {o.describe()}" for o in found]
+    if any(r.section == "subset" for r in rows):
+        kinds = ", ".join(f"{p} {k} (already in {h})" for (p, k), h in sorted(SUBSET_KINDS.items()))
+        notes.append(f"listed apart and never added: {kinds}")
     if "proxy" in filters.sources:
         notes.append("proxy rows are listed separately and are never added to the providers' numbers")
     return ReportResult(
@@ -652,34 +728,33 @@ def report(
         tz=tz if zone is not UTC else "UTC",
         price_versions=versions,
         notes=notes,
+        overlaps=found,
     )
 
 
 def _query_daily(
-    engine: Engine, filters: Filters, by: tuple[str, ...], grain: str | None, basis: str, need_cov: bool
+    engine: Engine, filters: Filters, by: tuple[str, ...], grain: str | None, basis: str, need_facts: bool
 ) -> list[_Raw]:
-    """Group ``usage_daily``; with coverage needed, also by UTC day (unless the grain is day)."""
+    """Group ``usage_daily``; with day facts needed, also by UTC day (unless the grain is day)."""
     d = USAGE_DAILY
     dialect = engine.dialect.name
+    layout = _Layout(d, by, dialect, d.c.day)
     times: list[Any] = []
     if grain is not None:
         times.append(_period_daily(dialect, d.c.day, grain))
-    with_day = need_cov and grain != "day"
+    with_day = need_facts and grain != "day"
     if with_day:
         times.append(d.c.day)
-    keys = [*_keys(d, by, basis)]
-    dims, rest = keys[: len(by)], keys[len(by) :]
-    group = [*dims, *times, *rest]
+    group = [*layout.dims, *times, *layout.keys]
     conds = [d.c.day >= filters.since, d.c.day < filters.until, *_base_conditions(d, basis, filters)]
-    stmt = select(*group, *_measures(d)).where(*conds).group_by(*group)
+    stmt = select(*group, *layout.measures).where(*conds).group_by(*group)
     n, base = len(by), len(by) + len(times)
-    exact_ints = dialect == "sqlite"
     out: list[_Raw] = []
     with engine.connect() as conn:
         for row in conn.execute(stmt):
             period = row[n] if grain is not None else None
             day = row[n + len(times) - 1] if with_day else period
-            out.append(_to_raw(row, n, period, False, day, base, exact_ints))
+            out.append(layout.raw(row, base, period, False, day))
     return out
 
 
@@ -696,18 +771,17 @@ def _query_hourly(
     dialect = engine.dialect.name
     daily = _is_daily_bucket(dialect, u)
     in_window = _hourly_window(dialect, filters, zone)
-    when = _hour_of(dialect, u.c.bucket_start) if grain is not None else _day_of(dialect, u.c.bucket_start)
-    keys = _keys(u, by, basis)
-    dims, rest = keys[: len(by)], keys[len(by) :]
-    group = [*dims, when, daily, *rest]
-    stmt = select(*group, *_measures(u)).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)
+    hour = _hour_of(dialect, u.c.bucket_start)
+    when = hour if grain is not None else _day_of(dialect, u.c.bucket_start)
+    layout = _Layout(u, by, dialect, hour)
+    group = [*layout.dims, when, daily, *layout.keys]
+    stmt = select(*group, *layout.measures).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)
     n, base = len(by), len(by) + 2
-    exact_ints = dialect == "sqlite"
     out: list[_Raw] = []
     with engine.connect() as conn:
         for row in conn.execute(stmt):
             ts: datetime = row[n]
-            out.append(_to_raw(row, n, ts, bool(row[n + 1]), floor_day(ts), base, exact_ints))
+            out.append(layout.raw(row, base, ts, bool(row[n + 1]), floor_day(ts)))
     return out
 
 
@@ -748,9 +822,36 @@ def _local_period(hour: datetime, daily: bool, grain: str, zone: tzinfo) -> date
     return local
 
 
+def _counts(r: _Raw, facts: _DayFacts, basis: str) -> tuple[str, bool, bool] | None:
+    """``(effective basis, money counts, counts count)`` of one group, or None to leave it out.
+
+    The basis rule (design rule 5, module docstring): on an account-day a billed source covers,
+    only the counted source's billed money counts (other sources' billed rows are left out: they
+    bill the same charges); elsewhere the group's own basis holds. Tokens and quantities come
+    from usage rows, and from the counted billed rows only where the day has no usage rows.
+    """
+    if basis == "estimated":
+        return r.basis, r.basis == "estimated", True
+    if r.section != "provider" or r.day is None:
+        if basis == "billed" and r.basis != "billed":
+            return None
+        return r.basis, r.basis != "unpriced", True
+    key = (r.provider, r.account, r.day.date())
+    bill = facts.coverage.get(key)
+    if r.basis == "billed":
+        if bill is None or bill.counted != (r.source, r.kind):
+            return None  # another source bills this account-day and counts
+        return "billed", True, key not in facts.usage_days
+    if bill is not None:
+        return "billed", False, True
+    if basis == "billed":
+        return None
+    return r.basis, r.basis != "unpriced", True
+
+
 def _merge(
     raw: list[_Raw],
-    cov: set[tuple[str, str, datetime]],
+    facts: _DayFacts,
     basis: str,
     by: tuple[str, ...],
     grain: str | None,
@@ -758,25 +859,19 @@ def _merge(
     *,
     regroup: bool,
 ) -> list[ReportRow]:
-    """Apply the basis rule to each SQL group and fold the groups into report rows.
+    """Apply the basis rule to each SQL group (:func:`_counts`) and fold the groups into report rows.
 
-    Per group: on a covered (provider, account, day) the row is ``billed`` and only billed
-    money counts; elsewhere its own basis holds. Token-only parts (currency ``''``) of a report
-    row join its money part when that has exactly one currency, so a billed charge and the
-    usage it bills for are one line.
+    Token-only parts (currency ``''``) of a report row join its money part when that has exactly
+    one currency, so a billed charge and the usage it bills for are one line.
     """
     groups: dict[tuple[Any, ...], dict[str, ReportRow]] = defaultdict(dict)
     local = grain is not None and regroup  # hourly rows: find each hour's (local) period
     periods: dict[tuple[datetime | None, bool], datetime | None] = {}
     for r in raw:
-        covered = not r.proxy and (r.provider, r.account, r.day) in cov
-        if basis == "estimated":
-            eff, counts = r.basis, r.basis == "estimated"
-        else:
-            eff = "billed" if covered else r.basis
-            counts = r.basis == "billed" if covered else r.basis != "unpriced"
-            if basis == "billed" and eff != "billed":
-                continue
+        decided = _counts(r, facts, basis)
+        if decided is None:
+            continue
+        eff, money, counts = decided
         if grain is None:
             period = None
         elif local:
@@ -787,8 +882,8 @@ def _merge(
             period = periods[pkey]
         else:
             period = r.when
-        section = "proxy" if r.proxy else "provider"
-        currency = r.currency if counts else ""
+        section = r.section
+        currency = r.currency if money else ""
         parts = groups[(r.dims, period, section, eff)]
         row = parts.get(currency)
         if row is None:
@@ -801,7 +896,7 @@ def _merge(
                 section=section,
             )
             parts[currency] = row
-        _accumulate(row, r, counts)
+        _accumulate(row, r, money, counts)
     out: list[ReportRow] = []
     for parts in groups.values():
         bare = parts.pop("", None)
@@ -810,10 +905,18 @@ def _merge(
         elif bare is not None:
             out.append(bare)
         out.extend(parts.values())
+    for row in out:
+        _finish_levels(row.quantities, row.levels)
     return out
 
 
-def _accumulate(row: ReportRow, r: _Raw, counts: bool) -> None:
+def _accumulate(row: ReportRow, r: _Raw, money: bool, counts: bool) -> None:
+    if money and r.cost is not None:
+        row.cost = r.cost if row.cost is None else row.cost + r.cost
+        row.sources.add(f"{r.source}:{r.kind}")
+    row.rows += r.n
+    if not counts:
+        return
     (inp, cr, cw5, cw1, outp, reas, req) = r.tokens
     row.input_tokens += inp
     row.cache_read_tokens += cr
@@ -822,11 +925,13 @@ def _accumulate(row: ReportRow, r: _Raw, counts: bool) -> None:
     row.output_tokens += outp
     row.reasoning_tokens += reas
     row.requests += req
-    if counts and r.cost is not None:
-        row.cost = r.cost if row.cost is None else row.cost + r.cost
-    if r.unit or r.quantity:
+    if r.unit in LEVEL_UNITS:
+        at = r.level_at or r.when or r.day
+        assert at is not None
+        series = row.levels.setdefault(r.unit, {})
+        series[at] = series.get(at, Decimal(0)) + r.quantity
+    elif r.unit or r.quantity:
         row.quantities[r.unit] = row.quantities.get(r.unit, Decimal(0)) + r.quantity
-    row.rows += r.n
 
 
 def _fold(into: ReportRow, part: ReportRow) -> None:
@@ -834,9 +939,37 @@ def _fold(into: ReportRow, part: ReportRow) -> None:
         setattr(into, name, getattr(into, name) + getattr(part, name))
     if part.cost is not None:
         into.cost = part.cost if into.cost is None else into.cost + part.cost
+    labels = _level_labels(part.levels)
     for unit, qty in part.quantities.items():
-        into.quantities[unit] = into.quantities.get(unit, Decimal(0)) + qty
+        if unit not in labels:
+            into.quantities[unit] = into.quantities.get(unit, Decimal(0)) + qty
+    _merge_levels(into.levels, part.levels)
+    into.sources |= part.sources
     into.rows += part.rows
+
+
+def _level_labels(levels: dict[str, dict[datetime, Decimal]]) -> set[str]:
+    return {level_label(unit) for unit in levels}
+
+
+def level_label(unit: str) -> str:
+    """How a level unit is shown: its average over the window (``bytes (avg)``)."""
+    return f"{unit} (avg)"
+
+
+def _merge_levels(into: dict[str, dict[datetime, Decimal]], part: dict[str, dict[datetime, Decimal]]) -> None:
+    """Add another group's series point by point (the groups' series stack at the same times)."""
+    for unit, series in part.items():
+        target = into.setdefault(unit, {})
+        for at, value in series.items():
+            target[at] = target.get(at, Decimal(0)) + value
+
+
+def _finish_levels(quantities: dict[str, Decimal], levels: dict[str, dict[datetime, Decimal]]) -> None:
+    """A level's quantity: the average of its (stacked) values over the times it was measured."""
+    for unit, series in levels.items():
+        if series:
+            quantities[level_label(unit)] = sum(series.values(), Decimal(0)) / len(series)
 
 
 def _weight(row: ReportRow) -> tuple[Decimal, int]:
@@ -846,7 +979,8 @@ def _weight(row: ReportRow) -> tuple[Decimal, int]:
 def _sort_key(row: ReportRow) -> tuple[Any, ...]:
     money, tokens = _weight(row)
     period = row.period.timestamp() if row.period is not None else 0.0
-    return (row.section != "provider", period, -money, -tokens, tuple(row.dims.values()), row.basis, row.currency)
+    section = SECTIONS.index(row.section) if row.section in SECTIONS else len(SECTIONS)
+    return (section, period, -money, -tokens, tuple(row.dims.values()), row.basis, row.currency)
 
 
 def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[ReportRow]:
@@ -873,11 +1007,15 @@ def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[Rep
             continue
         key = (row.section, row.period, row.basis, row.currency)
         if key not in other:
-            blank = replace(row, dims=dict.fromkeys(by, OTHER_LABEL), cost=None, quantities={}, rows=0)
+            blank = replace(
+                row, dims=dict.fromkeys(by, OTHER_LABEL), cost=None, quantities={}, rows=0, sources=set(), levels={}
+            )
             for name in TOKEN_FIELDS:
                 setattr(blank, name, 0)
             other[key] = blank
         _fold(other[key], row)
+    for folded in other.values():
+        _finish_levels(folded.quantities, folded.levels)
     return out + list(other.values())
 
 

@@ -69,7 +69,10 @@ def test_json_output_equals_the_query_layer(cli_db: Engine) -> None:
         "reasoning_tokens",
         "requests",
         "quantities",
+        "counted_from",
     }
+    # Every row with money says which source it came from.
+    assert all(r["counted_from"] for r in printed if r["cost"] is not None)
     # Exact decimal strings: the sum of the printed costs is the report's total to the last digit.
     usd_billed = sum(Decimal(r["cost"]) for r in printed if r["basis"] == "billed" and r["currency"] == "USD")
     assert usd_billed == direct.totals()[("USD", "billed")].cost

@@ -26,7 +26,7 @@ def test_upload_dry_run_then_confirm(dashboard_db):
     assert (preview["format"], preview["rows read"], preview["usage records"]) == ("generic", 1, 1)
     assert preview["period"] == "2026-11-14 00:00 → 2026-11-15 00:00 UTC"
     totals = at.dataframe[0].value.set_index("model")
-    assert totals.loc["mistral-large-latest", "billed (USD)"] == "12.50"
+    assert totals.loc["mistral-large", "billed (USD)"] == "12.50"  # grouped under the price table's id
     assert _files() == []  # a dry run writes nothing
     at.button(key="confirm_import").click().run()
     assert not at.exception, at.exception

@@ -262,7 +262,15 @@ def test_focus_export_reimports_through_the_focus_importer_to_the_same_totals(en
         rows = {r.model: r for r in conn.execute(select(USAGE)).all()}
     assert rows["claude-next-unknown"].basis == "unpriced" and rows["claude-next-unknown"].cost is None  # never $0
     assert rows["gpt-4o"].api_key_id == "key_1" and rows["gpt-4o"].cache_read_tokens == 1000
-    assert rows["o3"].reasoning_tokens == 200 and rows["o3"].cost == D("0.5") and rows["o3"].source == "csv"
+    assert rows["o3"].reasoning_tokens == 200 and rows["o3"].cost == D("0.5")
+    # Each row comes back as the row it was: the API's estimate stays an estimate of the API source.
+    assert (rows["o3"].source, rows["o3"].kind, rows["o3"].basis) == ("api", "completions", "estimated")
+    assert rows["gpt-4o"].basis == "estimated" and rows["gpt-4o"].price_version == "v1"
+    with engine.connect() as conn:
+        original = {r.record_key for r in conn.execute(select(USAGE).where(USAGE.c.source != "proxy")).all()}
+    with other.connect() as conn:
+        rebuilt = {r.record_key for r in conn.execute(select(USAGE)).all()}
+    assert rebuilt == original  # the very same natural keys
 
 
 def rebuild(row: dict[str, str]) -> UsageRecord:

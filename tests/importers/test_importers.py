@@ -61,9 +61,10 @@ def test_focus_rows(engine):
     bedrock = rows["USE1-Claude4.6Sonnet-input-tokens | USE1-Claude4.6Sonnet-input-tokens"]
     assert (bedrock["provider"], bedrock["model"], bedrock["input_tokens"]) == (
         "aws_bedrock",
-        "Claude4.6Sonnet",
+        "claude-sonnet-4-6",  # one model, one name: the price table's id ...
         750_000,
     )
+    assert bedrock["model_raw"] == "Claude4.6Sonnet"  # ... and the CUR billing name beside it
     assert '"effective_cost": "2.0000000000"' in bedrock["details"]
     azure = rows["meter-gpt4o-out | gpt-4o-0513-Output-glbl"]
     assert (azure["provider"], azure["currency"], azure["output_tokens"]) == ("azure_openai", "EUR", 310_000)

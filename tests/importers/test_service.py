@@ -91,12 +91,13 @@ def test_rows_sharing_a_key_are_summed_within_and_across_batches(engine, tmp_pat
     result = import_file(generic(tmp_path, "dups.csv", lines), engine=engine)
     assert result.ok, result.summary()
     assert result.records == 3
-    rows = {(r["model"], r["bucket_start"].day): r for r in usage_rows(engine)}
+    rows = {(r["model_raw"], r["bucket_start"].day): r for r in usage_rows(engine)}
     assert rows[("grok-4", 1)]["input_tokens"] == 400
     assert rows[("grok-4", 1)]["cost"] == Decimal("4")
     assert rows[("grok-4", 1)]["requests"] == 4
     assert totals(engine)[3] == Decimal("4.11")
-    assert result.totals[("xai", "grok-4")].cost == {("billed", "USD"): Decimal("4.01")}
+    assert rows[("grok-4", 1)]["model"] == "grok-4-0709"  # the price table's id for the model
+    assert result.totals[("xai", "grok-4-0709")].cost == {("billed", "USD"): Decimal("4.01")}
 
 
 def test_a_bad_row_rolls_back_the_whole_file(engine, tmp_path):
