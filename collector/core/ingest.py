@@ -208,9 +208,9 @@ __all__ = [
     "MergeError",
     "add",
     "combine",
-    "named",
     "ingest",
     "ingest_records",
+    "named",
     "prepare",
     "priced",
 ]

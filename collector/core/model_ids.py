@@ -28,7 +28,9 @@ _WRAPPERS = (
     re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/[^/]+/models/"),  # Vertex resource names
     re.compile(r"^models/"),  # Gemini API resource names
     # Bedrock model and inference-profile ids: region / scope, then the vendor (§6.2).
-    re.compile(r"^(?:(?:us|eu|apac|us-gov|global|regional|jp|au)\.)?(?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|openai|qwen|writer)\."),
+    re.compile(
+        r"^(?:(?:us|eu|apac|us-gov|global|regional|jp|au)\.)?(?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|openai|qwen|writer)\."
+    ),
 )
 _BEDROCK_VERSION = re.compile(r"(?:-v\d+)?(?::\d+)?$")
 #: A Bedrock billing name from a CUR usage type: ``Claude4.6Sonnet``, ``Claude3Haiku``, ``Nova2.0Lite``.

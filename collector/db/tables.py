@@ -13,4 +13,15 @@ from collector.query import billing
 from collector.sync import tables as sync_tables
 from importers import log as import_log
 
-__all__ = ["alerts", "billing", "budgets", "chargeback", "fx", "import_log", "proxy_models", "schema", "sync_tables", "users"]
+__all__ = [
+    "alerts",
+    "billing",
+    "budgets",
+    "chargeback",
+    "fx",
+    "import_log",
+    "proxy_models",
+    "schema",
+    "sync_tables",
+    "users",
+]

@@ -227,7 +227,12 @@ def read_coverage(
     def run(c: Connection) -> None:
         for row in c.execute(stmt):
             cost = combine_sum(row[6:], MONEY_SCALE, dialect)
-            add_money(bills, _Group(row.provider, row.account, row.currency, cost), BillingSource(row.source, row.kind), row.day.date())
+            add_money(
+                bills,
+                _Group(row.provider, row.account, row.currency, cost),
+                BillingSource(row.source, row.kind),
+                row.day.date(),
+            )
 
     if isinstance(conn, Connection):
         run(conn)

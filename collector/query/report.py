@@ -395,7 +395,6 @@ def check_providers(engine: Engine, wanted: Iterable[str]) -> None:
 # -- SQL building blocks --------------------------------------------------------------------------
 
 
-
 def _epoch(col: Any) -> ColumnElement[int]:
     """A SQLite time column as its integer epoch seconds (so arithmetic binds integers)."""
     return type_coerce(col, BigInteger)
