@@ -22,17 +22,28 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from collector.core.ingest import NO_HOOKS, Hooks, MergeError, add, ingest, prepare
 from collector.core.schema import UsageRecord
 from collector.core.settings import Settings, get_settings
+from collector.core.store import AmountOverflow
+from collector.query.billing import (
+    BillingSource,
+    DayBill,
+    Overlap,
+    add_money,
+    decide,
+    overlaps,
+    preferences,
+    read_coverage,
+)
 from importers import detect, get_importer
 from importers.base import BATCH_ROWS, CsvFile, FileFormatError, ImportContext, Importer, ImportIssue
 from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
@@ -76,6 +87,14 @@ class ImportResult:
     message: str = ""
     #: Billing accounts the records were filed under (recorded in ``import_files.account``).
     accounts: set[str] = field(default_factory=set)
+    #: Rows that repeat an earlier row of the file exactly (summed into it, as documented).
+    duplicate_rows: int = 0
+    #: Records that changed nothing already stored (e.g. this product's own export re-imported).
+    unchanged: int = 0
+    #: The file's billed money per provider account-day and source (for overlap checks).
+    bills: dict[tuple[str, str, date], DayBill] = field(default_factory=dict, repr=False)
+    #: Account-days this file and another billed source both bill, and which one counts.
+    overlaps: list[Overlap] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,8 +114,35 @@ class ImportResult:
                 f"  {provider:<14} {model or '(no model)':<36} {t.records:>9,} rows  "
                 f"in {t.input_tokens:>14,}  out {t.output_tokens:>13,}  {money}"
             )
+        if self.duplicate_rows:
+            lines.append(
+                f"  {self.duplicate_rows:,} row(s) repeat an earlier row exactly and were summed into it "
+                "(a file concatenated twice shows up here)"
+            )
+        lines += [f"  overlap: {o.describe()}" for o in self.overlaps]
         lines += [f"  {issue}" for issue in self.issues]
         return lines
+
+
+def _fingerprint(rec: UsageRecord) -> int:
+    """What two rows of one key must share to be the same row twice (money, counts, details)."""
+    return hash(
+        (
+            rec.cost,
+            rec.currency,
+            rec.basis,
+            rec.quantity,
+            rec.quantity_unit,
+            rec.input_tokens,
+            rec.cache_read_tokens,
+            rec.cache_write_5m_tokens,
+            rec.cache_write_1h_tokens,
+            rec.output_tokens,
+            rec.reasoning_tokens,
+            rec.requests,
+            rec.details,
+        )
+    )
 
 
 class _Rollback(Exception):
@@ -153,7 +199,8 @@ class _Run:
         self.csv = csv_file
         self.ctx = ctx
         self.result = result
-        self.seen: set[bytes] = set()
+        #: Key -> fingerprint of the key's first row, to tell exact repeats from other rows of one key.
+        self.seen: dict[bytes, int] = {}
         #: Rows whose key was already flushed in an earlier batch: summed in after the main pass.
         self.late: dict[bytes, UsageRecord] = {}
 
@@ -175,13 +222,16 @@ class _Run:
             for rec, line in zip(records, rec_lines, strict=True):
                 key = rec.record_key
                 try:
+                    first = seen.get(key)
+                    if first is None:
+                        pending[key] = rec
+                        seen[key] = _fingerprint(rec)
+                        continue
+                    result.duplicate_rows += first == _fingerprint(rec)
                     if key in pending:
                         pending[key] = add(pending[key], rec)
-                    elif key in seen:
-                        late[key] = add(late[key], rec) if key in late else rec
                     else:
-                        pending[key] = rec
-                        seen.add(key)
+                        late[key] = add(late[key], rec) if key in late else rec
                 except MergeError as exc:
                     ctx.issue(line, exc.column, exc.value, exc.rule)
             if ctx.issues:
@@ -206,6 +256,8 @@ class _Run:
 
     def _tally(self, rec: UsageRecord, *, count: bool) -> None:
         result = self.result
+        if rec.basis == "billed":
+            add_money(result.bills, rec, BillingSource(rec.source, rec.kind), rec.bucket_start.date())
         t = result.totals.get((rec.provider, rec.model))
         if t is None:
             t = result.totals[(rec.provider, rec.model)] = Totals()
@@ -249,7 +301,8 @@ def import_file(
     Args:
         source: a path, or a binary file object (an upload); its ``name`` is shown in messages.
         importer: a registry name (``focus``, ``gcp_billing``, ...); detected from the header if None.
-        dry_run: validate and total everything, write nothing (the database is not opened).
+        dry_run: validate and total everything, write nothing; with an ``engine`` it is read to say which
+            account-days the file would share with other billed sources.
         account: label stored as every record's ``account`` instead of the file's billing account.
         engine: the database; by default the configured one (migrated on open).
         settings: defaults to :func:`collector.core.settings.get_settings`.
@@ -301,7 +354,7 @@ def import_file(
         ctx.decimal_comma = csv_file.decimal_comma
         run = _Run(chosen, csv_file, ctx, result)
         if dry_run:
-            return _dry_run(run, result, ctx, csv_file)
+            return _dry_run(run, result, ctx, csv_file, engine)
         assert engine is not None
         result = _write(engine, run, result, ctx, csv_file, account, who)
     if result.status == IMPORTED:
@@ -309,7 +362,9 @@ def import_file(
     return result
 
 
-def _dry_run(run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> ImportResult:
+def _dry_run(
+    run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvFile, engine: Engine | None
+) -> ImportResult:
     try:
         for _ in prepare(run.records(), run.tally):
             pass
@@ -320,6 +375,9 @@ def _dry_run(run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvF
     _check_not_empty(result, ctx, csv_file)
     if ctx.issues:
         return _refuse(None, result, ctx, result.importer, None, None, True)
+    if engine is not None:
+        with engine.connect() as conn:
+            result.overlaps = _file_overlaps(conn, result, written=False)
     result.status = DRY_RUN
     result.message = f"{result.file}: dry run, nothing written — {_headline(result)}"
     return result
@@ -343,16 +401,22 @@ def _write(
             file_id = int(pk[0])
             ctx.source_ref = f"file:{file_id}"
             try:
-                ingest(conn, run.records(), on_record=run.tally)
+                written = ingest(conn, run.records(), on_record=run.tally)
                 ingest(conn, run.late_records(), additive=True, on_record=run.tally_late)
+                result.unchanged = written.records - written.changed
             except FileFormatError as exc:
                 ctx.issue(exc.line, exc.column, exc.value, exc.rule)
+            except AmountOverflow as exc:
+                ctx.issue(0, "cost", "", str(exc))
             _check_not_empty(result, ctx, csv_file)
             if ctx.issues:
                 raise _Rollback
+            result.overlaps = _file_overlaps(conn, result, written=True)
             result.import_id = file_id
             result.status = IMPORTED
             result.message = f"{result.file}: imported as import #{file_id} — {_headline(result)}"
+            if result.overlaps:
+                result.message += "\n" + "\n".join(f"overlap: {o.describe()}" for o in result.overlaps)
             conn.execute(
                 update(IMPORT_FILES)
                 .where(IMPORT_FILES.c.id == file_id)
@@ -389,6 +453,10 @@ def _check_not_empty(result: ImportResult, ctx: ImportContext, csv_file: CsvFile
 
 def _headline(result: ImportResult) -> str:
     text = f"{result.rows_read:,} rows read, {result.records:,} usage records ({result.importer})"
+    if result.unchanged and result.unchanged == result.records:
+        text += "; every record was already stored with the same values: nothing added"
+    elif result.unchanged:
+        text += f"; {result.unchanged:,} of them were already stored with the same values"
     if result.skipped:
         text += f", {result.skipped:,} rows of non-AI services skipped (--all-services keeps them)"
     return text
@@ -447,3 +515,28 @@ def _previous_import(engine: Engine, sha: str) -> dict[str, Any] | None:
 
 
 __all__ = ["DRY_RUN", "DUPLICATE", "ImportResult", "Totals", "import_file"]
+
+
+def _file_overlaps(conn: Connection, result: ImportResult, *, written: bool) -> list[Overlap]:
+    """Account-days the file bills that another billed source bills too, and which one counts.
+
+    After a write the database holds the file's rows, so coverage is read as it now is; in a dry
+    run the file's money stands in for its own sources' (it would replace or join their rows).
+    """
+    if not result.bills:
+        return []
+    days = [day for _, _, day in result.bills]
+    since = datetime(min(days).year, min(days).month, min(days).day, tzinfo=UTC)
+    until = datetime(max(days).year, max(days).month, max(days).day, tzinfo=UTC) + timedelta(days=1)
+    providers = {p for p, _, _ in result.bills}
+    accounts = {a for _, a, _ in result.bills}
+    prefs = preferences(conn)
+    coverage = read_coverage(conn, since, until, providers=providers, accounts=accounts, prefs=prefs)
+    if not written:
+        for key, bill in result.bills.items():
+            target = coverage.setdefault(key, DayBill(bill.provider, bill.account, bill.day))
+            for src, money in bill.money.items():
+                target.money[src] = dict(money)
+        coverage = decide(coverage.values(), prefs)
+    mine = {src for bill in result.bills.values() for src in bill.money}
+    return [o for o in overlaps(coverage) if o.counted in mine or mine.intersection(o.others)]

@@ -247,6 +247,8 @@ def sync(
     for e in summary.endpoints:
         line = f"{e.endpoint:<26} {e.window}  {e.pages:>4} page(s) {e.rows:>8} row(s)  {e.status}"
         typer.echo(line + (f": {redact(e.error)[:200]}" if e.error else ""))
+    for overlap in summary.overlaps:
+        typer.echo(f"overlap: {overlap.describe()}")
     if not summary.ok:
         raise _fail(summary.error or "sync failed")
     typer.echo(f"connection {connection_id}: {summary.rows} row(s) stored")

@@ -27,14 +27,11 @@ def import_command(
     The format is detected from the header unless --importer says it. Exit code 1 when any file
     is refused (each problem is printed with file, line, column, value and rule).
     """
+    from collector.db.migrate import open_database
     from importers.service import import_file
 
     settings = get_settings()
-    engine = None
-    if not dry_run:
-        from collector.db.migrate import open_database
-
-        engine = open_database(settings)
+    engine = open_database(settings)  # a dry run reads it (to show overlaps) but writes nothing
     failed = 0
     for path in files:
         if not path.is_file():

@@ -38,7 +38,9 @@ from collector.core.http import APIError, FatalAPIError, redact
 from collector.core.ingest import NO_HOOKS, Hooks, ingest
 from collector.core.schema import InvariantError
 from collector.core.settings import Settings
+from collector.core.store import AmountOverflow
 from collector.core.windows import Window, floor
+from collector.query.billing import Overlap, overlaps, read_coverage
 from collector.sync.connections import (
     CONNECTIONS,
     STATUS_AUTH_FAILED,
@@ -87,6 +89,8 @@ class SyncSummary:
     error: str = ""
     auth_failed: bool = False
     endpoints: list[EndpointResult] = field(default_factory=list)
+    #: Account-days this connection's billed rows share with another billed source (design rule 5).
+    overlaps: list[Overlap] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -321,7 +325,7 @@ def _sync_endpoint(
         if exc.is_auth:
             _finish_run(engine, res, started)
             raise
-    except (APIError, ProviderError, InvariantError) as exc:
+    except (APIError, ProviderError, InvariantError, AmountOverflow) as exc:
         res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
     except BaseException as exc:  # unexpected: record it in sync_runs, then fail loudly
         res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -396,9 +400,28 @@ def sync_connection(
             _run(engine, settings, api, conn, summary, now or datetime.now(UTC), since, until, endpoints, progress)
         finally:
             api.close()
+        summary.overlaps = _overlaps(engine, conn, summary)
+        for overlap in summary.overlaps:
+            log.info("connection %d: %s", connection_id, overlap.describe())
     if summary.ok:
         hooks.ingested(engine, settings)
     return summary
+
+
+def _overlaps(engine: Engine, conn: Connection, summary: SyncSummary) -> list[Overlap]:
+    """Days this sync's billed endpoints cover that another billed source covers too."""
+    windows = [e.window for e in summary.endpoints if e.rows]
+    if not windows:
+        return []
+    mine = {f"api:{e.endpoint}" for e in summary.endpoints}
+    coverage = read_coverage(
+        engine,
+        min(w.start for w in windows),
+        max(w.end for w in windows),
+        providers=(conn.provider,),
+        accounts=(conn.account or conn.label,),
+    )
+    return [o for o in overlaps(coverage) if mine.intersection(s.label for s in (o.counted, *o.others))]
 
 
 def _run(

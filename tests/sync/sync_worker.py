@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 
 import collector.sync.engine  # noqa: F401  (pre-load before forking)
 from collector.app import app
+from collector.core.model_ids import canonical_model
 from collector.core.pricing import unit_prices
 
 
 def main() -> None:
     """Serve commands until stdin closes."""
     unit_prices("openai", "gpt-4o-mini", datetime.now(UTC).date())  # loads the price snapshot once, pre-fork
+    canonical_model("openai", "gpt-4o-mini-2024-07-18")
     for line in sys.stdin:
         args = line.split()
         pid = os.fork()
