@@ -34,6 +34,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.engine import Engine
 
 from collector import __version__
+from collector.cli import billing as billing_commands
 from collector.cli import budgets as budget_commands
 from collector.cli import connections as connection_commands
 from collector.cli import imports as import_commands
@@ -220,6 +221,8 @@ def scheduler() -> None:
 # Command groups: one line each.
 app.add_typer(db_app, name="db")
 app.command("import")(import_commands.import_command)
+app.add_typer(import_commands.imports_app, name="imports")
+app.add_typer(billing_commands.billing_app, name="billing")
 app.add_typer(connection_commands.connections_app, name="connections")
 app.add_typer(connection_commands.secrets_app, name="secrets")
 app.command("proxy")(proxy_commands.proxy)

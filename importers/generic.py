@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from collector.core.catalog import provider_id
 from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import Columns, ImportContext, Importer, RowError, RowMapper, day_bucket, slug
@@ -84,7 +85,8 @@ class GenericImporter(Importer):
             raw_provider = row[i_provider]
             provider = providers.get(raw_provider)
             if provider is None:
-                provider = providers[raw_provider] = fit(slug(raw_provider).replace(".", "-"), 64)
+                known = provider_id(raw_provider)
+                provider = providers[raw_provider] = known or fit(slug(raw_provider).replace(".", "-"), 64)
             if not provider:
                 raise RowError(nm("provider"), raw_provider, "provider is required (e.g. xai, mistral, groq)")
             if use_date or (i_date >= 0 and not row[i_start]):

@@ -15,6 +15,7 @@ import typer
 from collector.cli.common import hooks_of
 from collector.core.http import redact
 from collector.core.settings import get_settings
+from collector.core.store import delete_by_source_ref
 from collector.core.windows import Window
 from collector.db.migrate import open_database
 from collector.sync.connections import (
@@ -170,20 +171,28 @@ def enable(connection_id: int = typer.Argument(..., metavar="ID")) -> None:
 def remove(
     connection_id: int = typer.Argument(..., metavar="ID"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    delete_data: bool = typer.Option(
+        False, "--delete-data", help="Also delete the usage rows it collected (another billed source then counts)."
+    ),
 ) -> None:
-    """Delete a connection and its key; the usage rows it collected are kept."""
+    """Delete a connection and its key; the usage rows it collected are kept unless --delete-data."""
     engine = open_database(get_settings())
     try:
         conn = get_connection(engine, connection_id)
     except ConnectionsError as exc:
         raise _fail(str(exc)) from None
+    rows = "and delete the usage rows it collected" if delete_data else "Collected usage rows are kept"
     if not yes and not typer.confirm(
-        f"remove connection {conn.id} ({conn.provider} {conn.label!r}, key {conn.key_hint})? "
-        "Collected usage rows are kept"
+        f"remove connection {conn.id} ({conn.provider} {conn.label!r}, key {conn.key_hint})? {rows}"
     ):
         raise typer.Exit(1)
     remove_connection(engine, connection_id)
-    typer.echo(f"connection {connection_id} removed; its usage rows are kept")
+    if not delete_data:
+        typer.echo(f"connection {connection_id} removed; its usage rows are kept")
+        return
+    with engine.begin() as db:
+        deleted = delete_by_source_ref(db, f"conn:{connection_id}/", prefix=True)
+    typer.echo(f"connection {connection_id} removed with the {deleted:,} usage row(s) it collected")
 
 
 class _Bars:

@@ -1,4 +1,9 @@
-"""``llm-usage import FILE...``: import billing exports, a thin shell over :mod:`importers.service`."""
+"""``llm-usage import FILE...`` and ``llm-usage imports list|remove``: billing exports in and out.
+
+Thin shells over :mod:`importers.service` (one transaction per file) and the ``import_files`` log.
+Removing an import deletes the usage rows it wrote, which is how an admin lets another billed
+source count for the days the file billed (design rule 5).
+"""
 
 from __future__ import annotations
 
@@ -54,3 +59,45 @@ def import_command(
         failed += not result.ok
     if failed:
         raise typer.Exit(1)
+
+
+imports_app = typer.Typer(help="Imported files: list them, or remove one with the rows it wrote.", no_args_is_help=True)
+
+
+@imports_app.command("list")
+def imports_list(
+    limit: int = typer.Option(50, help="Newest files first, at most this many."),
+) -> None:
+    """Imported (and refused) files, newest first."""
+    from collector.db.migrate import open_database
+    from importers.log import recent_imports
+
+    rows = recent_imports(open_database(get_settings()), limit)
+    if not rows:
+        typer.echo("no CSV imports recorded")
+        return
+    for r in rows:
+        period = f"{r['period_start']:%Y-%m-%d} .. {r['period_end']:%Y-%m-%d}" if r["period_start"] else "-"
+        typer.echo(
+            f"#{r['id']:<5} {r['status']:<9} {r['importer'] or '-':<12} {r['rows']:>9,} rows  {period:<24} "
+            f"{r['account'] or '-':<20} {r['name']}"
+        )
+
+
+@imports_app.command("remove")
+def imports_remove(
+    import_id: int = typer.Argument(..., metavar="ID", help="The # shown by `imports list`."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete the usage rows one imported file wrote, and mark it removed in the log."""
+    from collector.db.migrate import open_database
+    from importers.log import remove_import
+
+    engine = open_database(get_settings())
+    if not yes and not typer.confirm(f"delete the usage rows written by import #{import_id}?"):
+        raise typer.Exit(1)
+    deleted = remove_import(engine, import_id)
+    if deleted is None:
+        typer.echo(f"error: no imported file with id {import_id}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"import #{import_id} removed: {deleted:,} usage row(s) deleted")

@@ -428,6 +428,10 @@ def render_status(result: StatusResult) -> str:
         lines.append("  no usage recorded")
     for f in result.freshness:
         lines.append(f"  {f.source}/{f.provider}/{f.account or '-'}/{f.kind}: up to {_when(f.newest_bucket_end, now)}")
+    lines.append("billed twice (one source counts, the others are kept):")
+    if not result.billing_overlaps:
+        lines.append("  no account-day is billed by two sources in the last 90 days")
+    lines += [f"  {o}" for o in result.billing_overlaps]
     db = result.database
     size = f"{human_int(db.size_bytes)}B" if db.size_bytes is not None else "n/a"
     lines.append("database:")

@@ -54,6 +54,36 @@ SUBSET_KINDS: dict[tuple[str, str], str] = {("anthropic", "claude_code"): "messa
 _PRICE_ALIASES = {"bedrock": "aws", "gcp_vertex": "google", "vertex": "google", "gemini": "google"}
 
 
+#: Names people write for a catalogued provider in files and forms (compared lower-cased, with
+#: spaces, dots, dashes and underscores removed).
+_SPELLINGS = {
+    "amazonbedrock": "aws_bedrock",
+    "awsbedrock": "aws_bedrock",
+    "bedrock": "aws_bedrock",
+    "azureopenai": "azure_openai",
+    "azureopenaiservice": "azure_openai",
+    "googlecloud": "google",
+    "gcp": "google",
+    "vertexai": "google",
+    "gemini": "google",
+    "xai": "xai",
+    "mistralai": "mistral",
+    "fireworksai": "fireworks",
+}
+
+
+def provider_id(name: str) -> str | None:
+    """The catalogue id a provider name means (``AWS Bedrock``, ``aws-bedrock`` -> ``aws_bedrock``), or None."""
+    squeezed = "".join(ch for ch in name.strip().lower() if ch.isalnum())
+    for pid, info in PROVIDERS.items():
+        if squeezed in (
+            "".join(ch for ch in pid if ch.isalnum()),
+            "".join(ch for ch in info.name.lower() if ch.isalnum()),
+        ):
+            return pid
+    return _SPELLINGS.get(squeezed)
+
+
 def price_id(provider: str) -> str:
     """The provider's id in the ``genai-prices`` table (its own id when not catalogued)."""
     known = PROVIDERS.get(provider)
@@ -66,4 +96,4 @@ def display_name(provider: str) -> str:
     return known.name if known else provider
 
 
-__all__ = ["PROVIDERS", "SUBSET_KINDS", "ProviderInfo", "display_name", "price_id"]
+__all__ = ["PROVIDERS", "SUBSET_KINDS", "ProviderInfo", "display_name", "price_id", "provider_id"]

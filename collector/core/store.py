@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import BigInteger, Table, delete, func, select, text, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import OperationalError
@@ -282,6 +282,29 @@ def refresh_slices(conn: Connection, touched: Iterable[tuple[int, str, str, str,
         _rebuild(conn, _day_ranges(days), dict(zip(_SLICE, key, strict=True)))
 
 
+def delete_by_source_ref(conn: Connection, ref: str, *, prefix: bool = False) -> int:
+    """Delete the usage rows one file or connection wrote (``source_ref``), and their rollups.
+
+    How an admin lets the next billed source count again for days this one billed (design
+    rule 5): removing an import or a connection's data, never editing rows. ``prefix`` matches
+    ``conn:<id>/`` (every run of one connection). Returns how many rows were deleted.
+    """
+    ref_col = USAGE.c.source_ref
+    where = ref_col.startswith(ref, autoescape=True) if prefix else ref_col == ref
+    epoch = type_coerce(USAGE.c.bucket_start, BigInteger)
+    day = (
+        (epoch - epoch % DAY_SECONDS)
+        if conn.dialect.name == "sqlite"
+        else func.date_trunc("day", USAGE.c.bucket_start, "UTC")
+    )
+    slice_cols = (USAGE.c.provider, USAGE.c.account, USAGE.c.source, USAGE.c.kind)
+    rows = conn.execute(select(type_coerce(day, UTCDateTime()), *slice_cols).where(where).distinct()).all()
+    deleted = conn.execute(delete(USAGE).where(where)).rowcount or 0
+    touched = {(int(d.timestamp()), p, a, s, k) for d, p, a, s, k in rows}
+    refresh_slices(conn, touched)
+    return deleted
+
+
 def rebuild_all_daily(conn: Connection) -> int:
     """Rebuild every daily rollup from ``usage``; returns the number of days rebuilt."""
     row = conn.execute(text("SELECT MIN(bucket_start), MAX(bucket_start) FROM usage")).one()
@@ -303,6 +326,7 @@ __all__ = [
     "USAGE_DAILY",
     "AmountOverflow",
     "UpsertResult",
+    "delete_by_source_ref",
     "rebuild_all_daily",
     "refresh_daily",
     "refresh_slices",

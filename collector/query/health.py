@@ -23,6 +23,7 @@ from collector.core.http import redact
 from collector.core.store import USAGE, USAGE_DAILY
 from collector.core.windows import floor_day
 from collector.proxy.models import PROXY_EVENTS
+from collector.query.billing import overlaps, read_coverage
 from collector.sync.tables import Connection, SyncRun, SyncState
 from importers.log import ACCOUNT_SEPARATOR, IMPORT_FILES, IMPORTED
 
@@ -162,6 +163,10 @@ class DatabaseStatus:
     head: str | None
 
 
+#: How far back ``status`` looks for account-days that several billed sources bill.
+OVERLAP_DAYS = timedelta(days=90)
+
+
 @dataclass
 class StatusResult:
     """Everything ``llm-usage status`` shows; ``problems`` drives ``--check``."""
@@ -175,6 +180,8 @@ class StatusResult:
     freshness: list[Freshness]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Account-days of the last :data:`OVERLAP_DAYS` several billed sources bill, and which counts.
+    billing_overlaps: list[str] = field(default_factory=list)
 
 
 def _hint(value: Any) -> str:
@@ -339,6 +346,7 @@ def status(
         proxy=proxy,
         database=database,
         freshness=freshness(engine),
+        billing_overlaps=[o.describe() for o in overlaps(read_coverage(engine, now - OVERLAP_DAYS, now))],
     )
     result.problems = _problems(result)
     if not connections:
