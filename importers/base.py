@@ -194,6 +194,72 @@ def sniff_delimiter(header_line: str) -> str:
     return best
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
+class ParquetFile:
+    """A Parquet file read as CSV-like rows of text, so every importer maps it unchanged.
+
+    FOCUS exports often come as Parquet (AWS Data Exports, this product's ``export --format
+    parquet``). Cells are turned into the text a CSV export would hold: exact decimals without
+    exponent, ISO 8601 UTC times, ``true``/``false``; nulls become empty cells. A row's "line" is
+    its position counted as in the CSV form of the file (the header is line 1).
+
+    Args:
+        fp: a seekable binary file object holding a Parquet file.
+        name: the file name used in messages.
+    """
+
+    decimal_comma = False
+    header_line = 1
+
+    def __init__(self, fp: IO[bytes], name: str) -> None:
+        import pyarrow.parquet as pq
+
+        self.name = name
+        fp.seek(0)
+        try:
+            self._file = pq.ParquetFile(fp)
+        except Exception as exc:  # noqa: BLE001  (pyarrow raises several types for a bad file)
+            raise FileFormatError(f"not a readable Parquet file: {exc}", line=1) from None
+        self.header = [str(name) for name in self._file.schema_arrow.names]
+        if not self.header:
+            raise FileFormatError("the Parquet file has no columns", line=1)
+
+    def batches(self, size: int = BATCH_ROWS) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """Yield ``(line numbers, rows)`` lists of up to ``size`` rows, cells as text."""
+        line = self.header_line
+        for batch in self._file.iter_batches(batch_size=size):
+            columns = [[_cell_text(v) for v in column.to_pylist()] for column in batch.columns]
+            rows = [list(cells) for cells in zip(*columns, strict=True)] if columns else []
+            lines = list(range(line + 1, line + 1 + len(rows)))
+            line += len(rows)
+            yield lines, rows
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def open_table(fp: IO[bytes], name: str) -> TableFile:
+    """A CSV (plain or gzip) or Parquet file, told apart by its first bytes."""
+    fp.seek(0)
+    magic = fp.read(4)
+    fp.seek(0)
+    return ParquetFile(fp, name) if magic == PARQUET_MAGIC else CsvFile(fp, name)
+
+
 class CsvFile:
     """A CSV stream opened from bytes: header, delimiter, encoding, and rows with line numbers.
 
@@ -690,3 +756,7 @@ __all__ = [
     "token_fields",
     "unit_multiplier",
 ]
+
+
+#: What an import reads rows from.
+TableFile = CsvFile | ParquetFile

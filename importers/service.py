@@ -45,7 +45,7 @@ from collector.query.billing import (
     read_coverage,
 )
 from importers import detect, get_importer
-from importers.base import BATCH_ROWS, CsvFile, FileFormatError, ImportContext, Importer, ImportIssue
+from importers.base import BATCH_ROWS, FileFormatError, ImportContext, Importer, ImportIssue, TableFile, open_table
 from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
 
 #: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
@@ -194,7 +194,7 @@ def _who() -> str:
 class _Run:
     """Streams one file's rows into merged, priced records and keeps the result's tallies."""
 
-    def __init__(self, importer: Importer, csv_file: CsvFile, ctx: ImportContext, result: ImportResult) -> None:
+    def __init__(self, importer: Importer, csv_file: TableFile, ctx: ImportContext, result: ImportResult) -> None:
         self.importer = importer
         self.csv = csv_file
         self.ctx = ctx
@@ -340,7 +340,7 @@ def import_file(
             ai_services=frozenset(s.strip().lower() for s in settings.import_ai_services.split(",") if s.strip()),
         )
         try:
-            csv_file = CsvFile(fp, display)
+            csv_file = open_table(fp, display)
             chosen = get_importer(importer) if importer else detect(csv_file.header)
             if missing := chosen.missing(csv_file.header):
                 raise FileFormatError(
@@ -363,7 +363,7 @@ def import_file(
 
 
 def _dry_run(
-    run: _Run, result: ImportResult, ctx: ImportContext, csv_file: CsvFile, engine: Engine | None
+    run: _Run, result: ImportResult, ctx: ImportContext, csv_file: TableFile, engine: Engine | None
 ) -> ImportResult:
     try:
         for _ in prepare(run.records(), run.tally):
@@ -388,7 +388,7 @@ def _write(
     run: _Run,
     result: ImportResult,
     ctx: ImportContext,
-    csv_file: CsvFile,
+    csv_file: TableFile,
     account: str | None,
     who: str | None,
 ) -> ImportResult:
@@ -446,7 +446,7 @@ def _accounts(result: ImportResult, account: str | None) -> str:
     return ACCOUNT_SEPARATOR.join(sorted(a for a in result.accounts if a))[:255]
 
 
-def _check_not_empty(result: ImportResult, ctx: ImportContext, csv_file: CsvFile) -> None:
+def _check_not_empty(result: ImportResult, ctx: ImportContext, csv_file: TableFile) -> None:
     if result.rows_read == 0 and not ctx.issues:
         ctx.issue(csv_file.header_line, "", "", "the file has a header but no data rows")
 

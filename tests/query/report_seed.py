@@ -193,6 +193,34 @@ def seed_records() -> list[UsageRecord]:
             )
             tokens = dict.fromkeys(("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens"), 0)
             recs.append(replace(rec, **tokens, quantity=Decimal(rng.randint(1, 40)), quantity_unit="images"))
+        if ts.hour % 4 == 3:  # Claude Code: usage the Messages report already holds (listed apart)
+            recs.append(
+                _usage(
+                    rng,
+                    provider="anthropic",
+                    account="ws-main",
+                    source="api",
+                    kind="claude_code",
+                    start=ts,
+                    model="claude-sonnet-4-5",
+                    user_id="dev@example.com",
+                )
+            )
+        for project, base in (("p1", 7_000_000_000), ("p2", 300_000_000)):  # vector stores: bytes, a level
+            recs.append(
+                UsageRecord(
+                    provider="openai",
+                    account="org-a",
+                    source="api",
+                    kind="vector_stores",
+                    bucket_start=ts,
+                    bucket_end=ts + HOUR,
+                    project=project,
+                    quantity=Decimal(base + 1_000_000 * ts.day),  # constant within a day, growing daily
+                    quantity_unit="bytes",
+                    source_ref="seed:api",
+                )
+            )
     days = [START - DAY + i * DAY for i in range(DAYS + 2)]
     for index, day in enumerate(days):
         if index in (1, 2, 3):  # OpenAI /costs for Nov 1-3 only: billed, by project and line item, no model
@@ -214,6 +242,39 @@ def seed_records() -> list[UsageRecord]:
                             source_ref="seed:costs",
                         )
                     )
+            # the bill's images line repeats the usage API's image count: never added to it
+            recs.append(
+                UsageRecord(
+                    provider="openai",
+                    account="org-a",
+                    source="api",
+                    kind="costs",
+                    bucket_start=day,
+                    bucket_end=day + DAY,
+                    line_item="dall-e-3, images",
+                    quantity=Decimal(25),
+                    quantity_unit="images",
+                    cost=_money(rng, 10_000_000_000, 90_000_000_000),
+                    currency="USD",
+                    basis="billed",
+                    source_ref="seed:costs",
+                )
+            )
+            # the same org-day also arrives in a generic CSV: billed twice, the cost API counts
+            recs.append(
+                _usage(
+                    rng,
+                    provider="openai",
+                    account="org-a",
+                    source="csv",
+                    kind="generic",
+                    start=day,
+                    width=DAY,
+                    basis="billed",
+                    model="gpt-4o",
+                    line_item="finance sheet",
+                )
+            )
         if index == 2:  # a credit on the bill
             recs.append(
                 UsageRecord(
@@ -335,43 +396,85 @@ def _matches(rec: UsageRecord, f: Filters) -> bool:
     return all(not vals or getattr(rec, col) in vals for col, vals in pairs.items())
 
 
+RANK = {"aws_cur": 1, "gcp_billing": 1, "azure_cost": 1, "fireworks": 1, "focus": 2}
+SUBSET = {("anthropic", "claude_code")}
+LEVELS = {"bytes"}
+
+
+def _rank(source: str, kind: str) -> tuple[int, str]:
+    """The precedence of billed sources as design rule 5 states it: cost API, native export, FOCUS, rest."""
+    return (0 if source == "api" else RANK.get(kind, 3), f"{source}:{kind}")
+
+
 def expected(
     records: list[UsageRecord], f: Filters, by: tuple[str, ...], grain: str | None, basis: str
 ) -> dict[tuple[object, ...], tuple[object, ...]]:
     """What a UTC report must contain: (section, dims, period, basis) -> (tokens, money, quantities)."""
     in_window = [r for r in records if f.since <= r.bucket_start < f.until]
-    covered = {
-        (r.provider, r.account, _period(r.bucket_start, "day"))
-        for r in in_window
-        if r.basis == "billed"
-        and r.source in ("api", "csv")
-        and r.source in f.sources
-        and (not f.providers or r.provider in f.providers)
-        and (not f.accounts or r.account in f.accounts)
-    }
+
+    def day_of(r: UsageRecord) -> tuple[str, str, datetime | None]:
+        return (r.provider, r.account, _period(r.bucket_start, "day"))
+
+    def in_scope(r: UsageRecord) -> bool:  # only provider/account/source filters decide coverage
+        return (
+            r.source in ("api", "csv")
+            and r.source in f.sources
+            and (not f.providers or r.provider in f.providers)
+            and (not f.accounts or r.account in f.accounts)
+            and (r.provider, r.kind) not in SUBSET
+        )
+
+    billers: dict[tuple[str, str, datetime | None], set[tuple[int, str]]] = defaultdict(set)
+    usage_days = set()
+    for r in in_window:
+        if in_scope(r):
+            if r.basis == "billed":
+                billers[day_of(r)].add(_rank(r.source, r.kind))
+            else:
+                usage_days.add(day_of(r))
+    counted = {key: min(ranks)[1] for key, ranks in billers.items()}
     out: dict[tuple[object, ...], Agg] = defaultdict(Agg)
+    levels: dict[tuple[object, ...], dict[str, dict[datetime, Decimal]]] = defaultdict(lambda: defaultdict(dict))
     for r in in_window:
         if not _matches(r, f):
             continue
-        proxy = r.source == "proxy"
-        is_covered = not proxy and (r.provider, r.account, _period(r.bucket_start, "day")) in covered
+        section = "proxy" if r.source == "proxy" else "subset" if (r.provider, r.kind) in SUBSET else "provider"
+        counts_tokens = True
         if basis == "estimated":
             if r.basis == "billed":
                 continue
             eff, counts = r.basis, r.basis == "estimated"
-        else:
-            eff = "billed" if is_covered else r.basis
-            counts = r.basis == "billed" if is_covered else r.basis != "unpriced"
-            if basis == "billed" and eff != "billed":
+        elif section != "provider":
+            if basis == "billed" and r.basis != "billed":
                 continue
+            eff, counts = r.basis, r.basis != "unpriced"
+        elif r.basis == "billed":
+            if counted.get(day_of(r)) != f"{r.source}:{r.kind}":
+                continue  # another source bills this account-day and counts
+            eff, counts, counts_tokens = "billed", True, day_of(r) not in usage_days
+        elif day_of(r) in counted:
+            eff, counts = "billed", False
+        else:
+            if basis == "billed":
+                continue
+            eff, counts = r.basis, r.basis != "unpriced"
         dims = tuple(getattr(r, DIMENSION_COLUMNS[d]) for d in by)
-        key = ("proxy" if proxy else "provider", dims, _period(r.bucket_start, grain), eff)
+        key = (section, dims, _period(r.bucket_start, grain), eff)
         agg = out[key]
-        agg.add_tokens(r)
         if counts:
             assert r.cost is not None
             agg.add_money(r.currency, r.cost)
-        agg.add_quantities({r.quantity_unit: r.quantity} if r.quantity_unit else {})
+        if not counts_tokens:
+            continue
+        agg.add_tokens(r)
+        if r.quantity_unit in LEVELS:
+            series = levels[key][r.quantity_unit]
+            series[r.bucket_start] = series.get(r.bucket_start, Decimal(0)) + r.quantity
+        else:
+            agg.add_quantities({r.quantity_unit: r.quantity} if r.quantity_unit else {})
+    for key, units in levels.items():
+        for unit, series in units.items():
+            out[key].quantities[f"{unit} (avg)"] = sum(series.values(), Decimal(0)) / len(series)
     return {k: v.normalised() for k, v in out.items()}
 
 

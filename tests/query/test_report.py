@@ -54,26 +54,22 @@ def test_other_grains_match_the_seed(seeded: Engine, grain: str) -> None:
 
 def test_totals_per_currency_and_basis_to_the_cent(seeded: Engine) -> None:
     recs = [r for r in seed_records() if WINDOW.since <= r.bucket_start < WINDOW.until]
-    covered = {
-        (r.provider, r.account, r.bucket_start.date())
-        for r in recs
-        if r.basis == "billed" and r.source in ("api", "csv")
-    }
-    billed_usd = sum(
-        (r.cost for r in recs if r.basis == "billed" and r.currency == "USD" and r.cost is not None), Decimal(0)
-    )
-    billed_eur = sum((r.cost for r in recs if r.currency == "EUR" and r.cost is not None), Decimal(0))
+    # The seed's generic CSV bills org-a days the cost API bills too: kept, never counted.
+    overlapped = [r for r in recs if r.kind == "generic"]
+    assert overlapped and all(r.basis == "billed" for r in overlapped)
+    counted = [r for r in recs if r.kind != "generic" and r.source != "proxy" and r.kind != "claude_code"]
+    covered = {(r.provider, r.account, r.bucket_start.date()) for r in counted if r.basis == "billed"}
+    billed_usd = sum((r.cost for r in counted if r.basis == "billed" and r.currency == "USD"), Decimal(0))
+    billed_eur = sum((r.cost for r in counted if r.currency == "EUR" and r.cost is not None), Decimal(0))
     estimated = sum(
         (
             r.cost
-            for r in recs
-            if r.basis == "estimated"
-            and r.source != "proxy"
-            and r.cost is not None
+            for r in counted
+            if r.basis == "estimated" and r.cost is not None
             and (r.provider, r.account, r.bucket_start.date()) not in covered
         ),
         Decimal(0),
-    )
+    )  # fmt: skip
     result = report(seeded, WINDOW, by=("provider",))
     totals = result.totals()
     assert totals[("USD", "billed")].cost == billed_usd
@@ -81,19 +77,34 @@ def test_totals_per_currency_and_basis_to_the_cent(seeded: Engine) -> None:
     assert totals[("USD", "estimated")].cost == estimated
     unpriced = totals[("", "unpriced")]
     assert unpriced.cost is None, "unpriced usage is never $0"
-    # Tokens: every non-proxy row's tokens land in exactly one total.
-    all_input = sum(r.input_tokens for r in recs if r.source != "proxy")
-    assert sum(s.input_tokens for s in totals.values()) == all_input
+    # Tokens: every counted row's tokens land in exactly one total; Claude Code's are apart.
+    assert sum(s.input_tokens for s in totals.values()) == sum(r.input_tokens for r in counted)
+    subset = result.totals("subset")
+    assert sum(s.input_tokens for s in subset.values()) == sum(r.input_tokens for r in recs if r.kind == "claude_code")
+    # Images come from the usage API, never added to the bill's image line; bytes are a level.
+    images = sum(r.quantity for r in recs if r.kind == "images")
+    assert sum(s.quantities.get("images", Decimal(0)) for s in totals.values()) == images
+    assert all("bytes" not in s.quantities for s in totals.values())
+    # (on days the bill covers the level sits under ``billed``, elsewhere under ``unpriced``)
+    hours: dict[bool, dict[datetime, Decimal]] = {True: {}, False: {}}
+    for r in recs:
+        if r.kind == "vector_stores":
+            side = hours[(r.provider, r.account, r.bucket_start.date()) in covered]
+            side[r.bucket_start] = side.get(r.bucket_start, Decimal(0)) + r.quantity
+    averages = {sum(h.values(), Decimal(0)) / len(h) for h in hours.values()}
+    assert {s.quantities["bytes (avg)"] for s in totals.values() if "bytes (avg)" in s.quantities} == averages
     assert result.price_versions == (PRICE_VERSION,)
     assert result.proxy_totals() == {}
+    assert any(n.startswith("billed twice: openai account org-a") for n in result.notes)
 
 
 def test_unpriced_rows_are_listed_with_quantities_never_as_zero(seeded: Engine) -> None:
     result = report(seeded, WINDOW, by=("provider", "model"), basis="estimated")
     unpriced = [r for r in result.rows if r.basis == "unpriced"]
-    assert {r.dims["model"] for r in unpriced} == {"claude-future-9", "accounts/acme/models/custom"}
+    # Vector stores (no model, bytes only) are unpriced too: no token price applies to them.
+    assert {r.dims["model"] for r in unpriced} == {"claude-future-9", "accounts/acme/models/custom", ""}
     for row in unpriced:
-        assert row.cost is None and row.input_tokens > 0
+        assert row.cost is None and (row.input_tokens > 0 or "bytes (avg)" in row.quantities)
     assert all(r.cost is not None for r in result.rows if r.basis == "estimated")
     images = [r for r in result.rows if r.dims["model"] == "dall-e-3"]
     assert len(images) == 1 and images[0].quantity_unit == "images" and images[0].quantity > 0
@@ -101,14 +112,15 @@ def test_unpriced_rows_are_listed_with_quantities_never_as_zero(seeded: Engine) 
 
 def test_preferred_uses_billed_where_covered_and_says_so(seeded: Engine) -> None:
     result = report(seeded, WINDOW, by=("provider", "account"), grain="day")
-    bases = {(r.dims["provider"], r.dims["account"], r.period.day): r.basis for r in result.rows if r.cost is not None}
+    rows = [r for r in result.rows if r.section == "provider"]
+    bases = {(r.dims["provider"], r.dims["account"], r.period.day): r.basis for r in rows if r.cost is not None}
     assert bases[("openai", "org-a", 1)] == "billed"  # /costs covers Nov 1-3
     assert bases[("openai", "org-a", 4)] == "estimated"
     assert bases[("openai", "org-b", 1)] == "estimated"  # no billed source for org-b
     assert bases[("anthropic", "ws-main", 3)] == "billed"
     assert bases[("anthropic", "ws-main", 2)] == "estimated"
     # On a billed day the unpriced model's tokens sit in the billed row, which has the charge.
-    day3 = [r for r in result.rows if r.dims["provider"] == "anthropic" and r.period.day == 3]
+    day3 = [r for r in rows if r.dims["provider"] == "anthropic" and r.period.day == 3]
     assert [r.basis for r in day3] == ["billed"]
 
 
@@ -152,7 +164,7 @@ def test_filters_narrow_like_the_oracle(seeded: Engine) -> None:
 def test_proxy_rows_only_when_asked_and_kept_apart(seeded: Engine) -> None:
     recs = seed_records()
     without = report(seeded, WINDOW, by=("provider",))
-    assert all(r.section == "provider" for r in without.rows)
+    assert {r.section for r in without.rows} == {"provider", "subset"}
     f = replace(WINDOW, sources=("api", "csv", "proxy"))
     with_proxy = report(seeded, f, by=("provider",))
     assert actual(with_proxy) == expected(recs, f, ("provider",), None, "preferred")
@@ -197,7 +209,7 @@ def test_top_folds_the_rest_without_changing_totals(seeded: Engine) -> None:
     full = report(seeded, WINDOW, by=("provider", "model"))
     top = report(seeded, WINDOW, by=("provider", "model"), top=2)
     assert top.totals() == full.totals()
-    named = {tuple(r.dims.values()) for r in top.rows if OTHER_LABEL not in r.dims.values()}
+    named = {tuple(r.dims.values()) for r in top.rows if r.section == "provider" and OTHER_LABEL not in r.dims.values()}
     assert len(named) == 2
     assert any(r.dims == {"provider": OTHER_LABEL, "model": OTHER_LABEL} for r in top.rows)
 
@@ -211,7 +223,7 @@ def test_empty_window_gives_no_rows(seeded: Engine) -> None:
 def test_daily_spend_matches_the_report(seeded: Engine) -> None:
     spend = daily_spend(seeded, WINDOW)
     result = report(seeded, WINDOW, by=("provider", "account"), grain="day")
-    money = [r for r in result.rows if r.cost is not None]
+    money = [r for r in result.rows if r.cost is not None and r.section == "provider"]
     assert len(spend) == len(money)
     assert sum(s.cost for s in spend if s.currency == "USD") == sum(r.cost for r in money if r.currency == "USD")
     assert spend == sorted(spend, key=lambda s: (s.day, s.provider, s.account, s.basis, s.currency))
