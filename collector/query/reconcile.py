@@ -224,6 +224,8 @@ class _Accumulator:
         self.by_line[(row.dims["provider"], row.dims["account"], row.currency, label)] += row.cost
 
     def add_estimated(self, row: ReportRow) -> None:
+        if row.section == "subset":  # usage another kind already holds (Claude Code): never added
+            return
         is_proxy = row.section == "proxy"
         if row.basis == "unpriced":
             c = self.cell(row, PRICE_TABLE_CURRENCY)

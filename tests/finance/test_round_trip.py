@@ -16,8 +16,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from collector.app import app
-from collector.core.settings import get_settings
 from collector.core.ingest import ingest_records
+from collector.core.settings import get_settings
 from collector.core.store import USAGE
 from collector.db.migrate import open_database
 from collector.query.report import Filters, report

@@ -51,6 +51,8 @@ def oracle(records: list[UsageRecord], f: Filters, proxy: bool = True) -> dict[s
         is_proxy = r.source == "proxy"
         if not _wanted(r, f) or (is_proxy and not proxy) or (not is_proxy and r.source not in f.sources):
             continue
+        if r.kind == "claude_code" or (r.kind == "generic" and r.basis == "billed"):
+            continue  # usage Messages already holds; a file billing days the cost API bills (never counted)
         who = (r.provider, r.account)
         if r.basis == "unpriced":  # no money: its tokens count on the price table's (USD) line
             cell = cells[(_day(r.bucket_start), *who, "USD")]
