@@ -26,6 +26,7 @@ from collector.core.http import redact
 from collector.core.settings import get_settings
 from collector.finance import budgets, chargeback, fx
 from collector.proxy import tokens
+from collector.query import billing
 from collector.sync import connections
 from collector.sync.engine import sync_connection
 from collector.sync.vault import Vault, load_vault
@@ -136,6 +137,18 @@ def import_upload(data: bytes, name: str, *, dry_run: bool, who: str) -> ImportR
     finally:
         if not dry_run:
             queries.clear_caches()
+
+
+@_writes
+def prefer_billing_source(provider: str, account: str, source: str, who: str) -> None:
+    """Make one billed source (``csv:aws_cur``) count for a provider account (design rule 5)."""
+    billing.set_preference(queries.engine(), provider, account, billing.BillingSource.parse(source), who=who)
+
+
+@_writes
+def clear_billing_preference(provider: str, account: str) -> bool:
+    """Back to the default precedence for a provider account."""
+    return billing.clear_preference(queries.engine(), provider, account)
 
 
 @_writes

@@ -41,7 +41,7 @@ from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, find_anomalies
 from collector.finance.export import export
 from collector.finance.forecast import Forecast
 from collector.proxy.tokens import list_tokens
-from collector.query import health, traffic
+from collector.query import billing, health, traffic
 from collector.query import report as query
 from collector.query.health import DatabaseInfo, Listing
 from collector.query.reconcile import Contributor, DayLine, reconcile
@@ -431,6 +431,18 @@ def proxy_stats(url: str, since: datetime, until: datetime) -> traffic.ProxyStat
 def database_info(url: str) -> DatabaseInfo:
     """Backend, migration revision and row counts (from the rollup: no scan of ``usage``)."""
     return health.database_info(_engine(url))
+
+
+@_cached
+def billing_overlaps(url: str, since: datetime, until: datetime) -> list[billing.Overlap]:
+    """Account-days several billed sources bill in ``[since, until)``, and which one counts."""
+    return billing.overlaps(billing.read_coverage(_engine(url), since, until))
+
+
+@_cached
+def billing_preferences(url: str) -> dict[tuple[str, str], billing.BillingSource]:
+    """The billed sources admins chose per provider account."""
+    return billing.preferences(_engine(url))
 
 
 @_cached

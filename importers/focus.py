@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
+from collector.core.catalog import provider_id
 from collector.core.schema import TOKEN_FIELDS, UsageRecord
 from importers import _common
 from importers.base import (
@@ -90,7 +91,7 @@ def provider_for(provider_name: str, service: str) -> str:
     if "microsoft" in p or "azure" in p:
         ai = ("openai", "ai services", "cognitive", "foundry")
         return "azure_openai" if any(a in s for a in ai) else "azure"
-    return slug(provider_name) or "unknown"
+    return provider_id(provider_name) or slug(provider_name) or "unknown"
 
 
 def model_for(provider: str, meter: str, description: str) -> str:

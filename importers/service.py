@@ -103,7 +103,7 @@ class ImportResult:
 
     def summary(self) -> list[str]:
         """Human-readable lines: the headline, the period, then totals by provider and model."""
-        lines = [self.message or self.status]
+        lines = [(self.message or self.status).splitlines()[0]]  # the stored message repeats the overlaps
         if self.period_start and self.period_end:
             lines.append(f"  period {self.period_start:%Y-%m-%d %H:%M} → {self.period_end:%Y-%m-%d %H:%M} UTC")
         for (provider, model), t in sorted(self.totals.items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import streamlit as st
 
@@ -30,6 +31,7 @@ def render() -> None:
         for note in notes:
             st.caption(note)
 
+    _overlaps()
     st.subheader("Connections")
     flash = st.session_state.pop("health_flash", None)
     if flash is not None:
@@ -81,6 +83,16 @@ def _run(fn: Callable[[int], tuple[bool, str]], ident: int, what: str) -> None:
             ok, message = False, actions.safe_message(exc)
     st.session_state["health_flash"] = (ok, f"{what} {'finished' if ok else 'failed'}: {message}")
     st.rerun()  # redraw the connection and sync-run tables with the outcome
+
+
+def _overlaps() -> None:
+    """Account-days two billed sources bill: one counts, the others are kept (the Import page chooses)."""
+    until = floor_day(queries.as_of()) + timedelta(days=1)
+    found = queries.billing_overlaps(until - timedelta(days=90), until)
+    if found:
+        st.subheader("Billed twice (one source counts)")
+        for overlap in found:
+            st.write(f"- {overlap.describe()}")
 
 
 render()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import streamlit as st
@@ -15,12 +16,17 @@ def render() -> None:
     account = auth.require("finance")
     st.title("Import billing CSV files")
     st.caption(
-        "FOCUS, Google Cloud billing, AWS CUR, Azure cost, Fireworks or generic-template CSV files (optionally "
-        "gzipped); the format is detected from the header. Each file is imported whole or not at all, and the "
-        "same file imported twice changes nothing (`llm-usage import FILE` does the same on the server)."
+        "FOCUS (CSV or Parquet), Google Cloud billing, AWS CUR, Azure cost, Fireworks or generic-template CSV "
+        "files (optionally gzipped); the format is detected from the header. Each file is imported whole or not "
+        "at all, and the same file imported twice changes nothing (`llm-usage import FILE` does the same on the "
+        "server). When a file bills days another source already bills, one source counts (cost API, then the "
+        "native export, FOCUS, the generic template) and the page says which."
     )
     files = st.file_uploader(
-        "CSV exports (.csv or .csv.gz)", type=["csv", "gz"], accept_multiple_files=True, key="import_files"
+        "Billing exports (.csv, .csv.gz or .parquet)",
+        type=["csv", "gz", "parquet"],
+        accept_multiple_files=True,
+        key="import_files",
     )
     ready: dict[str, Any] = {}
     for upload in files or []:
@@ -41,6 +47,7 @@ def render() -> None:
                 st.error(f"{name}: {actions.safe_message(exc)}")
                 continue
             (st.success if result.ok else st.error)(f"{result.message} (by {account.name})")
+    _billing_sources(account.name)
     _history()
 
 
@@ -92,6 +99,42 @@ def _preview(result: ImportResult) -> None:
         )
         return
     st.dataframe(preview_rows(result), hide_index=True, width="stretch")
+    if result.duplicate_rows:
+        st.warning(
+            f"{result.duplicate_rows:,} row(s) repeat an earlier row of the file exactly and are summed into it "
+            "(a file concatenated twice shows up here)."
+        )
+    for overlap in result.overlaps:
+        st.warning(f"Billed twice: {overlap.describe()}", icon=":material/content_copy:")
+
+
+def _billing_sources(who: str) -> None:
+    """Overlaps of the last 90 days, and which billed source an admin chose per account."""
+    st.subheader("When sources overlap")
+    until = queries.as_of()
+    found = queries.billing_overlaps(until - timedelta(days=90), until + timedelta(days=1))
+    prefs = queries.billing_preferences()
+    if not found and not prefs:
+        st.caption("No provider account-day is billed by two sources in the last 90 days.")
+        return
+    for overlap in found:
+        st.write(f"- {overlap.describe()}")
+    choices = {(o.provider, o.account): [o.counted.label, *(s.label for s in o.others)] for o in found}
+    if choices:
+        with st.form("prefer_source"):
+            target = st.selectbox(
+                "Provider account", sorted(choices), format_func=lambda k: f"{k[0]} account {k[1] or '(none)'}"
+            )
+            source = st.selectbox("Source that counts", sorted({s for labels in choices.values() for s in labels}))
+            if st.form_submit_button("Make it count"):
+                actions.prefer_billing_source(target[0], target[1], source, who)
+                st.rerun()
+    for (provider, account_id), src in sorted(prefs.items()):
+        left, right = st.columns([4, 1])
+        left.write(f"{provider} account {account_id or '(none)'}: **{src.label}** counts (chosen by an admin)")
+        if right.button("Back to default", key=f"clear_{provider}_{account_id}"):
+            actions.clear_billing_preference(provider, account_id)
+            st.rerun()
 
 
 def _history() -> None:

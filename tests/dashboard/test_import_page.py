@@ -55,3 +55,38 @@ def test_a_file_with_errors_shows_line_numbers_and_cannot_be_confirmed(dashboard
     assert list(errors["value"]) == ["not-a-date"] and list(errors["column"]) == ["date"]
     assert not [b for b in at.button if b.key == "confirm_import"]
     assert _files() == []
+
+
+FOCUS = (
+    b"BilledCost,BillingAccountId,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ProviderName,"
+    b"ServiceCategory,ServiceName\n"
+    b"12.75,,USD,2026-11-14T00:00:00Z,2026-11-15T00:00:00Z,Mistral AI,AI and Machine Learning,La Plateforme\n"
+)
+
+
+def test_a_file_billing_days_another_source_bills_says_which_counts_and_lets_finance_choose(dashboard_db):
+    from collector.query.billing import BillingSource, preferences
+
+    at = app("finance", "app_pages/import_csv.py")
+    at.file_uploader(key="import_files").upload("mistral.csv", GOOD, "text/csv").run()
+    at.button(key="confirm_import").click().run()
+    at = app("finance", "app_pages/import_csv.py")
+    at.file_uploader(key="import_files").upload("focus.csv", FOCUS, "text/csv").run()
+    assert not at.exception, at.exception
+    warning = " ".join(w.value for w in at.warning)
+    assert "Billed twice: mistral account (none) 2026-11-14" in warning  # said in the dry run
+    assert "csv:focus counts (a FOCUS export)" in warning and "csv:generic kept but not counted" in warning
+    at.button(key="confirm_import").click().run()
+    assert not at.exception, at.exception
+    assert "mistral account (none) 2026-11-14: billed by csv:focus 12.75 USD and csv:generic 12.50 USD" in texts(at)
+    at.selectbox[1].set_value("csv:generic")
+    next(b for b in at.button if b.label == "Make it count").click().run()
+    assert not at.exception, at.exception
+    assert preferences(queries.engine()) == {("mistral", ""): BillingSource("csv", "generic")}
+    at.switch_page("app_pages/overview.py").run()
+    assert {m.label: m.value for m in at.metric}["Month to date"] == "$156.75"  # 144.25 + the generic 12.50
+    at.switch_page("app_pages/import_csv.py").run()
+    at.button(key="clear_mistral_").click().run()
+    assert preferences(queries.engine()) == {}
+    at.switch_page("app_pages/overview.py").run()
+    assert {m.label: m.value for m in at.metric}["Month to date"] == "$157.00"  # FOCUS counts again: 144.25 + 12.75
