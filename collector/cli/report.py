@@ -219,7 +219,12 @@ def render_table(result: ReportResult, window: Window) -> str:
     head += ["basis", "cost", "input", "cache read", "cache write", "output", "reasoning", "requests", "other"]
     numeric_from = len(head) - 8
     lines: list[str] = []
-    for section, title in (("provider", ""), ("proxy", "proxy (its own source: never added to the numbers above)")):
+    sections = (
+        ("provider", ""),
+        ("proxy", "proxy (its own source: never added to the numbers above)"),
+        ("otel", "otel (OpenTelemetry, its own source: never added to the provider numbers)"),
+    )
+    for section, title in sections:
         rows = [r for r in result.rows if r.section == section]
         if not rows:
             continue
@@ -306,7 +311,7 @@ def report_command(
         str, typer.Option("--basis", metavar="BASIS", help="preferred | billed | estimated.")
     ] = "preferred",
     source: Annotated[
-        list[str] | None, typer.Option("--source", metavar="SOURCES", help="api,csv,proxy (default api,csv).")
+        list[str] | None, typer.Option("--source", metavar="SOURCES", help="api,csv,proxy,otel (default api,csv).")
     ] = None,
     provider: Annotated[
         list[str] | None,

@@ -8,8 +8,20 @@ under ``collector/db/migrations/versions``.
 from collector.auth import users
 from collector.core import schema
 from collector.finance import alerts, budgets, chargeback, fx
+from collector.otel import models as otel_models
 from collector.proxy import models as proxy_models
 from collector.sync import tables as sync_tables
 from importers import log as import_log
 
-__all__ = ["alerts", "budgets", "chargeback", "fx", "import_log", "proxy_models", "schema", "sync_tables", "users"]
+__all__ = [
+    "alerts",
+    "budgets",
+    "chargeback",
+    "fx",
+    "import_log",
+    "otel_models",
+    "proxy_models",
+    "schema",
+    "sync_tables",
+    "users",
+]

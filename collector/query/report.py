@@ -17,9 +17,9 @@ How money is chosen (design.md rule 5):
 * ``billed``: only (provider, account, day)s a billed source covers, as above.
 * ``estimated``: the price table's view: estimated rows, plus unpriced ones; billed rows left out.
 
-Unpriced usage is always its own row (basis ``unpriced``, cost ``None``, never $0). Proxy rows
-(``source='proxy'``) are read only when asked for, and come back as their own rows
-(``section='proxy'``), never merged into the provider numbers.
+Unpriced usage is always its own row (basis ``unpriced``, cost ``None``, never $0). Proxy and
+OpenTelemetry rows (``source='proxy'`` / ``'otel'``) are read only when asked for, and come back
+as their own rows (``section='proxy'`` / ``'otel'``), never merged into the provider numbers.
 
 Reads use ``usage_daily`` for day/week/month grains over whole UTC days, and ``usage`` (grouped
 by hour in SQL, regrouped here) for the hour grain, a time zone other than UTC, or a window that
@@ -90,6 +90,8 @@ GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
 BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
 #: Sources whose billed rows can cover a (provider, account, day) (design rule 5).
 BILLING_SOURCES: tuple[str, ...] = ("api", "csv")
+#: Sources reported as their own section, compared with the providers' numbers, never added (rule 5).
+SIDE_SOURCES: tuple[str, ...] = ("proxy", "otel")
 #: Provider names accepted by ``--provider`` even before any of their rows exist.
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(sorted(PROVIDERS))
 OTHER_LABEL = "(other)"
@@ -507,7 +509,7 @@ class _Raw:
     provider: str
     account: str
     day: datetime | None
-    proxy: bool
+    proxy: str  # '' for provider sources, else the side source (SIDE_SOURCES) that is its section
     basis: str
     currency: str
     unit: str
@@ -532,7 +534,7 @@ def _keys(table: Table, by: tuple[str, ...], basis: str) -> list[Any]:
     """Group-by columns every query shares: dimensions, provider/account, source class, money."""
     t = table.c
     keys: list[Any] = [t[DIMENSION_COLUMNS[name]] for name in by]
-    keys += [t.provider, t.account, t.source == "proxy", t.basis, t.currency, t.quantity_unit]
+    keys += [t.provider, t.account, t.source, t.basis, t.currency, t.quantity_unit]
     return keys
 
 
@@ -563,7 +565,7 @@ def _to_raw(
         row[i],
         row[i + 1],
         day,
-        bool(row[i + 2]),
+        row[i + 2] if row[i + 2] in SIDE_SOURCES else "",
         row[i + 3],
         row[i + 4],
         row[i + 5],
@@ -641,8 +643,8 @@ def report(
     if not exact:
         notes.append("price versions read from one estimated row per day (the window is large)")
     _basis_notes(rows, basis, notes)
-    if "proxy" in filters.sources:
-        notes.append("proxy rows are listed separately and are never added to the providers' numbers")
+    for side in (s for s in SIDE_SOURCES if s in filters.sources):
+        notes.append(f"{side} rows are listed separately and are never added to the providers' numbers")
     return ReportResult(
         rows=rows,
         filters=filters,
@@ -787,7 +789,7 @@ def _merge(
             period = periods[pkey]
         else:
             period = r.when
-        section = "proxy" if r.proxy else "provider"
+        section = r.proxy or "provider"
         currency = r.currency if counts else ""
         parts = groups[(r.dims, period, section, eff)]
         row = parts.get(currency)
