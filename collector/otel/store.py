@@ -31,7 +31,11 @@ from collector.otel.models import NEW, OTEL_EVENTS, OTEL_SERIES
 
 log = logging.getLogger(__name__)
 
-_EVENT_COLUMNS = tuple(c.name for c in OTEL_EVENTS.columns)
+_EVENT_COLUMNS = frozenset(c.name for c in OTEL_EVENTS.columns)
+#: What an event that does not say otherwise holds (metric increments carry no cache or reasoning split).
+_DEFAULTS: dict[str, Any] = {
+    c.name: (0 if c.type.python_type is int else "") for c in OTEL_EVENTS.columns if c.name != "cost"
+} | {"cost": None}
 
 
 def price(event: dict[str, Any]) -> tuple[Decimal | None, str, str]:
@@ -59,25 +63,22 @@ def price(event: dict[str, Any]) -> tuple[Decimal | None, str, str]:
 
 def _insert(conn: Connection) -> Any:
     insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
-    return insert(OTEL_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+    # RETURNING names exactly the rows inserted (a duplicate returns nothing), on both dialects;
+    # executemany's rowcount is not reliable on PostgreSQL's batched inserts.
+    return insert(OTEL_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(OTEL_EVENTS.c.id)
 
 
 def insert_events(conn: Connection, events: Iterable[dict[str, Any]], now: datetime) -> int:
-    """Insert events (duplicates by id are skipped); returns how many were new, when the driver says."""
+    """Insert events (duplicates by id are skipped); returns how many were new."""
     rows = [
-        {c: e.get(c) for c in _EVENT_COLUMNS}
-        | {
-            "basis": e.get("basis") or "",
-            "price_version": e.get("price_version") or "",
-            "state": NEW,
-            "ingested_at": now,
-        }
+        _DEFAULTS
+        | {c: v for c, v in e.items() if c in _EVENT_COLUMNS and v is not None}
+        | {"state": NEW, "ingested_at": now}
         for e in events
     ]
     if not rows:
         return 0
-    result = conn.execute(_insert(conn), rows)
-    return max(result.rowcount, 0) if result.rowcount is not None else 0
+    return len(conn.execute(_insert(conn), rows).all())
 
 
 def priced_spans(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
