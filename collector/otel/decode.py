@@ -424,7 +424,7 @@ class Point:
     """One data point of ``gen_ai.client.token.usage`` for one token type."""
 
     series: str  # resource + attributes (token type included) + start time: one cumulative series
-    group: str  # the same without the token type: the points of one set of calls
+    group: str  # resource + attributes without token type or start: the points of one set of calls
     token_type: str
     cumulative: bool
     start_ns: int
@@ -477,7 +477,9 @@ def _point(
         return None
     provider = _first(_PROVIDER_KEYS, attrs)
     key_attrs = sorted((k, repr(v)) for k, v in attrs.items())
-    group = _digest(resource.fingerprint, key_attrs, dp.start_time_unix_nano)
+    # The SDKs start each series at its first measurement, so a call's input and output series
+    # have different start times: the group (one event per export) leaves the start out.
+    group = _digest(resource.fingerprint, key_attrs)
     event = {
         "signal": "metric",
         "resource_fp": resource.fingerprint,
@@ -491,7 +493,7 @@ def _point(
         "errors": int(bool(attrs.get("error.type"))),
     }
     return Point(
-        series=_digest(group, token_type),
+        series=_digest(group, token_type, dp.start_time_unix_nano),
         group=group,
         token_type=token_type,
         cumulative=cumulative,

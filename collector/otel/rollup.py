@@ -12,7 +12,8 @@ with ``opentelemetry-instrumentation-openai-v2`` sends both. Spans win by defaul
 (``otel_prefer = spans``): they carry cache, reasoning and response ids that the histogram lacks.
 An event of the other signal waits ``otel_settle_seconds`` after its time, then is left out
 (``superseded``) if an event of the preferred signal from the same resource (process) and
-provider falls in its time window; otherwise it counts. Whichever was counted first also keeps a
+provider falls in its time window (a span's end time within a metric increment's interval,
+reaching back :data:`SLACK` more); otherwise it counts. Whichever was counted first also keeps a
 later, overlapping event of the other signal out, so no call is ever counted twice. Services that
 sample their traces should prefer metrics (``LLM_USAGE_OTEL_PREFER=metrics``): metrics are not
 sampled.
@@ -41,6 +42,9 @@ from collector.core.settings import Settings
 from collector.otel.models import COUNTED, METRIC, NEW, OTEL_EVENTS, SPAN, SUPERSEDED
 
 HOUR = timedelta(hours=1)
+#: A metric window reaches this far back: a series' first point starts at its first measurement,
+#: recorded as the call that it measures (and its span) ends.
+SLACK = timedelta(seconds=60)
 _E = OTEL_EVENTS.c
 _GROUP = (_E.hour, _E.provider, _E.team, _E.project, _E.model, _E.operation, _E.environment)
 
@@ -147,14 +151,14 @@ def _superseded(conn: Connection, candidates: list[Any], preferred: str) -> set[
             _E.signal == METRIC,
             _E.state != SUPERSEDED,
             _E.ts >= lo,
-            _E.window_start <= hi,
+            _E.window_start <= hi + SLACK,
             _E.resource_fp.in_(sorted({p[0] for p in pairs})),
         )
         blocking = _blocking_states(SPAN, preferred)
         windows: dict[tuple[str, str], list[tuple[datetime, datetime]]] = defaultdict(list)
         for r in conn.execute(stmt):
             if r.state in blocking:
-                windows[(r.resource_fp, r.provider)].append((r.window_start, r.ts))
+                windows[(r.resource_fp, r.provider)].append((r.window_start - SLACK, r.ts))
         for c in spans:
             if any(_overlaps(c.ts, c.ts, s, e) for s, e in windows.get((c.resource_fp, c.provider), ())):
                 out.add(c.id)
@@ -173,7 +177,7 @@ def _superseded(conn: Connection, candidates: list[Any], preferred: str) -> set[
             .limit(1)
         )
         for c in metrics:
-            params = {"fp": c.resource_fp, "provider": c.provider, "start": c.window_start, "end": c.ts}
+            params = {"fp": c.resource_fp, "provider": c.provider, "start": c.window_start - SLACK, "end": c.ts}
             if conn.execute(exists, params).first() is not None:
                 out.add(c.id)
     return out

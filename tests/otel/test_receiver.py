@@ -7,10 +7,10 @@ import json
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from collector.core.settings import get_settings

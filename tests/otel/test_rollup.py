@@ -1,4 +1,4 @@
-"""Rollup of OTLP events into usage: exactly once, cumulative series, and one count per call across spans and metrics."""
+"""Rollup of OTLP events into usage: exactly once, cumulative series, one count per call across spans and metrics."""
 
 from __future__ import annotations
 
