@@ -94,6 +94,18 @@ _CACHE_WRITE = "gen_ai.usage.cache_creation.input_tokens"
 _REASONING = "gen_ai.usage.reasoning.output_tokens"
 _ENVIRONMENT_KEYS = ("deployment.environment.name", "deployment.environment")
 _USAGE_KEYS = frozenset((*_INPUT_KEYS, *_OUTPUT_KEYS, _CACHE_READ, _CACHE_WRITE, _REASONING))
+#: Every span or point attribute the decoder reads (besides the configured attribution ones).
+_READ = frozenset(
+    (
+        *_PROVIDER_KEYS,
+        *_MODEL_KEYS,
+        *_USAGE_KEYS,
+        "gen_ai.operation.name",
+        "gen_ai.response.id",
+        "gen_ai.token.type",
+        "error.type",
+    )
+)
 _DELTA, _CUMULATIVE = 1, 2
 #: ``gen_ai.token.type`` values ("completion" is the older name of "output").
 _TOKEN_TYPES = {"input": "input", "output": "output", "completion": "output"}
@@ -132,7 +144,7 @@ class Policy:
         )
 
     def classify(self, name: str) -> str:
-        """``content``, ``denied`` or ``ok`` for an attribute name (cached: names repeat)."""
+        """``content``, ``denied``, ``read`` (a name the decoder uses) or ``skip`` (cached: names repeat)."""
         found = self._names.get(name)
         if found is not None:
             return found
@@ -140,8 +152,10 @@ class Policy:
             found = "content"
         elif any(fnmatchcase(name.lower(), p.lower()) for p in self.deny):
             found = "denied"
+        elif name in _READ or name in self.team_attributes or name in self.project_attributes:
+            found = "read"
         else:
-            found = "ok"
+            found = "skip"
         if len(self._names) < _NAME_CACHE_LIMIT:  # a hostile sender could invent names forever
             self._names[name] = found
         return found
@@ -247,16 +261,21 @@ def _scalar(value: AnyValue) -> str | int | float | bool | None:
     return None  # arrays, maps and bytes carry nothing the receiver reads
 
 
-def read_attributes(attributes: Iterable[KeyValue], policy: Policy, counts: Counts) -> dict[str, Any]:
-    """The scalar attributes the policy allows; content and denied ones are counted and dropped."""
+def read_attributes(
+    attributes: Iterable[KeyValue], policy: Policy, counts: Counts, *, every: bool = False
+) -> dict[str, Any]:
+    """The scalar attributes the decoder uses (``every``: all allowed ones).
+
+    Content and denied attributes are counted and dropped, never read.
+    """
     out: dict[str, Any] = {}
     for kv in attributes:
         kind = policy.classify(kv.key)
-        if kind == "ok":
+        if kind == "read" or (every and kind == "skip"):
             out[kv.key] = _scalar(kv.value)
         elif kind == "content":
             counts.dropped_content += 1
-        else:
+        elif kind == "denied":
             counts.dropped_denied += 1
     return out
 
@@ -305,14 +324,33 @@ class Resource:
     fingerprint: str
     service: str
     environment: str
+    team: str
+    project: str
 
 
 def read_resource(attributes: Iterable[KeyValue], policy: Policy, counts: Counts) -> Resource:
     """The resource's allowed attributes and a fingerprint of them (same process, same value)."""
-    attrs = read_attributes(attributes, policy, counts)
+    attrs = read_attributes(attributes, policy, counts, every=True)
     canonical = json.dumps(sorted((k, repr(v)) for k, v in attrs.items()), separators=(",", ":"))
     fp = hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
-    return Resource(attrs, fp, _first(("service.name",), attrs), _first(_ENVIRONMENT_KEYS, attrs)[:64])
+    return Resource(
+        attrs,
+        fp,
+        _first(("service.name",), attrs),
+        _first(_ENVIRONMENT_KEYS, attrs)[:64],
+        _first(policy.team_attributes, attrs),
+        _first(policy.project_attributes, attrs),
+    )
+
+
+def _attribution(names: tuple[str, ...], attrs: dict[str, Any], fallback: str) -> str:
+    """The first of ``names`` present on the span (or point), else the resource's value."""
+    for name in names:
+        if name in attrs:
+            value = _text(attrs[name])
+            if value:
+                return value
+    return fallback
 
 
 def _time(ns: int, now: datetime) -> datetime | None:
@@ -377,8 +415,8 @@ def _span_event(span: Any, resource: Resource, policy: Policy, now: datetime, co
         "model": _first(_MODEL_KEYS, attrs),
         "service": resource.service,
         "environment": resource.environment,
-        "team": _first(policy.team_attributes, attrs, resource.attrs),
-        "project": _first(policy.project_attributes, attrs, resource.attrs),
+        "team": _attribution(policy.team_attributes, attrs, resource.team),
+        "project": _attribution(policy.project_attributes, attrs, resource.project),
         "input_tokens": inp,
         "cache_read_tokens": read,
         "cache_write_5m_tokens": write,
@@ -488,8 +526,8 @@ def _point(
         "model": _first(_MODEL_KEYS, attrs),
         "service": resource.service,
         "environment": resource.environment,
-        "team": _first(policy.team_attributes, attrs, resource.attrs),
-        "project": _first(policy.project_attributes, attrs, resource.attrs),
+        "team": _attribution(policy.team_attributes, attrs, resource.team),
+        "project": _attribution(policy.project_attributes, attrs, resource.project),
         "errors": int(bool(attrs.get("error.type"))),
     }
     return Point(
