@@ -125,3 +125,29 @@ def test_prefer_metrics_for_sampled_traces(receiver, engine):
     assert rollup(engine, prefer="metrics", now=hour(12), settle_seconds=600) == 0
     assert tokens(engine) == {("checkout",): (400, 80, 4)}
     assert states(engine) == {"metric": ["counted"], "span": ["superseded"]}
+
+
+def test_otel_chargeback_splits_its_own_traffic(receiver, engine):
+    from collector.finance import chargeback
+
+    post(
+        receiver,
+        "/v1/traces",
+        traces_body([span(1, hour(10)), span(2, hour(10))], service="ranker", service__namespace="search"),
+    )
+    post(receiver, "/v1/traces", traces_body([span(3, hour(10), trace=2)], service="bot", service__namespace="support"))
+    post(receiver, "/v1/traces", traces_body([span(4, hour(10), trace=3)], service="misc"))
+    rollup(engine)
+    chargeback.save_rules(engine, [chargeback.Rule("project", "ranker", "ranking", "CC-1")])
+    month = hour(0).date().replace(day=1)
+    cb = chargeback.monthly_chargeback(engine, month, source="otel")
+    spend = {tuple(r.dims.values()): r.cost for r in otel_report(engine, by=("team", "project")).rows}
+    lines = {(ln.team, ln.cost_centre): ln.amount for ln in cb.lines}
+    assert lines == {
+        ("ranking", "CC-1"): spend[("search", "ranker")],
+        ("support", ""): spend[("support", "bot")],  # no rule: the service namespace, as recorded
+        ("unallocated", ""): spend[("", "misc")],
+    }
+    assert cb.line_sum("USD") == sum(spend.values())
+    assert any("otel traffic" in n for n in cb.notes)
+    assert chargeback.monthly_chargeback(engine, month).lines == []  # never in the providers' chargeback
