@@ -331,8 +331,9 @@ def monthly_chargeback(
     """The month's spend (UTC) per team and cost centre, with an ``unallocated`` line.
 
     ``source="provider"`` splits the providers' numbers (the month's spend); ``"proxy"`` (or
-    ``"otel"``) splits the proxy's (or OpenTelemetry's) estimated traffic instead (monitor-token rules apply there). Unpriced usage
-    carries no money and is counted in a note, never as $0.
+    ``"otel"``) splits the proxy's (or OpenTelemetry's) estimated traffic instead (monitor-token
+    rules apply to the proxy's). Unpriced usage carries no money and is counted in a note, never
+    as $0.
 
     Raises:
         ChargebackError: an unknown ``source``.

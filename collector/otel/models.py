@@ -5,7 +5,9 @@
 export lands exactly once (``INSERT ... ON CONFLICT DO NOTHING``):
 
 * a span: its trace id and span id (hex, 48 characters);
-* a metric increment: a hash of the series (resource, attributes, start time) and the point's time.
+* a metric increment: a hash of the point's series (resource and attributes) and its time;
+
+both behind the UTC hour in hex, so the key's index grows at its end.
 
 Nothing here can hold a prompt, a completion or an attribute from the deny list: the decoder
 copies named numeric and identity fields only. Raw events are kept ``otel_retention_days`` and

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from collector.core.pricing import PRICE_VERSION, estimate_request
-from collector.otel.decode import Point, hour_of, time_of
+from collector.otel.decode import Point, event_id, hour_of, time_of
 from collector.otel.models import NEW, OTEL_EVENTS, OTEL_SERIES
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def increments(conn: Connection, points: list[Point], now: datetime) -> tuple[li
             ts = time_of(p.time_ns)
             event = grouped[key] = {
                 **p.event,
-                "id": f"m{p.group}{p.time_ns:016x}",
+                "id": event_id(ts, f"m{p.group}{p.time_ns:016x}"),
                 "ts": ts,
                 "window_start": time_of(window_start),
                 "hour": hour_of(ts),

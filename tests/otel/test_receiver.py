@@ -96,7 +96,7 @@ def test_json_encoding_with_hex_ids_and_gzip(receiver, engine):
     assert r.headers["content-type"] == "application/json"
     assert r.json() == {}
     (row,) = events(engine)
-    assert row["id"] == "5b8efff798038103d269b633813fc60c" + "eee19b7ec3c1b174"
+    assert row["id"].endswith("5b8efff798038103d269b633813fc60c" + "eee19b7ec3c1b174")
     assert (row["provider"], row["input_tokens"], row["cache_read_tokens"], row["project"]) == (
         "anthropic",
         1000,
@@ -202,7 +202,7 @@ def test_broken_taxonomy_is_a_partial_success_and_other_spans_are_kept(receiver,
     assert partial.rejected_spans == 3
     assert "cache read and write tokens exceed" in partial.error_message
     assert "reasoning tokens exceed" in partial.error_message
-    assert [e["id"][-1] for e in events(engine)] == ["1"]
+    assert [e["id"][-1] for e in events(engine)] == ["1"]  # span id 1
 
 
 def test_non_genai_spans_are_ignored_and_unknown_models_unpriced(receiver, engine):
