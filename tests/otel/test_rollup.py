@@ -151,3 +151,32 @@ def test_otel_chargeback_splits_its_own_traffic(receiver, engine):
     assert cb.line_sum("USD") == sum(spend.values())
     assert any("otel traffic" in n for n in cb.notes)
     assert chargeback.monthly_chargeback(engine, month).lines == []  # never in the providers' chargeback
+
+
+def test_reconciliation_shows_otel_as_another_view(receiver, engine):
+    from collector.core.ingest import ingest_records
+    from collector.core.schema import UsageRecord
+    from collector.query.reconcile import reconcile
+
+    post(receiver, "/v1/traces", traces_body([span(1, hour(10)), span(2, hour(11))], service="checkout"))
+    rollup(engine)
+    start = hour(10)
+    usage = {"provider": "openai", "source": "api", "kind": "completions", "model": "gpt-4o-mini"}
+    ingest_records(  # the provider's own usage for the same hour, and on the day before
+        engine,
+        [
+            UsageRecord(**usage, bucket_start=t, bucket_end=t + timedelta(hours=1), input_tokens=200, output_tokens=40)
+            for t in (start, start - timedelta(days=1))
+        ],
+    )
+    day = hour(0)
+    result = reconcile(engine, Filters(day - timedelta(days=1), day + timedelta(days=1)))
+    otel_cost = sum(r.cost for r in otel_report(engine).rows)
+    lines = {d.day: d for d in result.days if d.provider == "openai"}
+    today, before = lines[day], lines[day - timedelta(days=1)]
+    assert today.otel == otel_cost and today.proxy is None
+    provider_only = report(engine, Filters(day, day + timedelta(days=1)), basis="estimated").rows
+    assert today.estimated == sum(r.cost for r in provider_only)  # the otel money is never added to it
+    assert before.otel is None and before.missing == ("billed", "otel")
+    assert result.accounts[0].otel == otel_cost
+    assert reconcile(engine, Filters(day, day + timedelta(days=1)), otel=False).days[0].otel is None
