@@ -4,8 +4,8 @@ Every feature module exposes plain functions, Typer groups and job installers; n
 itself by being imported. This module lists them explicitly:
 
 * :data:`app`, the ``llm-usage`` command line, with one line per command group;
-* :data:`SCHEDULER_JOBS`, the installers :func:`build_scheduler` runs (API sync, proxy rollup,
-  hourly budget evaluation);
+* :data:`SCHEDULER_JOBS`, the installers :func:`build_scheduler` runs (API sync, proxy and OTLP
+  rollups, hourly budget evaluation);
 * :data:`AFTER_INGEST`, what runs after a sync or an import stored rows (budget evaluation and
   its alerts). Ingest code never imports finance: the hooks are handed to it by its callers
   (the commands below through the Typer context, the scheduler's sync jobs, the dashboard's
@@ -38,6 +38,8 @@ from collector.cli import billing as billing_commands
 from collector.cli import budgets as budget_commands
 from collector.cli import connections as connection_commands
 from collector.cli import imports as import_commands
+from collector.cli import metrics as metrics_commands
+from collector.cli import otel as otel_commands
 from collector.cli import proxy as proxy_commands
 from collector.cli import report as report_commands
 from collector.cli import users as user_commands
@@ -46,6 +48,7 @@ from collector.core.ingest import Hooks
 from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 from collector.finance import budgets
+from collector.otel.rollup import install_rollup as install_otel_rollup
 from collector.proxy.rollup import install_rollup
 from collector.sync.jobs import install_sync_jobs
 
@@ -81,6 +84,7 @@ HOOKS = Hooks(after_ingest=after_ingest)
 SCHEDULER_JOBS: tuple[Installer, ...] = (
     functools.partial(install_sync_jobs, hooks=HOOKS),
     install_rollup,
+    install_otel_rollup,
     budgets.install_jobs,
 )
 
@@ -227,6 +231,8 @@ app.add_typer(connection_commands.connections_app, name="connections")
 app.add_typer(connection_commands.secrets_app, name="secrets")
 app.command("proxy")(proxy_commands.proxy)
 app.add_typer(proxy_commands.tokens_app, name="tokens")
+app.command("otel")(otel_commands.otel)
+app.command("metrics")(metrics_commands.metrics)
 app.add_typer(user_commands.users_app, name="users")
 app.command("report")(report_commands.report_command)
 app.command("status")(report_commands.status_command)

@@ -311,13 +311,14 @@ def line_over_time(
 
 
 def reconciliation_lines(df: pd.DataFrame, *, title: str, currency: str = "USD") -> go.Figure:
-    """Billed, estimated and proxy-recorded money per day for one provider account, in one currency."""
+    """Billed, estimated, proxy-recorded and OpenTelemetry money per day for one provider account, in one currency."""
     if df.empty:
         return _empty(title)
     styles = {
         "billed": ("billed (provider)", BASIS_COLORS["billed"], "solid"),
         "estimated": ("usage x price table", "#e45756", "dash"),
         "proxy": ("proxy-recorded", "#54a24b", "dot"),
+        "otel": ("OpenTelemetry-reported", "#b279a2", "dashdot"),
     }
     fig = go.Figure()
     for col, (name, colour, dash) in styles.items():

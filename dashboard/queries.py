@@ -313,13 +313,15 @@ DAY_COLUMNS = [
     "billed",
     "estimated",
     "proxy",
+    "otel",
     "unpriced_tokens",
     "gap",
     "gap %",
     "proxy gap %",
+    "otel gap %",
     "status",
 ]
-ACCOUNT_COLUMNS = ["provider", "account", "currency", "billed", "estimated", "proxy", "gap % (days with both)"]
+ACCOUNT_COLUMNS = ["provider", "account", "currency", "billed", "estimated", "proxy", "otel", "gap % (days with both)"]
 CONTRIBUTOR_COLUMNS = ["provider", "account", "currency", "label", "cost"]
 
 
@@ -348,10 +350,12 @@ def _days_frame(lines: list[DayLine] | tuple[DayLine, ...]) -> pd.DataFrame:
             _num(d.billed),
             _num(d.estimated),
             _num(d.proxy),
+            _num(d.otel),
             d.unpriced_tokens,
             _num(d.gap),
             _num(d.gap_ratio),
             _num(d.proxy_gap_ratio),
+            _num(d.otel_gap_ratio),
             d.status,
         ]
         for d in lines
@@ -370,7 +374,12 @@ def reconciliation(url: str, since: datetime, until: datetime, gaps: int = 10) -
     result = reconcile(_engine(url), Filters(since=since, until=until))
     accounts = pd.DataFrame(
         [
-            [a.provider, a.account, a.currency, *map(_num, (a.billed, a.estimated, a.proxy, a.paired_gap_ratio))]
+            [
+                a.provider,
+                a.account,
+                a.currency,
+                *map(_num, (a.billed, a.estimated, a.proxy, a.otel, a.paired_gap_ratio)),
+            ]
             for a in result.accounts
         ],
         columns=ACCOUNT_COLUMNS,

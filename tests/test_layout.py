@@ -83,3 +83,9 @@ def test_the_rule_checker_sees_lazy_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from collector.finance import budgets\n    import streamlit as st\n")
     assert {"collector.finance", "collector.finance.budgets", "streamlit"} <= imports_of(probe)
+
+
+@pytest.mark.parametrize("module", _under("collector.otel"))
+def test_the_otel_receiver_imports_only_core(module: str) -> None:
+    ours = {n for n in imports_of(MODULES[module]) if n.split(".")[0] in PACKAGES}
+    assert sorted(n for n in ours if not n.startswith(("collector.core", "collector.otel"))) == []

@@ -262,7 +262,8 @@ def teams_chargeback(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the CSV here ('-' = standard output).")] = None,
     version: int | None = typer.Option(None, help="Rules version (default: newest)."),
     source: str = typer.Option(
-        "provider", help="provider (the month's spend) or proxy (its estimated traffic; monitor-token rules)."
+        "provider",
+        help="provider (the month's spend), proxy (its estimated traffic; monitor-token rules) or otel.",
     ),
 ) -> None:
     """A month's spend per team and cost centre; the lines add up to the month's spend."""

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import typer
 
-from collector.core.settings import get_settings
+from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 
 tokens_app = typer.Typer(help="Monitor tokens for the proxy's X-Monitor-Token header.", no_args_is_help=True)
+
+
+def sidecar_extras(settings: Settings) -> dict[str, Any]:
+    """What the application adds to the sidecar when the settings ask: the OTLP receiver, spend metrics."""
+    extras: dict[str, Any] = {"extra_routes": [], "extra_metrics": [], "extra_periodic": []}
+    if settings.proxy_otel:
+        from collector.otel.receiver import OtelReceiver
+        from collector.otel.rollup import rollup_with
+
+        receiver = OtelReceiver(settings, engine_factory=functools.partial(open_database, settings))
+        extras["extra_routes"] += receiver.routes()
+        extras["extra_metrics"].append(receiver.metrics.render)
+        extras["extra_periodic"].append(
+            (settings.otel_rollup_interval_seconds, lambda engine: rollup_with(engine, settings))
+        )
+    if settings.proxy_spend_metrics:
+        from collector.cli.metrics import spend_renderer
+
+        extras["extra_metrics"].append(spend_renderer(settings))
+    return extras
 
 
 def proxy(
@@ -26,7 +48,7 @@ def proxy(
     settings = settings.model_copy(
         update={"proxy_port": port or settings.proxy_port, "proxy_host": host or settings.proxy_host}
     )
-    app = ProxyApp(settings)
+    app = ProxyApp(settings, **sidecar_extras(settings))
     typer.echo(
         f"proxy: http://{settings.proxy_host}:{settings.proxy_port}  routes: "
         + ", ".join(f"/{k}/v1 -> {u.base_url}" for k, u in app.routes.items())

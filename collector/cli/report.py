@@ -57,6 +57,7 @@ SECTION_TITLES = {
     "provider": "",
     "subset": "usage another kind already holds (e.g. Claude Code is part of Messages): never added above",
     "proxy": "proxy (its own source: never added to the numbers above)",
+    "otel": "otel (OpenTelemetry, its own source: never added to the provider numbers)",
 }
 _AGE_RE = re.compile(r"^(\d+)\s*([smhd])$")
 
@@ -317,7 +318,7 @@ def report_command(
         str, typer.Option("--basis", metavar="BASIS", help="preferred | billed | estimated.")
     ] = "preferred",
     source: Annotated[
-        list[str] | None, typer.Option("--source", metavar="SOURCES", help="api,csv,proxy (default api,csv).")
+        list[str] | None, typer.Option("--source", metavar="SOURCES", help="api,csv,proxy,otel (default api,csv).")
     ] = None,
     provider: Annotated[
         list[str] | None,

@@ -2,7 +2,8 @@
 
 Two shapes of the same thing live here:
 
-* :class:`UsageRecord`, a slotted dataclass that every source (provider API, CSV importer, proxy)
+* :class:`UsageRecord`, a slotted dataclass that every source (provider API, CSV importer, proxy,
+  OpenTelemetry receiver)
   builds. Its ``__post_init__`` is the *one* place where design rule 4 (token taxonomy) and rule 5
   (money basis) are enforced, so a bad record fails where it is made, naming the rule.
   It is a plain dataclass, not a pydantic model, because importers build a million of them a
@@ -27,7 +28,7 @@ from sqlmodel import Field, SQLModel
 
 from collector.core.sqltypes import MAX_MONEY, MAX_QUANTITY, MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
 
-SOURCES = ("api", "csv", "proxy")
+SOURCES = ("api", "csv", "proxy", "otel")
 BASES = ("billed", "estimated", "unpriced")
 
 #: The natural key, in hashing order. Every one is NOT NULL; ``''`` means "not applicable".

@@ -110,6 +110,58 @@ class Settings(BaseSettings):
     proxy_token_refresh_seconds: float = Field(
         30.0, description="How often the proxy reloads monitor tokens (a revocation takes effect within this)."
     )
+    proxy_otel: bool = Field(
+        False, description="Also serve the OTLP/HTTP receiver (/v1/traces, /v1/metrics) on the proxy sidecar."
+    )
+    proxy_spend_metrics: bool = Field(
+        False, description="Add the spend metrics of `llm-usage metrics` to the sidecar's /metrics (read in a thread)."
+    )
+    # -- OpenTelemetry GenAI receiver (collector/otel) -----------------------------------------
+    otel_host: str = Field("127.0.0.1", description="Address `llm-usage otel` listens on.")
+    otel_port: int = Field(4318, description="Port `llm-usage otel` listens on (4318 is the OTLP/HTTP port).")
+    otel_bearer_token: SecretStr | None = Field(
+        None, description="If set, OTLP requests must send `Authorization: Bearer <token>`."
+    )
+    otel_max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest OTLP request body, before and after gzip (413 above it)."
+    )
+    otel_team_attributes: str = Field(
+        "team,service.namespace",
+        description="Span or resource attributes (comma-separated, first present wins) giving an OTLP row's team.",
+    )
+    otel_project_attributes: str = Field(
+        "project,service.name",
+        description="Span or resource attributes (comma-separated, first present wins) giving an OTLP row's project.",
+    )
+    otel_deny_attributes: str = Field(
+        "*api_key*,*apikey*,*authorization*,*password*,*secret*,*cookie*,*credential*,enduser.*,user.*",
+        description="Attribute name patterns (fnmatch, comma-separated) never read or kept, besides message content.",
+    )
+    otel_prefer: str = Field(
+        "spans",
+        pattern="^(spans|metrics)$",
+        description="When a service sends both spans and gen_ai.client.token.usage for the same calls: which counts.",
+    )
+    otel_settle_seconds: int = Field(
+        600, ge=0, description="How long the other signal waits for the preferred one before it is counted."
+    )
+    otel_retention_days: int = Field(30, description="Days raw OTLP events are kept (rolled-up usage stays).")
+    otel_rollup_interval_seconds: float = Field(
+        300.0, description="How often `llm-usage otel` rolls its events up into hourly usage rows."
+    )
+    # -- Prometheus spend metrics (collector/metrics) -----------------------------------------
+    metrics_host: str = Field("127.0.0.1", description="Address `llm-usage metrics` listens on.")
+    metrics_port: int = Field(9464, description="Port `llm-usage metrics` listens on.")
+    metrics_bearer_token: SecretStr | None = Field(
+        None, description="If set, scrapes must send `Authorization: Bearer <token>`."
+    )
+    metrics_top_models: int = Field(10, ge=1, description="Models per provider exported by name; the rest are 'other'.")
+    metrics_top_projects: int = Field(
+        10, ge=1, description="Projects per provider exported by name; the rest are 'other'."
+    )
+    metrics_cache_seconds: float = Field(
+        30.0, ge=0, description="How long one computed scrape is served again (reports are not re-run per scrape)."
+    )
     # -- budgets, alerts, forecasts, anomalies, chargeback and currency --
     alert_urls: SecretStr | None = Field(
         None,

@@ -8,6 +8,7 @@ under ``collector/db/migrations/versions``.
 from collector.auth import users
 from collector.core import schema
 from collector.finance import alerts, budgets, chargeback, fx
+from collector.otel import models as otel_models
 from collector.proxy import models as proxy_models
 from collector.query import billing
 from collector.sync import tables as sync_tables
@@ -20,6 +21,7 @@ __all__ = [
     "chargeback",
     "fx",
     "import_log",
+    "otel_models",
     "proxy_models",
     "schema",
     "sync_tables",

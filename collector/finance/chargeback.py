@@ -20,7 +20,8 @@ lines always add up to the month's spend.
 
 The chargeback splits the providers' numbers (sources ``api`` and ``csv``); the proxy's own
 traffic (estimated, compared with the bills and never added to them: design rule 5) has its own
-chargeback with ``source="proxy"``, where monitor-token rules apply.
+chargeback with ``source="proxy"``, where monitor-token rules apply; OpenTelemetry traffic likewise
+with ``source="otel"`` (team and project come from the services' attribution attributes).
 
 Saving rules never edits rows: it writes a new *version* holding the whole list, so a chargeback
 names the version it used and an old month can be re-run with the rules of the time.
@@ -87,7 +88,7 @@ MATCH_FIELDS: dict[str, str] = {
 }
 UNALLOCATED = "unallocated"
 #: What a chargeback splits: the providers' numbers, or the proxy's own (estimated) traffic.
-CHARGEBACK_SOURCES = ("provider", "proxy")
+CHARGEBACK_SOURCES = ("provider", "proxy", "otel")
 RULE_COLUMNS = ("provider", "match_field", "pattern", "team", "cost_centre", "note")
 CENT = Decimal("0.01")
 _DIMS = ("provider", "account", "project", "api_key", "user", "team")
@@ -329,9 +330,10 @@ def monthly_chargeback(
 ) -> Chargeback:
     """The month's spend (UTC) per team and cost centre, with an ``unallocated`` line.
 
-    ``source="provider"`` splits the providers' numbers (the month's spend); ``"proxy"`` splits
-    the proxy's estimated traffic instead (monitor-token rules apply there). Unpriced usage
-    carries no money and is counted in a note, never as $0.
+    ``source="provider"`` splits the providers' numbers (the month's spend); ``"proxy"`` (or
+    ``"otel"``) splits the proxy's (or OpenTelemetry's) estimated traffic instead (monitor-token
+    rules apply to the proxy's). Unpriced usage carries no money and is counted in a note, never
+    as $0.
 
     Raises:
         ChargebackError: an unknown ``source``.
@@ -342,7 +344,7 @@ def monthly_chargeback(
     since = datetime(start.year, start.month, 1, tzinfo=UTC)
     until = datetime(end.year, end.month, 1, tzinfo=UTC)
     rules = rules if rules is not None else load_rules(engine)
-    filters = Filters(since, until, sources=("proxy",)) if source == "proxy" else Filters(since, until)
+    filters = Filters(since, until, sources=(source,)) if source != "provider" else Filters(since, until)
     result = report(engine, filters, by=_DIMS, basis=basis)
     lines: dict[tuple[str, str, str], ChargebackLine] = {}
     totals: dict[str, Decimal] = defaultdict(Decimal)
@@ -366,8 +368,8 @@ def monthly_chargeback(
         for ln, cents in zip(part, allocate_cents([ln.amount for ln in part]), strict=True):
             ln.cents = cents
     notes = [f"rules version {rules.version}" if rules.version else "no team rules saved yet"]
-    if source == "proxy":
-        notes.append("proxy traffic (estimated): compared with the providers' bills, never added to them")
+    if source != "provider":
+        notes.append(f"{source} traffic (estimated): compared with the providers' bills, never added to them")
     if unpriced:
         notes.append(f"{unpriced} group(s) of unpriced usage carry no cost and are not charged")
     notes.extend(n for n in result.notes if "unpriced" not in n)

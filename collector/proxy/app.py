@@ -25,7 +25,7 @@ import gc
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from http.cookiejar import CookieJar
 from typing import Any
 
@@ -33,9 +33,10 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from collector.core.http import NODELAY, make_async_client
 from collector.core.settings import Settings, get_settings
@@ -80,6 +81,11 @@ class ProxyApp:
         engine: a ready engine (tests); default opens and migrates the configured database.
         transport: an httpx transport for the upstream client (tests); default is the network.
         retry_seconds: how often a failed database is probed again.
+        extra_routes: more Starlette routes (the application mounts the OTLP receiver here; the
+            sidecar itself imports nothing but ``collector.core``).
+        extra_metrics: more Prometheus expositions appended to ``/metrics`` (spend metrics, the
+            receiver's counters); they run in a worker thread, never on the event loop.
+        extra_periodic: more ``(seconds, fn(engine))`` jobs for the recorder's writer thread.
     """
 
     def __init__(
@@ -89,6 +95,9 @@ class ProxyApp:
         engine: Engine | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         retry_seconds: float = 5.0,
+        extra_routes: Sequence[BaseRoute] = (),
+        extra_metrics: Sequence[Callable[[], bytes]] = (),
+        extra_periodic: Sequence[tuple[float, Callable[[Engine], Any]]] = (),
     ) -> None:
         self.settings = settings or get_settings()
         self.routes = upstreams_from(self.settings)
@@ -101,8 +110,10 @@ class ProxyApp:
         self.forwarder: Forwarder | None = None
         self.metrics = ProxyMetrics(self._queue_depth, self.spool.size_bytes)
         self.fingerprint = Fingerprinter(load_salt(self.settings))
+        self.extra_metrics = tuple(extra_metrics)
+        self.extra_periodic = list(extra_periodic)
         self.starlette = Starlette(
-            routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics_endpoint)],
+            routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics_endpoint), *extra_routes],
             lifespan=self.lifespan,
         )
 
@@ -203,6 +214,7 @@ class ProxyApp:
             periodic=[
                 (s.proxy_token_refresh_seconds, self._reload_tokens),
                 (s.proxy_rollup_interval_seconds, self._rollup),
+                *self.extra_periodic,
             ],
             engine_factory=self._open_engine,
         )
@@ -252,8 +264,11 @@ class ProxyApp:
         )
 
     async def metrics_endpoint(self, _request: Request) -> Response:
-        """Prometheus text exposition."""
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+        """Prometheus text exposition: the sidecar's own metrics, then the extra ones (in a thread)."""
+        body = self.metrics.render()
+        if self.extra_metrics:
+            body += await run_in_threadpool(lambda: b"".join(render() for render in self.extra_metrics))
+        return Response(body, media_type=CONTENT_TYPE)
 
 
 def create_app() -> ProxyApp:

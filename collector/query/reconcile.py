@@ -1,4 +1,4 @@
-"""Reconciliation: what a provider billed beside what its usage costs at the price table, and the proxy's view.
+"""Reconciliation: what a provider billed beside what its usage costs at the price table, and the side views.
 
 Three numbers per provider account, UTC day and currency, compared and never added
 (design.md rule 5):
@@ -8,7 +8,9 @@ Three numbers per provider account, UTC day and currency, compared and never add
   ``basis="estimated"`` (so billed rows are left out and every estimate counts, also on days a
   bill covers: that is the point of the comparison);
 * **proxy**: the price-table value of what the proxy sidecar recorded (its own section of the
-  same estimated read).
+  same estimated read);
+* **otel**: the same for what applications reported through OpenTelemetry (another view of the
+  same calls, its own section too).
 
 All three come from :func:`collector.query.report.report`, the function behind ``llm-usage
 report``, so reconciliation shows the same money as every other view. Usage with no price
@@ -37,7 +39,9 @@ from collector.query.report import Filters, ReportRow, report
 #: Label of a billed charge that names neither a line item nor a model.
 NO_BREAKDOWN = "(no breakdown)"
 #: The sources a line can lack, in the order :attr:`DayLine.status` names them.
-COMPARED = ("billed", "usage", "proxy")
+COMPARED = ("billed", "usage", "proxy", "otel")
+#: Report sections read as their own column (compared, never added to the estimate).
+SIDE_COLUMNS = ("proxy", "otel")
 
 _Key = tuple[datetime, str, str, str]  # day, provider, account, currency
 _Who = tuple[str, str, str]  # provider, account, currency
@@ -63,6 +67,8 @@ class DayLine:
     unpriced_tokens: int = 0
     proxy_unpriced_tokens: int = 0
     missing: tuple[str, ...] = ()
+    otel: Decimal | None = None
+    otel_unpriced_tokens: int = 0
 
     @property
     def gap(self) -> Decimal | None:
@@ -82,6 +88,13 @@ class DayLine:
         if self.proxy is None or self.billed is None:
             return None
         return _ratio(self.proxy - self.billed, self.billed)
+
+    @property
+    def otel_gap_ratio(self) -> Decimal | None:
+        """(otel - billed) / billed: how much of the bill OpenTelemetry saw."""
+        if self.otel is None or self.billed is None:
+            return None
+        return _ratio(self.otel - self.billed, self.billed)
 
     @property
     def status(self) -> str:
@@ -109,6 +122,7 @@ class AccountLine:
     days: int
     incomplete_days: int
     unpriced_tokens: int = 0
+    otel: Decimal | None = None
 
     @property
     def paired_gap_ratio(self) -> Decimal | None:
@@ -155,7 +169,7 @@ class Reconciliation:
         return mine[:n]
 
 
-def reconcile(engine: Engine, filters: Filters, *, proxy: bool = True) -> Reconciliation:
+def reconcile(engine: Engine, filters: Filters, *, proxy: bool = True, otel: bool = True) -> Reconciliation:
     """Billed, estimated and proxy money per provider account, UTC day and currency.
 
     Args:
@@ -164,12 +178,14 @@ def reconcile(engine: Engine, filters: Filters, *, proxy: bool = True) -> Reconc
             provider sources are compared.
         proxy: also read the proxy's rows for the proxy column (whatever ``filters.sources``
             says: they are compared, never added).
+        otel: likewise the OpenTelemetry rows for the otel column.
 
     Returns:
         The lines per day and per account, the largest contributors, and the reports' notes.
     """
     billed = report(engine, filters, by=("provider", "account", "line_item", "model"), grain="day", basis="billed")
-    sources = tuple(dict.fromkeys((*filters.sources, "proxy"))) if proxy else filters.sources
+    sides = tuple(name for name, wanted in (("proxy", proxy), ("otel", otel)) if wanted)
+    sources = tuple(dict.fromkeys((*filters.sources, *sides)))
     estimated = report(
         engine, replace(filters, sources=sources), by=("provider", "account", "model"), grain="day", basis="estimated"
     )
@@ -199,6 +215,8 @@ class _Cell:
     proxy: Decimal | None = None
     unpriced_tokens: int = 0
     proxy_unpriced_tokens: int = 0
+    otel: Decimal | None = None
+    otel_unpriced_tokens: int = 0
 
 
 @dataclass
@@ -226,31 +244,30 @@ class _Accumulator:
     def add_estimated(self, row: ReportRow) -> None:
         if row.section == "subset":  # usage another kind already holds (Claude Code): never added
             return
-        is_proxy = row.section == "proxy"
+        side = row.section if row.section in SIDE_COLUMNS else ""
         if row.basis == "unpriced":
             c = self.cell(row, PRICE_TABLE_CURRENCY)
             tokens = row.input_tokens + row.output_tokens
-            if is_proxy:
-                c.proxy_unpriced_tokens += tokens
-            else:
-                c.unpriced_tokens += tokens
+            name = f"{side}_unpriced_tokens" if side else "unpriced_tokens"
+            setattr(c, name, getattr(c, name) + tokens)
             return
         if row.cost is None:
             return
         c = self.cell(row, row.currency)
-        if is_proxy:
-            c.proxy = _plus(c.proxy, row.cost)
+        if side:
+            setattr(c, side, _plus(getattr(c, side), row.cost))
             return
         c.estimated = _plus(c.estimated, row.cost)
         self.by_model[(row.dims["provider"], row.dims["account"], row.currency, row.dims["model"])] += row.cost
 
     def day_lines(self) -> tuple[DayLine, ...]:
         with_proxy = {k[1:] for k, c in self.cells.items() if c.proxy is not None}
+        with_otel = {k[1:] for k, c in self.cells.items() if c.otel is not None}
         lines = []
         for key, c in sorted(self.cells.items()):
             day, provider, account, currency = key
-            present = (c.billed is not None, c.estimated is not None, c.proxy is not None)
-            expected = (True, True, (provider, account, currency) in with_proxy)
+            present = (c.billed is not None, c.estimated is not None, c.proxy is not None, c.otel is not None)
+            expected = (True, True, key[1:] in with_proxy, key[1:] in with_otel)
             missing = tuple(
                 name for name, has, wants in zip(COMPARED, present, expected, strict=True) if wants and not has
             )
@@ -266,6 +283,8 @@ class _Accumulator:
                     c.unpriced_tokens,
                     c.proxy_unpriced_tokens,
                     missing,
+                    c.otel,
+                    c.otel_unpriced_tokens,
                 )
             )
         return tuple(lines)
@@ -291,6 +310,7 @@ def _account_lines(days: Iterable[DayLine]) -> tuple[AccountLine, ...]:
                 days=len(lines),
                 incomplete_days=sum(1 for d in lines if d.missing),
                 unpriced_tokens=sum(d.unpriced_tokens for d in lines),
+                otel=_sum(d.otel for d in lines),
             )
         )
     return tuple(out)

@@ -17,9 +17,9 @@ How money is chosen (design.md rule 5):
 * ``billed``: only (provider, account, day)s a billed source covers, as above.
 * ``estimated``: the price table's view: estimated rows, plus unpriced ones; billed rows left out.
 
-Unpriced usage is always its own row (basis ``unpriced``, cost ``None``, never $0). Proxy rows
-(``source='proxy'``) are read only when asked for, and come back as their own rows
-(``section='proxy'``), never merged into the provider numbers.
+Unpriced usage is always its own row (basis ``unpriced``, cost ``None``, never $0). Proxy and
+OpenTelemetry rows (``source='proxy'`` / ``'otel'``) are read only when asked for, and come back
+as their own rows (``section='proxy'`` / ``'otel'``), never merged into the provider numbers.
 
 Reads use ``usage_daily`` for day/week/month grains over whole UTC days, and ``usage`` (grouped
 by hour in SQL, regrouped here) for the hour grain, a time zone other than UTC, or a window that
@@ -100,10 +100,12 @@ DIMENSION_COLUMNS: dict[str, str] = {
 }
 GRAINS: tuple[str, ...] = ("hour", "day", "week", "month")
 BASES: tuple[str, ...] = ("preferred", "billed", "estimated")
+#: Sources reported as their own section, compared with the providers' numbers, never added (rule 5).
+SIDE_SOURCES: tuple[str, ...] = ("proxy", "otel")
 #: Report sections, in the order outputs show them: the providers' numbers; kinds that repeat
-#: usage another kind already holds (:data:`collector.core.catalog.SUBSET_KINDS`); the proxy's own
-#: view. Only ``provider`` rows are the spend; the others are never added to it.
-SECTIONS: tuple[str, ...] = ("provider", "subset", "proxy")
+#: usage another kind already holds (:data:`collector.core.catalog.SUBSET_KINDS`); the proxy's and
+#: OpenTelemetry's own views. Only ``provider`` rows are the spend; the others are never added to it.
+SECTIONS: tuple[str, ...] = ("provider", "subset", *SIDE_SOURCES)
 #: Provider names accepted by ``--provider`` even before any of their rows exist.
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(sorted(PROVIDERS))
 OTHER_LABEL = "(other)"
@@ -571,9 +573,9 @@ class _Raw:
 
     @property
     def section(self) -> str:
-        """``proxy`` for the proxy's rows, ``subset`` for kinds another kind holds, else ``provider``."""
-        if self.source == "proxy":
-            return "proxy"
+        """The side source (``proxy``, ``otel``), ``subset`` for kinds another kind holds, else ``provider``."""
+        if self.source in SIDE_SOURCES:
+            return self.source
         return "subset" if (self.provider, self.kind) in SUBSET_KINDS else "provider"
 
 
@@ -716,8 +718,8 @@ def report(
     if any(r.section == "subset" for r in rows):
         kinds = ", ".join(f"{p} {k} (already in {h})" for (p, k), h in sorted(SUBSET_KINDS.items()))
         notes.append(f"listed apart and never added: {kinds}")
-    if "proxy" in filters.sources:
-        notes.append("proxy rows are listed separately and are never added to the providers' numbers")
+    for side in (s for s in SIDE_SOURCES if s in filters.sources):
+        notes.append(f"{side} rows are listed separately and are never added to the providers' numbers")
     return ReportResult(
         rows=rows,
         filters=filters,

@@ -1,4 +1,4 @@
-"""Reconciliation: billed vs usage x price table vs proxy-recorded, per provider account and day.
+"""Reconciliation: billed vs usage x price table vs proxy-recorded vs OpenTelemetry, per provider account and day.
 
 The numbers, gaps and missing-source flags are :func:`collector.query.reconcile.reconcile`'s;
 this page only picks an account and draws them.
@@ -13,8 +13,8 @@ from collector.query.reconcile import PRICE_TABLE_CURRENCY
 from collector.query.report import Filters
 from dashboard import auth, charts, queries, ui
 
-MONEY = ("billed", "estimated", "proxy", "gap")
-RATIOS = ("gap %", "proxy gap %", "gap % (days with both)")
+MONEY = ("billed", "estimated", "proxy", "otel", "gap")
+RATIOS = ("gap %", "proxy gap %", "otel gap %", "gap % (days with both)")
 
 
 def render() -> None:
@@ -23,8 +23,8 @@ def render() -> None:
     st.title("Reconciliation")
     st.caption(
         "Per provider account and UTC day: what the provider billed, what its usage costs at the public price "
-        "table, and what the proxy recorded. The three are compared, never added together; money in different "
-        "currencies stays on separate lines."
+        "table, what the proxy recorded and what applications reported through OpenTelemetry (otel). They are "
+        "compared, never added together; money in different currencies stays on separate lines."
     )
     with st.columns([1, 2])[0]:
         window = ui.window_picker("recon_days", default_days=30)

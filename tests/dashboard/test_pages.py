@@ -96,6 +96,7 @@ def test_reconciliation_compares_billed_estimated_and_proxy(dashboard_db):
     assert accounts.loc["openai", "billed"] == "$6.25"
     assert accounts.loc["openai", "estimated"] == "$35.50"  # 10 + 20 + 5.50, the price table's view
     assert accounts.loc["openai", "proxy"] == "$9.99"
+    assert accounts.loc["openai", "otel"] == "missing"  # a column of its own, empty without OTLP data
     assert accounts.loc["google", "estimated"] == "missing"
     assert at.selectbox(key="recon_account").value == "anthropic / org-b"
     at.selectbox(key="recon_account").set_value("openai / org-a").run()

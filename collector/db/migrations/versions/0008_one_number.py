@@ -8,7 +8,7 @@
   units (bytes stored) instead of their sum.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0010
 Create Date: 2026-11-29
 """
 
@@ -20,7 +20,7 @@ from collector.core.sqltypes import UTCDateTime
 from collector.core.store import rebuild_all_daily
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
