@@ -95,7 +95,8 @@ def sync_now(connection_id: int) -> tuple[bool, str]:
     failed = [f"{e.endpoint}: {e.error or e.status}" for e in summary.endpoints if e.status != "ok"]
     if summary.error or failed:
         return False, redact(f"connection {connection_id}: " + "; ".join(filter(None, [summary.error, *failed])))
-    return True, f"connection {connection_id}: {len(summary.endpoints)} endpoint(s), {summary.rows:,} rows stored"
+    stored = f"connection {connection_id}: {len(summary.endpoints)} endpoint(s), {summary.rows:,} rows stored"
+    return True, "\n".join([stored, *(f"billed twice: {o.describe()}" for o in summary.overlaps)])
 
 
 @_writes

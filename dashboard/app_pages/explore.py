@@ -74,7 +74,7 @@ def render() -> None:
         ui.no_usage(filters)
         return
     df["tokens_total"] = df["input_tokens"] + df["output_tokens"]
-    df["series"] = df[by].where(df["section"] == "provider", df[by] + " (proxy)")
+    df["series"] = df[by].where(df["section"] == "provider", df[by] + " (" + df["section"] + ")")
     column, unit, y_title = METRICS[metric]
     m = st.columns(4)
     provider_rows = df[df["section"] == "provider"]
@@ -83,6 +83,9 @@ def render() -> None:
     m[2].metric("Output tokens", charts.tokens(int(provider_rows["output_tokens"].sum())))
     m[3].metric("Requests", charts.compact(int(provider_rows["requests"].sum())))
     plot = df[df["currency"].isin(["USD", ""])] if column == "cost" else df
+    # Usage another kind already holds (Claude Code in Messages) is listed in the table below,
+    # never stacked on the chart, where it would read as added spend (design rule 7).
+    plot = plot[plot["section"] != "subset"]
     fig = charts.stacked_over_time(
         plot.assign(**{by: plot["series"]}),
         x="period",
@@ -97,6 +100,8 @@ def render() -> None:
     st.plotly_chart(fig, width="stretch")
     for note in df.attrs.get("notes", []):
         st.caption(note)
+    if (df["section"] == "subset").any():
+        st.caption("Rows of section 'subset' (e.g. Claude Code, already inside Messages) are in the table only.")
     table = df.drop(columns=["cost_exact", "series", "tokens_total"])
     table["cost"] = [str(v) if v is not None else "" for v in df["cost_exact"]]
     st.dataframe(table, hide_index=True, width="stretch")
