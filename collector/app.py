@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -183,15 +184,26 @@ def demo(
     rows_per_hour: int = typer.Option(40, help="Usage rows per hour (groups active in an hour)."),
     serve: bool = typer.Option(True, help="Open the dashboard on the demo database afterwards."),
 ) -> None:
-    """Load a clearly labelled demo dataset into data/demo.db and open the dashboard on it."""
-    from collector.demo.synthetic import GeneratorConfig, generate_demo
+    """Build a clearly labelled demo dataset ending now in data/demo.db and open the dashboard on it.
+
+    The demo database is rebuilt from scratch on every run, so its history always ends at the
+    current hour; your real database is never touched.
+    """
+    from collector.demo.seed import build_demo
 
     settings = get_settings()
     path = settings.data_dir / "demo.db"
+    for stale in (path, path.with_name("demo.db-wal"), path.with_name("demo.db-shm")):
+        stale.unlink(missing_ok=True)
     url = f"sqlite:///{path.as_posix()}"
     engine = open_database(settings, url=url)
-    result = generate_demo(engine, GeneratorConfig(days=days, rows_per_hour=rows_per_hour))
-    typer.echo(f"DEMO DATA: wrote {result.records:,} synthetic usage rows to {path} (not real spend)")
+    result = build_demo(engine, now=datetime.now(UTC), days=days, rows_per_hour=rows_per_hour)
+    engine.dispose()
+    typer.echo(
+        f"DEMO DATA (not real spend): {path}, {days} days up to {result.end:%Y-%m-%d %H:00} UTC: "
+        f"{result.usage_rows:,} usage rows, {result.bill_rows:,} cost-API bill rows, "
+        f"{result.proxy_events:,} proxy calls, {result.budgets} budgets, one anomaly (yesterday), team rules"
+    )
     demo_settings = settings.model_copy(update={"database_url": url, "demo": True})
     for hook in RUN_HOOKS:  # e.g. the demo database's own first admin, so the newcomer can sign in
         hook(demo_settings)

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from collector.app import app
+from collector.core.settings import get_settings
 from collector.core.store import USAGE
 from collector.db.migrate import head_revision, open_database
 
@@ -38,22 +39,45 @@ def test_db_upgrade_is_idempotent(tmp_path, monkeypatch):
     assert (tmp_path / "usage.db").exists()
 
 
-def test_demo_writes_labelled_rows_to_a_separate_database(tmp_path, monkeypatch):
+def test_demo_ends_now_and_shows_what_the_product_is_for(tmp_path, monkeypatch):
+    """The demo is rebuilt on every run, ends at the current hour, and has a bill beside the estimate,
+    proxy traffic, a budget near its threshold, team rules and one real anomaly."""
+    from datetime import UTC, datetime, timedelta
+
+    from collector.auth.users import list_users
+    from collector.finance.anomaly import find_anomalies
+    from collector.finance.budgets import anomaly_params, list_budgets
+    from collector.finance.chargeback import load_rules
+    from collector.query.report import Filters, report
+
     monkeypatch.setenv("LLM_USAGE_DATA_DIR", str(tmp_path))
-    result = runner.invoke(app, ["demo", "--days", "2", "--rows-per-hour", "5", "--no-serve"])
+    before = datetime.now(UTC)
+    result = runner.invoke(app, ["demo", "--days", "40", "--rows-per-hour", "12", "--no-serve"])
     assert result.exit_code == 0, result.output
-    assert "DEMO DATA" in result.output
+    assert "DEMO DATA (not real spend)" in result.output
     demo = open_database(url=f"sqlite:///{tmp_path / 'demo.db'}")
     with demo.connect() as conn:
-        rows, accounts = conn.execute(select(func.count(), func.count(USAGE.c.account.distinct()))).one()
-        account = conn.execute(select(USAGE.c.account).limit(1)).scalar_one()
-    assert rows > 50 and accounts == 1 and account == "demo"
-    assert not (tmp_path / "usage.db").exists()  # the real database is untouched
-    # the demo database has its own admin, whose generated password was printed once
-    assert "user:     admin" in result.output and "password: " in result.output
-    from collector.auth.users import list_users
-
-    assert [u.name for u in list_users(demo)] == ["admin"]
+        accounts = conn.execute(select(USAGE.c.account.distinct()).where(USAGE.c.source != "proxy")).scalars().all()
+        newest = conn.execute(select(func.max(USAGE.c.bucket_start))).scalar_one()
+    assert accounts == ["demo"] and not (tmp_path / "usage.db").exists()  # the real database is untouched
+    assert before - timedelta(hours=2) <= newest <= before  # history ends at the current hour
+    week = Filters(before - timedelta(days=7), before + timedelta(hours=1), sources=("api", "csv", "proxy"))
+    rep = report(demo, week, by=("provider",))
+    billed = {r.dims["provider"] for r in rep.rows if r.basis == "billed" and "api:costs" in r.sources}
+    assert "openai" in billed and any("api:cost_report" in r.sources for r in rep.rows)  # a bill to reconcile
+    assert rep.proxy_totals()  # proxy traffic for part of one account
+    (all_spend, team) = list_budgets(demo)
+    assert all_spend.scope == "all" and team.scope == "team"
+    assert load_rules(demo).rules  # a chargeback rule set
+    yesterday = before.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    found = find_anomalies(demo, since=yesterday, until=yesterday + timedelta(days=1), scopes=["project"],
+                           params=anomaly_params(get_settings()))  # fmt: skip
+    assert found, "the demo's spike yesterday is an anomaly"
+    assert "user:     admin" in result.output and [u.name for u in list_users(demo)] == ["admin"]
+    # A second run rebuilds it from scratch (the same rows, not twice as many).
+    again = runner.invoke(app, ["demo", "--days", "40", "--rows-per-hour", "12", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert report(open_database(url=f"sqlite:///{tmp_path / 'demo.db'}"), week).totals() == rep.totals()
 
 
 def _free_port() -> int:
