@@ -110,15 +110,20 @@ RUN_HOOKS: tuple[Callable[[Settings], None], ...] = (user_commands.first_admin_h
 app = typer.Typer(help="LLM usage and cost collector.", no_args_is_help=True, add_completion=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
 ) -> None:
     """Collect LLM usage and cost from provider APIs, CSV exports and the proxy."""
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
     ctx.obj = HOOKS
 
 

@@ -98,3 +98,13 @@ def fake_api() -> Iterator[ServerThread]:
     server = ServerThread(FakeAdminAPI(groups=4)).start()
     yield server
     server.stop()
+
+
+def create_database() -> Engine:
+    """What ``llm-usage run`` / ``db upgrade`` does first: create and migrate the configured database.
+
+    Other commands refuse a SQLite path that does not exist, so command-line tests that start from
+    an empty data folder create it the way a person would.
+    """
+    get_settings.cache_clear()
+    return open_database(get_settings())

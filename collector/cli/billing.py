@@ -12,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from collector.core.settings import get_settings
+from collector.cli.common import database
 from collector.core.windows import DateError, day_range
-from collector.db.migrate import open_database
 from collector.query.billing import (
     BillingSource,
     clear_preference,
@@ -42,7 +41,7 @@ def overlaps_command(
         start = day_range(since, now=now, argument="--since")[0]
     except DateError as exc:
         raise _fail(str(exc)) from None
-    found = overlaps(read_coverage(open_database(get_settings()), start, now + timedelta(days=1)))
+    found = overlaps(read_coverage(database(), start, now + timedelta(days=1)))
     if not found:
         typer.echo(f"no account-day since {start:%Y-%m-%d} is billed by more than one source")
     for o in found:
@@ -64,7 +63,7 @@ def prefer_command(
         who = getpass.getuser()
     except (OSError, KeyError):
         who = ""
-    set_preference(open_database(get_settings()), provider, account, chosen, who=who)
+    set_preference(database(), provider, account, chosen, who=who)
     typer.echo(f"{provider} account {account}: {chosen.label} counts where it bills a day")
 
 
@@ -74,7 +73,7 @@ def clear_command(
     account: str = typer.Argument(...),
 ) -> None:
     """Back to the default precedence for a provider account."""
-    if not clear_preference(open_database(get_settings()), provider, account):
+    if not clear_preference(database(), provider, account):
         raise _fail(f"no preference is set for {provider} account {account}")
     typer.echo(f"{provider} account {account}: the default precedence applies again")
 
@@ -82,7 +81,7 @@ def clear_command(
 @billing_app.command("preferences")
 def preferences_command() -> None:
     """The explicit preferences set with ``prefer``."""
-    prefs = preferences(open_database(get_settings()))
+    prefs = preferences(database())
     if not prefs:
         typer.echo("no preferences: the default precedence applies (cost API, native export, FOCUS, generic)")
     for (provider, account), src in sorted(prefs.items()):

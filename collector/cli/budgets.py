@@ -1,6 +1,6 @@
 """``llm-usage budgets | alerts | teams | fx | export | anomalies``: thin commands over the library.
 
-Every command opens the database through :func:`collector.db.migrate.open_database` and turns the
+Every command opens the database through :func:`collector.cli.common.database` and turns the
 library's errors (bad budget, bad rules file, no FX rate ...) into one ``error:`` line and exit
 code 1, never a traceback.
 """
@@ -16,9 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
+from collector.cli.common import database
 from collector.core.settings import get_settings
 from collector.core.windows import DateError, day_range
-from collector.db.migrate import open_database
 from collector.finance import alerts, budgets, chargeback, fx
 from collector.finance.anomaly import SCOPE_DIMENSIONS, AnomalyError, find_anomalies
 from collector.finance.export import FORMATS, ExportError, export
@@ -75,7 +75,7 @@ def _decimal(text: str, argument: str) -> Decimal:
 @budgets_app.command("list")
 def budgets_list() -> None:
     """List budgets."""
-    engine = open_database()
+    engine = database()
     rows = budgets.list_budgets(engine)
     if not rows:
         typer.echo("no budgets: add one with `llm-usage budgets add`")
@@ -103,7 +103,7 @@ def budgets_add(
 ) -> None:
     """Add a budget."""
     with _errors():
-        engine = open_database()
+        engine = database()
         custom = bool(start or end)
         bid = budgets.create_budget(
             engine,
@@ -143,7 +143,7 @@ def budgets_set(
             changes["name"] = name
         if active is not None:
             changes["active"] = active
-        b = budgets.update_budget(open_database(), budget_id, **changes)
+        b = budgets.update_budget(database(), budget_id, **changes)
         typer.echo(f"budget #{b.id} updated")
 
 
@@ -151,7 +151,7 @@ def budgets_set(
 def budgets_remove(budget_id: int = typer.Argument(..., help="Budget id.")) -> None:
     """Delete a budget (its alert history stays)."""
     with _errors():
-        budgets.delete_budget(open_database(), budget_id)
+        budgets.delete_budget(database(), budget_id)
         typer.echo(f"budget #{budget_id} removed")
 
 
@@ -159,7 +159,7 @@ def budgets_remove(budget_id: int = typer.Argument(..., help="Budget id.")) -> N
 def budgets_status() -> None:
     """Spend, percentage and forecast of every active budget (sends nothing)."""
     with _errors():
-        engine = open_database()
+        engine = database()
         rates = fx.RateBook.load(engine)
         found = False
         for b in budgets.list_budgets(engine, active_only=True):
@@ -185,7 +185,7 @@ def budgets_forecast(
 ) -> None:
     """This month's spend so far and its month-end forecast for any scope."""
     with _errors():
-        spent, forecast, notes = budgets.scope_forecast(open_database(), scope, value, currency=currency.upper())
+        spent, forecast, notes = budgets.scope_forecast(database(), scope, value, currency=currency.upper())
         label = "all spend" if scope == "all" else f"{scope}={value}"
         typer.echo(f"{label}: spent {spent:,.2f} {currency.upper()} this month; {forecast.describe(currency.upper())}")
         for note in notes:
@@ -196,7 +196,7 @@ def budgets_forecast(
 def budgets_evaluate(anomalies: bool = typer.Option(True, help="Also check yesterday for anomalies.")) -> None:
     """Evaluate budgets now and send the alerts that are due (what the scheduler does hourly)."""
     with _errors():
-        result = budgets.evaluate(open_database(), get_settings(), check_anomalies=anomalies)
+        result = budgets.evaluate(database(), get_settings(), check_anomalies=anomalies)
         typer.echo(f"{len(result.statuses)} budget(s), {len(result.anomalies)} anomaly(ies), {len(result.sent)} sent")
         for key in result.sent:
             typer.echo(f"sent {key}")
@@ -216,7 +216,7 @@ def alerts_test() -> None:
 @alerts_app.command("list")
 def alerts_list(limit: int = typer.Option(20, help="How many, newest first.")) -> None:
     """Alerts sent (or failed, or recorded without a channel)."""
-    rows = alerts.recent_alerts(open_database(), limit)
+    rows = alerts.recent_alerts(database(), limit)
     if not rows:
         typer.echo("no alerts yet")
     for a in rows:
@@ -231,7 +231,7 @@ def alerts_list(limit: int = typer.Option(20, help="How many, newest first.")) -
 def teams_rules(version: int | None = typer.Option(None, help="A past version (default: newest).")) -> None:
     """Print the team rules as CSV (the format `teams set-rules` reads)."""
     with _errors():
-        rules = chargeback.load_rules(open_database(), version)
+        rules = chargeback.load_rules(database(), version)
         typer.echo(f"# version {rules.version}" + (f" by {rules.created_by}" if rules.created_by else ""))
         typer.echo(chargeback.rules_to_csv(rules.rules), nl=False)
 
@@ -244,14 +244,14 @@ def teams_set_rules(
     """Save a rules file as the new version of the rule list."""
     with _errors():
         rules = chargeback.rules_from_csv(file.read_text(encoding="utf-8"))
-        version = chargeback.save_rules(open_database(), rules, created_by=by)
+        version = chargeback.save_rules(database(), rules, created_by=by)
         typer.echo(f"saved {len(rules)} rule(s) as version {version}")
 
 
 @teams_app.command("history")
 def teams_history() -> None:
     """Every saved version of the rules."""
-    for rs in chargeback.rule_versions(open_database()):
+    for rs in chargeback.rule_versions(database()):
         when = f"{rs.created_at:%Y-%m-%d %H:%M}Z" if rs.created_at else ""
         typer.echo(f"version {rs.version}: {len(rs.rules)} rule(s) {when} {rs.created_by}".rstrip())
 
@@ -269,7 +269,7 @@ def teams_chargeback(
     """A month's spend per team and cost centre; the lines add up to the month's spend."""
     with _errors():
         first = _day(month, "--month").date().replace(day=1)
-        engine = open_database()
+        engine = database()
         rules = chargeback.load_rules(engine, version)
         cb = chargeback.monthly_chargeback(engine, first, rules=rules, source=source)
         text = chargeback.chargeback_csv(cb)
@@ -304,7 +304,7 @@ def fx_set(
             value = Decimal(rate)
         except InvalidOperation as exc:
             raise fx.FxError(f"rate: {rate!r} is not a number") from exc
-        r = fx.set_rate(open_database(), _day(day, "DAY").date(), base, quote, value)
+        r = fx.set_rate(database(), _day(day, "DAY").date(), base, quote, value)
         typer.echo(f"{r.day} 1 {r.base} = {r.rate} {r.quote} ({r.source})")
 
 
@@ -314,7 +314,7 @@ def fx_import(
 ) -> None:
     """Import rates from CSV (all or nothing)."""
     with _errors():
-        new, replaced = fx.import_rates_csv(open_database(), file.read_text(encoding="utf-8"), file.name)
+        new, replaced = fx.import_rates_csv(database(), file.read_text(encoding="utf-8"), file.name)
         typer.echo(f"imported {new} new rate(s), replaced {replaced}")
 
 
@@ -323,7 +323,7 @@ def fx_list(
     base: str = typer.Option("", help="Only this base."), quote: str = typer.Option("", help="Only this quote.")
 ) -> None:
     """Stored rates, oldest first."""
-    rows = fx.list_rates(open_database(), base or None, quote or None)
+    rows = fx.list_rates(database(), base or None, quote or None)
     if not rows:
         typer.echo("no rates: `llm-usage fx import FILE` or `llm-usage fx set DAY BASE QUOTE RATE`")
     for r in rows:
@@ -343,7 +343,7 @@ def fx_convert(
             value = Decimal(amount)
         except InvalidOperation as exc:
             raise fx.FxError(f"amount: {amount!r} is not a number") from exc
-        book = fx.RateBook.load(open_database())
+        book = fx.RateBook.load(database())
         c = book.convert(value, currency.upper(), to.upper(), _day(day, "--day").date())
         typer.echo(f"{c.amount:,.2f} {c.currency} {c.note()}".rstrip())
 
@@ -363,7 +363,7 @@ def export_command(
     with _errors():
         start = _day(since, "--from")
         end = day_range(until, now=_now(), argument="--to")[1]
-        result = export(open_database(), fmt, start, end, output)
+        result = export(database(), fmt, start, end, output)
         if output is not None:
             totals = ", ".join(f"{v:,.2f} {k}" for k, v in sorted(result.totals.items())) or "no cost"
             typer.echo(f"wrote {result.rows:,} rows to {output} ({totals})")
@@ -385,7 +385,7 @@ def anomalies_command(
         if grain == "hour":  # the current hour is not complete yet
             end = min(end, _now().replace(minute=0, second=0, microsecond=0))
         found = find_anomalies(
-            open_database(),
+            database(),
             since=start,
             until=end,
             scopes=scope or ["all", "provider"],

@@ -1,13 +1,53 @@
-"""What every command group shares: the application's hooks, read from the Typer context."""
+"""What every command group shares: the application's hooks, and the database the commands open."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from collector.core.ingest import NO_HOOKS, Hooks
+from collector.core.settings import Settings, get_settings
+from collector.db.migrate import open_database
 
 
 def hooks_of(ctx: typer.Context) -> Hooks:
     """The hooks ``collector.app`` put on the root context (none when a group runs on its own)."""
     obj = ctx.find_object(Hooks)
     return obj if obj is not None else NO_HOOKS
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def database(settings: Settings | None = None) -> Engine:
+    """The configured database, migrated; one line on stderr and exit 1 when it cannot be opened.
+
+    Only ``run``, ``demo``, ``scheduler``, ``db upgrade`` and the servers create a SQLite file:
+    any other command refuses a path that does not exist, naming it, so a mistyped path never
+    answers "no usage recorded" from a fresh empty database.
+    """
+    settings = settings or get_settings()
+    url = settings.resolved_database_url()
+    shown = make_url(url).render_as_string(hide_password=True)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        typer.echo(
+            f"error: no database at {path} (LLM_USAGE_DATABASE_URL / LLM_USAGE_DATA_DIR); "
+            "`llm-usage run` or `llm-usage db upgrade` creates one",
+            err=True,
+        )
+        raise typer.Exit(1)
+    try:
+        return open_database(settings)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(f"error: cannot open the database {shown}: {reason}", err=True)
+        raise typer.Exit(1) from None

@@ -12,12 +12,11 @@ from typing import Any
 
 import typer
 
-from collector.cli.common import hooks_of
+from collector.cli.common import database, hooks_of
 from collector.core.http import redact
 from collector.core.settings import get_settings
 from collector.core.store import delete_by_source_ref
 from collector.core.windows import Window
-from collector.db.migrate import open_database
 from collector.sync.connections import (
     ConnectionsError,
     add_connection,
@@ -78,7 +77,7 @@ def add(
     settings = get_settings()
     try:
         key = _read_key(get_provider(provider).title)
-        engine = open_database(settings)
+        engine = database(settings)
         conn = add_connection(
             engine,
             settings,
@@ -99,7 +98,7 @@ def add(
 @connections_app.command("list")
 def list_() -> None:
     """List connections (keys masked)."""
-    engine = open_database(get_settings())
+    engine = database()
     rows = list_connections(engine)
     if not rows:
         typer.echo("no connections; add one with `llm-usage connections add openai --label prod`")
@@ -119,7 +118,7 @@ def list_() -> None:
 def test(connection_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Re-test a stored key; success resumes a connection paused by an auth failure."""
     settings = get_settings()
-    engine = open_database(settings)
+    engine = database(settings)
     try:
         result = retest_connection(engine, settings, load_vault(settings, create=False), connection_id)
     except (ConnectionsError, VaultError) as exc:
@@ -136,7 +135,7 @@ def set_key(
 ) -> None:
     """Replace a connection's key (hidden prompt or stdin); resumes a paused connection."""
     settings = get_settings()
-    engine = open_database(settings)
+    engine = database(settings)
     try:
         conn = get_connection(engine, connection_id)
         key = _read_key(REGISTRY[conn.provider].title)
@@ -147,7 +146,7 @@ def set_key(
 
 
 def _toggle(connection_id: int, active: bool) -> None:
-    engine = open_database(get_settings())
+    engine = database()
     try:
         set_active(engine, connection_id, active)
     except ConnectionsError as exc:
@@ -176,7 +175,7 @@ def remove(
     ),
 ) -> None:
     """Delete a connection and its key; the usage rows it collected are kept unless --delete-data."""
-    engine = open_database(get_settings())
+    engine = database()
     try:
         conn = get_connection(engine, connection_id)
     except ConnectionsError as exc:
@@ -232,7 +231,7 @@ def sync(
 ) -> None:
     """Sync one connection now (a back-fill with --since), with a progress bar per endpoint."""
     settings = get_settings()
-    engine = open_database(settings)
+    engine = database(settings)
     start, end = _day(since, "--since"), _day(until, "--until")
     bars = _Bars()
 
@@ -288,7 +287,7 @@ def new() -> None:
 def rotate() -> None:
     """Re-encrypt every stored admin key under the newest secret."""
     settings = get_settings()
-    engine = open_database(settings)
+    engine = database(settings)
     try:
         count = rotate_secrets(engine, load_vault(settings, create=False))
     except VaultError as exc:

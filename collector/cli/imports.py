@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli.common import hooks_of
+from collector.cli.common import database, hooks_of
 from collector.core.settings import get_settings
 
 
@@ -32,11 +32,10 @@ def import_command(
     The format is detected from the header unless --importer says it. Exit code 1 when any file
     is refused (each problem is printed with file, line, column, value and rule).
     """
-    from collector.db.migrate import open_database
     from importers.service import import_file
 
     settings = get_settings()
-    engine = open_database(settings)  # a dry run reads it (to show overlaps) but writes nothing
+    engine = database(settings)  # a dry run reads it (to show overlaps) but writes nothing
     failed = 0
     for path in files:
         if not path.is_file():
@@ -69,10 +68,9 @@ def imports_list(
     limit: int = typer.Option(50, help="Newest files first, at most this many."),
 ) -> None:
     """Imported (and refused) files, newest first."""
-    from collector.db.migrate import open_database
     from importers.log import recent_imports
 
-    rows = recent_imports(open_database(get_settings()), limit)
+    rows = recent_imports(database(), limit)
     if not rows:
         typer.echo("no CSV imports recorded")
         return
@@ -90,10 +88,9 @@ def imports_remove(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete the usage rows one imported file wrote, and mark it removed in the log."""
-    from collector.db.migrate import open_database
     from importers.log import remove_import
 
-    engine = open_database(get_settings())
+    engine = database()
     if not yes and not typer.confirm(f"delete the usage rows written by import #{import_id}?"):
         raise typer.Exit(1)
     deleted = remove_import(engine, import_id)

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from collector.cli.common import database
 from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 
@@ -78,7 +79,7 @@ def tokens_create(
     from collector.proxy.tokens import create_token
 
     try:
-        token_id, token = create_token(open_database(), team=team, project=project, label=label)
+        token_id, token = create_token(database(), team=team, project=project, label=label)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"token {token_id} for team={team!r} project={project!r} (shown once, store it now):")
@@ -91,7 +92,7 @@ def tokens_list() -> None:
     """List tokens (hints only; tokens cannot be shown again)."""
     from collector.proxy.tokens import list_tokens
 
-    rows = list_tokens(open_database())
+    rows = list_tokens(database())
     if not rows:
         typer.echo("no monitor tokens; create one with: llm-usage tokens create --team T --project P")
         return
@@ -105,7 +106,7 @@ def tokens_revoke(token_id: int = typer.Argument(..., help="Id shown by `tokens 
     """Revoke a token (running proxies stop attributing it within LLM_USAGE_PROXY_TOKEN_REFRESH_SECONDS)."""
     from collector.proxy.tokens import revoke_token
 
-    if not revoke_token(open_database(), token_id):
+    if not revoke_token(database(), token_id):
         typer.echo(f"no active token with id {token_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"token {token_id} revoked")

@@ -17,9 +17,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, NoReturn
 
 import typer
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
 
+from collector.cli.common import database
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
@@ -66,20 +65,6 @@ def _fail(message: str) -> NoReturn:
     """One line on stderr, exit code 2 (bad input)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-def _open() -> Engine:
-    """The migrated database, or one line on stderr and exit 1 when it cannot be opened."""
-    from collector.db.migrate import open_database
-
-    settings = get_settings()
-    try:
-        return open_database(settings)
-    except (SQLAlchemyError, OSError) as exc:
-        url = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        typer.echo(f"error: cannot open the database {url}: {reason}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _split(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -364,7 +349,7 @@ def report_command(
             sources=sources,
         )
         top_n = _parse_top(top)
-        engine = _open()
+        engine = database()
         check_providers(engine, filters.providers)
         result = report(engine, filters, by=dims, grain=grain, basis=basis_name, tz=tz, top=top_n)
     except (QueryError, DateError) as exc:
@@ -475,7 +460,7 @@ def status_command(
     except ValueError as exc:
         _fail(str(exc))
     settings = get_settings()
-    result = status(_open(), settings, max_age=age)
+    result = status(database(), settings, max_age=age)
     if check:
         for problem in result.problems:
             typer.echo(problem)

@@ -21,7 +21,8 @@ from collector.auth.users import (
     set_password,
     set_role,
 )
-from collector.core.settings import Settings, get_settings
+from collector.cli.common import database
+from collector.core.settings import Settings
 from collector.db.migrate import open_database
 
 users_app = typer.Typer(help="Dashboard accounts (roles: viewer, finance, admin).", no_args_is_help=True)
@@ -59,7 +60,7 @@ def users_add(
     ),
 ) -> None:
     """Create a dashboard account."""
-    engine = open_database(get_settings())
+    engine = database()
     try:
         password: str | None = None
         shown = False
@@ -76,7 +77,7 @@ def users_add(
 @users_app.command("list")
 def users_list() -> None:
     """List accounts with role, last sign-in and lock state (never a password hash)."""
-    engine = open_database(get_settings())
+    engine = database()
     accounts = list_users(engine)
     if not accounts:
         typer.echo("no users yet: `llm-usage users add NAME --role admin` (or `llm-usage run` creates one)")
@@ -95,7 +96,7 @@ def users_remove(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Delete an account (the last admin cannot be removed)."""
-    engine = open_database(get_settings())
+    engine = database()
     if not yes:
         typer.confirm(f"Remove user {name}?", abort=True)
     try:
@@ -112,7 +113,7 @@ def users_set_password(
     generate: bool = typer.Option(False, "--generate", help="Generate a password and print it once."),
 ) -> None:
     """Set a new password (also lifts a sign-in lock)."""
-    engine = open_database(get_settings())
+    engine = database()
     try:
         password, shown = _read_password(password_stdin=password_stdin, generate=generate)
         set_password(engine, name, password)
@@ -129,7 +130,7 @@ def users_set_role(
     role: str = typer.Argument(..., help=_ROLE_HELP),
 ) -> None:
     """Change an account's role (the last admin cannot be demoted)."""
-    engine = open_database(get_settings())
+    engine = database()
     try:
         set_role(engine, name, role)
     except UserError as exc:

@@ -114,3 +114,23 @@ def test_run_serves_dashboard_and_ctrl_c_stops_everything(tmp_path):
     assert proc.returncode is not None
     with socket.socket() as s:  # the dashboard's port is free again: streamlit stopped too
         s.bind(("127.0.0.1", port))
+
+
+def test_version_prints_and_exits_zero():
+    from collector import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == __version__
+
+
+def test_a_mistyped_sqlite_path_is_refused_not_created(tmp_path, monkeypatch):
+    missing = tmp_path / "typo" / "usgae.db"
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", f"sqlite:///{missing}")
+    get_settings.cache_clear()
+    for command in (["report"], ["status"], ["connections", "list"], ["budgets", "list"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert f"no database at {missing}" in result.output and "db upgrade" in result.output
+    assert not missing.exists() and not missing.parent.exists()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0  # creating one is explicit
+    assert missing.exists() and runner.invoke(app, ["report"]).exit_code == 0

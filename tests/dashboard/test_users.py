@@ -24,6 +24,7 @@ from collector.auth.users import (
 )
 from collector.core.settings import get_settings
 from collector.db.migrate import open_database
+from tests.conftest import create_database
 
 PW = "correct horse battery"
 
@@ -129,6 +130,7 @@ def test_run_hook_prints_the_password_once(capsys):
 
 
 def test_cli_add_list_set_password_remove():
+    create_database()
     runner = CliRunner()
     res = runner.invoke(app, ["users", "add", "gina", "--role", "finance"], input=f"{PW}\n{PW}\n")
     assert res.exit_code == 0, res.output

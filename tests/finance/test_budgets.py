@@ -15,6 +15,7 @@ from collector.core.store import upsert_records
 from collector.finance import budgets, chargeback
 from collector.finance.budgets import BudgetError
 from collector.finance.chargeback import Rule
+from tests.conftest import create_database
 
 D = Decimal
 NOW = datetime(2026, 11, 10, 15, tzinfo=UTC)
@@ -181,6 +182,7 @@ def test_scheduler_gets_the_hourly_evaluation_job(sqlite_engine):
 def test_budgets_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'b.db'}")
     monkeypatch.setenv("LLM_USAGE_BUDGET_THRESHOLDS", "25,75")
+    create_database()
     runner = CliRunner()
     added = runner.invoke(
         app, ["budgets", "add", "--name", "ai", "--amount", "500", "--scope", "provider", "--value", "openai"]
@@ -211,6 +213,7 @@ def test_statuses_lists_every_active_budget_for_the_overview(sqlite_engine):
 
 
 def test_scope_forecast_without_a_budget_and_its_command(sqlite_engine, tmp_path, monkeypatch):
+    create_database()
     upsert_records(sqlite_engine, [usage(d, "10") for d in range(1, 10)] + [usage(3, "5", provider="anthropic")])
     spent, forecast, notes = budgets.scope_forecast(sqlite_engine, "provider", "openai", now=NOW)
     assert spent == D(90) and notes == []

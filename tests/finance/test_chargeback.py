@@ -19,6 +19,7 @@ from collector.finance.chargeback import ChargebackError, Rule, allocate_cents, 
 from collector.proxy.recorder import insert_events
 from collector.proxy.rollup import rollup
 from collector.query.report import Filters, report
+from tests.conftest import create_database
 from tests.proxy.test_recorder_rollup import make_event
 
 D = Decimal
@@ -185,6 +186,7 @@ def test_allocated_cents_add_up_to_the_rounded_total(amounts):
 
 def test_cli_chargeback_and_rules(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    create_database()
     runner = CliRunner()
     rules = tmp_path / "rules.csv"
     rules.write_text("match_field,pattern,team,cost_centre\nproject,proj_*,search,CC-1\n")

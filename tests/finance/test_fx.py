@@ -12,6 +12,7 @@ from collector.app import app
 from collector.core.schema import UsageRecord
 from collector.core.store import upsert_records
 from collector.finance import budgets, fx
+from tests.conftest import create_database
 
 D = Decimal
 
@@ -89,6 +90,7 @@ def test_a_eur_budget_converts_usd_spend_and_notes_days_without_a_rate(engine):
 
 def test_fx_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'fx.db'}")
+    create_database()
     runner = CliRunner()
     f = tmp_path / "rates.csv"
     f.write_text(RATES)

@@ -76,6 +76,7 @@ def test_export_reimports_as_the_same_rows_into_a_fresh_and_into_the_same_databa
     fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}"
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", fresh_url)
     get_settings.cache_clear()
+    cli("db", "upgrade")  # a new installation is created by `run` or `db upgrade`, never by an import
     cli("import", str(out))
     fresh = open_database(url=fresh_url)
     assert rows_of(fresh) == before_rows

@@ -6,12 +6,14 @@ from typer.testing import CliRunner
 
 from collector.app import app
 from collector.db.migrate import open_database
+from tests.conftest import create_database
 from tests.importers.conftest import FIXTURES, import_file_rows, usage_count
 
 runner = CliRunner()
 
 
 def test_import_several_files_then_again(tmp_path):
+    create_database()
     files = [str(FIXTURES / n) for n in ("focus_ai.csv", "generic.csv")]
     result = runner.invoke(app, ["import", *files])
     assert result.exit_code == 0, result.output
@@ -26,6 +28,7 @@ def test_import_several_files_then_again(tmp_path):
 
 
 def test_dry_run_account_and_importer_options():
+    create_database()
     result = runner.invoke(
         app, ["import", "--dry-run", "--importer", "aws_cur", "--account", "fin", str(FIXTURES / "aws_cur.csv")]
     )
@@ -35,6 +38,7 @@ def test_dry_run_account_and_importer_options():
 
 
 def test_all_services_option_keeps_non_ai_rows_and_force_reimports():
+    create_database()
     path = str(FIXTURES / "gcp_billing.csv")
     assert runner.invoke(app, ["import", path]).exit_code == 0
     assert usage_count(open_database()) == 4
@@ -46,6 +50,7 @@ def test_all_services_option_keeps_non_ai_rows_and_force_reimports():
 
 
 def test_a_bad_file_exits_non_zero_naming_line_and_column(tmp_path):
+    create_database()
     bad = tmp_path / "bad.csv"
     shutil.copy(FIXTURES / "generic.csv", bad)
     bad.write_text(bad.read_text().replace("420", "4x0"))

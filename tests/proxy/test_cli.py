@@ -16,12 +16,14 @@ from collector.app import SCHEDULER_JOBS, app, build_scheduler
 from collector.core.settings import get_settings
 from collector.db.migrate import open_database
 from collector.proxy.rollup import install_rollup
+from tests.conftest import create_database
 from tests.proxy.conftest import KEY
 
 runner = CliRunner()
 
 
 def test_tokens_create_list_revoke():
+    create_database()
     created = runner.invoke(app, ["tokens", "create", "--team", "search", "--project", "ranker", "--label", "ci"])
     assert created.exit_code == 0, created.output
     token = created.output.splitlines()[1]

@@ -24,6 +24,7 @@ from collector.sync.connections import (
 from collector.sync.engine import sync_connection
 from collector.sync.vault import load_vault, new_secret, write_secret_file
 from providers.base import KeyFormatError
+from tests.conftest import create_database
 from tests.sync.sync_helpers import ANTHROPIC_KEY, OPENAI_KEY, make_settings
 
 runner = CliRunner()
@@ -93,6 +94,7 @@ def test_lifecycle_disable_enable_retest_replace_remove_keeps_rows(engine, tmp_p
 
 
 def test_cli_add_list_sync_disable_remove(fake_api):
+    create_database()
     add = runner.invoke(
         app,
         ["connections", "add", "openai", "--label", "prod", "--base-url", fake_api.base_url],
@@ -114,6 +116,7 @@ def test_cli_add_list_sync_disable_remove(fake_api):
 
 
 def test_cli_refuses_project_key_and_empty_stdin():
+    create_database()
     bad = runner.invoke(app, ["connections", "add", "openai", "--label", "p"], input="sk-proj-test-abcdefghijk\n")
     assert bad.exit_code == 1
     assert "admin key" in bad.output and "sk-proj-test-abcdefghijk" not in bad.output
@@ -122,6 +125,7 @@ def test_cli_refuses_project_key_and_empty_stdin():
 
 
 def test_cli_secrets_new_and_rotate_keep_keys_readable(fake_api):
+    create_database()
     runner.invoke(app, ["connections", "add", "openai", "--label", "prod", "--skip-test"], input=OPENAI_KEY + "\n")
     settings = get_settings()
     engine = open_database(settings)
@@ -149,6 +153,7 @@ def test_a_database_copied_without_its_secret_fails_clearly(engine, tmp_path, fa
 
 
 def test_cli_reports_a_missing_or_wrong_secret(fake_api):
+    create_database()
     runner.invoke(app, ["connections", "add", "openai", "--label", "p", "--skip-test"], input=OPENAI_KEY + "\n")
     secret = get_settings().data_dir / "secret.key"
     secret.unlink()  # the database was copied without its secret

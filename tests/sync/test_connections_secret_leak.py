@@ -13,6 +13,7 @@ from collector.app import app
 from collector.core.settings import get_settings
 from collector.db.migrate import open_database
 from collector.sync.engine import sync_connection
+from tests.conftest import create_database
 
 KEY = "sk-admin-test-LeakCanary7Qx9Zr4Wm2T"  # dummy; the fake server echoes it in its 401 message
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes"
@@ -23,6 +24,7 @@ def _bytes_contain(folder: Path, needle: bytes) -> list[str]:
 
 
 def test_the_plaintext_key_appears_in_no_file_log_message_run_record_cassette_or_output(fake_api, caplog):
+    create_database()
     caplog.set_level(logging.DEBUG)
     runner = CliRunner()
     outputs: list[str] = []
