@@ -149,8 +149,14 @@ def _start_dashboard(settings: Settings, extra_env: dict[str, str] | None = None
     return subprocess.Popen(cmd, env=env)  # noqa: S603  (our own interpreter and app path)
 
 
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM (systemd, ``docker stop``, ``kill``) stops like Ctrl-C: the dashboard child goes too."""
+    raise KeyboardInterrupt
+
+
 def _serve(settings: Settings, *, with_scheduler: bool, extra_env: dict[str, str] | None = None) -> None:
-    """Run the dashboard (and the scheduler) until Ctrl-C or until the dashboard exits."""
+    """Run the dashboard (and the scheduler) until Ctrl-C, SIGTERM, or until the dashboard exits."""
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     engine = open_database(settings)
     scheduler = build_scheduler(engine, settings) if with_scheduler else None
     if scheduler is not None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -86,7 +87,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_run_serves_dashboard_and_ctrl_c_stops_everything(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_serves_dashboard_and_a_stop_signal_stops_everything(tmp_path, stop):
+    """Ctrl-C and SIGTERM (systemd, ``docker stop``, ``kill``) stop the scheduler and the dashboard child."""
     port = _free_port()
     env = {**os.environ, "LLM_USAGE_DATA_DIR": str(tmp_path), "LLM_USAGE_DASHBOARD_PORT": str(port)}
     cli = Path(sys.executable).parent / "llm-usage"
@@ -104,14 +107,14 @@ def test_run_serves_dashboard_and_ctrl_c_stops_everything(tmp_path):
             time.sleep(0.5)
         assert ok, "dashboard did not answer on its port"
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, _ = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     text = out.decode()
-    assert "scheduler ready" in text
-    assert proc.returncode is not None
+    assert "scheduler ready" in text and "stopping" in text
+    assert proc.returncode == 0
     with socket.socket() as s:  # the dashboard's port is free again: streamlit stopped too
         s.bind(("127.0.0.1", port))
 
