@@ -61,6 +61,9 @@ class Endpoint:
         lookback: ``"usage"`` or ``"cost"``: which configured re-fetch window applies.
         parse: pure payload -> records function.
         group_by: dimensions requested.
+        delay: how long after a bucket ends the provider has published it; by default an hour for
+            usage (Anthropic documents "typically within 5 minutes", provider-apis.md §2.8.1;
+            OpenAI documents nothing, §1.7.8) and a day for daily cost buckets.
     """
 
     name: str
@@ -70,6 +73,13 @@ class Endpoint:
     lookback: str
     parse: Parser
     group_by: tuple[str, ...] = ()
+    delay: timedelta | None = None
+
+    @property
+    def expected_lag(self) -> timedelta:
+        """How old the newest complete bucket may be on a healthy connection: its width plus the delay."""
+        delay = self.delay if self.delay is not None else timedelta(days=1 if self.lookback == "cost" else 0, hours=1)
+        return self.width + delay
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from collector.proxy.models import PROXY_EVENTS
 from collector.query.billing import overlaps, read_coverage
 from collector.sync.tables import Connection, SyncRun, SyncState
 from importers.log import ACCOUNT_SEPARATOR, IMPORT_FILES, IMPORTED
+from providers import UnknownProviderError, get_provider
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class ConnectionStatus:
     last_error: str
     account: str = ""
     endpoints: list[EndpointState] = field(default_factory=list)
+    #: When the key last passed ``connections test``: clears runs that failed before it.
+    last_tested: datetime | None = None
 
     @property
     def newest_complete(self) -> datetime | None:
@@ -196,7 +199,16 @@ def _read_connections(conn: Any) -> list[ConnectionStatus]:
     """``connections``: one row per registered admin key, oldest first."""
     c = CONNECTIONS.c
     stmt = select(
-        c.id, c.label, c.provider, c.key_hint, c.account, c.active, c.status, c.last_error, c.last_synced_at
+        c.id,
+        c.label,
+        c.provider,
+        c.key_hint,
+        c.account,
+        c.active,
+        c.status,
+        c.last_error,
+        c.last_synced_at,
+        c.last_tested_at,
     ).order_by(c.id)
     return [
         ConnectionStatus(
@@ -209,6 +221,7 @@ def _read_connections(conn: Any) -> list[ConnectionStatus]:
             last_success=r.last_synced_at,
             last_error=r.last_error,
             account=r.account,
+            last_tested=r.last_tested_at,
         )
         for r in conn.execute(stmt)
     ]
@@ -361,14 +374,16 @@ def status(
 def _apply_runs(c: ConnectionStatus) -> None:
     """An endpoint whose newest run failed after the last success fails an ``ok`` connection.
 
-    The sync marks the connection itself (collector/sync.py); this catches a run that failed
-    without reaching that step (its process died mid-way, or another collector's run).
+    The sync marks the connection itself (collector/sync/engine.py); this catches a run that failed
+    without reaching that step (its process died mid-way, or another collector's run). A key that
+    passed ``connections test`` since (the key was replaced after a 401) clears the old failure.
     """
     if c.status in FAILING_STATUSES:
         return
+    cleared = max((t for t in (c.last_success, c.last_tested if c.status == "ok" else None) if t), default=None)
     for e in c.endpoints:
         if e.last_run_status in FAILING_STATUSES and (
-            c.last_success is None or e.last_run_at is None or e.last_run_at > c.last_success
+            cleared is None or e.last_run_at is None or e.last_run_at > cleared
         ):
             c.status = e.last_run_status
             c.last_error = e.last_run_error or c.last_error
@@ -390,9 +405,36 @@ def _problems(result: StatusResult) -> list[str]:
         elif result.now - seen > result.max_age:
             age = human_age(result.now - seen)
             out.append(f"{name}: stale: last success {age} ago (max age {human_age(result.max_age)})")
+        out += _stale_data(name, c, result)
     db = result.database
     if db.revision != db.head:
         out.append(f"database: schema at {db.revision}, newest is {db.head}: run `llm-usage db upgrade`")
+    return out
+
+
+def _stale_data(name: str, c: ConnectionStatus, result: StatusResult) -> list[str]:
+    """Endpoints whose newest complete bucket is older than the provider publishes, plus ``max_age``.
+
+    A sync that succeeds while the provider returns nothing new (a revoked scope, an empty
+    organisation, a stuck high-water mark) keeps ``last success`` fresh while the data ages; the
+    age of the data itself is what a finance reader cares about.
+    """
+    try:
+        endpoints = {e.name: e for e in get_provider(c.provider).endpoints}
+    except UnknownProviderError:
+        return []
+    out = []
+    for state in c.endpoints:
+        spec = endpoints.get(state.endpoint)
+        if spec is None or state.newest_complete is None:
+            continue
+        allowed = spec.expected_lag + result.max_age
+        age = result.now - state.newest_complete
+        if age > allowed:
+            out.append(
+                f"{name}: {state.endpoint}: stale data: the newest complete bucket ended {human_age(age)} ago "
+                f"(the provider publishes within {human_age(spec.expected_lag)}; max age {human_age(result.max_age)})"
+            )
     return out
 
 

@@ -96,7 +96,7 @@ def with_tables(db: Engine, tmp_path: Path) -> Engine:
                 {
                     "connection_id": 1,
                     "endpoint": "costs",
-                    "high_water": datetime(2026, 11, 25, tzinfo=UTC),
+                    "high_water": now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1),
                     "updated_at": now,
                 },
             ],
@@ -145,7 +145,8 @@ def test_status_lists_connections_imports_proxy_and_database(with_tables: Engine
     assert f"Prod OpenAI (openai, key {OPENAI_HINT}): ok" in out
     assert f"Old Anthropic (anthropic, key {ANTHROPIC_HINT}): auth_failed [inactive]" in out
     assert "last error: 401 invalid x-api-key" in out
-    assert "costs: complete up to 2026-11-25T00:00:00Z" in out
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    assert f"costs: complete up to {yesterday:%Y-%m-%dT%H:%M:%SZ}" in out
     assert "completions: complete up to " in out and "; last run ok " in out
     assert f"gcp_billing / {GCP_ACCOUNT}: newest period ends 2026-10-03; 2 file(s); last import" in out
     assert "gcp_billing / (no account): newest period ends none; 1 file(s), 1 failed" in out
@@ -345,3 +346,38 @@ def test_database_info_and_newest_day_from_the_rollup(db: Engine) -> None:
     assert info.url.startswith(db.dialect.name)
     newest = max(r.bucket_start for r in records)
     assert newest_day(db) == newest.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def test_check_is_red_when_the_data_is_old_even_though_syncs_succeed(with_tables: Engine) -> None:
+    """Syncs that succeed while the provider returns nothing new keep "last success" fresh: the data's age counts."""
+    nine_days = datetime.now(UTC) - timedelta(days=9)
+    with with_tables.begin() as conn:
+        conn.execute(SYNC_STATE.update().where(SYNC_STATE.c.endpoint == "completions").values(high_water=nine_days))
+    code, out, _ = run("status", "--check")
+    assert code == 1
+    (line,) = out.splitlines()
+    assert line.startswith("connection Prod OpenAI (openai): completions: stale data: the newest complete bucket")
+    assert "ended 9d ago (the provider publishes within 2h00m; max age 3h00m)" in line
+
+
+def test_a_successful_key_test_clears_an_earlier_failed_run(db: Engine, fake_api) -> None:
+    """After a 401 the key is replaced; ``connections test`` passing clears the check before the next sync."""
+    from collector.sync.connections import retest_connection
+
+    settings = get_settings()
+    vault = load_vault(settings)
+    now = datetime.now(UTC)
+    conn = add_connection(db, settings, vault, provider="openai", label="Prod", key=OPENAI_KEY,
+                          base_url=fake_api.base_url, test=False)  # fmt: skip
+    assert conn.id is not None
+    mark_status(db, conn.id, "ok", last_synced_at=now - timedelta(hours=1))
+    with db.begin() as tx:
+        tx.execute(insert(SYNC_STATE), [{"connection_id": conn.id, "endpoint": "completions",
+                                         "high_water": now.replace(minute=0), "updated_at": now}])  # fmt: skip
+        tx.execute(insert(SYNC_RUNS), [_run_row(conn.id, "completions", "failed", now - timedelta(minutes=5),
+                                                "401 Incorrect API key")])  # fmt: skip
+    code, out, _ = run("status", "--check")
+    assert code == 1 and "failing: 401 Incorrect API key" in out
+    assert retest_connection(db, settings, vault, conn.id).ok
+    code, out, _ = run("status", "--check")
+    assert (code, out.strip()) == (0, "ok: no problems (max age 3h)")
