@@ -221,7 +221,13 @@ def _read_endpoints(conn: Any) -> dict[int, dict[str, EndpointState]]:
     out: dict[int, dict[str, EndpointState]] = defaultdict(dict)
     for r in conn.execute(select(s.connection_id, s.endpoint, s.high_water)):
         out[r.connection_id][r.endpoint] = EndpointState(r.endpoint, r.high_water)
-    newest = select(func.max(runs.c.id).label("id")).group_by(runs.c.connection_id, runs.c.endpoint).subquery("newest")
+    # A skipped run (another process held the lock) did nothing: the newest real run still stands.
+    newest = (
+        select(func.max(runs.c.id).label("id"))
+        .where(runs.c.status != "skipped")
+        .group_by(runs.c.connection_id, runs.c.endpoint)
+        .subquery("newest")
+    )
     stmt = select(
         runs.c.connection_id, runs.c.endpoint, runs.c.status, runs.c.error, runs.c.started_at, runs.c.finished_at
     ).join(newest, newest.c.id == runs.c.id)

@@ -93,6 +93,13 @@ class SyncSummary:
     overlaps: list[Overlap] = field(default_factory=list)
 
     @property
+    def note(self) -> str:
+        """Why nothing ran, in words ('' when it ran)."""
+        if self.skipped == "locked":
+            return f"skipped: another process is syncing connection {self.connection_id}"
+        return f"skipped: {self.skipped}" if self.skipped else ""
+
+    @property
     def ok(self) -> bool:
         """True when it ran and every endpoint succeeded."""
         return not self.skipped and not self.error and all(e.status == "ok" for e in self.endpoints)
@@ -204,6 +211,34 @@ def _finish_run(engine: Engine, res: EndpointResult, started: float) -> None:
                 rows=res.rows,
                 finished_at=datetime.now(UTC),
                 duration_seconds=round(time.perf_counter() - started, 3),
+            )
+        )
+
+
+def _log_skipped(engine: Engine, summary: SyncSummary) -> None:
+    """A sync that found the connection locked is logged as ``skipped``, not as a failure.
+
+    One row with an empty endpoint: the run never got as far as an endpoint, and the status
+    page's "newest run per endpoint" must keep showing the runs that did.
+    """
+    now = datetime.now(UTC)
+    try:
+        provider = get_connection(engine, summary.connection_id).provider
+    except ConnectionsError:
+        provider = ""
+    with engine.begin() as db:
+        db.execute(
+            insert(SYNC_RUNS).values(
+                connection_id=summary.connection_id,
+                provider=provider,
+                endpoint="",
+                window_start=now,
+                window_end=now,
+                started_at=now,
+                finished_at=now,
+                status="skipped",
+                error=summary.note.removeprefix("skipped: "),
+                runner=RUNNER,
             )
         )
 
@@ -376,6 +411,7 @@ def sync_connection(
         if not locked:
             summary.skipped = "locked"
             log.info("connection %d is being synced by another process; skipping", connection_id)
+            _log_skipped(engine, summary)
             return summary
         try:
             conn = get_connection(engine, connection_id)
