@@ -498,15 +498,26 @@ class ServerThread:
 
 
 def main() -> None:
-    """Run the fake upstream standalone: ``python -m tests.fakes.upstream PORT`` (bench)."""
+    """Run the fake upstream standalone: ``python -m tests.fakes.upstream PORT`` (bench).
+
+    With port 0 (or none) it binds a free port and prints it as its first line of output.
+    """
     import sys
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     app = FakeUpstream()
     app.keep_requests = False
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools"
     )
+    if port:
+        uvicorn.Server(config).run()
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # connections wait in the backlog until uvicorn serves them
+    print(sock.getsockname()[1], flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
