@@ -270,16 +270,20 @@ def _read_imports(conn: Any) -> list[ImportStatus]:
 
 
 def _spool(settings: Any) -> tuple[int, int]:
-    """Files and bytes waiting in the proxy's JSONL spool (collector/proxy/recorder.py ``Spool``)."""
+    """Files and bytes of events not yet in the database, in the proxy's journal (collector/proxy/spool.py).
+
+    A running sidecar always has an active segment; empty, it holds nothing waiting.
+    """
     folder = settings.resolved_spool_dir() if settings is not None else None
     files = size = 0
     if folder is not None and folder.is_dir():
         for path in folder.glob("*.jsonl"):
             try:
-                size += path.stat().st_size
-            except FileNotFoundError:  # replayed and removed meanwhile
+                bytes_ = path.stat().st_size
+            except FileNotFoundError:  # committed and removed meanwhile
                 continue
-            files += 1
+            if bytes_:
+                files, size = files + 1, size + bytes_
     return files, size
 
 
