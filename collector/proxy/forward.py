@@ -381,8 +381,8 @@ class Forwarder:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         guard = _Disconnect(receive)
-        if isinstance(content, bytes):
-            guard.arm()  # a streamed body is still being received: watch once the upstream answered
+        if isinstance(content, bytes):  # a streamed body is still being received: armed once it is sent
+            guard.arm()
         try:
             try:
                 request = self.client.build_request(scope["method"], url, headers=headers, content=content)

@@ -8,8 +8,10 @@ import httpx
 import openai
 import pytest
 
+from collector.proxy.app import ProxyApp
+from collector.proxy.spool import SpoolBusyError
 from collector.proxy.tokens import create_token, revoke_token
-from tests.fakes.upstream import OPENAI_USAGE
+from tests.fakes.upstream import OPENAI_USAGE, ServerThread
 from tests.proxy.conftest import KEY, PROMPT_MARKER, events, proxy_settings, start_sidecar
 
 MESSAGES = [{"role": "user", "content": f"hi {PROMPT_MARKER}"}]
@@ -137,6 +139,21 @@ def test_quick_calls_are_not_flagged(fake, side, sqlite_engine):
         assert r.status_code == 200
     side.flush(2)
     assert [(r["client_gone"], r["error"]) for r in events(sqlite_engine)] == [(False, ""), (False, "")]
+
+
+# uvicorn ends a server whose start-up failed with SystemExit(3), here in its thread.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_second_sidecar_on_the_same_spool_folder_refuses_to_start(fake, side, sqlite_engine):
+    second = ProxyApp(side.settings, engine=sqlite_engine)
+    server = ServerThread(second)
+    with pytest.raises(RuntimeError, match="did not start"):
+        server.start()  # it would delete the first one's journal segments
+    server.sock.close()
+    with pytest.raises(SpoolBusyError, match="LLM_USAGE_PROXY_SPOOL_DIR"):
+        second.spool.open()
+    assert httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT).status_code == 200  # the first serves on
+    side.flush(1)
+    assert len(events(sqlite_engine)) == 1
 
 
 def test_monitor_token_attributes_calls_is_stripped_and_revocable(fake, sqlite_engine):
