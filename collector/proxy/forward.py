@@ -608,6 +608,12 @@ class Forwarder:
                 event["output_tokens"] = usage.output_tokens
                 event["reasoning_tokens"] = usage.reasoning_tokens
         self.recorder.record(event)
-        self.metrics.observe(
-            event["upstream"], event["status"], now - started, (ttfb - started) if ttfb else 0.0, event["error"]
+        # Metrics need no durability: observed once the task yields, after the response's last byte.
+        asyncio.get_running_loop().call_soon(
+            self.metrics.observe,
+            event["upstream"],
+            event["status"],
+            now - started,
+            (ttfb - started) if ttfb else 0.0,
+            event["error"],
         )
