@@ -247,11 +247,13 @@ class Recorder:
 
     def record(self, event: Event) -> None:
         """Journal an event (one ``write()``); never blocks on the database, never raises."""
-        self.received += 1
         try:
             self.spool.write(encode(event))
         except OSError as exc:
             self._spill(event, exc)
+        # Counted once written: the writer's round takes ``received`` as "all of these are in the
+        # active segment (or in memory)" before it seals the segment.
+        self.received += 1
 
     def _spill(self, event: Event, exc: OSError) -> None:
         if len(self._memory) >= self.queue_size:

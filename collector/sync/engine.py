@@ -59,8 +59,13 @@ from providers.base import Context, Endpoint, Provider, ProviderError
 log = logging.getLogger(__name__)
 SYNC_STATE = SyncState.__table__  # type: ignore[attr-defined]
 SYNC_RUNS = SyncRun.__table__  # type: ignore[attr-defined]
-#: First half of the two-key PostgreSQL advisory lock; the second is the connection id.
-_LOCK_CLASS = 0x11E5
+#: First half of the two-key PostgreSQL advisory lock: this name hashed with the schema, because
+#: advisory locks are database-wide and connection ids repeat in every schema (two deployments,
+#: or parallel test runs, in schemas of one database must not block each other). The second half
+#: is the connection id.
+_LOCK_SPACE = "llm-usage sync "
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtext(:space || current_schema()), :id)")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtext(:space || current_schema()), :id)")
 RUNNER = f"{socket.gethostname()}:{os.getpid()}"
 
 #: ``progress(endpoint, window, through, pages, rows)`` after every stored page.
@@ -125,15 +130,13 @@ def connection_lock(engine: Engine, settings: Settings, connection_id: int) -> I
     """Try to take the per-connection sync lock; yields whether it was taken (never waits)."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as db:
-            got = bool(
-                db.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": _LOCK_CLASS, "b": connection_id}).scalar()
-            )
+            got = bool(db.execute(_TRY_LOCK, {"space": _LOCK_SPACE, "id": connection_id}).scalar())
             db.commit()
             try:
                 yield got
             finally:
                 if got:
-                    db.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": _LOCK_CLASS, "b": connection_id})
+                    db.execute(_UNLOCK, {"space": _LOCK_SPACE, "id": connection_id})
                     db.commit()
         return
     path = _lock_path(engine, settings, connection_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from collector.app import app
@@ -128,6 +130,31 @@ def test_a_sync_that_finds_its_connection_locked_is_skipped_not_failed(engine, t
     assert runs == [("openai", "", "skipped", f"another process is syncing connection {conn.id}")]
     assert fake_api.api.requests["total"] == 1  # only add_connection's test call: nothing fetched
     assert get_connection(engine, conn.id).status == "ok"  # not marked failing
+
+
+@pytest.mark.postgres
+def test_the_postgresql_sync_lock_is_per_schema(pg_url, tmp_path):
+    """Advisory locks are database-wide; connection 1 of another schema is another connection."""
+    settings = make_settings(tmp_path)
+    base = pg_url.split("options=")[0]
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base.rstrip("?&"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(text(f"CREATE SCHEMA {other_schema}"))
+    mine, other = create_engine(pg_url), create_engine(f"{base}options={quote(f'-csearch_path={other_schema}')}")
+    try:
+        with connection_lock(mine, settings, 1) as held:
+            assert held
+            with connection_lock(mine, settings, 1) as again:
+                assert not again  # the same connection: locked
+            with connection_lock(other, settings, 1) as elsewhere:
+                assert elsewhere  # the same id in another schema: free
+    finally:
+        mine.dispose()
+        other.dispose()
+        with admin.connect() as db:
+            db.execute(text(f"DROP SCHEMA {other_schema} CASCADE"))
+        admin.dispose()
 
 
 def test_cli_sync_of_a_locked_connection_exits_0_and_only_a_failure_exits_1(fake_api):
