@@ -90,8 +90,8 @@ def test_connection(connection_id: int) -> tuple[bool, str]:
 def sync_now(connection_id: int) -> tuple[bool, str]:
     """Run one sync of a connection now (as ``llm-usage connections sync ID``): ``(ok, message)``."""
     summary = sync_connection(queries.engine(), get_settings(), connection_id, vault=_vault(), hooks=HOOKS)
-    if summary.skipped:
-        return False, f"connection {connection_id}: skipped ({summary.skipped})"
+    if summary.skipped:  # another process is syncing it right now: not a failure
+        return True, f"connection {connection_id}: {summary.note}"
     failed = [f"{e.endpoint}: {e.error or e.status}" for e in summary.endpoints if e.status != "ok"]
     if summary.error or failed:
         return False, redact(f"connection {connection_id}: " + "; ".join(filter(None, [summary.error, *failed])))

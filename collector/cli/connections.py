@@ -250,8 +250,9 @@ def sync(
         raise _fail(str(exc)) from None
     finally:
         bars.close()
-    if summary.skipped:
-        raise _fail(f"connection {connection_id} not synced: {summary.skipped} (another process holds its lock)")
+    if summary.skipped:  # another process is syncing it: not a failure (exit 0), logged as skipped
+        typer.echo(summary.note)
+        return
     for e in summary.endpoints:
         line = f"{e.endpoint:<26} {e.window}  {e.pages:>4} page(s) {e.rows:>8} row(s)  {e.status}"
         typer.echo(line + (f": {redact(e.error)[:200]}" if e.error else ""))

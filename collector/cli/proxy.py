@@ -47,7 +47,10 @@ def proxy(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     settings = settings.model_copy(
-        update={"proxy_port": port or settings.proxy_port, "proxy_host": host or settings.proxy_host}
+        update={
+            "proxy_port": settings.proxy_port if port is None else port,  # 0: any free port (logged by uvicorn)
+            "proxy_host": host or settings.proxy_host,
+        }
     )
     app = ProxyApp(settings, **sidecar_extras(settings))
     typer.echo(

@@ -94,15 +94,29 @@ class Settings(BaseSettings):
     proxy_upstream_timeout_seconds: float = Field(
         600.0, description="Read timeout towards the upstream (long completions stream slowly)."
     )
-    proxy_queue_size: int = Field(10_000, description="Events held in memory before they spill to the spool.")
+    proxy_queue_size: int = Field(
+        10_000,
+        description="Events held in memory when the spool cannot be written (disk full); beyond it they are lost.",
+    )
     proxy_batch_size: int = Field(500, description="Events per database write.")
-    proxy_batch_interval_seconds: float = Field(0.5, description="Longest wait before a partial batch is written.")
+    proxy_batch_interval_seconds: float = Field(
+        0.5,
+        description="How often the writer moves spooled events into the database (their longest wait when it is up).",
+    )
     proxy_retention_days: int = Field(30, description="Days raw proxy events are kept (rolled-up usage stays).")
     proxy_rollup_interval_seconds: float = Field(
         300.0, description="How often the proxy rolls its events up into hourly usage rows and purges old ones."
     )
     proxy_spool_dir: Path | None = Field(
-        None, description="Folder of the JSONL spool used while the database is down; empty = <data_dir>/proxy-spool."
+        None,
+        description="Folder of the JSONL journal every event is written to before its response completes; "
+        "one per replica; empty = <data_dir>/proxy-spool.",
+    )
+    proxy_spool_fsync_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Fsync the journal this often so a power cut loses at most this window (0 = never: "
+        "a killed process loses nothing, a power cut what the kernel had not written back).",
     )
     proxy_fingerprint_salt: SecretStr | None = Field(
         None, description="Secret salt of API-key fingerprints; empty = generated once into <data_dir>/proxy-salt."
@@ -188,7 +202,7 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'usage.db').as_posix()}"
 
     def resolved_spool_dir(self) -> Path:
-        """The proxy's JSONL spool folder, defaulting to ``<data_dir>/proxy-spool``."""
+        """The proxy's JSONL journal folder, defaulting to ``<data_dir>/proxy-spool``."""
         return self.proxy_spool_dir or self.data_dir / "proxy-spool"
 
 

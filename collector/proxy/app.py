@@ -44,8 +44,9 @@ from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
 from collector.proxy.forward import Forwarder, Upstream
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
-from collector.proxy.recorder import Recorder, Spool
+from collector.proxy.recorder import Recorder
 from collector.proxy.rollup import purge, rollup
+from collector.proxy.spool import Spool
 from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
 from collector.proxy.transport import FastTransport
 
@@ -105,7 +106,7 @@ class ProxyApp:
         self.transport = transport
         self.retry_seconds = retry_seconds
         self.token_map: dict[str, TokenInfo] = {}
-        self.spool = Spool(self.settings.resolved_spool_dir())
+        self.spool = Spool(self.settings.resolved_spool_dir(), fsync_seconds=self.settings.proxy_spool_fsync_seconds)
         self.recorder: Recorder | None = None
         self.forwarder: Forwarder | None = None
         self.metrics = ProxyMetrics(self._queue_depth, self.spool.size_bytes)
@@ -189,7 +190,12 @@ class ProxyApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        """Start the upstream client and the recorder; on shutdown drain the queue."""
+        """Start the recorder and the upstream client; on shutdown commit every recorded event.
+
+        uvicorn runs the shutdown half only after in-flight requests finished (SIGTERM, Ctrl-C),
+        so every call that got a response has been journaled by then; ``Recorder.stop`` commits
+        them, or leaves them in the spool for the next start if the database is down.
+        """
         s = self.settings
         # The recorder's writer thread shares the GIL with the event loop. With the default 5 ms
         # switch interval a database batch could hold a request up to 5 ms; 0.5 ms bounds that.
@@ -218,7 +224,7 @@ class ProxyApp:
             ],
             engine_factory=self._open_engine,
         )
-        self.recorder.start()
+        self.recorder.start()  # raises SpoolBusyError if another process holds the spool folder
         transport = self.transport
         if transport is None and s.proxy_fast_transport:
             limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)

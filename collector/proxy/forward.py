@@ -68,6 +68,8 @@ _EVENT_END = re.compile(rb"(\r?\n\r?\n)")
 _MAX_EVENT = 1024 * 1024
 #: Endpoints whose streams report usage only with ``stream_options.include_usage``.
 _INCLUDE_USAGE_ENDPOINTS = frozenset({"chat.completions", "completions"})
+#: A call still waiting for its upstream after this many seconds starts watching for its client leaving.
+WATCH_AFTER = 0.05
 #: Bodies up to this size are read whole before forwarding (to learn model and stream flag).
 MAX_READ_BODY = 4 * 1024 * 1024
 #: A JSON response up to this size is copied whole and parsed; a bigger one by its tail.
@@ -205,6 +207,14 @@ class UsageChunkFilter:
         return isinstance(payload, dict) and payload.get("choices") == [] and isinstance(payload.get("usage"), dict)
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The body length the client is promised, if the response declares one."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
 def endpoint_name(rest: str) -> str:
     """A short endpoint label from the path after ``/v1``: ``chat.completions``, ``responses`` ..."""
     parts = [p for p in rest.split("/") if p][:2]
@@ -221,23 +231,71 @@ def error_body(upstream: Upstream, kind: str, message: str) -> bytes:
 
 
 class _Disconnect:
-    """Cancels the streaming task when the client goes away (so the upstream request is cancelled)."""
+    """Notices a client that goes away before its response is complete.
 
-    __slots__ = ("done", "gone", "task")
+    Waiting for the disconnect costs a task per request, so a call only gets one once it has
+    waited ``WATCH_AFTER`` seconds for its upstream, or when its response is a stream; quick calls,
+    most of the sidecar's traffic by count, never pay for it. Before a stream starts, a disconnect
+    only sets :attr:`gone`: the upstream still answers and bills, and its usage is recorded. During a
+    stream it also cancels the relay, which closes the upstream connection as the client did.
+    """
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self.task = task
+    __slots__ = ("cancel", "cancelled", "done", "gone", "receive", "task", "timer", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.task = asyncio.current_task()
         self.gone = False
         self.done = False
+        self.cancel = False
+        self.cancelled = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.watcher: asyncio.Task[None] | None = None
 
-    async def watch(self, receive: Receive) -> None:
+    def arm(self) -> None:
+        """Start watching if the call is still running ``WATCH_AFTER`` seconds from now."""
+        self.timer = asyncio.get_running_loop().call_later(WATCH_AFTER, self.start)
+
+    def start(self) -> None:
+        """Start watching now."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.watcher is None and not self.done:
+            self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def stream(self) -> None:
+        """The response is a stream: from now on a disconnect cancels the relay."""
+        self.cancel = True
+        if self.gone:
+            self._cancel()
+        else:
+            self.start()
+
+    def close(self) -> None:
+        """The response is complete (or abandoned): stop watching."""
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+    async def _watch(self) -> None:
         while True:
-            message = await receive()
+            message = await self.receive()
             if message["type"] == "http.disconnect":
-                if not self.done and self.task is not None:
+                # uvicorn also answers "disconnect" once the response is complete: not a departure.
+                if not self.done:
                     self.gone = True
-                    self.task.cancel()
+                    if self.cancel:
+                        self._cancel()
                 return
+
+    def _cancel(self) -> None:
+        if self.task is not None and not self.done:
+            self.cancelled = True
+            self.task.cancel()
 
 
 class Forwarder:
@@ -290,6 +348,7 @@ class Forwarder:
             "api_key_fp": "",
             "service_tier": "",
             "response_id": "",
+            "client_gone": False,
         }
         headers, length, key = self._request_headers(scope, event)
         if key:
@@ -321,21 +380,28 @@ class Forwarder:
         url = upstream.base_url + rest
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
+        guard = _Disconnect(receive)
+        if isinstance(content, bytes):  # a streamed body is still being received: armed once it is sent
+            guard.arm()
         try:
-            request = self.client.build_request(scope["method"], url, headers=headers, content=content)
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
-            await self._fail(send, upstream, event, started, "upstream_timeout", "timed out")
-            return
-        except httpx.TransportError as exc:
-            await self._fail(
-                send, upstream, event, started, "upstream_unreachable", f"unreachable ({type(exc).__name__})"
-            )
-            return
-        try:
-            await self._relay(scope, receive, send, upstream, event, response, filt, started)
+            try:
+                request = self.client.build_request(scope["method"], url, headers=headers, content=content)
+                response = await self.client.send(request, stream=True)
+            except httpx.TimeoutException:
+                await self._fail(send, upstream, event, started, guard, "upstream_timeout", "timed out")
+                return
+            except httpx.TransportError as exc:
+                kind, message = "upstream_unreachable", f"unreachable ({type(exc).__name__})"
+                await self._fail(send, upstream, event, started, guard, kind, message)
+                return
+            try:
+                if not isinstance(content, bytes):
+                    guard.arm()
+                await self._relay(send, upstream, event, response, filt, started, guard)
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            guard.close()
 
     def _request_headers(
         self, scope: Scope, event: dict[str, Any]
@@ -393,8 +459,19 @@ class Forwarder:
         return body, None
 
     async def _fail(
-        self, send: Send, upstream: Upstream, event: dict[str, Any], started: float, kind: str, message: str
+        self,
+        send: Send,
+        upstream: Upstream,
+        event: dict[str, Any],
+        started: float,
+        guard: _Disconnect,
+        kind: str,
+        message: str,
     ) -> None:
+        event["status"], event["error"] = 502, kind
+        guard.close()
+        self._gone(event, guard)
+        self._finish(event, started, None, None)  # journaled before the client can have the answer
         body = error_body(upstream, kind, message)
         await send(
             {
@@ -404,22 +481,27 @@ class Forwarder:
             }
         )
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        event["status"], event["error"] = 502, kind
-        self._finish(event, started, None, None)
 
     async def _relay(
         self,
-        scope: Scope,
-        receive: Receive,
         send: Send,
         upstream: Upstream,
         event: dict[str, Any],
         response: httpx.Response,
         filt: UsageChunkFilter | None,
         started: float,
+        guard: _Disconnect,
     ) -> None:
+        """Stream the response to the client; the event is journaled before its last byte leaves.
+
+        The last byte is the one that completes what the client was promised: the body's
+        ``content-length``, or else the end of the chunked body. So a call the client received
+        completely has its event on disk even if the process dies right after.
+        """
         status = response.status_code
         event["status"] = status
+        if status >= 400:
+            event["error"] = f"http_{status}"
         ctype = response.headers.get("content-type", "")
         sse = ctype.startswith("text/event-stream")
         event["stream"] = event["stream"] or sse
@@ -430,13 +512,12 @@ class Forwarder:
             for n, v in response.headers.raw
             if n.lower() not in _DROP_RESPONSE and not (filt is not None and n.lower() == b"content-length")
         ]
+        left = _content_length(headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         tap = Tap(SSE_HEAD if sse else MAX_JSON_COPY, TAIL, response.headers.get("content-encoding", "").lower())
         ttfb = None
-        watcher = None
-        guard = _Disconnect(asyncio.current_task())
         if sse:
-            watcher = asyncio.get_running_loop().create_task(guard.watch(receive))
+            guard.stream()
         try:
             async for chunk in response.aiter_raw():
                 if ttfb is None:
@@ -446,31 +527,54 @@ class Forwarder:
                     chunk = filt.feed(chunk)
                     if not chunk:
                         continue
+                if left is not None:
+                    left -= len(chunk)
+                    if left <= 0 and not guard.done:  # this chunk completes the body
+                        self._complete(event, started, ttfb, upstream, tap, sse, guard)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            guard.done = True
             if filt is not None and (rest := filt.flush()):
                 await send({"type": "http.response.body", "body": rest, "more_body": True})
+            if not guard.done:
+                self._complete(event, started, ttfb, upstream, tap, sse, guard)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not guard.gone:
+            if not guard.cancelled:  # not ours (e.g. the server's forced shutdown)
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            event["partial"], event["error"] = True, "client_disconnected"
+            if not guard.done:
+                event["partial"] = True
+                self._complete(event, started, ttfb, upstream, tap, sse, guard)
         except (httpx.TransportError, httpx.StreamError) as exc:
-            guard.done = True
+            if guard.done:  # the body was complete and recorded; only the connection's end failed
+                return
             timeout = isinstance(exc, httpx.TimeoutException)
             event["partial"], event["error"] = True, "upstream_timeout" if timeout else "upstream_cut"
-            self._finish(event, started, ttfb, self._usage(upstream, tap, sse))
+            self._complete(event, started, ttfb, upstream, tap, sse, guard)
             raise UpstreamCut(f"upstream '{upstream.name}' {event['error']}") from None
-        finally:
-            guard.done = True
-            if watcher is not None:
-                watcher.cancel()
-        if status >= 400 and not event["error"]:
-            event["error"] = f"http_{status}"
+
+    def _complete(
+        self,
+        event: dict[str, Any],
+        started: float,
+        ttfb: float | None,
+        upstream: Upstream,
+        tap: Tap,
+        sse: bool,
+        guard: _Disconnect,
+    ) -> None:
+        guard.close()
+        self._gone(event, guard)
         self._finish(event, started, ttfb, self._usage(upstream, tap, sse))
+
+    @staticmethod
+    def _gone(event: dict[str, Any], guard: _Disconnect) -> None:
+        """Flag a call whose client left; it is still recorded with whatever the upstream returned."""
+        if guard.gone:
+            event["client_gone"] = True
+            if not event["error"]:
+                event["error"] = "client_disconnected"
 
     @staticmethod
     def _usage(upstream: Upstream, tap: Tap, sse: bool) -> Usage | None:
@@ -504,6 +608,12 @@ class Forwarder:
                 event["output_tokens"] = usage.output_tokens
                 event["reasoning_tokens"] = usage.reasoning_tokens
         self.recorder.record(event)
-        self.metrics.observe(
-            event["upstream"], event["status"], now - started, (ttfb - started) if ttfb else 0.0, event["error"]
+        # Metrics need no durability: observed once the task yields, after the response's last byte.
+        asyncio.get_running_loop().call_soon(
+            self.metrics.observe,
+            event["upstream"],
+            event["status"],
+            now - started,
+            (ttfb - started) if ttfb else 0.0,
+            event["error"],
         )

@@ -50,6 +50,8 @@ class ProxyEvent(SQLModel, table=True):
     stream: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     partial: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     usage_known: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    #: The caller disconnected before the upstream finished; what the upstream returned is recorded.
+    client_gone: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     error: str = _str(64)
     input_tokens: int = _count()
     cache_read_tokens: int = _count()

@@ -1,37 +1,34 @@
-"""Off-the-request-path recording: bounded queue, batch writer thread, JSONL spool, replay.
+"""Recording off the request path: the journal, the writer thread, the database insert.
 
-The request path only calls :meth:`Recorder.record`, which puts a small dict of primitives on a
-bounded queue (about a microsecond). A writer thread takes batches (``proxy_batch_size`` events
-or ``proxy_batch_interval_seconds``), prices them and inserts them into ``proxy_events``.
+The request path only calls :meth:`Recorder.record`, which appends the event to the spool's
+active segment with one ``write()`` (:mod:`collector.proxy.spool`): a few microseconds, no
+database, no fsync. So an event is on local disk before its response completes and survives the
+process being killed.
 
-When the database is down or slow, traffic is never delayed (market-anchors §12.12):
-
-* a failed batch is appended to the spool (``<data_dir>/proxy-spool/current.jsonl``, one JSON
-  event per line, fsynced) and the writer stops trying the database for new batches (they go to
-  the spool) until a probe succeeds;
-* when the queue is full because a write hangs, :meth:`record` appends the event to the spool
-  itself;
-* the probe is the replay: ``current.jsonl`` is renamed to ``replay-<id>.jsonl`` and its events
-  inserted in batches; the file is deleted only after every batch committed.
+The writer thread wakes every ``proxy_batch_interval_seconds``, seals the active segment, prices
+the sealed segments' events, inserts them into ``proxy_events`` in batches and deletes each
+segment once its rows are committed. When the database is down or slow, traffic is never
+delayed (market-anchors §12.12): segments simply wait, and every ``retry_seconds`` the writer
+tries again (the probe is the replay). On start it replays what an earlier run left; on a
+graceful stop it commits everything written so far (or leaves it on disk for the next start).
 
 Exactly once: every event carries the id the proxy minted before forwarding, and inserts are
-``ON CONFLICT (id) DO NOTHING``. A batch that committed but was also spooled (the commit's
-acknowledgement was lost), or a replay interrupted half-way and repeated, cannot count twice
-(market-anchors §12.13). On shutdown the queue is drained to the database, or to the spool.
+``ON CONFLICT (id) DO NOTHING``. A segment that committed but whose deletion was cut short by a
+crash, or a replay interrupted half-way and repeated, cannot count twice (market-anchors §12.13).
+
+If the spool cannot be written at all (disk full, folder removed), events are held in memory,
+``queue_size`` at most, and written straight to the database; beyond that they are counted as lost.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +36,12 @@ import uuid_utils
 from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from collector.core.pricing import PRICE_VERSION, estimate_request
 from collector.core.sqltypes import MONEY_SCALE
 from collector.proxy.models import PROXY_EVENTS
+from collector.proxy.spool import Spool, SpoolBusyError, encode
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,10 @@ EVENT_KEYS = (
     "api_key_fp",
     "service_tier",
     "response_id",
+    "client_gone",
 )
+#: Values of keys an event may lack: spool lines written by an earlier version of the sidecar.
+_DEFAULTS: dict[str, Any] = {"client_gone": False}
 
 
 def new_event_id() -> str:
@@ -140,6 +142,8 @@ class _Inserter:
         rows: list[Any] = []
         stamp: Any = int(now.timestamp()) if self.sqlite else now
         for e in events:
+            if len(e) < len(EVENT_KEYS):
+                e = {**_DEFAULTS, **e}
             cost, basis, version = price_event(e)
             row = [e[k] for k in EVENT_KEYS]
             hour: Any
@@ -174,88 +178,8 @@ def insert_events(engine: Engine, events: list[Event]) -> int:
         return max(result.rowcount or 0, 0)
 
 
-def _batches(items: Iterable[Event], size: int) -> Iterator[list[Event]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-class Spool:
-    """Append-only JSONL files of events that could not be written yet.
-
-    The writer thread appends to ``current.jsonl`` (fsynced); the request path, when the queue is
-    full, appends to ``overflow.jsonl`` (not fsynced). Two files with a lock each, so a request
-    never waits for the writer's fsync.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.current = self.folder / "current.jsonl"
-        self.overflow = self.folder / "overflow.jsonl"
-        self._locks = {self.current: threading.Lock(), self.overflow: threading.Lock()}
-
-    def append(self, events: Iterable[Event], *, sync: bool = True, overflow: bool = False) -> int:
-        """Append events as JSON lines (fsynced unless ``sync`` is False); returns how many."""
-        lines = [json.dumps(e, separators=(",", ":")) + "\n" for e in events]
-        if not lines:
-            return 0
-        path = self.overflow if overflow else self.current
-        with self._locks[path], open(path, "a", encoding="utf-8") as fh:
-            fh.write("".join(lines))
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        return len(lines)
-
-    def size_bytes(self) -> int:
-        """Bytes waiting in the spool (for ``/metrics``)."""
-        total = 0
-        for path in self.folder.glob("*.jsonl"):
-            try:
-                total += path.stat().st_size
-            except FileNotFoundError:
-                continue
-        return total
-
-    def pending(self) -> bool:
-        """True when any spooled event waits for replay."""
-        return self.size_bytes() > 0
-
-    def _read(self, path: Path) -> list[Event]:
-        events: list[Event] = []
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    # Only a line torn by a crash mid-write can be malformed; its event is lost.
-                    log.warning("spool %s line %d is not valid JSON (torn write); skipped", path.name, number)
-        return events
-
-    def replay(self, write: Callable[[list[Event]], int], batch_size: int) -> int:
-        """Write every spooled event with ``write``; files are deleted only once fully written.
-
-        Raises whatever ``write`` raises; the files that were not finished stay for the next try.
-
-        Returns:
-            The number of events ``write`` reported as new.
-        """
-        for path, lock in self._locks.items():
-            with lock:
-                if path.exists() and path.stat().st_size > 0:
-                    path.rename(self.folder / f"replay-{new_event_id()}.jsonl")
-        written = 0
-        for path in sorted(self.folder.glob("replay-*.jsonl")):
-            for batch in _batches(self._read(path), batch_size):
-                written += write(batch)
-            path.unlink()
-        return written
-
-
-_STOP = object()
+#: Failures that mean "the database is unavailable" (try again later), not "this event is bad".
+_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -266,18 +190,19 @@ class _Job:
 
 
 class Recorder:
-    """The bounded queue and its writer thread.
+    """The journal's writer thread, and :meth:`record` for the request path.
 
     Args:
-        engine: where ``proxy_events`` lives (None: spool only, e.g. when the database was
+        engine: where ``proxy_events`` lives (None: journal only, e.g. when the database was
             unreachable at start; a later ``engine_factory`` call may supply it).
-        spool: the spool for events the database could not take.
-        queue_size: events held in memory before :meth:`record` spills to the spool.
+        spool: the journal (opened by :meth:`start`, closed by :meth:`stop`).
+        queue_size: events held in memory when the spool cannot be written.
         batch_size: events per insert.
-        interval: seconds the writer waits for a batch to fill.
+        interval: seconds between the writer's rounds (how long an event waits for the database).
         retry_seconds: seconds between probes of a database that failed.
         periodic: ``(every_seconds, fn(engine))`` jobs run by the writer while the database is
             up (rollup, purge, token reload); a failing job is logged and retried next period.
+        engine_factory: opens the database when ``engine`` is None.
     """
 
     def __init__(
@@ -294,155 +219,207 @@ class Recorder:
     ) -> None:
         self.engine = engine
         self.spool = spool
+        self.queue_size = queue_size
         self.batch_size = batch_size
         self.interval = interval
         self.retry_seconds = retry_seconds
         self.periodic = [_Job(every, fn) for every, fn in (periodic or [])]
         self.engine_factory = engine_factory
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._memory: deque[Event] = deque()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._settled_cond = threading.Condition()
+        self._stopping = False
         self._db_ok = engine is not None
-        self._next_probe = 0.0 if engine is None else time.monotonic()
-        self._next_replay = 0.0
+        self._next_probe = 0.0
+        #: Events recorded (this run); journaled ones this run whose rows are committed.
         self.received = 0
+        self.committed = 0
+        #: Rows newly inserted (replays of rows already there do not count).
         self.written = 0
-        self.spooled = 0
+        #: Events the spool could not take: held in memory, or lost when memory was full too.
         self.spilled = 0
+        self.lost = 0
+        #: ``received`` as of the writer's last round: all of those are committed or on disk.
+        self._settled = 0
 
     # -- request path ---------------------------------------------------------------------------
 
     def record(self, event: Event) -> None:
-        """Queue an event; never blocks: a full queue spills the event to the spool."""
-        self.received += 1
+        """Journal an event (one ``write()``); never blocks on the database, never raises."""
         try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.spilled += 1
-            try:
-                self.spool.append((event,), sync=False, overflow=True)
-            except OSError:
-                log.error("proxy event lost: queue full and spool not writable")
+            self.spool.write(encode(event))
+        except OSError as exc:
+            self._spill(event, exc)
+        # Counted once written: the writer's round takes ``received`` as "all of these are in the
+        # active segment (or in memory)" before it seals the segment.
+        self.received += 1
+
+    def _spill(self, event: Event, exc: OSError) -> None:
+        if len(self._memory) >= self.queue_size:
+            self.lost += 1
+            if self.lost == 1 or self.lost % 1000 == 0:
+                log.error("proxy events lost (%d so far): spool not writable and memory full", self.lost)
+            return
+        if self.spilled == 0:
+            log.error("proxy spool not writable (%s); holding events in memory", type(exc).__name__)
+        self.spilled += 1
+        self._memory.append(event)
 
     @property
     def db_ok(self) -> bool:
-        """False while the database is failing (events go to the spool)."""
+        """False while the database is failing (events wait in the spool)."""
         return self._db_ok
 
     def depth(self) -> int:
-        """Events waiting in memory."""
-        return self._queue.qsize()
+        """Events recorded by this run and not yet committed to the database."""
+        return max(self.received - self.committed - self.lost, 0)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer thread (replays any spool left by an earlier run first)."""
+        """Open the spool and start the writer, whose first round replays what earlier runs left.
+
+        Raises:
+            SpoolBusyError: another process uses the spool folder.
+        """
+        self.spool.open()
+        self._stopping = False
+        self._wake.set()
         self._thread = threading.Thread(target=self._run, name="proxy-recorder", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Drain the queue to the database (or the spool) and stop the writer."""
+        """Commit every recorded event (or leave it in the spool if the database is down) and stop."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
+        self.spool.close()
 
     def flush(self, expected: int = 0, timeout: float = 10.0) -> bool:
-        """Wait until ``expected`` events were received and every queued one written or spooled."""
+        """Wait until ``expected`` events were recorded and the writer has handled all of them.
+
+        Handled: committed, or on disk waiting for the database to come back.
+        """
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.received >= expected and self._queue.unfinished_tasks == 0:
-                return True
-            time.sleep(0.01)
-        return False
+        with self._settled_cond:
+            while not (self.received >= expected and self._settled >= self.received):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()  # a round now instead of at the next interval
+                self._settled_cond.wait(min(remaining, 0.05))
+        return True
 
     # -- writer thread --------------------------------------------------------------------------
 
-    def _take(self) -> tuple[list[Event], bool]:
-        batch: list[Event] = []
-        stop = False
-        deadline = time.monotonic() + self.interval
-        while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                item = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                self._queue.task_done()
-                stop = True
-                break
-            batch.append(item)
-        return batch, stop
-
     def _run(self) -> None:
         while True:
-            batch, stop = self._take()
-            if stop:
-                batch += self._drain()
-            if batch:
-                self._write_or_spool(batch)
-                for _ in batch:
-                    self._queue.task_done()
-            now = time.monotonic()
-            if not self._db_ok:
-                if now >= self._next_probe:
-                    self._probe()
-            else:
-                # Events spilled while the database was slow (or left by an earlier run) are
-                # replayed as soon as it answers; on shutdown one last time.
-                if (stop or now >= self._next_replay) and self.spool.pending():
-                    self._probe()
-                self._next_replay = now + self.retry_seconds
-                self._run_periodic()
-            if stop:
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+            stopping = self._stopping
+            self._round(final=stopping)
+            if stopping:
                 return
 
-    def _drain(self) -> list[Event]:
-        out: list[Event] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return out
-            if item is _STOP:
-                self._queue.task_done()
-            else:
-                out.append(item)
+    def _next_wait(self) -> float:
+        fsync = self.spool.fsync_seconds
+        return min(self.interval, fsync) if fsync > 0 else self.interval
 
-    def _write_or_spool(self, batch: list[Event]) -> None:
-        if self._db_ok and self.engine is not None:
-            try:
-                self.written += insert_events(self.engine, batch)
-                return
-            except Exception as exc:  # noqa: BLE001  (any database failure means: spool)
-                self._mark_down(exc)
+    def _round(self, *, final: bool = False) -> None:
+        target = self.received  # every event recorded before this line is in the active segment
+        now = time.monotonic()
+        if self._db_ok or final or now >= self._next_probe:
+            self._commit()
+        if self._memory and not self._db_ok:
+            self._memory_to_spool()
+        self.spool.tick(now)
+        with self._settled_cond:
+            self._settled = max(self._settled, target)
+            self._settled_cond.notify_all()
+        if self._db_ok:
+            self._run_periodic()
+
+    def _commit(self) -> None:
+        """Seal the active segment and commit every sealed one, then the in-memory events."""
+        recovering = not self._db_ok
+        before = self.written
         try:
-            self.spooled += self.spool.append(batch)
-        except OSError as exc:
-            log.error("proxy events lost: database down and spool not writable (%s)", type(exc).__name__)
+            engine = self._engine()
+            self.spool.rotate()
+            for path in self.spool.sealed():
+                self._commit_segment(engine, path)
+            self._commit_memory(engine)
+        except Exception as exc:  # noqa: BLE001  (any database failure means: keep the spool, retry)
+            self._mark_down(exc)
+            return
+        if recovering:
+            log.info("proxy database available; replayed %d spooled event(s)", self.written - before)
+        self._db_ok = True
+
+    def _engine(self) -> Engine:
+        if self.engine is None and self.engine_factory is not None:
+            self.engine = self.engine_factory()
+        if self.engine is None:
+            raise RuntimeError("no database engine")
+        return self.engine
+
+    def _commit_segment(self, engine: Engine, path: Path) -> None:
+        rejected: list[Event] = []
+        for batch in self.spool.batches(path, self.batch_size):
+            self.written += self._insert(engine, batch, rejected)
+        if rejected:
+            kept = self.spool.folder / f"rejected-{path.stem}.json"
+            kept.write_bytes(b"".join(encode(e) for e in rejected))
+            log.error("%d proxy event(s) of %s could not be stored; set aside in %s", len(rejected), path.name, kept)
+        self.committed += self.spool.done(path)
+
+    def _insert(self, engine: Engine, batch: list[Event], rejected: list[Event]) -> int:
+        """Insert a batch; an event the database refuses (not an outage) is set aside, not retried forever."""
+        try:
+            return insert_events(engine, batch)
+        except _UNAVAILABLE:
+            raise
+        except (StatementError, LookupError, TypeError, ValueError):
+            pass
+        new = 0
+        for event in batch:
+            try:
+                new += insert_events(engine, [event])
+            except _UNAVAILABLE:
+                raise
+            except (StatementError, LookupError, TypeError, ValueError):
+                rejected.append(event)
+        return new
+
+    def _commit_memory(self, engine: Engine) -> None:
+        while self._memory:
+            batch = [self._memory.popleft() for _ in range(min(self.batch_size, len(self._memory)))]
+            try:
+                self.written += insert_events(engine, batch)
+            except Exception:
+                self._memory.extendleft(reversed(batch))
+                raise
+            self.committed += len(batch)
+
+    def _memory_to_spool(self) -> None:
+        """While the database is down, move events held in memory to disk once the spool takes them."""
+        batch = list(self._memory)
+        try:
+            self.spool.append(batch)
+        except OSError:
+            return
+        for _ in batch:
+            self._memory.popleft()
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._db_ok:
             log.warning("proxy database unavailable (%s); spooling events", type(exc).__name__)
         self._db_ok = False
         self._next_probe = time.monotonic() + self.retry_seconds
-
-    def _probe(self) -> None:
-        """Try the database again by replaying the spool; on success resume direct writes."""
-        try:
-            if self.engine is None and self.engine_factory is not None:
-                self.engine = self.engine_factory()
-            if self.engine is None:
-                raise RuntimeError("no database engine")
-            replayed = self.spool.replay(lambda b: insert_events(self.engine, b), self.batch_size)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001
-            self._mark_down(exc)
-            return
-        self.written += replayed
-        if not self._db_ok:
-            log.info("proxy database back; replayed %d spooled event(s)", replayed)
-        self._db_ok = True
 
     def _run_periodic(self) -> None:
         now = time.monotonic()
@@ -454,3 +431,6 @@ class Recorder:
                 job.fn(self.engine)
             except Exception as exc:  # noqa: BLE001  (a failing job must not stop recording)
                 log.warning("proxy background job %s failed: %s", getattr(job.fn, "__name__", "?"), type(exc).__name__)
+
+
+__all__ = ["EVENT_KEYS", "Recorder", "Spool", "SpoolBusyError", "insert_events", "new_event_id", "price_event"]

@@ -47,6 +47,7 @@ def _records(rows: Iterable[Any]) -> list[UsageRecord]:
         details = {
             "errors": int(m["errors"]),
             "partial": int(m["partial"]),
+            "client_gone": int(m["client_gone"]),
             "streamed": int(m["streamed"]),
             "usage_unknown": requests - int(m["usage_known"]),
             "unpriced": requests - priced,
@@ -99,6 +100,7 @@ def _aggregate(conn: Connection, ids: list[str]) -> list[UsageRecord]:
             func.count(_E.cost).label("priced"),
             func.sum(case((_E.status >= 400, 1), else_=0)).label("errors"),
             func.sum(case((_E.partial.is_(True), 1), else_=0)).label("partial"),
+            func.sum(case((_E.client_gone.is_(True), 1), else_=0)).label("client_gone"),
             func.sum(case((_E.stream.is_(True), 1), else_=0)).label("streamed"),
             func.sum(case((_E.usage_known.is_(True), 1), else_=0)).label("usage_known"),
             func.sum(_E.latency_ms).label("latency"),

@@ -28,10 +28,13 @@ Where usage sits:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 _DECODER = json.JSONDecoder()
+#: A usage *object*: OpenAI's include_usage adds ``"usage":null`` to every chunk, not worth decoding.
+_USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 
 
 @dataclass(slots=True)
@@ -228,7 +231,7 @@ def extract_sse(provider: str, head: bytes, tail: bytes) -> Usage:
     for chunk in (head, tail):
         for _, data in iter_sse_data(chunk):
             # The first event names the model and id; after it only events with usage matter.
-            if seen_first and '"usage"' not in data:
+            if seen_first and _USAGE_OBJECT.search(data) is None:
                 continue
             payload = _loads(data)
             if payload is None:

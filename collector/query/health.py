@@ -234,7 +234,13 @@ def _read_endpoints(conn: Any) -> dict[int, dict[str, EndpointState]]:
     out: dict[int, dict[str, EndpointState]] = defaultdict(dict)
     for r in conn.execute(select(s.connection_id, s.endpoint, s.high_water)):
         out[r.connection_id][r.endpoint] = EndpointState(r.endpoint, r.high_water)
-    newest = select(func.max(runs.c.id).label("id")).group_by(runs.c.connection_id, runs.c.endpoint).subquery("newest")
+    # A skipped run (another process held the lock) did nothing: the newest real run still stands.
+    newest = (
+        select(func.max(runs.c.id).label("id"))
+        .where(runs.c.status != "skipped")
+        .group_by(runs.c.connection_id, runs.c.endpoint)
+        .subquery("newest")
+    )
     stmt = select(
         runs.c.connection_id, runs.c.endpoint, runs.c.status, runs.c.error, runs.c.started_at, runs.c.finished_at
     ).join(newest, newest.c.id == runs.c.id)
@@ -277,16 +283,20 @@ def _read_imports(conn: Any) -> list[ImportStatus]:
 
 
 def _spool(settings: Any) -> tuple[int, int]:
-    """Files and bytes waiting in the proxy's JSONL spool (collector/proxy/recorder.py ``Spool``)."""
+    """Files and bytes of events not yet in the database, in the proxy's journal (collector/proxy/spool.py).
+
+    A running sidecar always has an active segment; empty, it holds nothing waiting.
+    """
     folder = settings.resolved_spool_dir() if settings is not None else None
     files = size = 0
     if folder is not None and folder.is_dir():
         for path in folder.glob("*.jsonl"):
             try:
-                size += path.stat().st_size
-            except FileNotFoundError:  # replayed and removed meanwhile
+                bytes_ = path.stat().st_size
+            except FileNotFoundError:  # committed and removed meanwhile
                 continue
-            files += 1
+            if bytes_:
+                files, size = files + 1, size + bytes_
     return files, size
 
 

@@ -59,8 +59,13 @@ from providers.base import Context, Endpoint, Provider, ProviderError
 log = logging.getLogger(__name__)
 SYNC_STATE = SyncState.__table__  # type: ignore[attr-defined]
 SYNC_RUNS = SyncRun.__table__  # type: ignore[attr-defined]
-#: First half of the two-key PostgreSQL advisory lock; the second is the connection id.
-_LOCK_CLASS = 0x11E5
+#: First half of the two-key PostgreSQL advisory lock: this name hashed with the schema, because
+#: advisory locks are database-wide and connection ids repeat in every schema (two deployments,
+#: or parallel test runs, in schemas of one database must not block each other). The second half
+#: is the connection id.
+_LOCK_SPACE = "llm-usage sync "
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtext(:space || current_schema()), :id)")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtext(:space || current_schema()), :id)")
 RUNNER = f"{socket.gethostname()}:{os.getpid()}"
 
 #: ``progress(endpoint, window, through, pages, rows)`` after every stored page.
@@ -93,6 +98,13 @@ class SyncSummary:
     overlaps: list[Overlap] = field(default_factory=list)
 
     @property
+    def note(self) -> str:
+        """Why nothing ran, in words ('' when it ran)."""
+        if self.skipped == "locked":
+            return f"skipped: another process is syncing connection {self.connection_id}"
+        return f"skipped: {self.skipped}" if self.skipped else ""
+
+    @property
     def ok(self) -> bool:
         """True when it ran and every endpoint succeeded."""
         return not self.skipped and not self.error and all(e.status == "ok" for e in self.endpoints)
@@ -118,15 +130,13 @@ def connection_lock(engine: Engine, settings: Settings, connection_id: int) -> I
     """Try to take the per-connection sync lock; yields whether it was taken (never waits)."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as db:
-            got = bool(
-                db.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": _LOCK_CLASS, "b": connection_id}).scalar()
-            )
+            got = bool(db.execute(_TRY_LOCK, {"space": _LOCK_SPACE, "id": connection_id}).scalar())
             db.commit()
             try:
                 yield got
             finally:
                 if got:
-                    db.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": _LOCK_CLASS, "b": connection_id})
+                    db.execute(_UNLOCK, {"space": _LOCK_SPACE, "id": connection_id})
                     db.commit()
         return
     path = _lock_path(engine, settings, connection_id)
@@ -204,6 +214,34 @@ def _finish_run(engine: Engine, res: EndpointResult, started: float) -> None:
                 rows=res.rows,
                 finished_at=datetime.now(UTC),
                 duration_seconds=round(time.perf_counter() - started, 3),
+            )
+        )
+
+
+def _log_skipped(engine: Engine, summary: SyncSummary) -> None:
+    """A sync that found the connection locked is logged as ``skipped``, not as a failure.
+
+    One row with an empty endpoint: the run never got as far as an endpoint, and the status
+    page's "newest run per endpoint" must keep showing the runs that did.
+    """
+    now = datetime.now(UTC)
+    try:
+        provider = get_connection(engine, summary.connection_id).provider
+    except ConnectionsError:
+        provider = ""
+    with engine.begin() as db:
+        db.execute(
+            insert(SYNC_RUNS).values(
+                connection_id=summary.connection_id,
+                provider=provider,
+                endpoint="",
+                window_start=now,
+                window_end=now,
+                started_at=now,
+                finished_at=now,
+                status="skipped",
+                error=summary.note.removeprefix("skipped: "),
+                runner=RUNNER,
             )
         )
 
@@ -376,6 +414,7 @@ def sync_connection(
         if not locked:
             summary.skipped = "locked"
             log.info("connection %d is being synced by another process; skipping", connection_id)
+            _log_skipped(engine, summary)
             return summary
         try:
             conn = get_connection(engine, connection_id)

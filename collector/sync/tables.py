@@ -82,7 +82,8 @@ class SyncRun(SQLModel, table=True):
     pages: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     rows: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
     duration_seconds: float = Field(default=0.0, sa_column=Column(Float, nullable=False, server_default="0"))
-    #: ``running`` | ``ok`` | ``failed`` | ``abandoned`` (its process died; found by the next run).
+    #: ``running`` | ``ok`` | ``failed`` | ``abandoned`` (its process died; found by the next run) |
+    #: ``skipped`` (another process held the connection's lock; endpoint ``''``).
     status: str = _str(16)
     error: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     runner: str = _str(128)

@@ -12,7 +12,9 @@ sidecar, with the same client in the same run, and the table shows:
 * sidecar CPU time per request (from ``/proc/<pid>/stat`` over the run) and its peak RSS.
 
 A probe then measures time to first streamed chunk (direct vs sidecar, one client), and a short
-run compares uvicorn's asyncio + h11 with uvloop + httptools for the sidecar.
+run compares uvicorn's asyncio + h11 with uvloop + httptools for the sidecar. Last, the request
+path's share of recording alone: ``Recorder.record`` (one JSON line written to the journal) per
+call, beside putting the same event on an in-memory queue (what recording cost before the journal).
 
 Run with ``make bench BENCH=proxy`` (about two minutes).
 """
@@ -242,6 +244,7 @@ def main() -> None:
             _loops(wrk, tmp, fake_url)
         finally:
             stop(fake)
+        _record_cost(tmp)
 
 
 def _settle(side_url: str) -> None:
@@ -294,6 +297,42 @@ def _loops(wrk: str | None, tmp: Path, fake_url: str) -> None:
             )
         finally:
             stop(side)
+
+
+def _record_cost(tmp: Path, n: int = 20_000) -> None:
+    """Per-call cost of journaling an event on the request path, against a queue put (same run)."""
+    import queue
+
+    from collector.proxy.recorder import Recorder, new_event_id
+    from collector.proxy.spool import Spool
+
+    event = {
+        "id": new_event_id(), "ts": time.time(), "provider": "openai", "upstream": "openai",
+        "endpoint": "chat.completions", "method": "POST", "model": "gpt-4o-mini-2024-07-18", "status": 200,
+        "stream": False, "partial": False, "usage_known": True, "error": "", "input_tokens": 120,
+        "cache_read_tokens": 20, "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "output_tokens": 35,
+        "reasoning_tokens": 4, "latency_ms": 1.234, "ttfb_ms": 0.9, "team": "", "project": "", "token_id": 0,
+        "api_key_fp": "fp_0123456789abcdef0123", "service_tier": "default", "response_id": "chatcmpl-x",
+        "client_gone": False,
+    }  # fmt: skip
+    spool = Spool(tmp / "record-cost")
+    spool.open()  # the writer thread is not started: this measures the request path alone
+    recorder = Recorder(None, spool)
+    q: queue.Queue[dict[str, object]] = queue.Queue()
+    journal, put = [], []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        recorder.record(event)
+        journal.append((time.perf_counter_ns() - t) / 1000)
+        t = time.perf_counter_ns()
+        q.put_nowait(event)
+        put.append((time.perf_counter_ns() - t) / 1000)
+    spool.close()
+    print(
+        f"\nrecording on the request path, {n} calls: journal write p50 {pct(journal, 50):.1f} /"
+        f" p99 {pct(journal, 99):.1f} us; in-memory queue put (before the journal) p50 {pct(put, 50):.1f} /"
+        f" p99 {pct(put, 99):.1f} us"
+    )
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ def proxy_event(ts: datetime, latency_ms: float, status: int = 200, error: str =
     event.update(
         id=new_event_id(), ts=ts.timestamp(), provider="openai", upstream="openai", endpoint="chat/completions",
         method="POST", model="gpt-4o", status=status, stream=False, partial=bool(error), usage_known=True,
+        client_gone=error == "client_disconnected",
         error=error, input_tokens=100, output_tokens=10, latency_ms=latency_ms, team="search",
         project="proj_search",
     )  # fmt: skip

@@ -13,7 +13,9 @@ Per-request behaviour is set by request headers, which pass through the sidecar 
 * ``x-fake-first-ms`` / ``x-fake-interval-ms``: delay before the first chunk / between chunks;
 * ``x-fake-status: 429`` (any code): answer with the provider's error JSON;
 * ``x-fake-cut-after: N``: drop the connection after N chunks (or mid-body for JSON);
-* ``x-fake-tag``: label under which chunk send times are kept in :attr:`FakeUpstream.sent`.
+* ``x-fake-tag``: label under which chunk send times are kept in :attr:`FakeUpstream.sent` (for a
+  JSON answer: the time it was sent);
+* ``x-fake-id``: the chat completion's ``id`` (JSON and stream), so a test can find a call's event.
 
 Every completion contains :data:`COMPLETION_MARKER`, so tests can scan storage for it.
 """
@@ -125,6 +127,9 @@ class FakeUpstream:
 
     async def _json(self, send: Any, obj: Any, headers: dict[str, str]) -> None:
         raw = _dumps(obj)
+        first = float(headers.get("x-fake-first-ms", "0")) / 1000
+        if first:
+            await asyncio.sleep(first)
         await send(
             {
                 "type": "http.response.start",
@@ -145,6 +150,8 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": raw[: len(raw) // 2], "more_body": True})
             raise CutConnection("fake upstream cut the connection")
         await send({"type": "http.response.body", "body": raw})
+        if tag := headers.get("x-fake-tag"):
+            self.sent[tag].append(time.perf_counter())
 
     async def _stream(self, send: Any, events: list[bytes], headers: dict[str, str]) -> None:
         first = float(headers.get("x-fake-first-ms", "0")) / 1000
@@ -227,13 +234,14 @@ class FakeUpstream:
 
     async def _chat(self, send: Any, payload: dict[str, Any], headers: dict[str, str]) -> None:
         model = self._model(payload)
+        rid = headers.get("x-fake-id", "chatcmpl-fake123")
         usage = self._openai_usage(headers, "chat")
         words = self._words(headers)
         if not payload.get("stream"):
             await self._json(
                 send,
                 {
-                    "id": "chatcmpl-fake123",
+                    "id": rid,
                     "object": "chat.completion",
                     "created": CREATED,
                     "model": model,
@@ -257,7 +265,7 @@ class FakeUpstream:
         deltas = [{"role": "assistant", "content": ""}] + [{"content": w} for w in words]
         for i, delta in enumerate([*deltas, {}]):
             chunk: dict[str, Any] = {
-                "id": "chatcmpl-fake123",
+                "id": rid,
                 "object": "chat.completion.chunk",
                 "created": CREATED,
                 "model": model,
@@ -277,7 +285,7 @@ class FakeUpstream:
             events.append(b"data: " + _dumps(chunk) + b"\n\n")
         if include:
             final = {
-                "id": "chatcmpl-fake123",
+                "id": rid,
                 "object": "chat.completion.chunk",
                 "created": CREATED,
                 "model": model,
@@ -490,15 +498,26 @@ class ServerThread:
 
 
 def main() -> None:
-    """Run the fake upstream standalone: ``python -m tests.fakes.upstream PORT`` (bench)."""
+    """Run the fake upstream standalone: ``python -m tests.fakes.upstream PORT`` (bench).
+
+    With port 0 (or none) it binds a free port and prints it as its first line of output.
+    """
     import sys
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     app = FakeUpstream()
     app.keep_requests = False
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools"
     )
+    if port:
+        uvicorn.Server(config).run()
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # connections wait in the backlog until uvicorn serves them
+    print(sock.getsockname()[1], flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":

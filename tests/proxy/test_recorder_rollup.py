@@ -1,17 +1,23 @@
-"""Recorder (queue, spool, exactly-once replay, drain) and hourly rollup, on SQLite and PostgreSQL."""
+"""Recorder (journal, exactly-once replay, drain on stop) and hourly rollup, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from collector.core.store import USAGE
-from collector.proxy.recorder import Recorder, Spool, insert_events, new_event_id, price_event
+from collector.proxy import recorder as recorder_module
+from collector.proxy import spool as spool_module
+from collector.proxy.recorder import Recorder, insert_events, new_event_id, price_event
 from collector.proxy.rollup import purge, rollup
+from collector.proxy.spool import Spool, SpoolBusyError, encode
 
 T0 = datetime(2026, 11, 20, 10, 15, tzinfo=UTC)
 
@@ -44,6 +50,7 @@ def make_event(at: datetime = T0, **over) -> dict:
         "api_key_fp": "fp_0123456789abcdef0123",
         "service_tier": "default",
         "response_id": "chatcmpl-x",
+        "client_gone": False,
     }
     event.update(over)
     return event
@@ -54,54 +61,149 @@ def count(engine) -> int:
         return conn.execute(text("SELECT COUNT(*) FROM proxy_events")).scalar_one()
 
 
-def test_replay_is_exactly_once_even_when_repeated_or_interrupted(engine, tmp_path):
+def segments(spool: Spool) -> list:
+    return sorted(p for p in spool.folder.glob("*.jsonl") if p.stat().st_size)
+
+
+def wait_until(predicate, timeout: float = 15.0) -> None:
+    """Wait for a condition the recorder's thread brings about (checked at each of its rounds)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_replay_is_exactly_once_even_when_repeated_or_interrupted(engine, tmp_path, monkeypatch):
     spool = Spool(tmp_path / "spool")
     events = [make_event() for _ in range(25)]
-    assert insert_events(engine, events[:10]) == 10  # committed, but its acknowledgement was "lost" ...
-    spool.append(events)  # ... so the whole batch was spooled too
+    assert insert_events(engine, events[:10]) == 10  # committed, but the segment was not deleted ...
+    spool.append(events)  # ... (a kill between the commit and the unlink): it is replayed whole
     calls = []
 
-    def flaky(batch):
+    def flaky(eng, batch):  # the seam to the database: it goes away at the second batch
         calls.append(len(batch))
         if len(calls) == 2:
-            raise ConnectionError("database went away mid-replay")
-        return insert_events(engine, batch)
+            raise OperationalError("INSERT", {}, ConnectionError("database went away mid-replay"))
+        return insert_events(eng, batch)
 
-    with pytest.raises(ConnectionError):
-        spool.replay(flaky, batch_size=10)
-    assert spool.pending()  # the unfinished file stays
-    assert spool.replay(lambda b: insert_events(engine, b), batch_size=10) == 15
-    assert not spool.pending()
-    assert count(engine) == 25
-    assert spool.replay(lambda b: insert_events(engine, b), batch_size=10) == 0
+    monkeypatch.setattr(recorder_module, "insert_events", flaky)
+    recorder = Recorder(engine, spool, batch_size=10, retry_seconds=0.05)
+    recorder.start()
+    try:
+        wait_until(lambda: len(calls) >= 3 and not spool.pending())  # failed, probed again, replayed
+    finally:
+        recorder.stop()
+    assert recorder.db_ok and count(engine) == 25
+    assert recorder.written == 15  # the first batch twice, stored once
+    assert segments(spool) == []
 
 
 def test_torn_spool_line_is_skipped_and_the_rest_replayed(engine, tmp_path):
     spool = Spool(tmp_path / "spool")
     spool.append([make_event(), make_event()])
-    with open(spool.current, "a") as fh:
-        fh.write(json.dumps(make_event())[:40])  # a crash in the middle of a write
-    assert spool.replay(lambda b: insert_events(engine, b), batch_size=100) == 2
-
-
-def test_full_queue_spills_to_the_spool_without_blocking(tmp_path, sqlite_engine):
-    recorder = Recorder(sqlite_engine, Spool(tmp_path / "spool"), queue_size=2)
-    for _ in range(5):
-        recorder.record(make_event())  # writer not started: the queue fills
-    assert (recorder.depth(), recorder.spilled) == (2, 3)
-    assert recorder.spool.overflow.read_text().count("\n") == 3
-    recorder.start()  # the writer replays the overflow once the database answers
-    recorder.stop()
-    assert count(sqlite_engine) == 5 and not recorder.spool.pending()
-
-
-def test_shutdown_drains_the_queue(engine, tmp_path):
-    recorder = Recorder(engine, Spool(tmp_path / "spool"), batch_size=1000, interval=30)
+    (segment,) = segments(spool)
+    with open(segment, "a") as fh:
+        fh.write(json.dumps(make_event())[:40])  # a kill in the middle of a write
+    recorder = Recorder(engine, spool)
     recorder.start()
-    for _ in range(50):
-        recorder.record(make_event())
     recorder.stop()
-    assert count(engine) == 50 and recorder.written == 50
+    assert count(engine) == 2 and segments(spool) == []
+
+
+def test_every_event_is_on_disk_as_recorded_and_committed_on_stop(engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    recorder = Recorder(engine, spool, batch_size=7, interval=30)  # only the stop commits
+    recorder.start()
+    events = [make_event() for _ in range(50)]
+    for event in events:
+        recorder.record(event)
+    (active,) = segments(spool)
+    assert [json.loads(line)["id"] for line in active.read_text().splitlines()] == [e["id"] for e in events]
+    assert count(engine) == 0 and recorder.depth() == 50
+    recorder.stop()
+    assert count(engine) == 50 and recorder.written == 50 and recorder.depth() == 0
+    assert segments(spool) == [] and not list(spool.folder.glob("*.jsonl"))  # the empty active one too
+
+
+def test_a_killed_run_leaves_its_segment_and_the_next_run_replays_it(engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    first = Recorder(engine, spool, interval=30)
+    first.start()
+    for _ in range(5):
+        first.record(make_event())
+    # What SIGKILL leaves: the writer never ran and the folder's lock goes with the process.
+    first._stopping = True
+    spool._lock_file.close()
+    assert count(engine) == 0 and len(segments(spool)) == 1
+    second = Recorder(engine, Spool(tmp_path / "spool"))
+    second.start()
+    assert second.flush(0)
+    second.stop()
+    assert count(engine) == 5 and segments(second.spool) == []
+
+
+def test_two_processes_never_share_a_spool_folder(tmp_path):
+    first = Spool(tmp_path / "spool")
+    first.open()
+    with pytest.raises(SpoolBusyError, match="LLM_USAGE_PROXY_SPOOL_DIR"):
+        Spool(tmp_path / "spool").open()
+    first.close()
+    second = Spool(tmp_path / "spool")
+    second.open()  # released with the first
+    second.close()
+
+
+def test_unwritable_spool_holds_events_in_memory_then_the_database_takes_them(sqlite_engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    recorder = Recorder(sqlite_engine, spool, queue_size=3, interval=30)
+    recorder.start()
+    os.dup2(os.open("/dev/full", os.O_WRONLY), spool._fd)  # the disk is full: every write() fails
+    for _ in range(5):
+        recorder.record(make_event())  # never raises
+    assert (recorder.spilled, recorder.lost, recorder.depth()) == (3, 2, 3)
+    recorder.stop()
+    assert count(sqlite_engine) == 3 and recorder.depth() == 0
+
+
+def test_spool_lines_of_an_older_version_and_bad_events_are_handled(sqlite_engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    old = make_event()
+    del old["client_gone"]  # written before the column existed
+    bad = make_event()
+    del bad["ts"]  # cannot be stored: set aside, never retried forever
+    spool.folder.mkdir(parents=True)
+    (spool.folder / "current.jsonl").write_text(json.dumps(old) + "\n")  # the pre-journal spool's name
+    spool.append([make_event(), bad, make_event()])
+    recorder = Recorder(sqlite_engine, spool, batch_size=10)
+    recorder.start()
+    recorder.stop()
+    assert recorder.db_ok and count(sqlite_engine) == 3 and segments(spool) == []
+    (kept,) = spool.folder.glob("rejected-*.json")
+    assert json.loads(kept.read_text())["id"] == bad["id"]
+
+
+def test_fsync_interval(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(spool_module.os, "fsync", lambda fd: synced.append(fd))
+    spool = Spool(tmp_path / "spool", fsync_seconds=2.0)
+    spool.open()
+    synced.clear()
+    spool.write(encode(make_event()))
+    spool.tick(100.0)
+    spool.tick(101.0)  # not yet due
+    spool.tick(102.5)
+    assert synced == [spool._fd, spool._fd]
+    spool.rotate()  # a sealed segment and the folder's new entry are made durable too
+    assert len(synced) == 4
+    spool.close()
+    before = len(synced)
+    quiet = Spool(tmp_path / "quiet")
+    quiet.open()
+    quiet.write(encode(make_event()))
+    quiet.tick(1e9)
+    quiet.rotate()
+    quiet.close()
+    assert len(synced) == before  # 0 = never
 
 
 def test_pricing_uses_tiers_and_never_prices_unknown_models_at_zero():

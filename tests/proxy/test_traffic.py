@@ -8,8 +8,10 @@ import httpx
 import openai
 import pytest
 
+from collector.proxy.app import ProxyApp
+from collector.proxy.spool import SpoolBusyError
 from collector.proxy.tokens import create_token, revoke_token
-from tests.fakes.upstream import OPENAI_USAGE
+from tests.fakes.upstream import OPENAI_USAGE, ServerThread
 from tests.proxy.conftest import KEY, PROMPT_MARKER, events, proxy_settings, start_sidecar
 
 MESSAGES = [{"role": "user", "content": f"hi {PROMPT_MARKER}"}]
@@ -103,9 +105,55 @@ def test_client_disconnect_cancels_upstream_and_records_partial_usage(fake, side
     assert "gone" in app.disconnected  # the upstream saw the cancellation and stopped
     assert len(app.sent["gone"]) < 20
     (row,) = events(sqlite_engine)
-    assert (row["error"], row["partial"], row["stream"]) == ("client_disconnected", True, True)
+    assert (row["error"], row["partial"], row["stream"], row["client_gone"]) == (
+        "client_disconnected",
+        True,
+        True,
+        True,
+    )
     # message_start had arrived: input and cache counts are known, output only provisionally.
     assert (row["input_tokens"], row["cache_read_tokens"], row["output_tokens"]) == (100, 30, 1)
+
+
+def test_client_that_gives_up_waiting_is_recorded_with_the_full_usage_and_flagged(fake, side, sqlite_engine):
+    app, _ = fake
+    headers = {"x-fake-first-ms": "1500", "x-fake-tag": "abandoned", "authorization": f"Bearer {KEY}"}
+    with pytest.raises(httpx.ReadTimeout):  # the client's timeout: it closes its connection
+        httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT, headers=headers, timeout=0.3)
+    side.flush(1)
+    assert app.sent["abandoned"]  # the upstream still answered (and would bill) ...
+    (row,) = events(sqlite_engine)  # ... and what it returned is recorded, flagged
+    assert (row["client_gone"], row["partial"], row["error"], row["status"]) == (
+        True,
+        False,
+        "client_disconnected",
+        200,
+    )
+    assert (row["usage_known"], row["input_tokens"], row["output_tokens"]) == (True, OPENAI_USAGE[0], OPENAI_USAGE[2])
+    assert row["basis"] == "estimated"
+
+
+def test_quick_calls_are_not_flagged(fake, side, sqlite_engine):
+    for stream in (False, True):
+        r = httpx.post(f"{side.url}/openai/v1/chat/completions", json={**CHAT, "stream": stream})
+        assert r.status_code == 200
+    side.flush(2)
+    assert [(r["client_gone"], r["error"]) for r in events(sqlite_engine)] == [(False, ""), (False, "")]
+
+
+# uvicorn ends a server whose start-up failed with SystemExit(3), here in its thread.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_second_sidecar_on_the_same_spool_folder_refuses_to_start(fake, side, sqlite_engine):
+    second = ProxyApp(side.settings, engine=sqlite_engine)
+    server = ServerThread(second)
+    with pytest.raises(RuntimeError, match="did not start"):
+        server.start()  # it would delete the first one's journal segments
+    server.sock.close()
+    with pytest.raises(SpoolBusyError, match="LLM_USAGE_PROXY_SPOOL_DIR"):
+        second.spool.open()
+    assert httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT).status_code == 200  # the first serves on
+    side.flush(1)
+    assert len(events(sqlite_engine)) == 1
 
 
 def test_monitor_token_attributes_calls_is_stripped_and_revocable(fake, sqlite_engine):
@@ -190,4 +238,5 @@ def test_sidecar_starts_and_serves_while_the_database_is_unreachable(fake, tmp_p
         assert health["database"] == "down" and health["spool_bytes"] > 0
     finally:
         side.server.stop()
-    assert side.app.spool.current.read_text().count("\n") == 1  # kept for replay when the database is back
+    spooled = "".join(p.read_text() for p in side.app.spool.folder.glob("*.jsonl"))
+    assert spooled.count("\n") == 1  # kept for replay when the database is back

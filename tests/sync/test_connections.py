@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from collector.app import app
@@ -21,7 +23,7 @@ from collector.sync.connections import (
     retest_connection,
     set_active,
 )
-from collector.sync.engine import sync_connection
+from collector.sync.engine import connection_lock, sync_connection
 from collector.sync.vault import load_vault, new_secret, write_secret_file
 from providers.base import KeyFormatError
 from tests.conftest import create_database
@@ -113,6 +115,68 @@ def test_cli_add_list_sync_disable_remove(fake_api):
     assert runner.invoke(app, ["connections", "remove", "1"], input="n\n").exit_code == 1  # asks first
     removed = runner.invoke(app, ["connections", "remove", "1", "--yes"])
     assert removed.exit_code == 0 and "rows are kept" in removed.output
+
+
+def test_a_sync_that_finds_its_connection_locked_is_skipped_not_failed(engine, tmp_path, fake_api):
+    settings = make_settings(tmp_path)
+    conn = add_connection(
+        engine, settings, load_vault(settings), provider="openai", label="p", key=OPENAI_KEY, base_url=fake_api.base_url
+    )
+    with connection_lock(engine, settings, conn.id) as held:  # "another process" syncing it
+        assert held
+        summary = sync_connection(engine, settings, conn.id)
+    assert (summary.skipped, summary.error, summary.endpoints) == ("locked", "", [])
+    assert summary.note == f"skipped: another process is syncing connection {conn.id}"
+    with engine.connect() as db:
+        runs = db.execute(text("SELECT provider, endpoint, status, error FROM sync_runs")).all()
+    assert runs == [("openai", "", "skipped", f"another process is syncing connection {conn.id}")]
+    assert fake_api.api.requests["total"] == 1  # only add_connection's test call: nothing fetched
+    assert get_connection(engine, conn.id).status == "ok"  # not marked failing
+
+
+@pytest.mark.postgres
+def test_the_postgresql_sync_lock_is_per_schema(pg_url, tmp_path):
+    """Advisory locks are database-wide; connection 1 of another schema is another connection."""
+    settings = make_settings(tmp_path)
+    base = pg_url.split("options=")[0]
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base.rstrip("?&"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(text(f"CREATE SCHEMA {other_schema}"))
+    mine, other = create_engine(pg_url), create_engine(f"{base}options={quote(f'-csearch_path={other_schema}')}")
+    try:
+        with connection_lock(mine, settings, 1) as held:
+            assert held
+            with connection_lock(mine, settings, 1) as again:
+                assert not again  # the same connection: locked
+            with connection_lock(other, settings, 1) as elsewhere:
+                assert elsewhere  # the same id in another schema: free
+    finally:
+        mine.dispose()
+        other.dispose()
+        with admin.connect() as db:
+            db.execute(text(f"DROP SCHEMA {other_schema} CASCADE"))
+        admin.dispose()
+
+
+def test_cli_sync_of_a_locked_connection_exits_0_and_only_a_failure_exits_1(fake_api):
+    add = runner.invoke(
+        app, ["connections", "add", "openai", "--label", "prod", "--base-url", fake_api.base_url], input=OPENAI_KEY
+    )
+    assert add.exit_code == 0, add.output
+    settings = get_settings()
+    engine = open_database(settings)
+    with connection_lock(engine, settings, 1):
+        skipped = runner.invoke(app, ["connections", "sync", "1"])
+    assert skipped.exit_code == 0, skipped.output
+    assert skipped.output.strip() == "skipped: another process is syncing connection 1"
+    status = runner.invoke(app, ["status", "--check"])
+    assert "skipped" not in status.output  # a skipped run is no problem and hides no real run
+    fake_api.api.faults.auth_fail = True
+    failed = runner.invoke(app, ["connections", "sync", "1"])
+    assert failed.exit_code == 1
+    with engine.connect() as db:
+        assert [r[0] for r in db.execute(text("SELECT status FROM sync_runs ORDER BY id"))][:1] == ["skipped"]
 
 
 def test_cli_refuses_project_key_and_empty_stdin():

@@ -1,0 +1,262 @@
+"""The proxy's write-ahead journal: every event on local disk before its response completes.
+
+A replica that is killed (SIGKILL, the OOM killer, ``kubectl delete --force``) must not lose the
+calls it already answered (market-anchors §12.12). So the request path does not keep events in
+memory: it appends each one as a JSON line to the *active segment* of this folder with a single
+``write()`` on an ``O_APPEND`` descriptor, before the last byte of the response goes out. The
+line is then in the kernel's page cache, which outlives the process; nothing is fsynced per event.
+
+The recorder's writer thread *seals* the active segment (the next events go to a fresh one),
+inserts the sealed segments' events into the database and deletes each segment only after its
+rows are committed. A replica that starts finds the segments a killed predecessor left and
+replays them first. Replays repeat inserts that may already have committed; event ids (minted
+before forwarding) and ``ON CONFLICT (id) DO NOTHING`` make that harmless (market-anchors §12.13).
+
+What survives what:
+
+* **process death** (any signal, a crash): every event whose ``write()`` returned, that is, every
+  call whose response completed;
+* **power cut or kernel crash**: only what the kernel had written back; with ``fsync_seconds`` set
+  the writer fsyncs the active segment (and the folder) that often, so at most that window of
+  events not yet in the database is lost. The database's own commit durability applies on top.
+
+One folder belongs to one process at a time (an OS lock on ``.lock``): two replicas appending to
+and deleting each other's segments would lose events, so the second one refuses to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+import uuid_utils
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+_SUFFIX = ".jsonl"
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+
+
+class SpoolBusyError(RuntimeError):
+    """Another process holds the spool folder."""
+
+
+def encode(event: Event) -> bytes:
+    """One event as one JSON line (primitives only, as the request path builds it)."""
+    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+
+def _segment_name() -> str:
+    # UUIDv7: time-ordered and unique across processes without any coordination.
+    return f"seg-{uuid_utils.uuid7()}{_SUFFIX}"
+
+
+class Spool:
+    """Append-only JSONL segment files in one folder (see the module docstring).
+
+    Args:
+        folder: where the segments live (created if missing).
+        fsync_seconds: how often :meth:`tick` fsyncs the active segment; 0 never does.
+    """
+
+    def __init__(self, folder: Path, *, fsync_seconds: float = 0.0) -> None:
+        self.folder = Path(folder)
+        self.fsync_seconds = fsync_seconds
+        self._lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        self._fd = -1
+        self._active: Path | None = None
+        self._active_lines = 0
+        self._active_bytes = 0
+        #: Lines each segment sealed by this process holds (to count what got committed).
+        self._own: dict[Path, int] = {}
+        self._last_sync = 0.0
+
+    # -- lifecycle (the owning process) -------------------------------------------------------
+
+    def open(self) -> None:
+        """Take the folder's lock and start a fresh active segment; earlier ones become sealed.
+
+        Raises:
+            SpoolBusyError: another process (e.g. a second replica on this host) uses the folder.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fh = open(self.folder / ".lock", "a")  # noqa: SIM115  (held open for the lock's lifetime)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise SpoolBusyError(
+                f"the proxy spool folder {self.folder} is used by another process; give each replica "
+                "its own LLM_USAGE_PROXY_SPOOL_DIR (or LLM_USAGE_DATA_DIR)"
+            ) from None
+        self._lock_file = fh
+        for tmp in self.folder.glob("*.tmp"):  # an append() cut short: its segment never became visible
+            tmp.unlink(missing_ok=True)
+        with self._lock:
+            self._start_segment()
+
+    def close(self) -> None:
+        """Close the active segment (deleted when empty) and release the folder."""
+        with self._lock:
+            fd, active, size = self._fd, self._active, self._active_bytes
+            self._fd, self._active, self._active_lines, self._active_bytes = -1, None, 0, 0
+        if fd >= 0:
+            if self.fsync_seconds > 0:
+                self._sync(fd)
+            os.close(fd)
+        if active is not None and size == 0:
+            active.unlink(missing_ok=True)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while this process owns the folder and has an active segment."""
+        return self._fd >= 0
+
+    def _start_segment(self) -> None:
+        """Open a new active segment (the caller holds ``_lock``)."""
+        path = self.folder / _segment_name()
+        self._fd = os.open(path, _FLAGS, 0o600)
+        self._active, self._active_lines, self._active_bytes = path, 0, 0
+        if self.fsync_seconds > 0:
+            self._sync_folder()
+
+    # -- the request path -----------------------------------------------------------------------
+
+    def write(self, line: bytes) -> None:
+        """Append one encoded event with one ``write()``; raises OSError if it did not all land.
+
+        A short write (disk full) leaves a fragment; a newline ends it so the next event starts on
+        a line of its own (the reader skips the fragment).
+        """
+        with self._lock:
+            if self._fd < 0:
+                raise OSError("the spool is not open")
+            written = os.write(self._fd, line)
+            self._active_bytes += written
+            if written != len(line):
+                with contextlib.suppress(OSError):
+                    self._active_bytes += os.write(self._fd, b"\n")
+                raise OSError(f"short write to the spool ({written} of {len(line)} bytes)")
+            self._active_lines += 1
+
+    # -- the writer thread ----------------------------------------------------------------------
+
+    def rotate(self) -> Path | None:
+        """Seal the active segment if it holds anything and start a new one; returns the sealed path."""
+        if self._fd < 0 or self._active_bytes == 0:
+            return None
+        new_path = self.folder / _segment_name()
+        new_fd = os.open(new_path, _FLAGS, 0o600)  # opened before the lock: requests never wait on it
+        with self._lock:
+            old_fd, old_path, lines = self._fd, self._active, self._active_lines
+            self._fd, self._active, self._active_lines, self._active_bytes = new_fd, new_path, 0, 0
+        assert old_path is not None
+        self._own[old_path] = lines
+        if self.fsync_seconds > 0:
+            self._sync(old_fd)
+            self._sync_folder()
+        os.close(old_fd)
+        return old_path
+
+    def tick(self, now: float) -> None:
+        """Fsync the active segment when ``fsync_seconds`` have passed since the last time."""
+        if self.fsync_seconds > 0 and now - self._last_sync >= self.fsync_seconds and self._fd >= 0:
+            self._last_sync = now
+            self._sync(self._fd)
+
+    def sealed(self) -> list[Path]:
+        """Segments not being appended to, oldest first (earlier runs' and the pre-journal spool's)."""
+        files = [p for p in self.folder.glob(f"*{_SUFFIX}") if p != self._active]
+        # Names of the spool before the journal (current/overflow/replay-*) sort before "seg-".
+        return sorted(files, key=lambda p: (p.name.startswith("seg-"), p.name))
+
+    def batches(self, path: Path, size: int) -> Iterator[list[Event]]:
+        """The events of a segment in lists of ``size``, streamed (a segment may be large)."""
+        it = self._events(path)
+        while batch := list(islice(it, size)):
+            yield batch
+
+    def _events(self, path: Path) -> Iterator[Event]:
+        with open(path, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    # Only a write cut short (a kill mid-write, a full disk) leaves a bad line, and
+                    # its call never completed: the response's last byte is sent after the write.
+                    log.warning("spool %s line %d is not valid JSON (write cut short); skipped", path.name, number)
+                    continue
+                if isinstance(event, dict):
+                    yield event
+
+    def done(self, path: Path) -> int:
+        """Delete a segment whose events are committed; returns how many of them this process wrote."""
+        path.unlink(missing_ok=True)
+        return self._own.pop(path, 0)
+
+    # -- anyone ---------------------------------------------------------------------------------
+
+    def append(self, events: Iterable[Event]) -> int:
+        """Write events as a new sealed segment (atomically: a temp file renamed); returns how many.
+
+        Used for events that could not go through :meth:`write` and by tools and tests; it needs
+        no lock, so a process that does not own the folder may call it.
+        """
+        data = b"".join(encode(e) for e in events)
+        if not data:
+            return 0
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / _segment_name()
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if self.fsync_seconds > 0:
+                os.fsync(fh.fileno())
+        tmp.rename(path)
+        count = data.count(b"\n")
+        self._own[path] = count
+        return count
+
+    def size_bytes(self) -> int:
+        """Bytes of events not yet committed to the database (for ``/metrics`` and ``/healthz``)."""
+        total = 0
+        for path in self.folder.glob(f"*{_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # committed and deleted meanwhile
+                total += path.stat().st_size
+        return total
+
+    def pending(self) -> bool:
+        """True when any event waits in the spool."""
+        return self.size_bytes() > 0
+
+    # -- fsync ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sync(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+
+    def _sync_folder(self) -> None:
+        """Make new and deleted segment names durable too (a power cut forgets unsynced names)."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
