@@ -1,12 +1,15 @@
 """Cursor pagination shared by providers (code-anchors §11.4).
 
 OpenAI and Anthropic page the same way: ``has_more`` + ``next_page``, echoed back as ``page``
-(provider-apis.md §1.3, §2.3). The helper treats an empty ``next_page`` as none (§1.7.10) and
-stops with an error when a cursor repeats, instead of looping forever on a misbehaving API.
+(provider-apis.md §1.3, §2.3). The helper treats an empty ``next_page`` as none (§1.7.10). A
+cursor that repeats would loop forever on a misbehaving API: the page it names was read already
+(its rows meet the stored ones through their natural keys), so the walk ends there, says so in the
+log, and the sync goes on with the next window instead of failing the endpoint.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -16,6 +19,8 @@ import httpx
 from collector.core.http import send
 from collector.core.settings import Settings
 from providers.base import ProviderError
+
+log = logging.getLogger(__name__)
 
 
 def iter_cursor_pages(
@@ -31,8 +36,7 @@ def iter_cursor_pages(
     """Yield ``(payload, is_last)`` for each page, parsed with exact decimals.
 
     Raises:
-        ProviderError: a cursor came back that was already used, or ``has_more`` is true with
-            no cursor (either would lose or repeat data silently).
+        ProviderError: ``has_more`` is true with no cursor (that would lose data silently).
         collector.core.http.FatalAPIError: a client error (401/403/400 ...), at once.
         collector.core.http.RetriableAPIError: a transient error outlived the retry policy.
     """
@@ -53,7 +57,10 @@ def iter_cursor_pages(
         if nxt is None:
             raise ProviderError(f"{url}: has_more is true but {cursor_field} is empty; refusing to guess")
         if nxt in seen or nxt == cursor:
-            raise ProviderError(f"{url}: the pagination cursor repeated after {len(seen) + 1} page(s); stopping")
+            log.warning("%s: the pagination cursor repeated after %d page(s); its page was read already", url,
+                        len(seen) + 1)  # fmt: skip
+            yield payload, True
+            return
         seen.add(str(nxt))
         yield payload, False
         cursor = str(nxt)

@@ -228,8 +228,13 @@ def sync(
     since: str | None = typer.Option(None, "--since", help="Back-fill from this date (UTC), e.g. 2026-01-01."),
     until: str | None = typer.Option(None, "--until", help="Stop at this date (UTC); default now."),
     endpoint: list[str] | None = typer.Option(None, "--endpoint", help="Only this endpoint (repeatable)."),  # noqa: B008
+    refetch: bool = typer.Option(
+        False,
+        "--refetch",
+        help="With --since: fetch the whole window again instead of resuming an interrupted back-fill.",
+    ),
 ) -> None:
-    """Sync one connection now (a back-fill with --since), with a progress bar per endpoint."""
+    """Sync one connection now (a back-fill with --since, resumed where an interrupted one got to)."""
     settings = get_settings()
     engine = database(settings)
     start, end = _day(since, "--since"), _day(until, "--until")
@@ -245,6 +250,7 @@ def sync(
             endpoints=set(endpoint or ()) or None,
             progress=bars,
             hooks=hooks_of(ctx),
+            refetch=refetch,
         )
     except ConnectionsError as exc:
         raise _fail(str(exc)) from None

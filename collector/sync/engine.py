@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection as DBConnection
 from sqlalchemy.engine import Engine, make_url
 
@@ -295,6 +295,26 @@ class _Plan:
     window: Window
 
 
+def _backfill_progress(db: DBConnection, connection_id: int, endpoint: str, start: datetime) -> datetime | None:
+    """How far earlier runs of a back-fill from ``start`` got, following resumed runs link by link.
+
+    A run stores the window it asked for and, page by page, ``through``: the end of the buckets it
+    completed. A resumed run starts where the previous one got to, so the chain of windows is
+    followed from ``start`` to the newest ``through``; None when no run started there.
+    """
+    r = SYNC_RUNS.c
+    stmt = select(func.max(r.through)).where(
+        r.connection_id == connection_id, r.endpoint == endpoint, r.window_start == bindparam("start")
+    )
+    cursor: datetime | None = None
+    point = start
+    while True:
+        reached: datetime | None = db.execute(stmt, {"start": point}).scalar()
+        if reached is None or reached <= point:
+            return cursor
+        cursor = point = reached
+
+
 def _plans(
     engine: Engine,
     api: Provider,
@@ -305,6 +325,7 @@ def _plans(
     since: datetime | None,
     until: datetime | None,
     only: set[str] | None,
+    refetch: bool = False,
 ) -> list[_Plan]:
     out = []
     with engine.connect() as db:
@@ -312,13 +333,21 @@ def _plans(
             if only and ep.name not in only:
                 continue
             assert conn.id is not None
+            start = since
+            if since is not None and not refetch:
+                # A back-fill that was interrupted (killed, a failed page) resumes where its runs
+                # got to, instead of re-fetching what it already stored.
+                done = _backfill_progress(db, conn.id, ep.name, floor(since, ep.width))
+                if done is not None and done > since:
+                    log.info("%s %s: resuming the back-fill from %s (--refetch starts over)", conn.label, ep.name, done)
+                    start = done
             window = plan(
                 now=now,
                 width=ep.width,
                 lookback=api.lookback(ep),
                 backfill=timedelta(days=settings.backfill_days),
                 high_water=high_water(db, conn.id, ep.name),
-                since=since,
+                since=start,
                 until=until,
             )
             if window is not None:
@@ -388,6 +417,7 @@ def sync_connection(
     progress: Progress | None = None,
     scheduled: bool = False,
     hooks: Hooks = NO_HOOKS,
+    refetch: bool = False,
 ) -> SyncSummary:
     """Sync one connection's endpoints (the scheduler's job and ``connections sync ID``).
 
@@ -404,6 +434,8 @@ def sync_connection(
         progress: called after every stored page.
         scheduled: True from the scheduler: inactive or auth-paused connections are skipped.
         hooks: what the application runs after new rows were stored (budget evaluation).
+        refetch: with ``since``, fetch the whole window again instead of resuming an interrupted
+            back-fill of the same start where its runs got to.
 
     Returns:
         A summary; errors are reported in it (and in ``sync_runs``), except unexpected ones.
@@ -436,7 +468,10 @@ def sync_connection(
         api = get_provider(conn.provider).connect(settings, key, base_url=conn.base_url, transport=transport)
         del key
         try:
-            _run(engine, settings, api, conn, summary, now or datetime.now(UTC), since, until, endpoints, progress)
+            _run(
+                engine, settings, api, conn, summary, now or datetime.now(UTC), since, until, endpoints, progress,
+                refetch,
+            )  # fmt: skip
         finally:
             api.close()
         summary.overlaps = _overlaps(engine, conn, summary)
@@ -474,9 +509,10 @@ def _run(
     until: datetime | None,
     endpoints: set[str] | None,
     progress: Progress | None,
+    refetch: bool = False,
 ) -> None:
     assert conn.id is not None
-    plans = _plans(engine, api, conn, settings, now=now, since=since, until=until, only=endpoints)
+    plans = _plans(engine, api, conn, settings, now=now, since=since, until=until, only=endpoints, refetch=refetch)
     for item in plans:
         try:
             summary.endpoints.append(_sync_endpoint(engine, settings, api, conn, item, progress))

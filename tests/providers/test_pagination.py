@@ -31,12 +31,14 @@ def test_empty_string_next_page_ends_the_walk_and_floats_stay_exact():
     assert last and payload["v"] == Decimal("1.29e-05") and len(seen) == 1
 
 
-def test_a_repeating_cursor_raises_instead_of_looping():
+def test_a_repeating_cursor_ends_the_walk_instead_of_looping_or_failing(caplog):
     seen = []
-    client = _client([b'{"data": [], "has_more": true, "next_page": "same"}'], seen)
-    with pytest.raises(ProviderError, match="cursor repeated"):
-        list(iter_cursor_pages(client, Settings(), "x", {}))
-    assert len(seen) == 2
+    client = _client([b'{"data": [1], "has_more": true, "next_page": "same"}'], seen)
+    with caplog.at_level("WARNING", logger="providers._pagination"):
+        pages = list(iter_cursor_pages(client, Settings(), "x", {}))
+    assert len(seen) == 2  # the repeated page is read once more, never again
+    assert [last for _, last in pages] == [False, True]  # and the walk ends there, the endpoint goes on
+    assert "cursor repeated after 2 page(s)" in caplog.text
 
 
 def test_has_more_without_a_cursor_raises():

@@ -79,8 +79,9 @@ def test_idempotent_seven_day_window_synced_three_times(engine, tmp_path, fake_a
     seen = []
     for _ in range(3):
         summary = sync_connection(
-            engine, settings, conn.id, vault=vault, since=since, endpoints={"completions", "costs"}, now=now
-        )
+            engine, settings, conn.id, vault=vault, since=since, endpoints={"completions", "costs"}, now=now,
+            refetch=True,
+        )  # fmt: skip
         assert summary.ok, summary.error
         seen.append(totals(engine))
     assert seen[0] == seen[1] == seen[2]
@@ -112,3 +113,29 @@ def test_the_incomplete_current_bucket_is_never_fetched(engine, tmp_path, fake_a
     # bucket_end of the newest stored bucket is the start of the current hour
     newest = datetime.fromtimestamp(newest, UTC) if isinstance(newest, int) else newest
     assert newest == floor(now, HOUR)
+
+
+def test_a_back_fill_started_again_resumes_where_it_got_to_unless_refetch(engine, tmp_path, fake_api):
+    """``sync --since`` again after an interrupted back-fill fetches only what is missing."""
+    settings = make_settings(tmp_path)
+    conn, vault = _add(engine, settings, fake_api)
+    now = datetime.now(UTC)
+    since = floor(now, DAY) - timedelta(days=3)
+    first = sync_connection(
+        engine,
+        settings,
+        conn.id,
+        vault=vault,
+        since=since,
+        until=since + timedelta(days=1),
+        endpoints={"completions"},
+        now=now,
+    )  # fmt: skip  (it stopped a day in)
+    assert first.ok and first.endpoints[0].window.end == since + timedelta(days=1)
+    again = sync_connection(engine, settings, conn.id, vault=vault, since=since, endpoints={"completions"}, now=now)
+    assert again.ok and again.endpoints[0].window.start == since + timedelta(days=1)  # resumed, not re-fetched
+    after = totals(engine)
+    full = sync_connection(engine, settings, conn.id, vault=vault, since=since, endpoints={"completions"}, now=now,
+                           refetch=True)  # fmt: skip
+    assert full.ok and full.endpoints[0].window.start == since  # --refetch starts over
+    assert totals(engine) == after  # and finds the same rows
