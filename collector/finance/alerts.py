@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: ``status`` values of ``alert_events``.
 SENDING, SENT, FAILED, NO_CHANNEL = "sending", "sent", "failed", "no-channel"
+#: A lower threshold crossed in the same jump as a higher one: recorded, never sent on its own.
+SUPERSEDED = "superseded"
 
 
 class AlertEvent(SQLModel, table=True):
@@ -173,6 +175,39 @@ def deliver_once(engine: Engine, alert: Alert, urls: Sequence[str], now: datetim
     with engine.begin() as conn:
         conn.execute(update(t).where(t.c.alert_key == alert.key).values(status=SENT, sent_at=datetime.now(UTC)))
     return True
+
+
+def claimed(engine: Engine, keys: Sequence[str]) -> set[str]:
+    """The keys among ``keys`` already dealt with (sent, being sent, recorded or covered); a failed one is due again."""
+    if not keys:
+        return set()
+    t = ALERT_EVENTS
+    stmt = select(t.c.alert_key).where(t.c.alert_key.in_(list(keys)), t.c.status != FAILED)
+    with engine.connect() as conn:
+        return set(conn.execute(stmt).scalars())
+
+
+def supersede(engine: Engine, alert: Alert, by: Alert, now: datetime | None = None) -> None:
+    """Record ``alert`` as covered by ``by`` (one message for one jump), so it is never sent later."""
+    row = {
+        "alert_key": alert.key,
+        "kind": alert.kind,
+        "budget_id": alert.budget_id,
+        "period_start": alert.period_start,
+        "threshold": alert.threshold,
+        "status": SUPERSEDED,
+        "title": alert.title[:255],
+        "body": f"covered by: {by.title}",
+        "link": alert.link[:1024],
+        "error": "",
+        "created_at": now or datetime.now(UTC),
+        "sent_at": None,
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(ALERT_EVENTS).values(**row))
+    except IntegrityError:  # another evaluator recorded it first
+        pass
 
 
 def send_test(settings: Settings) -> str:

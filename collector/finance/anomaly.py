@@ -14,6 +14,10 @@ Method (:data:`METHOD`), per scope (everything, one provider, one project ...):
 4. A point is an anomaly when its robust z-score ``(x/f - median) / (1.4826 MAD)`` reaches
    ``threshold`` *and* it is at least ``min_ratio`` above its expected value (median x f) *and*
    the excess is at least ``min_amount``: small scopes with tiny spend do not page anyone.
+5. History: a point is scored only when its scope already had spend a whole ``window`` before
+   it. A scope that starts inside the window (a new project, key or provider, and every scope at
+   the start of the data) has nothing to compare with: it gets one "new spend" notice on its first
+   day (:func:`new_spend`), never an anomaly every day until the baseline fills.
 
 :func:`detect` is pure over ``(timestamp, amount)`` pairs; :func:`find_anomalies` reads the
 series through :mod:`collector.query.report` and :func:`drivers` names the model, project and API key
@@ -185,12 +189,13 @@ def detect(
     read from ``points`` too, so pass the history as well.
     """
     data = dict(points) if not isinstance(points, Mapping) else points
-    if not data:
+    spent = [ts for ts, v in data.items() if v]
+    if not spent:
         return []
     step = GRAIN_STEP[params.grain]
-    first = min(data)
+    first = min(spent)
     last = max(data) + step
-    since = since or first + step * params.window
+    since = max(since or first, first + step * params.window)  # a whole window of history first
     until = until or last
     series = dense_series(data, min(first, since - step * params.window), until, params.grain)
     out = []
@@ -201,6 +206,34 @@ def detect(
         if verdict is not None and verdict.anomalous:
             out.append(verdict)
     return out
+
+
+@dataclass(frozen=True)
+class NewSpend:
+    """A scope's first spend: no history to compare with, so a notice instead of anomalies."""
+
+    scope: str
+    scope_value: str
+    at: datetime
+    grain: str
+    amount: Decimal
+    currency: str = "USD"
+
+    @property
+    def label(self) -> str:
+        """``project=proj_new`` or ``all``."""
+        return "all" if self.scope == "all" else f"{self.scope}={self.scope_value}"
+
+    def describe(self) -> str:
+        """One line for notices and the CLI."""
+        when = self.at.strftime("%Y-%m-%d" if self.grain == "day" else "%Y-%m-%d %H:00Z")
+        return f"new spend: {self.label} first spent {self.amount:,.2f} {self.currency} on {when} (no history yet)"
+
+
+def first_spend(points: Mapping[datetime, Decimal]) -> tuple[datetime, Decimal] | None:
+    """The first point with spend of a series, and its amount."""
+    spent = sorted((ts, v) for ts, v in points.items() if v)
+    return spent[0] if spent else None
 
 
 # -- from the database ---------------------------------------------------------------------------
@@ -256,6 +289,32 @@ def find_anomalies(
         for a in out:
             a.drivers = drivers(engine, a, params)
     out.sort(key=lambda a: (a.at, a.scope, a.scope_value))
+    return out
+
+
+def new_spend(
+    engine: Engine,
+    *,
+    since: datetime,
+    until: datetime,
+    scopes: Sequence[str] = ("all", "provider"),
+    params: Params | None = None,
+) -> list[NewSpend]:
+    """Scope values whose first spend falls in ``[since, until)`` (looking back a whole window).
+
+    A value that had spend in the window before ``since`` is not new, however little it spent.
+    """
+    params = params or Params()
+    step = GRAIN_STEP[params.grain]
+    since, until = _floor(since, params.grain), _floor(until, params.grain)
+    out = []
+    for scope in scopes:
+        series = scope_series(engine, scope, since - step * params.window, until, params.grain)
+        for (value, currency), points in series.items():
+            first = first_spend(points)
+            if first is not None and since <= first[0] < until:
+                out.append(NewSpend(scope, value, first[0], params.grain, first[1], currency))
+    out.sort(key=lambda n: (n.at, n.scope, n.scope_value))
     return out
 
 

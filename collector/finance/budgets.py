@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -424,6 +424,26 @@ def threshold_alert(status: BudgetStatus, threshold: int, settings: Settings) ->
     )
 
 
+def _threshold_alerts(engine: Engine, status: BudgetStatus, settings: Settings, now: datetime) -> list[alerts.Alert]:
+    """One alert per jump: the highest threshold newly crossed; the lower ones are recorded as covered.
+
+    Spend that jumps from 40 % to 120 % in one evaluation crossed 50, 80 and 100 %: one message naming
+    100 % (and the others it passed) reaches people, not three.
+    """
+    crossed = {t: threshold_alert(status, t, settings) for t in status.crossed}
+    done = alerts.claimed(engine, [a.key for a in crossed.values()])
+    new = sorted(t for t, a in crossed.items() if a.key not in done)
+    if not new:
+        return []
+    top = crossed[new[-1]]
+    if len(new) > 1:
+        passed = ", ".join(f"{t}%" for t in new[:-1])
+        top = replace(top, title=f"{top.title}; also passed {passed}")
+        for t in new[:-1]:
+            alerts.supersede(engine, crossed[t], top, now)
+    return [top]
+
+
 def forecast_alert(status: BudgetStatus, settings: Settings) -> alerts.Alert:
     """The alert for a forecast past the forecast threshold."""
     b = status.budget
@@ -497,7 +517,7 @@ def evaluate(
         if status is None:
             continue
         statuses.append(status)
-        due.extend(threshold_alert(status, t, settings) for t in status.crossed)
+        due.extend(_threshold_alerts(engine, status, settings, now))
         if status.forecast_over:
             due.append(forecast_alert(status, settings))
     found: list[Anomaly] = []
