@@ -20,7 +20,7 @@ from collector.cli.common import database
 from collector.core.settings import get_settings
 from collector.core.windows import DateError, day_range
 from collector.finance import alerts, budgets, chargeback, fx
-from collector.finance.anomaly import SCOPE_DIMENSIONS, AnomalyError, find_anomalies
+from collector.finance.anomaly import SCOPE_DIMENSIONS, AnomalyError, find_anomalies, new_spend
 from collector.finance.export import FORMATS, ExportError, export
 from collector.finance.forecast import ForecastError
 from collector.query.report import QueryError
@@ -384,14 +384,12 @@ def anomalies_command(
             raise AnomalyError(f"--grain: {grain!r} is not day or hour")
         if grain == "hour":  # the current hour is not complete yet
             end = min(end, _now().replace(minute=0, second=0, microsecond=0))
-        found = find_anomalies(
-            database(),
-            since=start,
-            until=end,
-            scopes=scope or ["all", "provider"],
-            params=budgets.anomaly_params(settings, grain),
-        )
+        engine, scopes, params = database(), scope or ["all", "provider"], budgets.anomaly_params(settings, grain)
+        found = find_anomalies(engine, since=start, until=end, scopes=scopes, params=params)
+        fresh = new_spend(engine, since=start, until=end, scopes=scopes, params=params)
         if not found:
             typer.echo("no anomalies")
         for a in found:
             typer.echo(a.describe())
+        for n in fresh:  # too little history to score: said once, never flagged as an anomaly
+            typer.echo(n.describe())

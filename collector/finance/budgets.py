@@ -32,7 +32,7 @@ from collector.core.settings import Settings
 from collector.core.sqltypes import MONEY_SCALE, ScaledDecimal, UTCDateTime
 from collector.finance import alerts
 from collector.finance.alerts import ALERT_EVENTS
-from collector.finance.anomaly import Anomaly, Params, find_anomalies
+from collector.finance.anomaly import Anomaly, NewSpend, Params, find_anomalies, new_spend
 from collector.finance.forecast import Forecast, forecast_period, month_bounds
 from collector.finance.fx import FxError, RateBook
 from collector.query.report import Filters, report, scope_filters
@@ -482,6 +482,21 @@ def anomaly_alert(anomaly: Anomaly, settings: Settings) -> alerts.Alert:
     )
 
 
+def new_spend_alert(notice: NewSpend, settings: Settings) -> alerts.Alert:
+    """The one notice for a scope's first spend (once per scope value and currency, ever)."""
+    link = alerts.dashboard_link(settings, "budgets", anomaly=notice.label, day=notice.at.date().isoformat())
+    return alerts.Alert(
+        f"new:{notice.label}:{notice.currency}"[:255],
+        "new",
+        f"New spend: {notice.label}",
+        notice.describe(),
+        link,
+        None,
+        notice.at,
+        0,
+    )
+
+
 def anomaly_params(settings: Settings, grain: str = "day") -> Params:
     """Detection parameters from the settings."""
     return Params(
@@ -524,9 +539,12 @@ def evaluate(
     if check_anomalies:
         today = _midnight(now.astimezone(UTC).date())
         scopes = [s.strip() for s in settings.anomaly_scopes.split(",") if s.strip()]
-        found = find_anomalies(engine, since=today - DAY, until=today, scopes=scopes, params=anomaly_params(settings))
+        params = anomaly_params(settings)
+        found = find_anomalies(engine, since=today - DAY, until=today, scopes=scopes, params=params)
         if settings.anomaly_alerts:
             due.extend(anomaly_alert(a, settings) for a in found)
+            fresh = new_spend(engine, since=today - DAY, until=today, scopes=scopes, params=params)
+            due.extend(new_spend_alert(n, settings) for n in fresh)
     sent = [a.key for a in due if alerts.deliver_once(engine, a, urls, now)]
     return Evaluation(statuses, found, sent, [a.key for a in due])
 

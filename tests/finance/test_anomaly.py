@@ -200,3 +200,30 @@ def test_hourly_anomalies_through_the_database_and_the_cli(tmp_path, monkeypatch
     assert "model=claude-opus-4-1-20250805" in lines[0] and "project=proj_night" in lines[0]
     bad = CliRunner().invoke(app, ["anomalies", "--grain", "week"])
     assert bad.exit_code == 1 and "--grain" in bad.output
+
+
+def test_a_scope_that_starts_mid_window_gets_one_new_spend_notice_not_daily_anomalies(engine, tmp_path):
+    """A new project spending from day 40 of 50: nothing to compare with, so one notice, no anomalies."""
+    from collector.core.settings import Settings
+    from collector.finance import budgets
+    from collector.finance.anomaly import new_spend
+
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    steady = [spike_record("openai", start + DAY * i, D("10"), project="proj_old") for i in range(50)]
+    new = [spike_record("openai", start + DAY * i, D("40") + i, project="proj_new") for i in range(40, 50)]
+    upsert_records(engine, [*steady, *new])
+    params = Params(threshold=D(6), min_ratio=D("0.5"), min_amount=D(1))
+    since, until = start + DAY * 30, start + DAY * 50
+    found = find_anomalies(engine, since=since, until=until, scopes=("project", "all"), params=params)
+    assert [a for a in found if a.scope_value == "proj_new"] == []  # never "expected 0.00, z 3000"
+    notices = new_spend(engine, since=since, until=until, scopes=("project",), params=params)
+    assert [(n.scope_value, n.at, n.amount) for n in notices] == [("proj_new", start + DAY * 40, D("80"))]
+    assert "new spend: project=proj_new first spent 80.00 USD" in notices[0].describe()
+    # The first days of any history are no anomalies either (no scope has a window before them).
+    assert find_anomalies(engine, since=start, until=start + DAY * 5, scopes=("all",), params=params) == []
+    # Evaluated the day after its first spend, it is alerted once, and never again.
+    settings = Settings(data_dir=tmp_path, anomaly_scopes="project")  # no channel: alerts are recorded
+    first = budgets.evaluate(engine, settings, start + DAY * 41 + timedelta(hours=1))
+    assert "new:project=proj_new:USD" in first.due
+    later = budgets.evaluate(engine, settings, start + DAY * 45 + timedelta(hours=1))
+    assert not [k for k in later.due if k.startswith("new:") or "proj_new" in k]
