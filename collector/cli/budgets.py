@@ -100,8 +100,11 @@ def budgets_add(
     forecast_threshold: int = typer.Option(100, help="Alert when the forecast passes this % (0 = off)."),
     start: str = typer.Option("", help="Custom period start day (YYYY-MM-DD); default: every month."),
     end: str = typer.Option("", help="Custom period last day (inclusive)."),
+    allow_unknown: bool = typer.Option(
+        False, "--allow-unknown", help="Keep a scope value the data has never had (e.g. a project not live yet)."
+    ),
 ) -> None:
-    """Add a budget."""
+    """Add a budget (a scope value the data never had is refused, listing the known ones)."""
     with _errors():
         engine = database()
         custom = bool(start or end)
@@ -117,6 +120,7 @@ def budgets_add(
             period="custom" if custom else "month",
             starts_at=_day(start, "--start") if start else None,
             ends_at=day_range(end, now=_now(), argument="--end")[1] if end else None,
+            allow_unknown=allow_unknown,
         )
         typer.echo(f"budget #{bid} added")
 

@@ -35,7 +35,7 @@ from collector.finance.alerts import ALERT_EVENTS
 from collector.finance.anomaly import Anomaly, NewSpend, Params, find_anomalies, new_spend
 from collector.finance.forecast import Forecast, forecast_period, month_bounds
 from collector.finance.fx import FxError, RateBook
-from collector.query.report import Filters, report, scope_filters
+from collector.query.report import Filters, dimension_values, known_providers, report, scope_filters
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +169,50 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def create_budget(engine: Engine, **values: Any) -> int:
+#: Scope -> the report dimension whose values a budget of that scope may name.
+SCOPE_VALUE_DIMENSIONS = {"provider": "provider", "account": "account", "project": "project",
+                          "api_key": "api_key", "team": "team"}  # fmt: skip
+
+
+def known_values(engine: Engine, scope: str, now: datetime | None = None) -> list[str]:
+    """The values a scope takes in the data of the last year (and team names of the team rules)."""
+    now = now or datetime.now(UTC)
+    if scope == "provider":
+        return list(known_providers(engine))
+    dim = SCOPE_VALUE_DIMENSIONS.get(scope)
+    if dim is None:
+        return []
+    seen = set(dimension_values(engine, now - timedelta(days=366), now + timedelta(days=1)).get(dim, []))
+    if scope == "team":
+        from collector.finance.chargeback import load_rules
+
+        seen |= {r.team for r in load_rules(engine).rules}
+    return sorted(v for v in seen if v)
+
+
+def _check_scope_value(engine: Engine, values: dict[str, Any]) -> None:
+    """A scope value nobody has seen can never trip: refused, naming the known ones."""
+    scope, value = values.get("scope", "all"), str(values.get("scope_value", "")).strip()
+    if scope == "all" or not value:
+        return
+    known = known_values(engine, scope)
+    if value not in known:
+        listed = ", ".join(known[:20]) + (f" (and {len(known) - 20} more)" if len(known) > 20 else "")
+        raise BudgetError(
+            f"scope value: no {scope} {value!r} in the data of the last year; known: {listed or 'none yet'} "
+            "(--allow-unknown keeps it, e.g. for a project that has not spent yet)"
+        )
+
+
+def create_budget(engine: Engine, *, allow_unknown: bool = False, **values: Any) -> int:
     """Store a new budget; returns its id (see :class:`Budget` for the fields).
 
     Raises:
-        BudgetError: a bad field.
+        BudgetError: a bad field, or (unless ``allow_unknown``) a scope value the data never had.
     """
     now = datetime.now(UTC)
+    if not allow_unknown:
+        _check_scope_value(engine, values)
     row = _validate({"active": True, **values})
     row.update(created_at=now, updated_at=now)
     with engine.begin() as conn:

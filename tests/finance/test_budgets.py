@@ -223,3 +223,18 @@ def test_scope_forecast_without_a_budget_and_its_command(sqlite_engine, tmp_path
     monkeypatch.setenv("LLM_USAGE_DATABASE_URL", str(sqlite_engine.url))
     out = CliRunner().invoke(app, ["budgets", "forecast", "--scope", "provider", "--value", "anthropic"])
     assert out.exit_code == 0 and "provider=anthropic: spent" in out.output and "projected" in out.output
+
+
+def test_an_unknown_scope_value_is_refused_naming_the_known_ones(sqlite_engine, monkeypatch):
+    """``--scope provider --value opneai`` could never trip: refused unless ``--allow-unknown``."""
+    upsert_records(sqlite_engine, [usage(1, "30", project="proj_a")])
+    with pytest.raises(
+        budgets.BudgetError, match=r"no provider 'opneai' in the data of the last year; known: .*openai"
+    ):
+        budgets.create_budget(sqlite_engine, name="typo", scope="provider", scope_value="opneai", amount="10")
+    with pytest.raises(budgets.BudgetError, match=r"no project 'proj_z'.*known: proj_a \(--allow-unknown"):
+        budgets.create_budget(sqlite_engine, name="p", scope="project", scope_value="proj_z", amount="10")
+    later = budgets.create_budget(
+        sqlite_engine, name="launch", scope="project", scope_value="proj_z", amount="10", allow_unknown=True
+    )
+    assert [b.id for b in budgets.list_budgets(sqlite_engine)] == [later]
