@@ -34,6 +34,7 @@ from collector.core.sqltypes import MONEY_SCALE, ScaledDecimal, UTCDateTime
 
 #: Rates keep 10 decimal places, like money.
 RATE_SCALE = MONEY_SCALE
+RATE_QUANTUM = Decimal(1).scaleb(-RATE_SCALE)
 
 
 class FxRate(SQLModel, table=True):
@@ -146,6 +147,23 @@ def set_rate(engine: Engine, day: date, base: str, quote: str, rate: Decimal, so
     return item
 
 
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FxError(f"date {text!r} is not a day written YYYY-MM-DD") from None
+
+
+def _number(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise FxError(f"rate {text!r} is not a number (write it like 0.92, with a dot)") from None
+    if not value.is_finite():
+        raise FxError(f"rate {text!r} is not a finite number")
+    return value
+
+
 def parse_rates_csv(text: str, source: str) -> list[Rate]:
     """Parse a rates file (all rows, or an :class:`FxError` naming the first bad line).
 
@@ -161,12 +179,12 @@ def parse_rates_csv(text: str, source: str) -> list[Rate]:
     out: list[Rate] = []
     for line, row in enumerate(reader, start=2):
         try:
-            day = date.fromisoformat((row["date"] or "").strip())
+            day = _day((row["date"] or "").strip())
             base, quote = _currency(row["base"] or "", "base"), _currency(row["quote"] or "", "quote")
             if base == quote:
                 raise FxError(f"base and quote are both {base}")
-            rate = _check_rate(Decimal((row["rate"] or "").strip()))
-        except (ValueError, InvalidOperation) as exc:
+            rate = _check_rate(_number((row["rate"] or "").strip()))
+        except ValueError as exc:
             raise FxError(f"rates file line {line}: {exc}") from exc
         out.append(Rate(day, base, quote, rate, (row.get("source") or "").strip() or source))
     return out
@@ -228,8 +246,9 @@ class RateBook:
         inverse = self._latest(quote, base, day)
         if direct is not None and (inverse is None or direct.day >= inverse.day):
             return direct.rate, direct.day, direct.source
-        if inverse is not None:
-            return Decimal(1) / inverse.rate, inverse.day, f"{inverse.source}, inverted"
+        if inverse is not None:  # kept to the stored rates' ten decimals, not 28 digits of 1/x
+            inverted = (Decimal(1) / inverse.rate).quantize(RATE_QUANTUM)
+            return inverted, inverse.day, f"{inverse.source}, inverted"
         raise FxError(
             f"no {base}->{quote} rate on or before {day.isoformat()}: "
             "import one with `llm-usage fx import FILE` or enter it with `llm-usage fx set`"

@@ -101,3 +101,17 @@ def test_fx_cli(tmp_path, monkeypatch):
     assert missing.exit_code == 1 and "fx import" in missing.output
     assert "1 USD = 0.5 EUR" in runner.invoke(app, ["fx", "set", "2026-11-05", "USD", "EUR", "0.5"]).output
     assert runner.invoke(app, ["fx", "list", "--quote", "EUR"]).output.count("EUR") == 3
+
+
+def test_bad_rates_files_name_the_line_and_the_problem_in_words():
+    with pytest.raises(fx.FxError, match=r"^rates file line 3: rate 'O.92' is not a number \(write it like 0.92"):
+        fx.parse_rates_csv("date,base,quote,rate\n2026-11-02,USD,EUR,0.92\n2026-11-03,USD,EUR,O.92\n", "t")
+    with pytest.raises(fx.FxError, match=r"^rates file line 2: date '03/11/2026' is not a day written YYYY-MM-DD"):
+        fx.parse_rates_csv("date,base,quote,rate\n03/11/2026,USD,EUR,0.92\n", "t")
+
+
+def test_an_inverted_rate_keeps_ten_decimals():
+    book = fx.RateBook(fx.parse_rates_csv("date,base,quote,rate\n2026-11-02,USD,EUR,0.92\n", "t"))
+    rate, day, source = book.rate("EUR", "USD", date(2026, 11, 5))
+    assert day == date(2026, 11, 2)
+    assert rate == D("1.0869565217") and str(rate) == "1.0869565217" and source == "t, inverted"
