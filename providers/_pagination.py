@@ -3,8 +3,10 @@
 OpenAI and Anthropic page the same way: ``has_more`` + ``next_page``, echoed back as ``page``
 (provider-apis.md §1.3, §2.3). The helper treats an empty ``next_page`` as none (§1.7.10). A
 cursor that repeats would loop forever on a misbehaving API: the page it names was read already
-(its rows meet the stored ones through their natural keys), so the walk ends there, says so in the
-log, and the sync goes on with the next window instead of failing the endpoint.
+(its rows meet the stored ones through their natural keys), so the walk stops there, says so in
+the log, and reports the page as *not* the last one: the sync keeps what it stored, its mark
+advances only past the buckets those pages completed, and the next run goes on from there instead
+of the endpoint failing (and never marking unread buckets done).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def iter_cursor_pages(
         if nxt in seen or nxt == cursor:
             log.warning("%s: the pagination cursor repeated after %d page(s); its page was read already", url,
                         len(seen) + 1)  # fmt: skip
-            yield payload, True
+            yield payload, False
             return
         seen.add(str(nxt))
         yield payload, False

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.cli.common import database
+from collector.cli.common import database, echo_json, list_format
 from collector.core.settings import get_settings
 from collector.core.windows import DateError, day_range
 from collector.finance import alerts, budgets, chargeback, fx
@@ -31,23 +31,19 @@ teams_app = typer.Typer(help="Team rules (versioned) and the monthly chargeback.
 fx_app = typer.Typer(help="Exchange rates for the display currency.", no_args_is_help=True)
 
 _SCOPE_HELP = f"Scopes (repeat the option): {', '.join(SCOPE_DIMENSIONS)}; default all and provider."
-_ERRORS = (
-    budgets.BudgetError,
-    alerts.AlertError,
-    chargeback.ChargebackError,
-    fx.FxError,
-    ExportError,
-    AnomalyError,
-    ForecastError,
-    DateError,
-    QueryError,
-)
+#: Bad arguments (exit 2, like every command's): a value the command cannot use as given.
+_ARGUMENT_ERRORS = (budgets.BudgetError, ExportError, AnomalyError, ForecastError, DateError, QueryError)
+#: The operation failed on what it found (exit 1): a refused file, no rate, an undeliverable alert.
+_ERRORS = (alerts.AlertError, chargeback.ChargebackError, fx.FxError)
 
 
 @contextmanager
 def _errors() -> Iterator[None]:
     try:
         yield
+    except _ARGUMENT_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except _ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -73,10 +69,18 @@ def _decimal(text: str, argument: str) -> Decimal:
 
 
 @budgets_app.command("list")
-def budgets_list() -> None:
+def budgets_list(
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json."),
+) -> None:
     """List budgets."""
+    fmt = list_format(fmt)
     engine = database()
     rows = budgets.list_budgets(engine)
+    if fmt == "json":
+        fields = ("id", "name", "scope", "scope_value", "amount", "currency", "period", "starts_at", "ends_at",
+                  "forecast_threshold", "active")  # fmt: skip
+        echo_json({**{f: getattr(b, f) for f in fields}, "thresholds": list(b.thresholds)} for b in rows)
+        return
     if not rows:
         typer.echo("no budgets: add one with `llm-usage budgets add`")
     for b in rows:
@@ -218,9 +222,20 @@ def alerts_test() -> None:
 
 
 @alerts_app.command("list")
-def alerts_list(limit: int = typer.Option(20, help="How many, newest first.")) -> None:
+def alerts_list(
+    limit: int = typer.Option(20, help="How many, newest first."),
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json."),
+) -> None:
     """Alerts sent (or failed, or recorded without a channel)."""
+    fmt = list_format(fmt)
     rows = alerts.recent_alerts(database(), limit)
+    if fmt == "json":
+        echo_json(
+            {"key": a.key, "kind": a.kind, "status": a.status, "title": a.title, "created_at": a.created_at,
+             "sent_at": a.sent_at, "error": a.error}
+            for a in rows
+        )  # fmt: skip
+        return
     if not rows:
         typer.echo("no alerts yet")
     for a in rows:
@@ -357,16 +372,16 @@ def fx_convert(
 
 def export_command(
     fmt: str = typer.Option("focus", "--format", help=f"One of {', '.join(FORMATS)}."),
-    since: str = typer.Option(..., "--from", help="First day (YYYY-MM-DD or YYYY-MM)."),
-    until: str = typer.Option(..., "--to", help="Last day, included (YYYY-MM-DD or YYYY-MM)."),
+    since: str = typer.Option(..., "--since", "--from", help="First day (YYYY-MM-DD, YYYY-MM, 7d, mtd ...)."),
+    until: str = typer.Option(..., "--until", "--to", help="Last day, included (YYYY-MM-DD, YYYY-MM ...)."),
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: standard output).")
     ] = None,
 ) -> None:
     """Export usage as FOCUS 1.2 (CSV or Parquet) or as the plain usage rows (CSV)."""
     with _errors():
-        start = _day(since, "--from")
-        end = day_range(until, now=_now(), argument="--to")[1]
+        start = _day(since, "--since")
+        end = day_range(until, now=_now(), argument="--until")[1]
         result = export(database(), fmt, start, end, output)
         if output is not None:
             totals = ", ".join(f"{v:,.2f} {k}" for k, v in sorted(result.totals.items())) or "no cost"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import typer
 from sqlalchemy.engine import Engine, make_url
@@ -51,3 +56,28 @@ def database(settings: Settings | None = None) -> Engine:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         typer.echo(f"error: cannot open the database {shown}: {reason}", err=True)
         raise typer.Exit(1) from None
+
+
+#: ``--format`` of every listing: ``table`` for people, ``json`` for scripts.
+LIST_FORMATS = ("table", "json")
+
+
+def list_format(value: str) -> str:
+    """The checked ``--format`` value (exit 2 naming the accepted ones otherwise)."""
+    if value not in LIST_FORMATS:
+        typer.echo(f"error: --format: {value!r} is not one of {', '.join(LIST_FORMATS)}", err=True)
+        raise typer.Exit(2)
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def echo_json(rows: Iterable[Mapping[str, Any]]) -> None:
+    """A JSON array of the rows: ISO 8601 UTC times, exact decimal strings."""
+    typer.echo(json.dumps([{k: _jsonable(v) for k, v in row.items()} for row in rows], indent=2))

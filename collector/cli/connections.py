@@ -12,11 +12,11 @@ from typing import Any
 
 import typer
 
-from collector.cli.common import database, hooks_of
+from collector.cli.common import database, echo_json, hooks_of, list_format
 from collector.core.http import redact
 from collector.core.settings import get_settings
 from collector.core.store import delete_by_source_ref
-from collector.core.windows import Window
+from collector.core.windows import DATE_FORMS, DateError, Window, day_range
 from collector.sync.connections import (
     ConnectionsError,
     add_connection,
@@ -37,9 +37,10 @@ connections_app = typer.Typer(help="Provider admin keys, registered once, and th
 secrets_app = typer.Typer(help="The secret that encrypts stored admin keys.", no_args_is_help=True)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    """One red ``error:`` line; exit 1 when the operation failed, 2 for a bad argument."""
     typer.secho(f"error: {redact(message)}", err=True, fg=typer.colors.RED)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _read_key(provider: str) -> str:
@@ -53,13 +54,24 @@ def _read_key(provider: str) -> str:
 
 
 def _day(value: str | None, name: str) -> datetime | None:
+    """A window bound from a day word (as everywhere) or an exact ISO 8601 time.
+
+    ``--since`` takes the start of the day it names and ``--until`` its end, so the day is
+    included; an ISO time (``2026-11-29T10:00:00Z``) is an exact, excluded end.
+    """
     if value is None:
         return None
+    if "T" in value or " " in value.strip():
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(f"{name}: cannot read {value!r}; accepted: {DATE_FORMS}, or an ISO time", 2) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _fail(f"{name} must be a date like 2026-01-31 or an ISO time, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        start, end = day_range(value, now=datetime.now(UTC), argument=name)
+    except DateError as exc:
+        raise _fail(str(exc), 2) from None
+    return start if name == "--since" else end
 
 
 def _when(ts: datetime | None) -> str:
@@ -96,10 +108,17 @@ def add(
 
 
 @connections_app.command("list")
-def list_() -> None:
+def list_(
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json."),
+) -> None:
     """List connections (keys masked)."""
+    fmt = list_format(fmt)
     engine = database()
     rows = list_connections(engine)
+    if fmt == "json":
+        fields = ("id", "provider", "label", "key_hint", "account", "active", "status", "last_synced_at")
+        echo_json({**{f: getattr(c, f) for f in fields}, "last_error": redact(c.last_error)} for c in rows)
+        return
     if not rows:
         typer.echo("no connections; add one with `llm-usage connections add openai --label prod`")
         return
@@ -225,8 +244,12 @@ class _Bars:
 def sync(
     ctx: typer.Context,
     connection_id: int = typer.Argument(..., metavar="ID"),
-    since: str | None = typer.Option(None, "--since", help="Back-fill from this date (UTC), e.g. 2026-01-01."),
-    until: str | None = typer.Option(None, "--until", help="Stop at this date (UTC); default now."),
+    since: str | None = typer.Option(
+        None, "--since", help="Back-fill from this day (UTC): YYYY-MM-DD, YYYY-MM, 30d ..."
+    ),
+    until: str | None = typer.Option(
+        None, "--until", help="Last day to fetch, included (as in `report`), or an exact ISO time; default now."
+    ),
     endpoint: list[str] | None = typer.Option(None, "--endpoint", help="Only this endpoint (repeatable)."),  # noqa: B008
     refetch: bool = typer.Option(
         False,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from collector.cli.common import database, hooks_of
+from collector.cli.common import database, echo_json, hooks_of, list_format
 from collector.core.settings import get_settings
 
 
@@ -66,11 +66,16 @@ imports_app = typer.Typer(help="Imported files: list them, or remove one with th
 @imports_app.command("list")
 def imports_list(
     limit: int = typer.Option(50, help="Newest files first, at most this many."),
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json."),
 ) -> None:
     """Imported (and refused) files, newest first."""
     from importers.log import recent_imports
 
+    fmt = list_format(fmt)
     rows = recent_imports(database(), limit)
+    if fmt == "json":
+        echo_json(rows)
+        return
     if not rows:
         typer.echo("no CSV imports recorded")
         return

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from collector.cli.common import database
+from collector.cli.common import database, echo_json, list_format
 from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 
@@ -91,11 +91,18 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list() -> None:
+def tokens_list(
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json."),
+) -> None:
     """List tokens (hints only; tokens cannot be shown again)."""
     from collector.proxy.tokens import list_tokens
 
+    fmt = list_format(fmt)
     rows = list_tokens(database())
+    if fmt == "json":
+        fields = ("id", "hint", "team", "project", "label", "created_at", "revoked_at")
+        echo_json({f: r.get(f) for f in fields} for r in rows)
+        return
     if not rows:
         typer.echo("no monitor tokens; create one with: llm-usage tokens create --team T --project P")
         return

@@ -21,7 +21,7 @@ from collector.auth.users import (
     set_password,
     set_role,
 )
-from collector.cli.common import database
+from collector.cli.common import database, echo_json, list_format
 from collector.core.settings import Settings
 from collector.db.migrate import open_database
 
@@ -75,10 +75,20 @@ def users_add(
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(
+    fmt: str = typer.Option("table", "--format", metavar="FORMAT", help="table | json."),
+) -> None:
     """List accounts with role, last sign-in and lock state (never a password hash)."""
+    fmt = list_format(fmt)
     engine = database()
     accounts = list_users(engine)
+    if fmt == "json":
+        echo_json(
+            {"name": a.name, "role": a.role, "sign_in": "password" if a.has_password else "sso",
+             "last_sign_in_at": a.last_sign_in_at, "failed_attempts": a.failed_attempts}
+            for a in accounts
+        )  # fmt: skip
+        return
     if not accounts:
         typer.echo("no users yet: `llm-usage users add NAME --role admin` (or `llm-usage run` creates one)")
         return

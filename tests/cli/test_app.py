@@ -137,3 +137,47 @@ def test_a_mistyped_sqlite_path_is_refused_not_created(tmp_path, monkeypatch):
     assert not missing.exists() and not missing.parent.exists()
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0  # creating one is explicit
     assert missing.exists() and runner.invoke(app, ["report"]).exit_code == 0
+
+
+def test_every_listing_has_a_json_format():
+    """Scripts read listings as JSON: connections, users, budgets, alerts, tokens and imports."""
+    import json
+
+    from tests.conftest import create_database
+
+    create_database()
+    assert runner.invoke(app, ["budgets", "add", "--name", "all", "--amount", "10"]).exit_code == 0
+    assert runner.invoke(app, ["tokens", "create", "--team", "search"]).exit_code == 0
+    for command in (["connections", "list"], ["users", "list"], ["budgets", "list"], ["alerts", "list"],
+                    ["tokens", "list"], ["imports", "list"]):  # fmt: skip
+        result = runner.invoke(app, [*command, "--format", "json"])
+        assert result.exit_code == 0, (command, result.output)
+        assert isinstance(json.loads(result.output), list), command
+    budgets = json.loads(runner.invoke(app, ["budgets", "list", "--format", "json"]).output)
+    assert budgets[0]["name"] == "all" and budgets[0]["amount"] == "10" and budgets[0]["thresholds"] == [50, 80, 100]
+    tokens = json.loads(runner.invoke(app, ["tokens", "list", "--format", "json"]).output)
+    assert tokens[0]["team"] == "search" and set(tokens[0]) >= {"hint", "created_at"} and "hash" not in tokens[0]
+    bad = runner.invoke(app, ["budgets", "list", "--format", "yaml"])
+    assert bad.exit_code == 2 and "--format: 'yaml' is not one of table, json" in bad.output
+
+
+def test_windows_are_spelled_alike_and_bad_arguments_exit_2(tmp_path):
+    """``--since``/``--until`` everywhere, ``--until`` naming a day that is included; bad arguments exit 2."""
+    from tests.conftest import create_database
+
+    create_database()
+    out = tmp_path / "e.csv"
+    ok = runner.invoke(app, ["export", "--format", "csv", "--since", "2026-10", "--until", "2026-10", "-o", str(out)])
+    assert ok.exit_code == 0, ok.output
+    old = runner.invoke(app, ["export", "--format", "csv", "--from", "2026-10", "--to", "2026-10", "-o", str(out)])
+    assert old.exit_code == 0, old.output  # the earlier spelling still works
+    for command in (
+        ["export", "--since", "2026-11-02", "--until", "2026-11-01"],  # inverted window
+        ["report", "--since", "2026-11-02", "--until", "2026-11-01"],
+        ["anomalies", "--since", "not-a-day"],
+        ["connections", "sync", "1", "--since", "yesterdayy"],
+        ["budgets", "add", "--name", "x", "--amount", "-5"],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.exit_code, result.output)
+        assert result.output.startswith("error: ") or "error: " in result.output, command

@@ -199,7 +199,7 @@ def test_hourly_anomalies_through_the_database_and_the_cli(tmp_path, monkeypatch
     assert len(lines) == 1 and "provider=anthropic spent 60.00 USD on 2026-10-16 03:00Z" in lines[0]
     assert "model=claude-opus-4-1-20250805" in lines[0] and "project=proj_night" in lines[0]
     bad = CliRunner().invoke(app, ["anomalies", "--grain", "week"])
-    assert bad.exit_code == 1 and "--grain" in bad.output
+    assert bad.exit_code == 2 and "--grain" in bad.output  # a bad argument: exit 2, as every command
 
 
 def test_a_scope_that_starts_mid_window_gets_one_new_spend_notice_not_daily_anomalies(engine, tmp_path):

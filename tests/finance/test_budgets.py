@@ -193,7 +193,7 @@ def test_budgets_cli(tmp_path, monkeypatch):
     assert runner.invoke(app, ["budgets", "set", "1", "--amount", "600", "--paused"]).exit_code == 0
     assert "(paused)" in runner.invoke(app, ["budgets", "list"]).output
     bad = runner.invoke(app, ["budgets", "add", "--name", "x", "--amount", "ten"])
-    assert bad.exit_code == 1 and "error: --amount" in bad.output
+    assert bad.exit_code == 2 and "error: --amount" in bad.output  # a bad argument: exit 2, as every command
     assert runner.invoke(app, ["budgets", "set", "1", "--active"]).exit_code == 0
     status = runner.invoke(app, ["budgets", "status"])
     assert status.exit_code == 0 and "0.00 of 600.00 USD" in status.output

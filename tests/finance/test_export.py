@@ -229,7 +229,7 @@ def test_export_command_writes_a_file_and_reports_totals(tmp_path, monkeypatch):
     assert "wrote 4 rows" in result.output and "12.85 USD" in result.output
     assert len(read_csv(out.read_text())) == 4
     bad = CliRunner().invoke(app, ["export", "--format", "focus", "--from", "2026-10-40", "--to", "2026-10-31"])
-    assert bad.exit_code == 1 and "--from" in bad.output
+    assert bad.exit_code == 2 and "--since" in bad.output  # a bad argument: exit 2, as every command
 
 
 def test_focus_export_reimports_through_the_focus_importer_to_the_same_totals(engine, tmp_path):

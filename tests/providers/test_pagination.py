@@ -37,7 +37,7 @@ def test_a_repeating_cursor_ends_the_walk_instead_of_looping_or_failing(caplog):
     with caplog.at_level("WARNING", logger="providers._pagination"):
         pages = list(iter_cursor_pages(client, Settings(), "x", {}))
     assert len(seen) == 2  # the repeated page is read once more, never again
-    assert [last for _, last in pages] == [False, True]  # and the walk ends there, the endpoint goes on
+    assert [last for _, last in pages] == [False, False]  # the walk ends there, not claiming the window done
     assert "cursor repeated after 2 page(s)" in caplog.text
 
 

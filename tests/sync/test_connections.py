@@ -160,6 +160,7 @@ def test_the_postgresql_sync_lock_is_per_schema(pg_url, tmp_path):
 
 
 def test_cli_sync_of_a_locked_connection_exits_0_and_only_a_failure_exits_1(fake_api):
+    create_database()
     add = runner.invoke(
         app, ["connections", "add", "openai", "--label", "prod", "--base-url", fake_api.base_url], input=OPENAI_KEY
     )
