@@ -23,6 +23,7 @@ from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
 from collector.core.windows import DateError, Window, parse_tz, parse_window
+from collector.finance.fx import RateBook
 from collector.query.health import StatusResult, status
 from collector.query.report import (
     DIMENSIONS,
@@ -324,6 +325,14 @@ def report_command(
     tz: Annotated[
         str, typer.Option("--tz", metavar="ZONE", help="Group hourly data by local days (Asia/Seoul).")
     ] = "UTC",
+    currency: Annotated[
+        str | None,
+        typer.Option(
+            "--currency",
+            metavar="CODE",
+            help="Show money in this currency, day by day with each day's rate (default LLM_USAGE_DISPLAY_CURRENCY).",
+        ),
+    ] = None,
 ) -> None:
     """Spend and usage for a window, grouped by dimensions and a time grain."""
     fmt = _choice("--format", fmt, FORMATS)
@@ -349,9 +358,14 @@ def report_command(
             sources=sources,
         )
         top_n = _parse_top(top)
+        target = _currency(currency if currency is not None else get_settings().display_currency)
         engine = database()
         check_providers(engine, filters.providers)
-        result = report(engine, filters, by=dims, grain=grain, basis=basis_name, tz=tz, top=top_n)
+        converter = RateBook.load(engine).day_rate if target else None
+        result = report(
+            engine, filters, by=dims, grain=grain, basis=basis_name, tz=tz, top=top_n, currency=target,
+            converter=converter,
+        )  # fmt: skip
     except (QueryError, DateError) as exc:
         _fail(str(exc))
     renderers: dict[str, Callable[[], str]] = {
@@ -360,6 +374,14 @@ def report_command(
         "csv": lambda: render_csv(result),
     }
     typer.echo(renderers[fmt]())
+
+
+def _currency(code: str) -> str:
+    """An ISO 4217 code (upper-cased), or '' for "each currency as billed"."""
+    code = code.strip().upper()
+    if code and (len(code) != 3 or not code.isalpha()):
+        _fail(f"--currency: {code!r} is not a three-letter ISO 4217 code such as EUR")
+    return code
 
 
 def _when(ts: datetime | None, now: datetime) -> str:

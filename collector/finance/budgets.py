@@ -326,7 +326,7 @@ def daily_spend_in(
             if row.cost is not None and row.period is not None and row.section == "provider":
                 per_currency[(row.period.date(), row.currency)] += row.cost
     out: dict[date, Decimal] = defaultdict(Decimal)
-    notes: list[str] = []
+    missing: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
     if rates is None and any(currency != budget.currency for _, currency in per_currency):
         rates = RateBook.load(engine)
     for (day, currency), amount in sorted(per_currency.items()):
@@ -336,10 +336,17 @@ def daily_spend_in(
         try:
             out[day] += (rates or RateBook(())).convert(amount, currency, budget.currency, day).amount
         except FxError:
-            notes.append(
-                f"{day.isoformat()}: {amount:,.2f} {currency} left out (no {currency}->{budget.currency} rate)"
-            )
+            missing[currency].append((day, amount))
+    notes = [_missing_note(currency, budget.currency, left) for currency, left in sorted(missing.items())]
     return dict(out), notes
+
+
+def _missing_note(currency: str, to: str, left: list[tuple[date, Decimal]]) -> str:
+    """One note per currency (not one per day) for money no rate could convert."""
+    days = [d for d, _ in left]
+    span = days[0].isoformat() if len(days) == 1 else f"{min(days)} .. {max(days)}"
+    total = sum((a for _, a in left), Decimal(0))
+    return f"{total:,.2f} {currency} left out: no {currency}->{to} rate for {len(days)} day(s) ({span})"
 
 
 @dataclass

@@ -254,6 +254,14 @@ class RateBook:
             "import one with `llm-usage fx import FILE` or enter it with `llm-usage fx set`"
         )
 
+    def day_rate(self, amount: Decimal, currency: str, to: str, day: date) -> tuple[Decimal, str] | None:
+        """``(amount in to, "source of the rate of <day>")``, or None without a rate: a report's converter."""
+        try:
+            rate, _, source = self.rate(currency, to, day)
+        except FxError:
+            return None
+        return amount * rate, source
+
     def convert(self, amount: Decimal, currency: str, to: str, day: date) -> Converted:
         """``amount`` of ``currency`` on ``day`` in ``to`` (unchanged when they are the same).
 

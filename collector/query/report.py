@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -110,6 +110,50 @@ SECTIONS: tuple[str, ...] = ("provider", "subset", *SIDE_SOURCES)
 KNOWN_PROVIDERS: tuple[str, ...] = tuple(sorted(PROVIDERS))
 OTHER_LABEL = "(other)"
 DAY = timedelta(days=1)
+
+
+class Converter(Protocol):
+    """Converts an amount of one currency on one UTC day into the report's currency (rates table).
+
+    Returns ``(amount, rate source)``, or None when no rate exists (the money then stays in its
+    own currency: never 1:1).
+    """
+
+    def __call__(self, amount: Decimal, currency: str, to: str, day: date) -> tuple[Decimal, str] | None: ...
+
+
+@dataclass
+class _Conversion:
+    """Day-by-day conversion into one currency, and what it could not convert (said once)."""
+
+    to: str
+    convert: Converter
+    missing: dict[str, set[date]] = field(default_factory=lambda: defaultdict(set))
+    sources: set[str] = field(default_factory=set)
+
+    def apply(self, cost: Decimal, currency: str, day: date) -> tuple[Decimal, str]:
+        if not currency or currency == self.to:
+            return cost, currency
+        done = self.convert(cost, currency, self.to, day)
+        if done is None:
+            self.missing[currency].add(day)
+            return cost, currency
+        self.sources.add(done[1])
+        return done[0], self.to
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.sources:
+            out.append(
+                f"money converted to {self.to} day by day with the rate of each day ({', '.join(sorted(self.sources))})"
+            )
+        for currency, days in sorted(self.missing.items()):
+            first, last = min(days), max(days)
+            span = first.isoformat() if first == last else f"{first} .. {last}"
+            out.append(
+                f"no {currency}->{self.to} rate for {len(days)} day(s) ({span}): that money is shown in {currency}"
+            )
+        return out
 
 
 class QueryError(ValueError):
@@ -659,6 +703,8 @@ def report(
     basis: str = "preferred",
     tz: str = "UTC",
     top: int | None = None,
+    currency: str | None = None,
+    converter: Converter | None = None,
 ) -> ReportResult:
     """Usage and money grouped by ``by`` (and a time ``grain``), on one money basis.
 
@@ -672,6 +718,10 @@ def report(
             daily buckets (cost APIs, daily CSVs) stay on their UTC day.
         top: keep the ``top`` groups with most money (then tokens), fold the rest into
             one ``(other)`` group so totals are unchanged.
+        currency: show money in this currency, converted day by day by ``converter`` (each
+            day's rate); money without a rate stays in its own currency and a note says which
+            days (one line per currency, not one per day).
+        converter: the rates (``collector.finance.fx``'s rate book); needed with ``currency``.
 
     Returns:
         The rows, sorted by section, period, then money, then tokens (largest first).
@@ -687,10 +737,11 @@ def report(
         raise QueryError("--tz", str(exc).removeprefix("--tz: ")) from exc
     notes: list[str] = []
     use_daily = zone is UTC and grain != "hour" and _day_aligned(filters.since) and _day_aligned(filters.until)
+    conversion = _Conversion(currency.upper(), converter) if currency and converter is not None else None
     need_facts = basis != "estimated"
     facts = _DayFacts()
     if use_daily:
-        raw = _query_daily(engine, filters, by, grain, basis, need_facts)
+        raw = _query_daily(engine, filters, by, grain, basis, need_facts or conversion is not None)
     else:
         raw = _query_hourly(engine, filters, by, grain, basis, zone)
         if any(r.daily for r in raw) and (zone is not UTC or grain == "hour"):
@@ -705,7 +756,7 @@ def report(
             if _coverage_in_groups(filters)
             else _facts(engine, filters, zone, daily=use_daily, prefs=prefs)
         )
-    rows = _merge(raw, facts, basis, by, grain, zone, regroup=not use_daily)
+    rows = _merge(raw, facts, basis, by, grain, zone, regroup=not use_daily, conversion=conversion)
     if top is not None:
         rows = _apply_top(rows, by, top)
     rows.sort(key=_sort_key)
@@ -713,6 +764,8 @@ def report(
     if not exact:
         notes.append("price versions read from one estimated row per day (the window is large)")
     _basis_notes(rows, basis, notes)
+    if conversion is not None:
+        notes += conversion.notes()
     found = overlaps(facts.coverage)
     notes += [f"billed twice: {o.describe()}" for o in found]
     if any(r.section == "subset" for r in rows):
@@ -859,6 +912,7 @@ def _merge(
     zone: tzinfo,
     *,
     regroup: bool,
+    conversion: _Conversion | None = None,
 ) -> list[ReportRow]:
     """Apply the basis rule to each SQL group (:func:`_counts`) and fold the groups into report rows.
 
@@ -884,6 +938,9 @@ def _merge(
         else:
             period = r.when
         section = r.section
+        if conversion is not None and money and r.cost is not None and r.day is not None:
+            converted, converted_currency = conversion.apply(r.cost, r.currency, r.day.date())
+            r = replace(r, cost=converted, currency=converted_currency)
         currency = r.currency if money else ""
         parts = groups[(r.dims, period, section, eff)]
         row = parts.get(currency)

@@ -115,3 +115,47 @@ def test_an_inverted_rate_keeps_ten_decimals():
     rate, day, source = book.rate("EUR", "USD", date(2026, 11, 5))
     assert day == date(2026, 11, 2)
     assert rate == D("1.0869565217") and str(rate) == "1.0869565217" and source == "t, inverted"
+
+
+def test_report_in_the_readers_currency_day_by_day_with_one_note_for_missing_days(engine, monkeypatch):
+    """``report --currency EUR``: each day's money at that day's rate; days without a rate said once."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        UsageRecord(
+            provider="openai",
+            account="o",
+            source="api",
+            kind="costs",
+            bucket_start=start + timedelta(days=i),
+            bucket_end=start + timedelta(days=i + 1),
+            line_item="x",
+            cost=D("100"),
+            currency="USD",
+            basis="billed",
+        )
+        for i in range(5)
+    ]
+    upsert_records(engine, rows)
+    fx.set_rate(engine, date(2026, 11, 3), "USD", "EUR", D("0.9"))
+    fx.set_rate(engine, date(2026, 11, 4), "EUR", "USD", D("1.25"))  # inverted: 0.8
+    from collector.query.report import Filters, report
+
+    result = report(engine, Filters(start, start + timedelta(days=5)), by=("provider",), currency="EUR",
+                    converter=fx.RateBook.load(engine).day_rate)  # fmt: skip
+    totals = result.totals()
+    # Nov 1 and 2 have no rate on or before them: kept in USD; Nov 3 at 0.9; Nov 4 and 5 at 0.8 (inverted).
+    assert totals[("EUR", "billed")].cost == D("90") + D("80") + D("80")
+    assert totals[("USD", "billed")].cost == D("200")
+    missing = [n for n in result.notes if n.startswith("no USD->EUR rate")]
+    assert missing == ["no USD->EUR rate for 2 day(s) (2026-11-01 .. 2026-11-02): that money is shown in USD"]
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", str(engine.url.render_as_string(hide_password=False)))
+    monkeypatch.setenv("LLM_USAGE_DISPLAY_CURRENCY", "EUR")
+    from collector.core.settings import get_settings
+
+    get_settings.cache_clear()
+    out = CliRunner().invoke(app, ["report", "--since", "2026-11-01", "--until", "2026-11-05", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert {(r["currency"], r["cost"]) for r in __import__("json").loads(out.output)} == {
+        ("EUR", "250"),
+        ("USD", "200"),
+    }
