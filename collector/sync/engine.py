@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection as DBConnection
 from sqlalchemy.engine import Engine, make_url
 
@@ -50,6 +50,7 @@ from collector.sync.connections import (
     ConnectionsError,
     get_connection,
     mark_status,
+    record_facts,
 )
 from collector.sync.tables import SyncRun, SyncState
 from collector.sync.vault import Vault, VaultError, load_vault
@@ -295,6 +296,18 @@ class _Plan:
     window: Window
 
 
+def _ran_recently(db: DBConnection, connection_id: int, ep: Endpoint, now: datetime) -> bool:
+    """True when a scheduled sync should skip ``ep``: it succeeded less than its min_interval ago."""
+    if ep.min_interval is None:
+        return False
+    last = db.execute(
+        select(func.max(SYNC_RUNS.c.started_at)).where(
+            SYNC_RUNS.c.connection_id == connection_id, SYNC_RUNS.c.endpoint == ep.name, SYNC_RUNS.c.status == "ok"
+        )
+    ).scalar()
+    return last is not None and now - last < ep.min_interval
+
+
 def _plans(
     engine: Engine,
     api: Provider,
@@ -305,6 +318,7 @@ def _plans(
     since: datetime | None,
     until: datetime | None,
     only: set[str] | None,
+    scheduled: bool = False,
 ) -> list[_Plan]:
     out = []
     with engine.connect() as db:
@@ -312,6 +326,8 @@ def _plans(
             if only and ep.name not in only:
                 continue
             assert conn.id is not None
+            if scheduled and since is None and _ran_recently(db, conn.id, ep, now):
+                continue  # a charged API (Cost Explorer) is asked at most every min_interval
             window = plan(
                 now=now,
                 width=ep.width,
@@ -433,10 +449,26 @@ def sync_connection(
             summary.error = str(exc)
             mark_status(engine, connection_id, STATUS_FAILING, str(exc))
             return summary
-        api = get_provider(conn.provider).connect(settings, key, base_url=conn.base_url, transport=transport)
+        api = get_provider(conn.provider).connect(
+            settings, key, base_url=conn.base_url, transport=transport, options=conn.option_values
+        )
         del key
         try:
-            _run(engine, settings, api, conn, summary, now or datetime.now(UTC), since, until, endpoints, progress)
+            _run(
+                engine,
+                settings,
+                api,
+                conn,
+                summary,
+                now or datetime.now(UTC),
+                since,
+                until,
+                endpoints,
+                progress,
+                scheduled=scheduled,
+            )
+            if summary.ok:
+                _read_facts(engine, api, connection_id)
         finally:
             api.close()
         summary.overlaps = _overlaps(engine, conn, summary)
@@ -445,6 +477,17 @@ def sync_connection(
     if summary.ok:
         hooks.ingested(engine, settings)
     return summary
+
+
+def _read_facts(engine: Engine, api: Provider, connection_id: int) -> None:
+    """Store the provider's account levels (balance ...); a failure here never fails the sync."""
+    try:
+        facts = api.account_facts()
+    except (APIError, ProviderError) as exc:
+        log.info("connection %d: account facts not read: %s", connection_id, redact(str(exc)))
+        return
+    if facts:
+        record_facts(engine, connection_id, {**facts, "as_of": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
 
 
 def _overlaps(engine: Engine, conn: Connection, summary: SyncSummary) -> list[Overlap]:
@@ -474,9 +517,11 @@ def _run(
     until: datetime | None,
     endpoints: set[str] | None,
     progress: Progress | None,
+    *,
+    scheduled: bool = False,
 ) -> None:
     assert conn.id is not None
-    plans = _plans(engine, api, conn, settings, now=now, since=since, until=until, only=endpoints)
+    plans = _plans(engine, api, conn, settings, now=now, since=since, until=until, only=endpoints, scheduled=scheduled)
     for item in plans:
         try:
             summary.endpoints.append(_sync_endpoint(engine, settings, api, conn, item, progress))
