@@ -127,7 +127,8 @@ class Provider(ABC):
     #: Settings field holding the default base URL.
     base_url_setting: ClassVar[str]
     endpoints: ClassVar[tuple[Endpoint, ...]]
-    #: Parts of a multi-part credential and the connection's plain settings; empty = one key.
+    #: Parts of a multi-part credential (``vault=True``) and the connection's plain settings;
+    #: without vault parts the credential is one key.
     fields: ClassVar[tuple[ConnField, ...]] = ()
     #: Other names ``connections add`` accepts for this provider (``aws`` for ``aws_bedrock``).
     aliases: ClassVar[tuple[str, ...]] = ()
@@ -154,7 +155,7 @@ class Provider(ABC):
         Raises:
             KeyFormatError: with guidance; the message never includes the key.
         """
-        if cls.fields:
+        if cls.vault_fields():
             cls.check_credential(cls.credential(key))
             return
         if not key or any(c.isspace() for c in key):
@@ -181,7 +182,7 @@ class Provider(ABC):
         Raises:
             KeyFormatError: a required part is missing or an unknown part was given.
         """
-        if not cls.fields:
+        if not cls.vault_fields():
             return str(values.get("key", "")).strip()
         known = {f.name for f in cls.vault_fields()}
         unknown = sorted(set(values) - known)
@@ -249,7 +250,7 @@ class Provider(ABC):
     @classmethod
     def secrets_in(cls, key: str) -> tuple[str, ...]:
         """The secret strings inside a stored credential, for exact redaction and leak tests."""
-        if not cls.fields:
+        if not cls.vault_fields():
             return (key,)
         parts = cls.credential(key)
         return tuple(parts[f.name] for f in cls.vault_fields() if f.secret and parts.get(f.name))
@@ -309,6 +310,24 @@ class Provider(ABC):
         it over days would mean nothing (design rule 7). Read after a successful sync.
         """
         return {}
+
+
+def check_url(url: str, what: str) -> str:
+    """``url`` if a credential may be sent to it: https, or plain http to a loopback address only.
+
+    Raises:
+        KeyFormatError: another scheme, http to a network host, credentials or a query in the URL.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise KeyFormatError(f"{what}: not a URL") from None
+    loopback = parsed.host in ("localhost", "::1") or parsed.host.startswith("127.")
+    if parsed.scheme not in ("https", "http") or not parsed.host or (parsed.scheme == "http" and not loopback):
+        raise KeyFormatError(f"{what}: must be https://host/... (plain http only to a loopback address)")
+    if parsed.userinfo or parsed.query or parsed.fragment:
+        raise KeyFormatError(f"{what}: must not carry a user, password, query or fragment")
+    return url
 
 
 def auth_failure(message: str) -> FatalAPIError:
@@ -386,6 +405,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "auth_failure",
+    "check_url",
     "details",
     "to_decimal",
     "to_int",
