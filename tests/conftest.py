@@ -98,3 +98,22 @@ def fake_api() -> Iterator[ServerThread]:
     server = ServerThread(FakeAdminAPI(groups=4)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cloud(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Fake OpenRouter, xAI, AWS, Azure (with a TLS authority) and BigQuery on 127.0.0.1.
+
+    The bills cover the 40 days before today; azure-identity trusts the fake authority's CA
+    through ``REQUESTS_CA_BUNDLE`` (requests' own variable; the product reads no environment).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from tests.fakes.cloud_api import CloudFakes
+    from tests.fakes.cloud_bills import Bills
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    fakes = CloudFakes(Bills(today - timedelta(days=40), 40), tmp_path_factory.mktemp("tls")).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fakes.ca_file)
+    yield fakes
+    fakes.stop()
