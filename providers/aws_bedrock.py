@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -191,6 +191,17 @@ def aws_call(fn: Callable[[], T]) -> T:
         raise RetriableAPIError(f"connection error talking to AWS: {type(exc).__name__}") from None
 
 
+def _complete(page: dict[str, Any]) -> dict[str, Any]:
+    """The page, if it is one.
+
+    botocore turns a truncated JSON body into ``{"message": ...}`` instead of failing, which
+    would read as a window without costs.
+    """
+    if not isinstance(page.get("ResultsByTime"), list):
+        raise RetriableAPIError("truncated or invalid answer from Cost Explorer (no ResultsByTime)")
+    return page
+
+
 def _horizon(now: datetime) -> datetime:
     """The first day Cost Explorer still serves: the first of the month 12 months back (13 months)."""
     month = now.year * 12 + now.month - 1 - (HISTORY_MONTHS - 1)
@@ -319,6 +330,10 @@ class AwsBedrockProvider(Provider):
         """Drop the clients (boto3 pools close with them)."""
         self._ce = None
 
+    def min_interval(self, endpoint: Endpoint) -> timedelta | None:
+        """Every Cost Explorer call is charged (§6.1): scheduled syncs ask at most this often."""
+        return timedelta(hours=self.settings.aws_cost_explorer_min_hours)
+
     def _session(self) -> Any:
         region = self.options.get("region") or "us-east-1"
         c = self._credential
@@ -398,7 +413,7 @@ class AwsBedrockProvider(Provider):
         seen: set[str] = set()
         estimated_from: datetime | None = None
         while True:
-            page = call(lambda: aws_call(lambda: ce.get_cost_and_usage(**request)), self.settings)
+            page = call(lambda: aws_call(lambda: _complete(ce.get_cost_and_usage(**request))), self.settings)
             results = page.get("ResultsByTime") or []
             for r in results:
                 if r.get("Estimated"):

@@ -263,7 +263,9 @@ class AzureOpenAIProvider(Provider):
             status = exc.response.status_code if exc.response is not None else None
             text = redact(str(exc.message or exc)).replace(secret, "…") if secret else redact(str(exc))
             first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
-            if status is not None and 400 <= status < 500:
+            # MSAL answers for the token endpoint, so the HTTP status is often lost; an
+            # AADSTS code is the identity platform refusing the principal (revoked, expired).
+            if (status is not None and 400 <= status < 500) or "AADSTS" in text or "invalid_client" in text:
                 raise FatalAPIError(f"Microsoft Entra ID refused the service principal: {first}", status=401) from None
             raise RetriableAPIError(f"Microsoft Entra ID token request failed: {first}", status=status) from None
         except AzureError as exc:

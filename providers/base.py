@@ -90,8 +90,6 @@ class Endpoint:
         lookback: ``"usage"`` or ``"cost"``: which configured re-fetch window applies.
         parse: pure payload -> records function.
         group_by: dimensions requested.
-        min_interval: scheduled syncs fetch this endpoint at most this often (an API whose
-            every call is charged, provider-apis.md §6.1); None = every sync.
     """
 
     name: str
@@ -101,7 +99,6 @@ class Endpoint:
     lookback: str
     parse: Parser
     group_by: tuple[str, ...] = ()
-    min_interval: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +299,13 @@ class Provider(ABC):
     @abstractmethod
     def pages(self, endpoint: Endpoint, window: Window) -> Iterator[Page]:
         """Walk one endpoint's pages for an aligned window, oldest first."""
+
+    def min_interval(self, endpoint: Endpoint) -> timedelta | None:
+        """Scheduled syncs fetch ``endpoint`` at most this often (None: every sync).
+
+        For APIs whose every call is charged (Cost Explorer, provider-apis.md §6.1).
+        """
+        return None
 
     def account_facts(self) -> dict[str, str]:
         """Levels the provider reports about the account (prepaid balance, invoice preview).

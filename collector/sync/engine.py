@@ -296,16 +296,17 @@ class _Plan:
     window: Window
 
 
-def _ran_recently(db: DBConnection, connection_id: int, ep: Endpoint, now: datetime) -> bool:
+def _ran_recently(db: DBConnection, connection_id: int, api: Provider, ep: Endpoint, now: datetime) -> bool:
     """True when a scheduled sync should skip ``ep``: it succeeded less than its min_interval ago."""
-    if ep.min_interval is None:
+    interval = api.min_interval(ep)
+    if interval is None:
         return False
     last = db.execute(
         select(func.max(SYNC_RUNS.c.started_at)).where(
             SYNC_RUNS.c.connection_id == connection_id, SYNC_RUNS.c.endpoint == ep.name, SYNC_RUNS.c.status == "ok"
         )
     ).scalar()
-    return last is not None and now - last < ep.min_interval
+    return last is not None and now - last < interval
 
 
 def _plans(
@@ -326,7 +327,7 @@ def _plans(
             if only and ep.name not in only:
                 continue
             assert conn.id is not None
-            if scheduled and since is None and _ran_recently(db, conn.id, ep, now):
+            if scheduled and since is None and _ran_recently(db, conn.id, api, ep, now):
                 continue  # a charged API (Cost Explorer) is asked at most every min_interval
             window = plan(
                 now=now,
