@@ -211,7 +211,8 @@ def azure_csv(lines: list[AzureLine]) -> str:
         w.writerow(
             [
                 AZURE_BILLING_ACCOUNT, AZURE_SUBSCRIPTION, x.day.strftime("%m/%d/%Y"), x.category, x.subcategory,
-                x.meter, x.quantity, "1K", x.cost, "EUR", rid, "microsoft.cognitiveservices", x.charge,
+                x.meter, x.quantity, "1K", x.cost, "EUR", rid,
+                "microsoft.cognitiveservices" if x.category == "Cognitive Services" else "microsoft.compute", x.charge,
             ]
         )  # fmt: skip
     return buf.getvalue()
