@@ -7,7 +7,7 @@
   balance, an invoice preview), as JSON with the time it was read.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
