@@ -218,3 +218,24 @@ def test_google_tests_with_a_free_dry_run_and_files_rows_under_the_export_accoun
     with sqlite_engine.connect() as db:
         runs = db.execute(select(RUNS.c.status, RUNS.c.pages)).all()
     assert runs and all(r.status == "ok" for r in runs)
+
+
+def test_status_shows_each_cloud_connection_and_its_freshness(cloud):
+    from typer.testing import CliRunner
+
+    from collector.app import app
+    from collector.core.settings import get_settings
+
+    settings = get_settings()
+    engine = open_database(settings)
+    vault = load_vault(settings)
+    for provider in CLOUD:
+        spec = connection(provider, cloud.url, cloud.authority_url)
+        conn = add_connection(engine, settings, vault, provider=provider, label=provider, **spec)
+        assert sync_connection(engine, settings, conn.id, vault=vault, since=datetime.now(UTC) - timedelta(days=3)).ok
+    engine.dispose()
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    for provider in CLOUD:
+        assert f"{provider} ({provider}, key " in result.output  # the connection and its health
+        assert KIND[provider] in result.output  # the freshness of its rows
