@@ -32,6 +32,7 @@ from collector.sync.engine import sync_connection
 from collector.sync.vault import Vault, load_vault
 from dashboard import queries
 from importers.service import ImportResult, import_file
+from providers import get_provider
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,8 +62,24 @@ def _vault() -> Vault:
 
 
 @_writes
-def add_connection(provider: str, label: str, key: str, base_url: str = "", *, test: bool = True) -> str:
-    """Test and store an admin key (encrypted); returns what was added, by its hint only."""
+def add_connection(
+    provider: str,
+    label: str,
+    key: str,
+    base_url: str = "",
+    *,
+    test: bool = True,
+    parts: Mapping[str, str] | None = None,
+    options: Mapping[str, str] | None = None,
+) -> str:
+    """Test and store an admin key or a cloud credential (encrypted); returns what was added, by its hint only.
+
+    ``parts`` are a multi-part credential's parts as typed (packed here, never kept), ``options``
+    the connection's plain settings; empty values are left out.
+    """
+    cls = get_provider(provider)
+    if cls.vault_fields():
+        key = cls.pack_credential({k: v for k, v in (parts or {}).items() if v.strip()})
     conn = connections.add_connection(
         queries.engine(),
         get_settings(),
@@ -72,6 +89,7 @@ def add_connection(provider: str, label: str, key: str, base_url: str = "", *, t
         key=key,
         base_url=base_url,
         test=test,
+        options={k: v for k, v in (options or {}).items() if v.strip()},
     )
     return f"Added {conn.provider} connection {conn.label!r} (key {conn.key_hint}, account {conn.account})."
 

@@ -47,6 +47,7 @@ from collector.query.health import DatabaseInfo, Listing
 from collector.query.reconcile import Contributor, DayLine, reconcile
 from collector.query.report import Filters
 from providers import REGISTRY
+from providers.base import ConnField
 
 TTL = "5m"
 P = ParamSpec("P")
@@ -421,6 +422,11 @@ def import_files_frame(url: str, limit: int = 200) -> pd.DataFrame:
 def connectable_providers() -> list[str]:
     """Providers a connection (admin key) can be added for: the provider registry, in its order."""
     return list(REGISTRY)
+
+
+def connection_fields(provider: str) -> tuple[ConnField, ...]:
+    """What the add form asks for a provider: its credential parts and settings (empty: one admin key)."""
+    return REGISTRY[provider].fields
 
 
 @_cached

@@ -1,31 +1,17 @@
-"""Small helpers shared by several importers (key-length fitting, tags, model names)."""
+"""Small helpers shared by several importers (key-length fitting, tags; model names from core)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from decimal import Decimal
 
-from importers.base import slug
+from collector.core.cloud_billing import model_from_text as model_from_text
 
 #: Key columns are VARCHAR(255) (line_item 512) in ``usage``; longer ids are shortened with a hash.
 KEY_LIMIT = 255
 LINE_ITEM_LIMIT = 512
-
-_FAMILIES = re.compile(
-    r"\b(gemini|gemma|claude|llama|mistral|mixtral|codestral|imagen|veo|chirp|jamba|command|"
-    r"text-embedding|embedding|gpt|dall-e|whisper|o1|o3|o4|nova|titan|deepseek|qwen|grok|phi)\b",
-    re.I,
-)
-#: Words that end a model name inside a SKU or meter text.
-_STOP = re.compile(
-    r"\s*(?:\b|[-_])(input|inp|output|outp|prompt|completion|cached|cchd|cache|tokens?|characters?|"
-    r"requests?|images?|count|for|with|on|long|short|batch|online|predictions?|global|glbl|regional|"
-    r"regnl|data\s*zone|dzone|priority|flex|standard|text)\b.*$",
-    re.I,
-)
 
 
 def fit(text: str, limit: int = KEY_LIMIT) -> str:
@@ -34,21 +20,6 @@ def fit(text: str, limit: int = KEY_LIMIT) -> str:
         return text
     digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
     return f"{text[: limit - 13]}~{digest}"
-
-
-def model_from_text(text: str) -> str:
-    """Best-effort model name from a SKU description or meter name.
-
-    "Generative Language API - Gemini 2.0 Flash - Input tokens" -> ``gemini-2.0-flash``
-    (provider-apis.md §3.2); "gpt-4o-0513-Input-glbl" -> ``gpt-4o-0513`` (§5.2). Returns ''
-    when no known model family is named: a billed row needs no model to be counted.
-    """
-    for part in re.split(r"\s+-\s+|\s*[|:]\s*", text):
-        m = _FAMILIES.search(part)
-        if m:
-            name = _STOP.sub("", part[m.start() :])
-            return slug(name)
-    return ""
 
 
 def team_from_tags(text: str) -> str:

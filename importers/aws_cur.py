@@ -15,10 +15,10 @@ billed; credits and refunds are their own negative lines (``line_item_line_item_
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import ClassVar
 
+from collector.core.cloud_billing import UsageType, parse_usage_type
 from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
@@ -32,54 +32,6 @@ from importers.base import (
     token_fields,
     unit_multiplier,
 )
-
-_REGION = re.compile(r"^[A-Z]{2,4}\d?-(?=.)")
-_TOKEN_TYPE = re.compile(
-    r"-(?:mantle-)?(?P<dir>input|output)-tokens?(?:-(?P<tail>.+))?$"
-    r"|-cache-(?P<cache>read|write)-input-token-count(?:-(?P<ctail>.+))?$",
-    re.I,
-)
-_MARKETPLACE = re.compile(r"(?P<dir>Input|Output|CacheRead|CacheWrite)TokenCount", re.I)
-_NEW_STYLE = re.compile(r"(?:^|[_:-])(?P<dir>input|output)_tokens(?:_(?P<tail>[a-z]+))?", re.I)
-TIERS = frozenset({"standard", "flex", "priority", "batch", "reserved", "latency-optimized"})
-
-
-@dataclass(frozen=True, slots=True)
-class UsageType:
-    """What a Bedrock ``line_item_usage_type`` says: model billing name, token direction, tier."""
-
-    model: str
-    direction: str
-    tier: str
-
-
-def parse_usage_type(text: str) -> UsageType:
-    """Split a Bedrock usage type into model, token direction and tier (provider-apis.md §6.2).
-
-    ``USE1-Claude4.6Sonnet-cache-read-input-token-count`` -> (Claude4.6Sonnet, cache_read, '');
-    ``USE1-Nova2.0Lite-input-tokens-flex`` -> (Nova2.0Lite, input, flex);
-    ``USE1-MP:USE1_InputTokenCount-Units`` -> ('', input, '') (model from the product name).
-    """
-    rest = _REGION.sub("", text.strip())
-    m = _TOKEN_TYPE.search(rest)
-    if m:
-        model = rest[: m.start()]
-        if m["cache"]:
-            direction, tail = f"cache_{m['cache'].lower()}", m["ctail"] or ""
-        else:
-            direction, tail = m["dir"].lower(), m["tail"] or ""
-        tier = tail.lower() if tail.lower() in TIERS else ""
-        return UsageType(model, direction, tier)
-    m2 = _MARKETPLACE.search(rest)
-    if m2:
-        d = m2["dir"].lower()
-        direction = {"cacheread": "cache_read", "cachewrite": "cache_write"}.get(d, d)
-        return UsageType("", direction, "")
-    m3 = _NEW_STYLE.search(rest)
-    if m3:
-        tail = (m3["tail"] or "").lower()
-        return UsageType("", m3["dir"].lower(), tail if tail in TIERS else "")
-    return UsageType("", "", "")
 
 
 def _product_model(product_name: str) -> str:

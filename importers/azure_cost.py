@@ -13,10 +13,10 @@ write ``Date`` as ``MM/DD/YYYY``; one row is one UTC day.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import ClassVar
 
+from collector.core.cloud_billing import AI_METER_CATEGORIES, is_azure_openai_meter
 from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
@@ -30,9 +30,6 @@ from importers.base import (
     token_fields,
     unit_multiplier,
 )
-
-AI_METER_CATEGORIES = frozenset({"cognitive services", "azure openai", "azure openai service", "foundry models"})
-_OPENAI = re.compile(r"openai|\bgpt|\bo[134]\b|\bo[134]-|dall-?e|whisper|embedding|\btts\b", re.I)
 
 
 def model_from_meter(meter: str) -> str:
@@ -78,7 +75,7 @@ class AzureCostImporter(Importer):
             key = f"{category}\x1f{sub}\x1f{meter}"
             hit = meters.get(key)
             if hit is None:
-                openai = bool(_OPENAI.search(f"{sub} {meter}"))
+                openai = is_azure_openai_meter(sub, meter)
                 hit = meters[key] = (model_from_meter(meter), token_direction(meter), openai)
             return hit
 

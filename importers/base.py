@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import IO, ClassVar, cast
 
+from collector.core.cloud_billing import NO_TOKENS as NO_TOKENS
+from collector.core.cloud_billing import slug, token_direction, token_fields, unit_multiplier
 from collector.core.schema import InvariantError, UsageRecord
 
 #: Errors collected per file before the import stops reading: enough to fix a file in one go.
@@ -462,68 +464,6 @@ def _parse_slash(s: str) -> datetime | None:
         return datetime(year, month, day, hour, minute, second)  # noqa: DTZ001  (made UTC by the caller)
     except ValueError:
         return None
-
-
-def unit_multiplier(unit: str) -> tuple[int, str]:
-    """Split a unit such as ``1000 Tokens``, ``1K tokens`` or ``1M`` into (multiplier, base unit).
-
-    FOCUS allows a unit quantity in the unit (provider-apis.md §9.3, "1000 Tokens"); AWS and Azure
-    price tokens per 1K (§5.2, §6.2).
-    """
-    m = re.match(r"^\s*(\d[\d,]*)?\s*([kKmM])?\b\s*(.*)$", unit)
-    if not m or not (m[1] or m[2]):
-        return 1, unit.strip().lower()
-    n = int(m[1].replace(",", "")) if m[1] else 1
-    n *= {"k": 1000, "m": 1_000_000}.get((m[2] or "").lower(), 1)
-    return max(n, 1), (m[3] or "").strip().lower()
-
-
-_DIRECTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"cache[ _-]?(read|hit)|cached|cchd|cache[-_ ]?input", re.I), "cache_read"),
-    (re.compile(r"cache[ _-]?(write|creation|storage)", re.I), "cache_write"),
-    (re.compile(r"(^|[^a-z])(input|inp|prompt)([^a-z]|$)|inputtoken", re.I), "input"),
-    (re.compile(r"(^|[^a-z])(output|outp|completion|generated)([^a-z]|$)|outputtoken", re.I), "output"),
-)
-
-
-def token_direction(text: str) -> str:
-    """Which token field a SKU / meter / usage-type text describes: input, output, cache_read, cache_write or ''.
-
-    Cache texts are tested first because "cache read input tokens" also says "input"
-    (AWS usage types, provider-apis.md §6.2; Azure meters §5.2; Gemini SKUs §3.2).
-    """
-    for pattern, direction in _DIRECTIONS:
-        if pattern.search(text):
-            if direction == "cache_write" and "storage" in text.lower():
-                return ""  # cache *storage* is billed per hour, not tokens
-            return direction
-    return ""
-
-
-def token_fields(direction: str, count: int, text: str = "") -> tuple[int, int, int, int, int]:
-    """``(input, cache_read, cache_write_5m, cache_write_1h, output)`` for ``count`` tokens of one direction.
-
-    Cache reads and writes are also input: input is total input (design rule 4).
-    """
-    if direction == "input":
-        return (count, 0, 0, 0, 0)
-    if direction == "output":
-        return (0, 0, 0, 0, count)
-    if direction == "cache_read":
-        return (count, count, 0, 0, 0)
-    if direction == "cache_write":
-        if re.search(r"1\s*h", text, re.I):
-            return (count, 0, 0, count, 0)
-        return (count, 0, count, 0, 0)
-    return NO_TOKENS
-
-
-NO_TOKENS = (0, 0, 0, 0, 0)
-
-
-def slug(text: str) -> str:
-    """Lower-case, hyphenated identifier from a display name (``Gemini 2.0 Flash`` -> ``gemini-2.0-flash``)."""
-    return re.sub(r"[^0-9a-z.]+", "-", text.strip().lower()).strip("-")
 
 
 # -- per-file context ---------------------------------------------------------------------------

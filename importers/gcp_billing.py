@@ -15,6 +15,7 @@ import json
 from decimal import Decimal
 from typing import ClassVar
 
+from collector.core.cloud_billing import TOKEN_UNITS
 from collector.core.schema import UsageRecord
 from importers import _common
 from importers.base import (
@@ -29,8 +30,6 @@ from importers.base import (
     token_fields,
     unit_multiplier,
 )
-
-TOKEN_UNITS = frozenset({"", "count", "token", "tokens", "1000 count", "1k tokens", "1000 tokens"})
 
 
 def parse_credits(text: str, column: str, ctx: ImportContext) -> Decimal:

@@ -7,13 +7,25 @@ line in :data:`REGISTRY`; ``tests/providers/test_contract.py`` runs over every e
 from __future__ import annotations
 
 from providers.anthropic import AnthropicProvider
+from providers.aws_bedrock import AwsBedrockProvider
+from providers.azure_openai import AzureOpenAIProvider
 from providers.base import Provider
+from providers.google import GoogleBillingProvider
 from providers.openai import OpenAIProvider
+from providers.openrouter import OpenRouterProvider
+from providers.xai import XAIProvider
 
 REGISTRY: dict[str, type[Provider]] = {
     OpenAIProvider.name: OpenAIProvider,
     AnthropicProvider.name: AnthropicProvider,
+    OpenRouterProvider.name: OpenRouterProvider,
+    XAIProvider.name: XAIProvider,
+    AwsBedrockProvider.name: AwsBedrockProvider,
+    AzureOpenAIProvider.name: AzureOpenAIProvider,
+    GoogleBillingProvider.name: GoogleBillingProvider,
 }
+#: Short names ``connections add`` also accepts (``aws`` -> ``aws_bedrock``).
+ALIASES: dict[str, str] = {alias: cls.name for cls in REGISTRY.values() for alias in cls.aliases}
 
 
 class UnknownProviderError(KeyError):
@@ -30,9 +42,9 @@ def get_provider(name: str) -> type[Provider]:
         UnknownProviderError: naming the providers that exist.
     """
     try:
-        return REGISTRY[name]
+        return REGISTRY[ALIASES.get(name, name)]
     except KeyError:
         raise UnknownProviderError(f"unknown provider {name!r}; available: {', '.join(sorted(REGISTRY))}") from None
 
 
-__all__ = ["REGISTRY", "Provider", "UnknownProviderError", "get_provider"]
+__all__ = ["ALIASES", "REGISTRY", "Provider", "UnknownProviderError", "get_provider"]

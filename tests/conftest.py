@@ -108,3 +108,24 @@ def create_database() -> Engine:
     """
     get_settings.cache_clear()
     return open_database(get_settings())
+
+
+@pytest.fixture
+def cloud(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Fake OpenRouter, xAI, AWS, Azure (with a TLS authority) and BigQuery on 127.0.0.1.
+
+    The bills cover the previous calendar month and this month up to today (so "a month" and
+    the last 30 days both exist); azure-identity trusts the fake authority's CA
+    through ``REQUESTS_CA_BUNDLE`` (requests' own variable; the product reads no environment).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from tests.fakes.cloud_api import CloudFakes
+    from tests.fakes.cloud_bills import Bills
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    fakes = CloudFakes(Bills(first, (today - first).days), tmp_path_factory.mktemp("tls")).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fakes.ca_file)
+    yield fakes
+    fakes.stop()

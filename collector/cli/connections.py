@@ -6,8 +6,10 @@ of the machine in ``ps`` and lands in shell history). Output shows keys only mas
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -31,7 +33,7 @@ from collector.sync.connections import (
 from collector.sync.engine import sync_connection
 from collector.sync.vault import VaultError, load_vault, new_secret, secret_file, write_secret_file
 from providers import REGISTRY, UnknownProviderError, get_provider
-from providers.base import KeyFormatError
+from providers.base import KeyFormatError, Provider
 
 connections_app = typer.Typer(help="Provider admin keys, registered once, and their API sync.", no_args_is_help=True)
 secrets_app = typer.Typer(help="The secret that encrypts stored admin keys.", no_args_is_help=True)
@@ -51,6 +53,54 @@ def _read_key(provider: str) -> str:
     if not line.strip():
         raise _fail("no key on stdin: pipe it in (e.g. `pass show openai-admin | llm-usage connections add ...`)")
     return line.strip()
+
+
+def _settings_of(cls: type[Provider], pairs: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``--set name=value`` pairs split into plain settings and non-secret credential parts."""
+    options: dict[str, str] = {}
+    parts: dict[str, str] = {}
+    fields = {f.name: f for f in cls.fields}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            known = ", ".join(f.name for f in cls.fields if not f.secret) or "none"
+            raise _fail(f"--set {name[:40]}: {cls.title} has no such setting (settings: {known})")
+        if fields[name].secret:
+            raise _fail(f"--set {name}: secrets are never taken from the command line; pipe them in or use a prompt")
+        (parts if fields[name].vault else options)[name] = value
+    return options, parts
+
+
+def _read_credential(cls: type[Provider], parts: dict[str, str], credential_file: Path | None) -> str:
+    """A multi-part credential: a file, a JSON object on stdin, or one hidden prompt per part."""
+    secret_fields = [f for f in cls.vault_fields() if f.secret]
+    document = next((f for f in secret_fields if f.multiline), None)
+    if credential_file is not None or not sys.stdin.isatty():
+        try:
+            text = credential_file.read_text() if credential_file is not None else sys.stdin.read()
+        except OSError as exc:
+            raise _fail(f"cannot read {credential_file}: {exc.strerror}") from None
+        if document is not None:  # the file *is* the secret document (a service-account key)
+            parts[document.name] = text.strip()
+        else:
+            try:
+                given = json.loads(text)
+            except ValueError:
+                raise _fail(f"{cls.title} credentials on stdin must be a JSON object of their parts") from None
+            if not isinstance(given, dict):
+                raise _fail(f"{cls.title} credentials on stdin must be a JSON object of their parts")
+            parts.update({str(k): str(v) for k, v in given.items()})
+        return cls.pack_credential(parts)
+    if document is not None:
+        raise _fail(f"pass the {document.label} with --credential-file PATH (or on stdin)")
+    for f in cls.vault_fields():
+        if f.name in parts:
+            continue
+        prompt = f"{cls.title} {f.label}" + ("" if f.required else " (Enter to skip)")
+        value = typer.prompt(prompt, hide_input=f.secret, default="" if not f.required else None, show_default=False)
+        parts[f.name] = str(value)
+    return cls.pack_credential(parts)
 
 
 def _day(value: str | None, name: str) -> datetime | None:
@@ -80,25 +130,37 @@ def _when(ts: datetime | None) -> str:
 
 @connections_app.command("add")
 def add(
-    provider: str = typer.Argument(..., help=f"One of: {', '.join(REGISTRY)}."),
+    provider: str = typer.Argument(..., help=f"One of: {', '.join(REGISTRY)} (or aws, azure, gcp)."),
     label: str = typer.Option(..., "--label", help="A unique name for this key, e.g. prod."),
     base_url: str = typer.Option("", "--base-url", help="Override the provider's API base URL."),
     skip_test: bool = typer.Option(False, "--skip-test", help="Store the key without the test call."),
+    set_: list[str] | None = typer.Option(  # noqa: B008
+        None,
+        "--set",
+        metavar="NAME=VALUE",
+        help="A setting of the connection (repeatable): scope, table, account, region, role_arn, tenant_id ...",
+    ),
+    credential_file: Path | None = typer.Option(  # noqa: B008
+        None, "--credential-file", help="Read the credential from a file (a Google service-account key JSON)."
+    ),
 ) -> None:
-    """Register an admin key (read from a hidden prompt or stdin), after one test call."""
+    """Register an admin key or cloud credential (hidden prompt, stdin or a file), after one test call."""
     settings = get_settings()
     try:
-        key = _read_key(get_provider(provider).title)
+        cls = get_provider(provider)
+        options, parts = _settings_of(cls, set_ or [])
+        key = _read_credential(cls, parts, credential_file) if cls.vault_fields() else _read_key(cls.title)
         engine = database(settings)
         conn = add_connection(
             engine,
             settings,
             load_vault(settings),
-            provider=provider,
+            provider=cls.name,
             label=label,
             key=key,
             base_url=base_url,
             test=not skip_test,
+            options=options,
         )
     except (ConnectionsError, KeyFormatError, UnknownProviderError, VaultError) as exc:
         raise _fail(str(exc)) from None
@@ -131,6 +193,9 @@ def list_(
             f"{c.id:>3}  {c.provider:<10} {c.label:<16} {c.key_hint:<18} {c.account:<20} "
             f"{'yes' if c.active else 'no':<6} {c.status:<11} {_when(c.last_synced_at):<16} {redact(c.last_error)[:80]}"
         )
+        extra = {**c.option_values, **c.fact_values}
+        if extra:
+            typer.echo("     " + ", ".join(f"{k}={v}" for k, v in sorted(extra.items()))[:200])
 
 
 @connections_app.command("test")
@@ -151,13 +216,17 @@ def test(connection_id: int = typer.Argument(..., metavar="ID")) -> None:
 def set_key(
     connection_id: int = typer.Argument(..., metavar="ID"),
     skip_test: bool = typer.Option(False, "--skip-test", help="Store the key without the test call."),
+    credential_file: Path | None = typer.Option(  # noqa: B008
+        None, "--credential-file", help="Read the new credential from a file (a service-account key JSON)."
+    ),
 ) -> None:
-    """Replace a connection's key (hidden prompt or stdin); resumes a paused connection."""
+    """Replace a connection's key or credential (hidden prompt, stdin or a file); resumes a paused one."""
     settings = get_settings()
     engine = database(settings)
     try:
         conn = get_connection(engine, connection_id)
-        key = _read_key(REGISTRY[conn.provider].title)
+        cls = REGISTRY[conn.provider]
+        key = _read_credential(cls, {}, credential_file) if cls.vault_fields() else _read_key(cls.title)
         conn = replace_key(engine, settings, load_vault(settings), connection_id, key, test=not skip_test)
     except (ConnectionsError, KeyFormatError, VaultError) as exc:
         raise _fail(str(exc)) from None

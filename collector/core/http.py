@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from tenacity import (
@@ -33,6 +33,7 @@ USER_AGENT = f"llm-usage-collector/{__version__} (+https://github.com/llm-usage-
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization"})
 #: Send small writes at once (see :func:`make_async_client`).
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+T = TypeVar("T")
 _KEY_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]{8,}")
 
 
@@ -120,7 +121,7 @@ def make_async_client(
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
-        return None
+        return _ms_ratelimit_retry_after(response.headers)
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -130,6 +131,23 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _ms_ratelimit_retry_after(headers: httpx.Headers) -> float | None:
+    """Azure Cost Management's throttling waits (provider-apis.md §5.1, [UNCONFIRMED] names).
+
+    A 429 from Cost Management says how long to wait per quota in headers such as
+    ``x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after`` (seconds) instead of, or beside,
+    ``Retry-After``; the longest of them is the wait that satisfies every quota.
+    """
+    waits = []
+    for name, value in headers.items():
+        if name.lower().startswith("x-ms-ratelimit-") and name.lower().endswith("retry-after"):
+            try:
+                waits.append(max(0.0, float(value)))
+            except ValueError:
+                continue
+    return max(waits) if waits else None
 
 
 def error_message(response: httpx.Response) -> str:
@@ -200,14 +218,28 @@ def send(
         FatalAPIError: on a client error, at once.
         RetriableAPIError: when every attempt failed.
     """
-    retrying = Retrying(
+    return _retrying(settings, sleep)(_send_once, client, method, url, kwargs, parse_float)
+
+
+def _retrying(settings: Settings, sleep: Any = None) -> Retrying:
+    return Retrying(
         retry=retry_if_exception_type(RetriableAPIError),
         stop=stop_after_attempt(settings.http_max_attempts),
         wait=_wait(settings),
         reraise=True,
         **({"sleep": sleep} if sleep is not None else {}),
     )
-    return retrying(_send_once, client, method, url, kwargs, parse_float)
+
+
+def call(fn: Callable[[], T], settings: Settings, *, sleep: Any = None) -> T:
+    """Run ``fn`` under the same retry policy as :func:`send`.
+
+    For the official cloud SDKs (boto3, Google's clients), whose own retries are turned off so
+    that every provider retries the same way: ``fn`` makes one call and raises
+    :class:`RetriableAPIError` for what is worth another try (the SDK error mapped by the
+    provider), :class:`FatalAPIError` for what is not.
+    """
+    return _retrying(settings, sleep)(fn)
 
 
 def _send_once(

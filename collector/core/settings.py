@@ -59,6 +59,29 @@ class Settings(BaseSettings):
     anthropic_base_url: str = Field(
         "https://api.anthropic.com/v1", description="Anthropic Admin API base URL (a connection may override it)."
     )
+    openrouter_base_url: str = Field(
+        "https://openrouter.ai/api/v1", description="OpenRouter API base URL (a connection may override it)."
+    )
+    xai_base_url: str = Field(
+        "https://management-api.x.ai", description="xAI Management API base URL (a connection may override it)."
+    )
+    aws_cost_explorer_url: str = Field(
+        "", description="Cost Explorer endpoint for boto3; empty = the SDK's own (ce.us-east-1.amazonaws.com)."
+    )
+    aws_cost_explorer_min_hours: int = Field(
+        8,
+        ge=1,
+        description="Scheduled syncs call Cost Explorer at most this often per connection (each call is charged).",
+    )
+    azure_management_url: str = Field(
+        "https://management.azure.com", description="Azure Resource Manager endpoint for the Cost Management API."
+    )
+    azure_authority_url: str = Field(
+        "https://login.microsoftonline.com", description="Microsoft Entra ID authority that issues Azure tokens."
+    )
+    google_bigquery_url: str = Field(
+        "", description="BigQuery API endpoint for the billing export query; empty = the SDK's own."
+    )
     sync_interval_minutes: int = Field(60, ge=1, description="How often the scheduler syncs each connection.")
     sync_jitter_seconds: int = Field(
         300, ge=0, description="Random delay added to each scheduled sync so connections do not fire together."

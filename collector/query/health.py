@@ -474,6 +474,8 @@ CONNECTION_COLUMNS = (
     "last_synced_at",
     "last_tested_at",
     "created_at",
+    "options",
+    "facts",
 )
 SYNC_RUN_COLUMNS = (
     "id",

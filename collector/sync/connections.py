@@ -2,12 +2,18 @@
 
 The plaintext key lives only in memory: it is checked (:meth:`Provider.check_key`), tested with
 one cheap authenticated call, encrypted by the :class:`~collector.sync.vault.Vault` and stored with a
-masked hint (``sk-admin…7Qx``). The table models are in :mod:`collector.sync.tables`.
+masked hint (``sk-admin…7Qx``). A cloud billing credential of several parts (an AWS key pair, an
+Azure service principal, a Google service-account key) is one JSON object made by
+:meth:`Provider.pack_credential` and goes through exactly the same path; the connection's plain
+settings (scope, table, region) are validated by :meth:`Provider.check_options` and stored
+beside it. The table models are in :mod:`collector.sync.tables`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,12 +23,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from collector.core.http import APIError, FatalAPIError, mask_key, redact
+from collector.core.http import APIError, FatalAPIError, redact
 from collector.core.settings import Settings
 from collector.sync.tables import Connection, SyncRun, SyncState
 from collector.sync.vault import Vault
 from providers import get_provider
-from providers.base import Provider
+from providers.base import Provider, ProviderError
 
 log = logging.getLogger(__name__)
 CONNECTIONS = Connection.__table__  # type: ignore[attr-defined]
@@ -61,14 +67,15 @@ def probe_key(
     *,
     base_url: str = "",
     transport: httpx.BaseTransport | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> ProbeResult:
     """Test a key with the provider's cheapest authenticated call; never raises for API errors."""
-    api = provider.connect(settings, key, base_url=base_url, transport=transport)
+    api = provider.connect(settings, key, base_url=base_url, transport=transport, options=options)
     try:
         account = api.probe()
     except FatalAPIError as exc:
         return ProbeResult(False, message=redact(str(exc)), auth_failed=exc.is_auth)
-    except APIError as exc:
+    except (APIError, ProviderError) as exc:
         return ProbeResult(False, message=redact(str(exc)))
     finally:
         api.close()
@@ -86,22 +93,29 @@ def add_connection(
     base_url: str = "",
     test: bool = True,
     transport: httpx.BaseTransport | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Connection:
-    """Register an admin key: check its kind, test it, and store it encrypted.
+    """Register an admin key (or a multi-part cloud credential): check it, test it, store it encrypted.
+
+    ``options`` are the provider's plain settings (:meth:`Provider.option_fields`), e.g. an
+    Azure ``scope`` or a BigQuery ``table``; ``account`` overrides the account rows are filed
+    under (set it to the id your billing exports carry, so precedence can match them).
 
     Raises:
         ConnectionsError: unknown provider, wrong kind of key (with how to create an admin
             key), a failed test (with the provider's message), or a duplicate label.
+        KeyFormatError: a malformed credential or setting.
     """
     cls = get_provider(provider)
     key = key.strip()
     cls.check_key(key)
+    opts = cls.check_options(options or {})
     label = label.strip()
     if not label:
         raise ConnectionsError("a connection needs a --label")
     account, status, tested = "", STATUS_UNTESTED, None
     if test:
-        result = probe_key(settings, cls, key, base_url=base_url, transport=transport)
+        result = probe_key(settings, cls, key, base_url=base_url, transport=transport, options=opts)
         if not result.ok:
             raise ConnectionsError(f"the key was not stored: test call failed: {result.message}")
         account, status, tested = result.account, STATUS_OK, now_utc()
@@ -109,10 +123,12 @@ def add_connection(
         provider=cls.name,
         label=label,
         key_encrypted=vault.encrypt(key),
-        key_hint=mask_key(key),
+        key_hint=cls.key_hint(key),
         base_url=base_url,
-        # Rows are filed under this account for good: the org id the API revealed, else the label.
-        account=account or label,
+        options=json.dumps(opts, sort_keys=True) if opts else "",
+        # Rows are filed under this account for good: the one set, else the org id the API
+        # revealed, else the label.
+        account=opts.get("account") or account or label,
         active=True,
         status=status,
         created_at=now_utc(),
@@ -184,7 +200,14 @@ def retest_connection(
     """Re-test a stored key; success clears a failure (and un-pauses the job)."""
     conn = get_connection(engine, connection_id)
     key = vault.decrypt(conn.key_encrypted)
-    result = probe_key(settings, get_provider(conn.provider), key, base_url=conn.base_url, transport=transport)
+    result = probe_key(
+        settings,
+        get_provider(conn.provider),
+        key,
+        base_url=conn.base_url,
+        transport=transport,
+        options=conn.option_values,
+    )
     if result.ok:
         mark_status(engine, connection_id, STATUS_OK, last_tested_at=now_utc())
     else:
@@ -210,7 +233,7 @@ def replace_key(
     cls.check_key(key)
     status, tested = STATUS_UNTESTED, None
     if test:
-        result = probe_key(settings, cls, key, base_url=conn.base_url, transport=transport)
+        result = probe_key(settings, cls, key, base_url=conn.base_url, transport=transport, options=conn.option_values)
         if not result.ok:
             raise ConnectionsError(f"the key was not stored: test call failed: {result.message}")
         status, tested = STATUS_OK, now_utc()
@@ -218,12 +241,18 @@ def replace_key(
         engine,
         connection_id,
         key_encrypted=vault.encrypt(key),
-        key_hint=mask_key(key),
+        key_hint=cls.key_hint(key),
         status=status,
         last_error="",
         last_tested_at=tested,
     )
     return get_connection(engine, connection_id)
+
+
+def record_facts(engine: Engine, connection_id: int, facts: Mapping[str, str]) -> None:
+    """Store what the provider last said about the account that is not usage (a balance ...)."""
+    values = {str(k)[:64]: str(v)[:256] for k, v in facts.items()}
+    _update(engine, connection_id, facts=json.dumps(values, sort_keys=True) if values else "")
 
 
 def remove_connection(engine: Engine, connection_id: int) -> None:
@@ -263,6 +292,7 @@ __all__ = [
     "list_connections",
     "mark_status",
     "probe_key",
+    "record_facts",
     "remove_connection",
     "replace_key",
     "retest_connection",

@@ -50,6 +50,7 @@ from collector.sync.connections import (
     ConnectionsError,
     get_connection,
     mark_status,
+    record_facts,
 )
 from collector.sync.tables import SyncRun, SyncState
 from collector.sync.vault import Vault, VaultError, load_vault
@@ -315,6 +316,19 @@ def _backfill_progress(db: DBConnection, connection_id: int, endpoint: str, star
         cursor = point = reached
 
 
+def _ran_recently(db: DBConnection, connection_id: int, api: Provider, ep: Endpoint, now: datetime) -> bool:
+    """True when a scheduled sync should skip ``ep``: it succeeded less than its min_interval ago."""
+    interval = api.min_interval(ep)
+    if interval is None:
+        return False
+    last = db.execute(
+        select(func.max(SYNC_RUNS.c.started_at)).where(
+            SYNC_RUNS.c.connection_id == connection_id, SYNC_RUNS.c.endpoint == ep.name, SYNC_RUNS.c.status == "ok"
+        )
+    ).scalar()
+    return last is not None and now - last < interval
+
+
 def _plans(
     engine: Engine,
     api: Provider,
@@ -326,6 +340,7 @@ def _plans(
     until: datetime | None,
     only: set[str] | None,
     refetch: bool = False,
+    scheduled: bool = False,
 ) -> list[_Plan]:
     out = []
     with engine.connect() as db:
@@ -341,6 +356,8 @@ def _plans(
                 if done is not None and done > since:
                     log.info("%s %s: resuming the back-fill from %s (--refetch starts over)", conn.label, ep.name, done)
                     start = done
+            if scheduled and since is None and _ran_recently(db, conn.id, api, ep, now):
+                continue  # a charged API (Cost Explorer) is asked at most every min_interval
             window = plan(
                 now=now,
                 width=ep.width,
@@ -465,13 +482,27 @@ def sync_connection(
             summary.error = str(exc)
             mark_status(engine, connection_id, STATUS_FAILING, str(exc))
             return summary
-        api = get_provider(conn.provider).connect(settings, key, base_url=conn.base_url, transport=transport)
+        api = get_provider(conn.provider).connect(
+            settings, key, base_url=conn.base_url, transport=transport, options=conn.option_values
+        )
         del key
         try:
             _run(
-                engine, settings, api, conn, summary, now or datetime.now(UTC), since, until, endpoints, progress,
-                refetch,
-            )  # fmt: skip
+                engine,
+                settings,
+                api,
+                conn,
+                summary,
+                now or datetime.now(UTC),
+                since,
+                until,
+                endpoints,
+                progress,
+                refetch=refetch,
+                scheduled=scheduled,
+            )
+            if summary.ok:
+                _read_facts(engine, api, connection_id)
         finally:
             api.close()
         summary.overlaps = _overlaps(engine, conn, summary)
@@ -480,6 +511,17 @@ def sync_connection(
     if summary.ok:
         hooks.ingested(engine, settings)
     return summary
+
+
+def _read_facts(engine: Engine, api: Provider, connection_id: int) -> None:
+    """Store the provider's account levels (balance ...); a failure here never fails the sync."""
+    try:
+        facts = api.account_facts()
+    except (APIError, ProviderError) as exc:
+        log.info("connection %d: account facts not read: %s", connection_id, redact(str(exc)))
+        return
+    if facts:
+        record_facts(engine, connection_id, {**facts, "as_of": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
 
 
 def _overlaps(engine: Engine, conn: Connection, summary: SyncSummary) -> list[Overlap]:
@@ -509,10 +551,15 @@ def _run(
     until: datetime | None,
     endpoints: set[str] | None,
     progress: Progress | None,
+    *,
     refetch: bool = False,
+    scheduled: bool = False,
 ) -> None:
     assert conn.id is not None
-    plans = _plans(engine, api, conn, settings, now=now, since=since, until=until, only=endpoints, refetch=refetch)
+    plans = _plans(
+        engine, api, conn, settings, now=now, since=since, until=until, only=endpoints, refetch=refetch,
+        scheduled=scheduled,
+    )  # fmt: skip
     for item in plans:
         try:
             summary.endpoints.append(_sync_endpoint(engine, settings, api, conn, item, progress))

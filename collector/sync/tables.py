@@ -1,7 +1,9 @@
 """Tables of the API sync: ``connections``, ``sync_state`` and ``sync_runs`` (migration 0002).
 
-* ``connections`` — one registered admin key per row, encrypted (:mod:`collector.sync.vault`), with
-  the masked hint shown in lists, the account the rows are filed under, and health fields.
+* ``connections`` — one registered admin key (or multi-part cloud credential) per row, encrypted
+  (:mod:`collector.sync.vault`), with the masked hint shown in lists, the account the rows are
+  filed under, plain settings (``options``, migration 0013), the provider's last-reported
+  account levels (``facts``: a prepaid balance), and health fields.
 * ``sync_state`` — the high-water mark per (connection, endpoint): every bucket before it is
   complete and stored. It is written in the same transaction as the rows it covers.
 * ``sync_runs`` — one row per (sync, endpoint): window, pages, rows, duration, status, error,
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer, String, Text, UniqueConstraint, false
@@ -46,11 +49,33 @@ class Connection(SQLModel, table=True):
     created_at: datetime | None = _when(nullable=False)
     last_tested_at: datetime | None = _when()
     last_synced_at: datetime | None = _when()
+    #: Non-secret settings as a JSON object (scope, table, region ...); secrets are in the vault.
+    options: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    #: What the provider last reported that is not usage (balance ...), as a JSON object.
+    facts: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+
+    @property
+    def option_values(self) -> dict[str, str]:
+        """The plain settings as a dict (empty when none)."""
+        return _json_object(self.options)
+
+    @property
+    def fact_values(self) -> dict[str, str]:
+        """The provider-reported levels as a dict (empty when none)."""
+        return _json_object(self.facts)
 
     @property
     def paused(self) -> bool:
         """An auth failure pauses scheduled syncs until the key is replaced or re-tested."""
         return self.status == "auth_failed"
+
+
+def _json_object(text: str) -> dict[str, str]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 class SyncState(SQLModel, table=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -27,19 +29,40 @@ def render() -> None:
     else:
         st.dataframe(conns, hide_index=True, width="stretch")
         _manage(conns)
-    st.subheader("Add a provider admin key")
-    with st.form("add_connection", clear_on_submit=True):
-        provider = st.selectbox("Provider", queries.connectable_providers(), format_func=display_name)
+    st.subheader("Add a provider connection")
+    provider = st.selectbox("Provider", queries.connectable_providers(), format_func=display_name)
+    fields = queries.connection_fields(provider)
+    multipart = any(f.vault for f in fields)
+    with st.form(f"add_connection_{provider}", clear_on_submit=True):
         label = st.text_input("Label", placeholder="prod")
-        key = st.text_input("Admin key", type="password", help="Never shown again; stored encrypted.")
+        key = (
+            ""
+            if multipart
+            else st.text_input("Admin key", type="password", help="Never shown again; stored encrypted.")
+        )
+        values = {f.name: _field(f) for f in fields}
         base_url = st.text_input("API base URL (optional)", help="Leave empty for the provider's public API.")
         if st.form_submit_button("Test and add", type="primary"):
+            parts = {f.name: values[f.name] for f in fields if f.vault}
+            options = {f.name: values[f.name] for f in fields if not f.vault}
             try:
-                message = actions.add_connection(provider, label, key, base_url.strip())
+                message = actions.add_connection(provider, label, key, base_url.strip(), parts=parts, options=options)
             except Exception as exc:  # noqa: BLE001  (wrong kind of key, failed test, duplicate: shown masked)
                 st.error(actions.safe_message(exc))
             else:
                 _done(True, message)
+
+
+def _field(f: Any) -> str:
+    """One credential part or setting: secrets typed hidden (a key file pasted into a text area)."""
+    label = f.label + ("" if f.required else " (optional)")
+    if f.multiline:
+        return str(st.text_area(label, help=f.help or None, key=f"conn_field_{f.name}"))
+    return str(
+        st.text_input(
+            label, type="password" if f.secret else "default", help=f.help or None, key=f"conn_field_{f.name}"
+        )
+    )
 
 
 def _done(ok: bool, message: str) -> None:

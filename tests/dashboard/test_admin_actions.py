@@ -115,3 +115,30 @@ def test_a_project_key_is_refused_with_guidance_and_never_shown(dashboard_db):
     assert "this is not an OpenAI admin key" in body
     assert project_key not in body
     assert [c.label for c in list_connections(queries.engine())] == ["prod"]
+
+
+def test_connections_page_adds_a_cloud_credential_with_its_form_and_never_shows_the_secret(dashboard_db, cloud):
+    from tests.cloud.helpers import AZURE_SECRET, connection
+
+    spec = connection("azure_openai", cloud.url, cloud.authority_url)
+    at = app("admin", "app_pages/connections.py")
+    next(s for s in at.selectbox if s.label == "Provider").set_value("azure_openai").run()
+    assert not any(t.label == "Admin key" for t in at.text_input)  # a service principal, not one key
+    fields = {t.label: t for t in at.text_input}
+    fields["Label"].set_value("azure")
+    fields["Tenant id"].set_value("72f988bf-86f1-41af-91ab-2d7cd011db47")
+    fields["Client id"].set_value("0b1f7c2e-5d4a-4e3b-9c8d-7a6b5c4d3e2f")
+    fields["Client secret"].set_value(AZURE_SECRET)
+    fields["Scope"].set_value(spec["options"]["scope"])
+    fields["Authority (optional)"].set_value(cloud.authority_url)
+    fields["Billing account id (optional)"].set_value("8611537")
+    fields["API base URL (optional)"].set_value(spec["base_url"])
+    next(b for b in at.button if b.label == "Test and add").click().run()
+    assert not at.exception, at.exception
+    body = texts(at)
+    assert "Added azure_openai connection 'azure' (key client 0b1f7c2e…, secret …789, account 8611537)" in body, body
+    assert AZURE_SECRET not in rendered(at)
+    added = next(c for c in list_connections(queries.engine()) if c.label == "azure")
+    assert added.status == "ok" and added.option_values["scope"] == spec["options"]["scope"]
+    assert AZURE_SECRET in vault().decrypt(added.key_encrypted) and AZURE_SECRET not in added.key_encrypted
+    assert cloud.api.requests["azure"] == 1  # the test call before saving

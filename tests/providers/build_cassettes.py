@@ -31,9 +31,9 @@ ANTHROPIC_PATHS = {
 }
 
 
-def _interaction(uri: str, body: str, headers: dict[str, list[str]]) -> dict:
+def _interaction(uri: str, body: str, headers: dict[str, list[str]], method: str = "GET") -> dict:
     return {
-        "request": {"body": None, "headers": headers, "method": "GET", "uri": uri},
+        "request": {"body": None, "headers": headers, "method": method, "uri": uri},
         "response": {
             "status": {"code": 200, "message": "OK"},
             "headers": {"content-type": ["application/json"]},
@@ -87,5 +87,80 @@ def build() -> None:
         _write(f"anthropic_{kind}", f"provider-apis.md {section} (Anthropic Admin API reference)", interactions)
 
 
+#: Tenant, client and subscription of the cloud cassettes (dummies; the spec example's own subscription).
+AZURE_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+AZURE_SCOPE = "subscriptions/55312978-ba1b-415c-9304-c4b9c43c0481"
+JSON = {"content-type": ["application/json"]}
+
+
+def build_cloud() -> None:
+    """Cassettes of the cloud billing providers (provider-apis.md §3-§7), each from its SOURCES.md."""
+    fx = FIXTURES
+    _write(
+        "openrouter_activity",
+        "provider-apis.md §7.1 (OpenRouter OpenAPI spec ActivityItem example)",
+        [
+            _interaction(
+                "https://openrouter.ai/api/v1/activity?date=2025-08-24",
+                (fx / "openrouter" / "activity_documented.json").read_text(),
+                JSON,
+            )
+        ],
+    )
+    _write(
+        "xai_usage",
+        "provider-apis.md §4.1 (xAI Management API, third-party shapes)",
+        [
+            _interaction(
+                "https://management-api.x.ai/auth/management-keys/validation",
+                (fx / "xai" / "validation_documented.json").read_text(),
+                JSON,
+            ),
+            _interaction(
+                "https://management-api.x.ai/v1/billing/teams/team-123/usage",
+                (fx / "xai" / "usage_documented.json").read_text(),
+                JSON,
+                "POST",
+            ),
+        ],
+    )
+    authority = f"https://login.microsoftonline.com/{AZURE_TENANT}"
+    discovery = {
+        "token_endpoint": f"{authority}/oauth2/v2.0/token",
+        "authorization_endpoint": f"{authority}/oauth2/v2.0/authorize",
+        "issuer": f"https://login.microsoftonline.com/{AZURE_TENANT}/v2.0",
+    }
+    token = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "cassette-token"}
+    _write(
+        "azure_openai_cost_management",
+        "provider-apis.md §5.1 (Cost Management REST spec example ResourceGroupQuery.json)",
+        [
+            _interaction(f"{authority}/v2.0/.well-known/openid-configuration", json.dumps(discovery), JSON),
+            _interaction(f"{authority}/oauth2/v2.0/token", json.dumps(token), JSON, "POST"),
+            _interaction(
+                f"https://management.azure.com/{AZURE_SCOPE}/providers/Microsoft.CostManagement/query?api-version=2023-11-01",
+                (fx / "azure_openai" / "query_documented.json").read_text(),
+                JSON,
+                "POST",
+            ),
+        ],
+    )
+    gtoken = {"access_token": "cassette-token", "expires_in": 3600, "token_type": "Bearer"}
+    _write(
+        "google_bigquery_billing",
+        "provider-apis.md §3.2 (billing export columns; tests/fixtures/google/SOURCES.md)",
+        [
+            _interaction("https://oauth2.googleapis.com/token", json.dumps(gtoken), JSON, "POST"),
+            _interaction(
+                "https://bigquery.googleapis.com/bigquery/v2/projects/billing-proj/queries",
+                (fx / "google" / "query_constructed.json").read_text(),
+                JSON,
+                "POST",
+            ),
+        ],
+    )
+
+
 if __name__ == "__main__":
     build()
+    build_cloud()

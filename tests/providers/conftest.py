@@ -48,6 +48,8 @@ def cassette_vcr(record_mode: str) -> vcr.VCR:
         record_mode=record_mode,
         match_on=["method", "host", "path", "page"],
         filter_headers=["authorization", "x-api-key"],
+        # OAuth exchanges (Azure client credentials, Google's signed JWT) carry secrets in the body.
+        filter_post_data_parameters=["client_secret", "assertion", "client_assertion"],
         decode_compressed_response=True,
     )
     recorder.register_matcher("page", _page_param)

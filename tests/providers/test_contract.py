@@ -15,8 +15,10 @@ from providers import REGISTRY, UnknownProviderError, get_provider
 from providers.base import KeyFormatError, Provider
 from tests.providers.helpers import CTX, FIXTURES
 
-CASES = [(name, ep.name) for name, cls in REGISTRY.items() for ep in cls.endpoints]
 KEYS = {"openai": "sk-admin-test-contract01", "anthropic": "sk-ant-admin01-test-contract"}
+#: The cursor-paged admin APIs (``has_more`` + ``next_page``); the cloud billing providers page
+#: their own ways and run through their fakes in tests/cloud.
+CASES = [(name, ep.name) for name, cls in REGISTRY.items() for ep in cls.endpoints if name in KEYS]
 
 
 def test_registry_names_and_lookup():
@@ -24,11 +26,64 @@ def test_registry_names_and_lookup():
         assert issubclass(cls, Provider) and cls.name == name and get_provider(name) is cls
         assert cls.endpoints and len({e.name for e in cls.endpoints}) == len(cls.endpoints)
         assert cls.base_url_setting in Settings.model_fields
-    with pytest.raises(UnknownProviderError, match="available: anthropic, openai"):
+    with pytest.raises(UnknownProviderError, match="available: anthropic, aws_bedrock, azure_openai, google, openai"):
         get_provider("nope")
+    assert get_provider("aws") is REGISTRY["aws_bedrock"] and get_provider("azure") is REGISTRY["azure_openai"]
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
+def test_credential_parts_are_declared_consistently(name):
+    cls = REGISTRY[name]
+    names = [f.name for f in cls.fields]
+    assert len(names) == len(set(names))
+    assert all(f.vault for f in cls.fields if f.secret)  # a secret is never a plain setting
+    if not cls.vault_fields():
+        return
+    with pytest.raises(KeyFormatError):
+        cls.check_key("not json")
+    with pytest.raises(KeyFormatError):
+        cls.check_key("{}")  # the required parts are missing
+    with pytest.raises(KeyFormatError):
+        cls.pack_credential({"no_such_part": "x"})
+
+
+def test_cloud_credentials_hint_without_their_secrets():
+    from tests.cloud.helpers import connection, secrets_of
+
+    for name in ("aws_bedrock", "azure_openai", "google"):
+        cls = REGISTRY[name]
+        key = connection(name, "http://127.0.0.1:9", "https://127.0.0.1:9")["key"]
+        cls.check_key(key)
+        hint = cls.key_hint(key)
+        assert hint and len(hint) <= 64
+        for secret in (*secrets_of(name), *cls.secrets_in(key)):
+            assert secret not in hint and secret[-12:] not in hint
+        assert all(cls.secrets_in(key))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "error"),
+    [
+        ("azure_openai", {"scope": "subscriptions/not-a-guid"}, "scope"),
+        (
+            "azure_openai",
+            {"scope": "subscriptions/3f2e5d1c-0a9b-4c8d-9e7f-6a5b4c3d2e1f", "authority": "http://evil.example"},
+            "authority",
+        ),
+        ("google", {"table": "proj.dataset.t` WHERE 1=1 --"}, "table"),
+        ("google", {"table": "billing-proj.ds.t", "max_bytes_billed": "1e9"}, "max_bytes_billed"),
+        ("aws_bedrock", {"account": "12345"}, "12 digits"),
+        ("aws_bedrock", {"sts_url": "http://sts.example.com"}, "sts_url"),
+        ("aws_bedrock", {"nonsense": "x"}, "no setting"),
+        ("xai", {"team_id": "a\x00b"}, "printable"),
+    ],
+)
+def test_hostile_settings_are_refused(name, options, error):
+    with pytest.raises(KeyFormatError, match=error):
+        REGISTRY[name].check_options(options)
+
+
+@pytest.mark.parametrize("name", list(KEYS))
 def test_wrong_kind_of_key_is_refused(name):
     cls = REGISTRY[name]
     cls.check_key(KEYS[name])

@@ -76,3 +76,66 @@ def test_the_plaintext_key_appears_in_no_file_log_message_run_record_cassette_or
     assert _bytes_contain(data_dir, needle.encode()) == []  # the SQLite file, its WAL, the secret file
     assert CASSETTES.is_dir() and _bytes_contain(CASSETTES, needle.encode()) == []
     assert _bytes_contain(CASSETTES, b"sk-admin-") == [] and _bytes_contain(CASSETTES, b"sk-ant-admin") == []
+
+
+def test_cloud_credentials_appear_in_no_file_log_run_record_or_output(cloud, caplog, tmp_path):
+    """Each cloud credential shape goes through add / test / sync / revoke / set-key / rotate / list."""
+    import json
+
+    from tests.cloud.helpers import CLOUD, connection, secrets_of
+
+    caplog.set_level(logging.DEBUG)
+    runner = CliRunner()
+    outputs: list[str] = []
+
+    def cli(*args: str, stdin: str | None = None, ok: bool = True) -> None:
+        result = runner.invoke(app, list(args), input=stdin)
+        outputs.append(result.output)
+        assert (result.exit_code == 0) is ok, result.output
+
+    since = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
+    for i, provider in enumerate(CLOUD, start=1):
+        spec = connection(provider, cloud.url, cloud.authority_url)
+        sets = [arg for k, v in spec["options"].items() for arg in ("--set", f"{k}={v}")]
+        args = ["connections", "add", provider, "--label", provider, "--base-url", spec["base_url"], *sets]
+        if provider == "google":  # the service-account key file itself
+            key_file = tmp_path / "sa.json"
+            key_file.write_text(json.loads(spec["key"])["service_account_json"])
+            cli(*args, "--credential-file", str(key_file))
+        else:  # a JSON object of the parts on stdin (or the one key)
+            cli(*args, stdin=spec["key"] + "\n")
+        cli("connections", "test", str(i))
+        cli("connections", "sync", str(i), "--since", since)
+        cloud.api.revoked.add(provider.split("_")[0])
+        cli("connections", "test", str(i), ok=False)
+        cli("connections", "sync", str(i), ok=False)
+        cloud.api.revoked.clear()
+        if provider == "google":
+            cli("connections", "set-key", str(i), "--credential-file", str(key_file))
+        else:
+            cli("connections", "set-key", str(i), stdin=spec["key"] + "\n")
+    cli("secrets", "new")
+    cli("secrets", "rotate")
+    cli("connections", "list")
+    assert "re-encrypted 5 stored key(s)" in "\n".join(outputs)
+
+    engine = open_database(get_settings())
+    with engine.connect() as db:
+        runs = [tuple(r) for r in db.execute(text("SELECT * FROM sync_runs")).all()]
+        conns = [tuple(r) for r in db.execute(text("SELECT * FROM connections")).all()]
+    engine.dispose()
+    assert any(r for r in runs if "failed" in r)  # the revoked syncs were recorded
+    haystacks = {
+        "CLI output": "\n".join(outputs),
+        "logs": caplog.text,
+        "sync_runs rows": repr(runs),
+        "connections rows": repr(conns),
+    }
+    data_dir = get_settings().data_dir
+    for provider in CLOUD:
+        for secret in secrets_of(provider):
+            for where, text_ in haystacks.items():
+                assert secret not in text_, f"a {provider} secret leaked into {where}"
+            assert _bytes_contain(data_dir, secret.encode()) == [], provider
+            assert _bytes_contain(CASSETTES, secret.encode()) == [], provider
+    assert "scope=subscriptions/" in haystacks["CLI output"]  # plain settings are shown, secrets are not
