@@ -26,6 +26,7 @@ from collector.core.http import redact
 from collector.core.settings import get_settings
 from collector.finance import budgets, chargeback, fx
 from collector.proxy import tokens
+from collector.proxy.rollup import rollup_now
 from collector.query import billing
 from collector.sync import connections
 from collector.sync.engine import sync_connection
@@ -183,6 +184,12 @@ def revoke_token(token_id: int) -> bool:
 
 
 # -- budgets, team rules and exchange rates -------------------------------------------------------
+
+
+@_writes
+def rollup_proxy() -> list[str]:
+    """Roll up the proxy's and the OTLP receiver's events now (``llm-usage proxy rollup``)."""
+    return rollup_now(queries.engine(), get_settings(), HOOKS)
 
 
 @_writes

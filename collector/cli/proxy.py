@@ -1,4 +1,4 @@
-"""``llm-usage proxy`` (serve the sidecar) and ``llm-usage tokens`` (monitor tokens)."""
+"""``llm-usage proxy`` (serve the sidecar, ``rollup`` now) and ``llm-usage tokens`` (monitor tokens)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from collector.cli.common import database, echo_json, list_format
+from collector.cli.common import database, echo_json, hooks_of, list_format
 from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 
@@ -35,11 +35,22 @@ def sidecar_extras(settings: Settings) -> dict[str, Any]:
     return extras
 
 
+proxy_app = typer.Typer(
+    help="Run the proxy sidecar: forwards LLM API calls unchanged and records their usage.\n\n"
+    "`llm-usage proxy` serves; `llm-usage proxy rollup` turns the recorded calls into usage rows now.",
+    invoke_without_command=True,
+)
+
+
+@proxy_app.callback()
 def proxy(
+    ctx: typer.Context,
     port: int | None = typer.Option(None, help="Port to listen on (default LLM_USAGE_PROXY_PORT, 8787)."),
     host: str | None = typer.Option(None, help="Address to listen on (default LLM_USAGE_PROXY_HOST, 127.0.0.1)."),
 ) -> None:
     """Run the proxy sidecar: forwards LLM API calls unchanged and records their usage."""
+    if ctx.invoked_subcommand is not None:
+        return
     import uvicorn
 
     from collector.proxy.app import ProxyApp
@@ -70,6 +81,20 @@ def proxy(
         log_level="info",
         timeout_graceful_shutdown=30,
     )
+
+
+@proxy_app.command("rollup")
+def rollup(ctx: typer.Context) -> None:
+    """Roll the recorded proxy calls (and OTLP events) up into usage rows now, then check budgets.
+
+    The sidecar does it every LLM_USAGE_PROXY_ROLLUP_INTERVAL_SECONDS and ``llm-usage run`` every
+    hour; this is for when the Proxy page or a report should show the last minutes at once.
+    """
+    from collector.proxy.rollup import rollup_now
+
+    settings = get_settings()
+    for line in rollup_now(database(settings), settings, hooks_of(ctx)):
+        typer.echo(line)
 
 
 @tokens_app.command("create")

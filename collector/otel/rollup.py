@@ -256,6 +256,12 @@ def rollup_with(engine: Engine, settings: Settings, *, now: datetime | None = No
     return written
 
 
+def waiting(engine: Engine) -> int:
+    """OTLP events not yet counted or superseded (the other signal waits for the settle time)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(OTEL_EVENTS).where(_E.state == NEW)).scalar() or 0)
+
+
 def install_rollup(scheduler: Any, engine: Engine, settings: Settings) -> None:
     """Hourly OTLP rollup and retention purge in ``llm-usage run`` (a no-op without OTLP events)."""
     scheduler.add_job(

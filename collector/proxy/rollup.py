@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from collector.core.ingest import ingest
+from collector.core.ingest import NO_HOOKS, Hooks, ingest
 from collector.core.pricing import CURRENCY, PRICE_VERSION
 from collector.core.schema import UsageRecord
 from collector.core.settings import Settings
@@ -112,24 +113,59 @@ def _aggregate(conn: Connection, ids: list[str]) -> list[UsageRecord]:
     return _records(conn.execute(stmt, {"ids": ids}))
 
 
+@dataclass(frozen=True)
+class Rolled:
+    """What one rollup did: events taken, usage rows written (added to)."""
+
+    events: int = 0
+    rows: int = 0
+
+
 def rollup(engine: Engine, *, chunk: int = 5000, batch_size: int = 5000) -> int:
     """Roll every event not yet rolled up into ``usage``; returns how many usage rows were written."""
-    written = 0
+    return rollup_counted(engine, chunk=chunk, batch_size=batch_size).rows
+
+
+def rollup_counted(engine: Engine, *, chunk: int = 5000, batch_size: int = 5000) -> Rolled:
+    """:func:`rollup`, also counting the events it took (``llm-usage proxy rollup`` says both)."""
+    events = written = 0
     while True:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('proxy_rollup'))"))
             ids = [r[0] for r in conn.execute(select(_E.id).where(_E.rolled_up.is_(False)).limit(chunk))]
             if not ids:
-                return written
+                return Rolled(events, written)
             records = _aggregate(conn, ids)
             conn.execute(
                 update(PROXY_EVENTS).where(_E.id.in_(bindparam("ids", expanding=True))).values(rolled_up=True),
                 {"ids": ids},
             )
             written += ingest(conn, records, additive=True, batch_size=batch_size).records
+        events += len(ids)
         if len(ids) < chunk:
-            return written
+            return Rolled(events, written)
+
+
+def rollup_now(engine: Engine, settings: Settings, hooks: Hooks = NO_HOOKS) -> list[str]:
+    """Roll up proxy calls and OTLP events at once, then run the after-ingest hooks; one line per source.
+
+    The sidecar rolls up every LLM_USAGE_PROXY_ROLLUP_INTERVAL_SECONDS and ``llm-usage run`` every
+    hour; ``llm-usage proxy rollup`` and the Proxy page's button call this when the last minutes
+    should show now. Budgets and anomalies are evaluated afterwards, as after a sync.
+    """
+    from collector.otel import rollup as otel_rollup
+
+    done = rollup_counted(engine)
+    otel_rows = otel_rollup.rollup_with(engine, settings)
+    left = otel_rollup.waiting(engine)
+    wait = f"; {left:,} wait for the {settings.otel_settle_seconds:g} s settle time" if left else ""
+    if done.rows or otel_rows:
+        hooks.ingested(engine, settings)
+    return [
+        f"proxy: {done.events:,} calls rolled up into {done.rows:,} usage rows",
+        f"otlp: {otel_rows:,} usage rows written{wait}",
+    ]
 
 
 def purge(engine: Engine, retention_days: int, *, now: datetime | None = None) -> int:

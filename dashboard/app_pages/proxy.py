@@ -55,7 +55,18 @@ def render() -> None:
                 width="stretch",
             )
     if role_allows(account.role, "admin"):
+        _rollup_now()
         _monitor_tokens()
+
+
+def _rollup_now() -> None:
+    """Calls reach the charts above once rolled up (every few minutes); admins can do it now."""
+    done = st.session_state.pop("rolled_up", None)
+    if done is not None:
+        st.success(" · ".join(done))
+    if st.button("Roll up now", help="Same as `llm-usage proxy rollup`: the last minutes' calls show at once."):
+        st.session_state["rolled_up"] = actions.rollup_proxy()
+        st.rerun()
 
 
 def _monitor_tokens() -> None:

@@ -211,6 +211,24 @@ def test_proxy_page_reads_latency_and_errors_from_proxy_events(dashboard_db):
     assert "No proxy traffic recorded in the last hour" not in texts(at)
 
 
+def test_admin_rolls_up_proxy_calls_now(dashboard_db):
+    from datetime import timedelta
+
+    from collector.proxy.recorder import insert_events
+    from dashboard import queries
+    from tests.dashboard.conftest import NOW, proxy_event
+
+    assert "Roll up now" not in [b.label for b in app("viewer", "app_pages/proxy.py").button]
+    at = app("admin", "app_pages/proxy.py")
+    before = texts(at)
+    assert "3 requests" in before
+    insert_events(queries.engine(), [proxy_event(NOW - timedelta(minutes=m), 10.0) for m in (1, 2)])
+    next(b for b in at.button if b.label == "Roll up now").click().run()
+    assert not at.exception, at.exception
+    assert "proxy: 2 calls rolled up into 1 usage rows" in at.success[0].value
+    assert "5 requests" in texts(at)  # the seed's 3 and the 2 just rolled up, without waiting
+
+
 def test_admin_creates_and_revokes_a_monitor_token(dashboard_db):
     from collector.proxy.tokens import hash_token, load_active
     from dashboard import queries

@@ -97,3 +97,35 @@ def test_proxy_command_serves_and_drains_on_ctrl_c(fake):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT provider, status FROM proxy_events")).all() == [("local", 200)]
     assert (data_dir / "proxy-salt").stat().st_mode & 0o777 == 0o600
+
+
+def test_proxy_rollup_rolls_up_now_and_runs_the_after_ingest_hooks(monkeypatch):
+    from datetime import UTC, datetime
+
+    from collector import app as application
+    from collector.proxy.recorder import insert_events
+    from tests.proxy.test_recorder_rollup import make_event
+
+    engine = create_database()
+    hour = datetime.now(UTC).replace(minute=5, second=0, microsecond=0)
+    insert_events(engine, [make_event(hour), make_event(hour), make_event(hour, team="ads")])
+    ran = []
+    monkeypatch.setattr(application, "AFTER_INGEST", (lambda engine, settings: ran.append(engine.url),))
+
+    done = runner.invoke(app, ["proxy", "rollup"])
+    assert done.exit_code == 0, done.output
+    assert "proxy: 3 calls rolled up into 2 usage rows" in done.output
+    assert "otlp: 0 usage rows written" in done.output
+    assert len(ran) == 1  # budgets and anomalies see the new rows at once
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT team, requests FROM usage WHERE source = 'proxy' ORDER BY team")).all()
+    assert [tuple(r) for r in rows] == [("ads", 1), ("search", 2)]
+
+    again = runner.invoke(app, ["proxy", "rollup"])
+    assert "proxy: 0 calls rolled up into 0 usage rows" in again.output
+    assert len(ran) == 1  # nothing new, no hooks
+
+
+def test_proxy_rollup_refuses_a_database_that_does_not_exist():
+    done = runner.invoke(app, ["proxy", "rollup"])
+    assert done.exit_code == 1 and "no database at" in done.output
