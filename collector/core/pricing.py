@@ -171,11 +171,22 @@ def _noon(day: date) -> datetime:
 
 @lru_cache(maxsize=8192)
 def _genai_model(provider: str, model: str) -> ModelInfo | None:
+    """genai-prices' model for ``model`` as a request names it, or by its own id.
+
+    The canonical ids rows are grouped under are genai-prices ids, and some ids do not match
+    their own model's request patterns (``ft:gpt-4o-mini`` matches ``ft:gpt-4o-mini-2024-...``).
+    """
+    snapshot = data_snapshot.get_snapshot()
     try:
-        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, price_id(provider), None)
+        _, info = snapshot.find_provider_model(model, None, price_id(provider), None)
     except LookupError:
-        return None
-    return info
+        pass
+    else:
+        return info
+    for table in snapshot.providers:
+        if table.id == price_id(provider):
+            return next((m for m in table.models if m.id == model), None)
+    return None
 
 
 def _covers(info: ModelInfo, moment: datetime, wanted: dict[str, str]) -> bool:

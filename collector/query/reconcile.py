@@ -341,7 +341,7 @@ class _Accumulator:
                     c.otel_unpriced_tokens,
                     parts,
                     causes,
-                    _flagged(c.billed, causes["residual"], threshold),
+                    _flagged(c.billed, causes, threshold),
                 )
             )
         return tuple(lines)
@@ -357,11 +357,16 @@ _PRICED_TOKENS = (
 )
 
 
-def _flagged(billed: Decimal | None, residual: Decimal, threshold: Decimal) -> bool:
-    """True when the residual is more than ``threshold`` of the bill (a bill of 0 flags any residual)."""
+def _flagged(billed: Decimal | None, causes: dict[str, Decimal], threshold: Decimal) -> bool:
+    """True when the residual is more than ``threshold`` of the day's billed usage.
+
+    Billed usage is the bill without its credits, discounts and tax, so a day a credit brought
+    near zero is not flagged for the cents of rounding left on its usage lines.
+    """
     if billed is None:
         return False
-    return abs(residual) > threshold * abs(billed)
+    usage = billed - causes["credits"] - causes["discounts"] - causes["tax"]
+    return abs(causes["residual"]) > threshold * abs(usage)
 
 
 def _account_lines(days: Iterable[DayLine]) -> tuple[AccountLine, ...]:
