@@ -310,9 +310,8 @@ class FakeAdminAPI:
         data = []
         for ts in starts:
             if self.month is not None:
-                data.append(
-                    {"object": "bucket", "start_time": ts, "end_time": ts + DAY, "results": self.month.openai_costs.get(ts, [])}
-                )
+                served = self.month.openai_costs.get(ts, [])
+                data.append({"object": "bucket", "start_time": ts, "end_time": ts + DAY, "results": served})
                 continue
             results = []
             for g in range(self.groups):

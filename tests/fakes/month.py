@@ -173,16 +173,37 @@ def generate() -> Month:
 
 # -- OpenAI ------------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class _Completion:
+    """One completions group: hourly input/output ranges, cached and cache-write shares in %."""
+
+    project: str
+    key: str
+    model: str
+    tier: str
+    batch: bool
+    inp: tuple[int, int]
+    cached_pct: int
+    write_pct: int
+    out: tuple[int, int]
+
+
 _COMPLETIONS = (
-    # (project, key, model, tier, batch, (input range), cached %, cache-write %, (output range)) per hour
-    ("proj_app", "key_app", "gpt-4o-mini-2024-07-18", "default", False, (1_500_000, 2_500_000), 30, 10, (150_000, 350_000)),
-    ("proj_app", "key_app", "gpt-4o-2024-08-06", "priority", False, (40_000, 80_000), 20, 0, (3_000, 8_000)),
-    ("proj_batch", "key_batch", "gpt-4.1-2025-04-14", "default", True, (50_000, 150_000), 0, 0, (10_000, 25_000)),
-    ("proj_eval", "key_eval", "o4-mini-2025-04-16", "flex", False, (100_000, 200_000), 25, 0, (20_000, 50_000)),
-    ("proj_support", "key_ft", "ft:gpt-4o-mini-2024-07-18:acme::A1b2C3", "default", False, (150_000, 300_000), 0, 0, (20_000, 40_000)),
-    ("proj_support", "key_ft", "ft:gpt-4.1-2025-04-14:acme:support:X9y8Z7", "default", False, (20_000, 40_000), 40, 0, (2_000, 5_000)),
-    ("proj_lab", "key_lab", UNKNOWN_OPENAI, "default", False, (50_000, 100_000), 0, 0, (10_000, 20_000)),
-    ("proj_app", "key_app", "gpt-4.1-2025-04-14", "priority", False, (20_000, 40_000), 30, 0, (2_000, 5_000)),
+    _Completion("proj_app", "key_app", "gpt-4o-mini-2024-07-18", "default", False,
+                (1_500_000, 2_500_000), 30, 10, (150_000, 350_000)),
+    _Completion("proj_app", "key_app", "gpt-4o-2024-08-06", "priority", False, (40_000, 80_000), 20, 0, (3_000, 8_000)),
+    _Completion("proj_batch", "key_batch", "gpt-4.1-2025-04-14", "default", True,
+                (50_000, 150_000), 0, 0, (10_000, 25_000)),
+    _Completion("proj_eval", "key_eval", "o4-mini-2025-04-16", "flex", False,
+                (100_000, 200_000), 25, 0, (20_000, 50_000)),
+    _Completion("proj_support", "key_ft", "ft:gpt-4o-mini-2024-07-18:acme::A1b2C3", "default", False,
+                (150_000, 300_000), 0, 0, (20_000, 40_000)),
+    _Completion("proj_support", "key_ft", "ft:gpt-4.1-2025-04-14:acme:support:X9y8Z7", "default", False,
+                (20_000, 40_000), 40, 0, (2_000, 5_000)),
+    _Completion("proj_lab", "key_lab", UNKNOWN_OPENAI, "default", False, (50_000, 100_000), 0, 0, (10_000, 20_000)),
+    _Completion("proj_app", "key_app", "gpt-4.1-2025-04-14", "priority", False,
+                (20_000, 40_000), 30, 0, (2_000, 5_000)),
 )  # fmt: skip
 
 
@@ -259,18 +280,18 @@ class _OpenAIHour:
             self.truth.standard_tokens += standard
 
     def completions(self) -> None:
-        for g, (project, key, model, tier, batch, inp, cached_pct, write_pct, out) in enumerate(_COMPLETIONS):
-            total = _n(self.h, g, 1, *inp)
-            cached = total * cached_pct // 100
-            writes = total * write_pct // 100
-            output = _n(self.h, g, 2, *out)
+        for g, c in enumerate(_COMPLETIONS):
+            total = _n(self.h, g, 1, *c.inp)
+            cached = total * c.cached_pct // 100
+            writes = total * c.write_pct // 100
+            output = _n(self.h, g, 2, *c.out)
             result = {
-                "project_id": project,
-                "api_key_id": key,
+                "project_id": c.project,
+                "api_key_id": c.key,
                 "user_id": None,
-                "model": model,
-                "batch": batch,
-                "service_tier": tier,
+                "model": c.model,
+                "batch": c.batch,
+                "service_tier": c.tier,
                 "input_tokens": total,
                 "input_cached_tokens": cached,
                 "output_tokens": output,
@@ -279,13 +300,14 @@ class _OpenAIHour:
             if writes:
                 result.update(input_cache_write_tokens=writes, input_uncached_tokens=total - cached - writes)
             self.serve("completions", result)
-            self._bill_tokens(project, model, tier, batch, total - cached, cached, output)
+            self._bill_tokens(c, total - cached, cached, output)
 
-    def _bill_tokens(self, project: str, model: str, tier: str, batch: bool, fresh: int, cached: int, out: int) -> None:
-        prefix = _prefix(tier, batch)
-        rates = OPENAI_TOKENS.get((model, _tier_key(tier, batch)))
-        priced_rates = rates or SECRET_OPENAI
-        parts = (("input", fresh, priced_rates[0]), ("cached input", cached, priced_rates[1]), ("output", out, priced_rates[2]))
+    def _bill_tokens(self, c: _Completion, fresh: int, cached: int, out: int) -> None:
+        project, model = c.project, c.model
+        prefix = _prefix(c.tier, c.batch)
+        rates = OPENAI_TOKENS.get((model, _tier_key(c.tier, c.batch)))
+        r = rates or SECRET_OPENAI
+        parts = (("input", fresh, r[0]), ("cached input", cached, r[1]), ("output", out, r[2]))
         amount = Decimal(0)
         for direction, n, rate in parts:
             if n:
@@ -389,16 +411,40 @@ class _OpenAIHour:
 
 # -- Anthropic ---------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class _Messages:
+    """One messages group: hourly ranges; ``every``/``offset``: the hours it has usage in."""
+
+    workspace: str
+    key: str
+    model: str
+    tier: str
+    window: str
+    uncached: tuple[int, int]
+    read: tuple[int, int]
+    out: tuple[int, int]
+    searches: bool = False
+    every: int = 1
+    offset: int = 0
+
+
+# Long-context requests (over 200k input tokens each) come a few times a day, mostly cache reads.
 _MESSAGES = (
-    # (workspace, key, model, tier, context window, (uncached), (cache read), (output), searches, hours)
-    # ``hours``: (every, offset): long-context requests (over 200k input each) come a few times a day.
-    ("wrkspc_app", "apikey_app", "claude-sonnet-4-20250514", "standard", "0-200k", (30_000, 60_000), (0, 30_000), (1_000, 6_000), True, (1, 0)),
-    ("wrkspc_batch", "apikey_batch", "claude-sonnet-4-20250514", "batch", "0-200k", (40_000, 90_000), (0, 20_000), (1_000, 6_000), False, (1, 0)),
-    ("wrkspc_docs", "apikey_docs", "claude-sonnet-4-20250514", "standard", "200k-1M", (10_000, 30_000), (200_000, 300_000), (2_000, 5_000), False, (4, 0)),
-    ("wrkspc_app", "apikey_app", "claude-3-5-haiku-20241022", "standard", "0-200k", (80_000, 150_000), (0, 50_000), (1_000, 6_000), True, (1, 0)),
-    ("wrkspc_prio", "apikey_prio", "claude-opus-4-1-20250805", "priority", "0-200k", (3_000, 6_000), (0, 3_000), (2_000, 5_000), False, (1, 0)),
-    ("wrkspc_docs", "apikey_docs", "claude-sonnet-4-5-20250929", "standard", "200k-1M", (10_000, 30_000), (200_000, 300_000), (2_000, 5_000), False, (4, 2)),
-    ("wrkspc_lab", "apikey_lab", UNKNOWN_ANTHROPIC, "standard", "0-200k", (5_000, 10_000), (0, 5_000), (1_000, 6_000), False, (1, 0)),
+    _Messages("wrkspc_app", "apikey_app", "claude-sonnet-4-20250514", "standard", "0-200k",
+              (30_000, 60_000), (0, 30_000), (1_000, 6_000), searches=True),
+    _Messages("wrkspc_batch", "apikey_batch", "claude-sonnet-4-20250514", "batch", "0-200k",
+              (40_000, 90_000), (0, 20_000), (1_000, 6_000)),
+    _Messages("wrkspc_docs", "apikey_docs", "claude-sonnet-4-20250514", "standard", "200k-1M",
+              (10_000, 30_000), (200_000, 300_000), (2_000, 5_000), every=4),
+    _Messages("wrkspc_app", "apikey_app", "claude-3-5-haiku-20241022", "standard", "0-200k",
+              (80_000, 150_000), (0, 50_000), (1_000, 6_000), searches=True),
+    _Messages("wrkspc_prio", "apikey_prio", "claude-opus-4-1-20250805", "priority", "0-200k",
+              (3_000, 6_000), (0, 3_000), (2_000, 5_000)),
+    _Messages("wrkspc_docs", "apikey_docs", "claude-sonnet-4-5-20250929", "standard", "200k-1M",
+              (10_000, 30_000), (200_000, 300_000), (2_000, 5_000), every=4, offset=2),
+    _Messages("wrkspc_lab", "apikey_lab", UNKNOWN_ANTHROPIC, "standard", "0-200k",
+              (5_000, 10_000), (0, 5_000), (1_000, 6_000)),
 )  # fmt: skip
 _TOKEN_TYPES = (
     ("uncached_input_tokens", "Input Tokens"),
@@ -417,14 +463,24 @@ def _anthropic(month: Month) -> None:
         ts = int((START + h * HOUR).timestamp())
         day = ts - ts % 86_400
         month.anthropic_messages[ts] = [
-            _message(h, g, day, bill, truth, spec) for g, spec in enumerate(_MESSAGES) if h % spec[-1][0] == spec[-1][1]
+            _message(h, g, day, bill, truth, spec) for g, spec in enumerate(_MESSAGES) if h % spec.every == spec.offset
         ]
     for d in range(int((END - START) / DAY)):
         day = int((START + d * DAY).timestamp())
         # Code execution: in the cost report only, never in the usage report (provider-apis.md §2.8.5).
         hours_used = _n(d, 90, 1, 5, 30)
-        bill.add(day, "wrkspc_app", "Code Execution Usage", hours_used * Decimal("0.05"), cause="bill_only",
-                 cost_type="code_execution", model=None, token_type=None, service_tier=None, context_window=None)  # fmt: skip
+        bill.add(
+            day,
+            "wrkspc_app",
+            "Code Execution Usage",
+            hours_used * Decimal("0.05"),
+            cause="bill_only",
+            cost_type="code_execution",
+            model=None,
+            token_type=None,
+            service_tier=None,
+            context_window=None,
+        )
         month.claude_code[day] = _claude_code(d, day)
     for (day, workspace, text), line in sorted(bill.lines.items()):
         cents = (line["amount"] * 100).quantize(Decimal("0.001"), ROUND_HALF_UP)
@@ -447,17 +503,17 @@ def _anthropic(month: Month) -> None:
         )
 
 
-def _message(h: int, g: int, day: int, bill: _Bill, truth: Truth, spec: tuple) -> dict:
-    workspace, key, model, tier, window, uncached_range, read_range, output_range, searches, _hours = spec
-    uncached = _n(h, 60 + g, 1, *uncached_range)
+def _message(h: int, g: int, day: int, bill: _Bill, truth: Truth, spec: _Messages) -> dict:
+    workspace, key, model, tier, window = spec.workspace, spec.key, spec.model, spec.tier, spec.window
+    uncached = _n(h, 60 + g, 1, *spec.uncached)
     counts = {
         "uncached_input_tokens": uncached,
-        "cache_read_input_tokens": _n(h, 60 + g, 2, *read_range),
+        "cache_read_input_tokens": _n(h, 60 + g, 2, *spec.read),
         "cache_creation.ephemeral_5m_input_tokens": _n(h, 60 + g, 3, 0, uncached // 10 + 1),
         "cache_creation.ephemeral_1h_input_tokens": _n(h, 60 + g, 4, 0, uncached // 20 + 1),
-        "output_tokens": _n(h, 60 + g, 5, *output_range),
+        "output_tokens": _n(h, 60 + g, 5, *spec.out),
     }
-    web = _n(h, 60 + g, 6, 0, 6) if searches else 0
+    web = _n(h, 60 + g, 6, 0, 6) if spec.searches else 0
     result = {
         "model": model,
         "workspace_id": workspace,
@@ -504,11 +560,12 @@ def _price_message(
         truth.billed_elsewhere -= amount + searches
         return
     bill_tier = "batch" if tier == "batch" else "standard"
+    suffix = (" (Batch)" if tier == "batch" else "") + (" (Long Context)" if window == "200k-1M" else "")
     for token_type, label in _TOKEN_TYPES:
         bill.add(
             day,
             workspace,
-            f"{model} Usage - {label}{' (Batch)' if tier == 'batch' else ''}{' (Long Context)' if window == '200k-1M' else ''}",
+            f"{model} Usage - {label}{suffix}",
             costs[token_type],
             cause=None if rates else "unpriced_models",
             cost_type="tokens",
@@ -529,7 +586,10 @@ def _claude_code(d: int, day: int) -> list[dict]:
         items.append(
             {
                 "actor": {"type": "user_actor", "email_address": f"dev{a}@example.com"},
-                "core_metrics": {"num_sessions": _n(d, 80 + a, 1, 1, 9), "commits_by_claude_code": _n(d, 80 + a, 2, 0, 5)},
+                "core_metrics": {
+                    "num_sessions": _n(d, 80 + a, 1, 1, 9),
+                    "commits_by_claude_code": _n(d, 80 + a, 2, 0, 5),
+                },
                 "customer_type": "api",
                 "date": datetime.fromtimestamp(day, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "terminal_type": "vscode",
