@@ -235,9 +235,23 @@ def reconcile(
         accounts=_account_lines(days),
         estimated_by_model=_ranked(acc.by_model),
         billed_by_line=_ranked(acc.by_line),
-        notes=tuple(dict.fromkeys((*billed.notes, *estimated.notes))),
+        notes=_notes(billed.notes, estimated.notes, days),
         threshold=threshold,
     )
+
+
+def _notes(billed: Iterable[str], estimated: Iterable[str], days: Sequence[DayLine]) -> tuple[str, ...]:
+    """The reports' notes that matter here: account-days billed twice, and the estimate's own.
+
+    The notes explaining each report's basis rule (``basis ...``, usage "with no charge of its
+    own" on billed days) describe the two reads, not the comparison, and are left out, as is the
+    note on a side source (proxy, otel) that has no line in the window.
+    """
+    kept = [n for n in billed if n.startswith("billed twice")]
+    kept += [n for n in estimated if not n.startswith("basis ")]
+    absent = [side for side in SIDE_COLUMNS if all(getattr(d, side) is None for d in days)]
+    kept = [n for n in kept if not any(n.startswith(f"{side} rows are listed separately") for side in absent)]
+    return tuple(dict.fromkeys(kept))
 
 
 #: The estimate is read per model, kind, tier and line item: enough to split it into its parts and
