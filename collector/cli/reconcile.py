@@ -189,7 +189,7 @@ def render_table(result: Reconciliation, window: Window, by: Sequence[str]) -> s
         return "\n".join([f"{window.describe()} (UTC): nothing to reconcile", *footer[1:]])
     lines: list[str] = []
     if "day" in by:
-        lines += _day_table(summaries, by)
+        lines += [*_day_table(summaries, by), ""]
     else:
         for s in summaries:
             lines += [*_waterfall(s), ""]

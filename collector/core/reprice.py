@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from collector.core.ingest import ingest, named, priced
 from collector.core.schema import RECORD_FIELDS, UsageRecord
+from collector.core.sqltypes import MONEY_SCALE
 from collector.core.store import USAGE
 
 #: Sources whose estimates came from the ingest path (the proxy and OTLP price single requests).
@@ -110,10 +111,19 @@ def _note(result: RepriceResult, old: UsageRecord, new: UsageRecord) -> None:
     change.newly_unpriced += old.cost is not None and new.cost is None
 
 
+_STORED = Decimal(1).scaleb(-MONEY_SCALE)
+
+
+def _stored_money(cost: Decimal | None) -> Decimal | None:
+    """``cost`` as the database keeps it (:data:`collector.core.sqltypes.MONEY_SCALE` decimals)."""
+    return cost.quantize(_STORED, rounding=ROUND_HALF_EVEN) if cost is not None else None
+
+
 def _differs(old: UsageRecord, new: UsageRecord) -> bool:
-    return (old.basis, old.cost, old.currency, old.price_version, old.model) != (
+    """True when re-pricing changes what would be stored (a prorated price's last digits do not)."""
+    return (old.basis, _stored_money(old.cost), old.currency, old.price_version, old.model) != (
         new.basis,
-        new.cost,
+        _stored_money(new.cost),
         new.currency,
         new.price_version,
         new.model,
