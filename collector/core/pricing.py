@@ -118,9 +118,14 @@ def parse_variant(text: str) -> dict[str, str]:
 
 def context_of(record: UsageRecord) -> PriceContext:
     """What ``record`` says about its rate: tier, batch, long-context window, speed."""
-    tier = record.service_tier.strip().lower()
-    batch = record.batch or tier == "batch"
-    variant = parse_variant(record.variant) if record.variant else {}
+    return _context(record.service_tier, record.batch, record.variant)
+
+
+@lru_cache(maxsize=4096)
+def _context(service_tier: str, batch: bool, variant_text: str) -> PriceContext:
+    tier = service_tier.strip().lower()
+    batch = batch or tier == "batch"
+    variant = parse_variant(variant_text) if variant_text else {}
     speed = variant.get("speed", "").lower()
     return PriceContext(
         service_tier="" if batch or tier in STANDARD_TIERS else tier,
