@@ -42,6 +42,7 @@ from collector.cli import imports as import_commands
 from collector.cli import metrics as metrics_commands
 from collector.cli import otel as otel_commands
 from collector.cli import proxy as proxy_commands
+from collector.cli import reconcile as reconcile_commands
 from collector.cli import report as report_commands
 from collector.cli import users as user_commands
 from collector.cli.db import db_app
@@ -259,6 +260,8 @@ app.command("metrics")(metrics_commands.metrics)
 app.add_typer(user_commands.users_app, name="users")
 app.command("report")(report_commands.report_command)
 app.command("status")(report_commands.status_command)
+app.command("reconcile")(reconcile_commands.reconcile_command)
+app.command("reprice")(reconcile_commands.reprice_command)
 app.add_typer(budget_commands.budgets_app, name="budgets")
 app.add_typer(budget_commands.alerts_app, name="alerts")
 app.add_typer(budget_commands.teams_app, name="teams")

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from collector.core.catalog import PROVIDERS
+from collector.query.reconcile import CAUSES, LABELS, PARTS
 
 #: Colours for series that are not providers (models, projects ...) and unknown providers.
 PALETTE: tuple[str, ...] = (
@@ -336,3 +337,43 @@ def reconciliation_lines(df: pd.DataFrame, *, title: str, currency: str = "USD")
             )
         )
     return _apply_layout(fig, title, "day (UTC)", f"cost ({currency})")
+
+
+def reconciliation_waterfall(row: pd.Series, *, title: str, currency: str = "USD") -> go.Figure:
+    """From tokens at standard rates to the bill: the estimate's parts, then each named cause.
+
+    ``row`` is one line of :func:`dashboard.queries.reconciliation_summary` (the parts and causes
+    of :mod:`collector.query.attribution`, by name). The bars between "estimated" and "billed"
+    add up to the gap exactly; the last step before "billed" is the unexplained residual.
+    """
+    steps: list[tuple[str, str, float]] = [("tokens at standard rates", "absolute", float(row["standard_tokens"]))]
+    steps += [(LABELS[name], "relative", float(row[name])) for name in PARTS[1:]]
+    steps.append(("estimated (usage x price)", "total", 0.0))
+    steps += [(LABELS[name], "relative", float(row[name])) for name in CAUSES if row[name] or name == "residual"]
+    steps.append(("billed", "total", 0.0))
+    labels = [s[0] for s in steps]
+    values = [s[2] for s in steps]
+    shown = [
+        money(float(row["estimated"]) if name.startswith("estimated") else float(row["billed"]), currency)
+        if measure == "total"
+        else money(value, currency)
+        for name, measure, value in steps
+    ]
+    fig = go.Figure(
+        go.Waterfall(
+            x=labels,
+            y=values,
+            measure=[s[1] for s in steps],
+            text=shown,
+            textposition="outside",
+            customdata=shown,
+            hovertemplate="%{x}: %{customdata}<extra></extra>",
+            increasing={"marker": {"color": "#e45756"}},
+            decreasing={"marker": {"color": "#54a24b"}},
+            totals={"marker": {"color": BASIS_COLORS["billed"]}},
+            connector={"line": {"color": "#9d9d9d", "width": 1}},
+        )
+    )
+    fig = _apply_layout(fig, title, "", f"cost ({currency})")
+    fig.update_layout(showlegend=False, hovermode="closest", height=460)
+    return fig

@@ -44,7 +44,7 @@ from collector.proxy.tokens import list_tokens
 from collector.query import billing, health, traffic
 from collector.query import report as query
 from collector.query.health import DatabaseInfo, Listing
-from collector.query.reconcile import Contributor, DayLine, reconcile
+from collector.query.reconcile import CAUSES, PARTS, Contributor, DayLine, Summary, reconcile, summarise
 from collector.query.report import Filters
 from providers import REGISTRY
 from providers.base import ConnField
@@ -320,6 +320,8 @@ DAY_COLUMNS = [
     "gap %",
     "proxy gap %",
     "otel gap %",
+    "residual",
+    "flagged",
     "status",
 ]
 ACCOUNT_COLUMNS = ["provider", "account", "currency", "billed", "estimated", "proxy", "otel", "gap % (days with both)"]
@@ -357,6 +359,8 @@ def _days_frame(lines: list[DayLine] | tuple[DayLine, ...]) -> pd.DataFrame:
             _num(d.gap_ratio),
             _num(d.proxy_gap_ratio),
             _num(d.otel_gap_ratio),
+            _num(d.causes.get("residual")),
+            d.flagged,
             d.status,
         ]
         for d in lines
@@ -369,10 +373,14 @@ def _contributors_frame(items: tuple[Contributor, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CONTRIBUTOR_COLUMNS)
 
 
+def _threshold() -> Decimal:
+    return Decimal(str(get_settings().reconcile_residual_percent)) / 100
+
+
 @_cached
 def reconciliation(url: str, since: datetime, until: datetime, gaps: int = 10) -> Reconciliation:
     """:func:`collector.query.reconcile.reconcile` over ``[since, until)``, as frames."""
-    result = reconcile(_engine(url), Filters(since=since, until=until))
+    result = reconcile(_engine(url), Filters(since=since, until=until), threshold=_threshold())
     accounts = pd.DataFrame(
         [
             [
@@ -392,6 +400,53 @@ def reconciliation(url: str, since: datetime, until: datetime, gaps: int = 10) -
         estimated_by_model=_contributors_frame(result.estimated_by_model),
         billed_by_line=_contributors_frame(result.billed_by_line),
     )
+
+
+#: Columns of :func:`reconciliation_summary` after its ``by`` dimensions.
+SUMMARY_COLUMNS = [
+    "currency",
+    "billed",
+    "estimated",
+    "proxy",
+    "otel",
+    "outside proxy",
+    "unpriced_tokens",
+    *PARTS,
+    *CAUSES,
+    "residual %",
+    "gap before",
+    "days",
+    "flagged days",
+]
+
+
+def _summary_row(s: Summary, by: tuple[str, ...]) -> list[Any]:
+    return [
+        *(getattr(s, name) for name in by),
+        s.currency,
+        *map(_num, (s.billed, s.estimated, s.proxy, s.otel, s.outside_proxy)),
+        s.unpriced_tokens,
+        *(_num(s.parts[name]) for name in PARTS),
+        *(_num(s.causes[name]) for name in CAUSES),
+        _num(s.ratio(s.residual)),
+        _num(s.gap_before),
+        s.days,
+        s.flagged_days,
+    ]
+
+
+@_cached
+def reconciliation_summary(
+    url: str, since: datetime, until: datetime, by: tuple[str, ...] = ("provider", "account")
+) -> pd.DataFrame:
+    """:func:`collector.query.reconcile.summarise` over ``[since, until)``, as a frame.
+
+    The estimate's parts and the gap's causes per ``by`` group and currency: what
+    ``llm-usage reconcile --by ...`` prints.
+    """
+    result = reconcile(_engine(url), Filters(since=since, until=until), threshold=_threshold())
+    rows = [_summary_row(s, by) for s in summarise(result, by)]
+    return pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])
 
 
 # -- tables of the other features (connections, sync runs, imports, proxy) -----------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from collector import __version__
@@ -117,7 +118,41 @@ def parse_messages(payload: Mapping[str, Any], ctx: Context) -> list[UsageRecord
             details=details(r, _MSG_KNOWN),
         )
         records.append(rec)
+        searches = to_int((r.get("server_tool_use") or {}).get("web_search_requests"), "web_search_requests")
+        if searches:
+            records.append(_web_searches(rec, searches))
     return records
+
+
+#: ``line_item`` of the row that carries a bucket's server-side web searches (priced per search).
+WEB_SEARCH_LINE_ITEM = "web_search"
+
+
+def _web_searches(rec: UsageRecord, searches: int) -> UsageRecord:
+    """The bucket's web searches as a row of their own (same keys, ``line_item='web_search'``).
+
+    The report counts them in ``server_tool_use.web_search_requests`` (§2.4) and they are
+    charged per search, not per token, so they become a quantity the ingest path can price.
+    """
+    return UsageRecord(
+        provider=rec.provider,
+        source=rec.source,
+        kind=rec.kind,
+        bucket_start=rec.bucket_start,
+        bucket_end=rec.bucket_end,
+        account=rec.account,
+        project=rec.project,
+        api_key_id=rec.api_key_id,
+        user_id=rec.user_id,
+        model=rec.model,
+        service_tier=rec.service_tier,
+        batch=rec.batch,
+        line_item=WEB_SEARCH_LINE_ITEM,
+        variant=rec.variant,
+        quantity=Decimal(searches),
+        quantity_unit="calls",
+        source_ref=rec.source_ref,
+    )
 
 
 def parse_cost_report(payload: Mapping[str, Any], ctx: Context) -> list[UsageRecord]:

@@ -217,6 +217,18 @@ class Settings(BaseSettings):
     anomaly_window_days: int = Field(28, description="Days of trailing baseline for anomaly detection.")
     anomaly_scopes: str = Field("all,provider,project", description="Scopes checked for anomalies (comma-separated).")
     anomaly_alerts: bool = Field(True, description="Send a notification for each new anomaly (once per scope and day).")
+    # -- pricing and reconciliation (collector/core/price_table.py, collector/query/reconcile.py) --
+    price_table_file: Path | None = Field(
+        None,
+        description="JSON price file (the shape of collector/core/prices.json) whose entries are used before "
+        "the shipped table's; empty = the shipped table only.",
+    )
+    reconcile_residual_percent: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="A reconciled day whose unexplained residual exceeds this share of its bill (percent) is flagged.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the embedded SQLite file under ``data_dir``."""

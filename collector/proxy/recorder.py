@@ -102,7 +102,8 @@ def price_event(event: Event) -> tuple[Any, str, str]:
         "output_tokens": event["output_tokens"],
     }
     try:
-        cost = estimate_request(event["provider"], event["model"], at, **tokens)
+        tier = str(event.get("service_tier") or "")
+        cost = estimate_request(event["provider"], event["model"], at, service_tier=tier, **tokens)
     except Exception:  # noqa: BLE001  (a pricing bug must not lose the event)
         log.warning("pricing failed for model %r; event recorded unpriced", event.get("model"))
         cost = None

@@ -1,19 +1,23 @@
 """Reconciliation: billed vs usage x price table vs proxy-recorded vs OpenTelemetry, per provider account and day.
 
-The numbers, gaps and missing-source flags are :func:`collector.query.reconcile.reconcile`'s;
-this page only picks an account and draws them.
+The numbers, gaps, missing-source flags and the gap's named causes are
+:func:`collector.query.reconcile.reconcile`'s (and :func:`~collector.query.reconcile.summarise`'s,
+as ``llm-usage reconcile`` prints them); this page only picks an account and draws them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 import pandas as pd
 import streamlit as st
 
-from collector.query.reconcile import PRICE_TABLE_CURRENCY
+from collector.query.reconcile import CAUSES, LABELS, PARTS, PRICE_TABLE_CURRENCY
 from collector.query.report import Filters
 from dashboard import auth, charts, queries, ui
 
-MONEY = ("billed", "estimated", "proxy", "otel", "gap")
+MONEY = ("billed", "estimated", "proxy", "otel", "gap", "residual")
 RATIOS = ("gap %", "proxy gap %", "otel gap %", "gap % (days with both)")
 
 
@@ -40,6 +44,7 @@ def render() -> None:
     choices = {_label(r.provider, r.account, r.currency): r for r in data.accounts.itertuples()}
     choice = st.selectbox("Provider account", sorted(choices), key="recon_account")
     picked = choices[choice]
+    _why(since, until, picked.provider, picked.account, picked.currency, choice)
     mine = (data.daily["provider"] == picked.provider) & (data.daily["account"] == picked.account)
     one = data.daily[mine & (data.daily["currency"] == picked.currency)].sort_values("day")
     st.plotly_chart(
@@ -74,6 +79,41 @@ def render() -> None:
             charts.ranked_bar(own.head(10), label="label", value="cost", title=title, x_title=unit),
             width="stretch",
         )
+
+
+def _why(since: datetime, until: datetime, provider: str, account: str, currency: str, choice: str) -> None:
+    """The waterfall from tokens at standard rates to the bill, and the same steps as a table."""
+    summary = queries.reconciliation_summary(since, until)
+    mine = summary[
+        (summary["provider"] == provider) & (summary["account"] == account) & (summary["currency"] == currency)
+    ]
+    if mine.empty:
+        return
+    row = mine.iloc[0]
+    st.subheader(f"Why the bill and usage x price differ: {choice}")
+    st.plotly_chart(
+        charts.reconciliation_waterfall(row, title=f"{choice}: from usage x price to the bill", currency=currency),
+        width="stretch",
+    )
+    names = (*PARTS, *CAUSES)
+    billed = row["billed"]
+    table = pd.DataFrame(
+        {
+            "step": [LABELS[n] for n in names],
+            "amount": [charts.money_exact(Decimal(str(row[n])), currency) for n in names],
+            "share of billed": [charts.percent(row[n] / billed) if billed else charts.NO_VALUE for n in names],
+        }
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    share = f" ({charts.percent(row['residual %'])} of billed)" if pd.notna(row["residual %"]) else ""
+    flagged = f" {int(row['flagged days'])} day(s) flagged." if row["flagged days"] else ""
+    st.caption(
+        f"Residual (unexplained): {charts.money(row['residual'], currency)}{share}; before attribution, "
+        f"billed - tokens at standard rates was {charts.money(row['gap before'], currency)}.{flagged}"
+    )
+    if pd.notna(row["outside proxy"]):
+        outside = charts.money(row["outside proxy"], currency)
+        st.caption(f"Outside the proxy (usage x price the proxy did not see): {outside}")
 
 
 def _label(provider: str, account: str, currency: str) -> str:

@@ -100,10 +100,30 @@ def test_reconciliation_compares_billed_estimated_and_proxy(dashboard_db):
     assert accounts.loc["google", "estimated"] == "missing"
     assert at.selectbox(key="recon_account").value == "anthropic / org-b"
     at.selectbox(key="recon_account").set_value("openai / org-a").run()
-    per_day = at.dataframe[1].value.set_index("day")
+    per_day = next(df.value for df in at.dataframe if "day" in df.value).set_index("day")
     assert per_day.loc["2026-11-05", "status"] == "no proxy data"
     assert per_day.loc["2026-11-19", "status"] == "no billed data; no proxy data"
     assert per_day.loc["2026-11-20", "proxy"] == "$9.99"
+    # The 6.25 bill has no breakdown: 0.75 above its 5.50 estimate is unexplained, and flagged (> 2 %).
+    assert per_day.loc["2026-11-05", "residual"] == "$0.75" and per_day.loc["2026-11-05", "flagged"]
+
+
+def test_reconciliation_explains_the_gap_with_a_waterfall_and_its_causes(dashboard_db):
+    at = app("viewer", "app_pages/reconciliation.py")
+    at.selectbox(key="recon_account").set_value("openai / org-a").run()
+    assert not at.exception, at.exception
+    steps = next(df.value for df in at.dataframe if "step" in df.value).set_index("step")
+    # Nov 19 and 20 have usage (20.00 + 10.00) but no bill: one side only; the rest is the residual.
+    assert steps.loc["days or accounts with one side only", "amount"] == "-$30.00"
+    assert steps.loc["residual (unexplained)", "amount"] == "$0.75"
+    assert steps.loc["residual (unexplained)", "share of billed"] == "12.0%"
+    assert steps.loc["credits", "amount"] == "$0.00"
+    assert "Why the bill and usage x price differ: openai / org-a" in texts(at)
+    charts = [c for c in at.get("plotly_chart") if "from usage x price to the bill" in c.proto.spec]
+    assert len(charts) == 1 and '"type":"waterfall"' in charts[0].proto.spec.replace(" ", "")
+    captions = " ".join(c.value for c in at.caption)
+    assert "Residual (unexplained): $0.75 (12.0% of billed)" in captions
+    assert "Outside the proxy" in captions  # the proxy covers org-a (its 9.99 on Nov 20)
 
 
 def test_proxy_page_empty_state_and_recorded_usage(dashboard_db):

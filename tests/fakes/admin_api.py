@@ -10,6 +10,9 @@ fail transiently (429 with ``Retry-After``, 500, a read timeout, truncated JSON)
 every request, a repeating cursor, a revision of the values of buckets from a given time on,
 and per-request latency. ``requests`` counts what was asked.
 
+With ``month=`` (:func:`tests.fakes.month.generate`) it serves a realistic month of October 2026
+instead, whose bill is consistent with documented prices (reconciliation tests and benchmark).
+
 Run standalone (the benchmark does): ``python -m tests.fakes.admin_api --groups 50``.
 """
 
@@ -31,6 +34,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.month import Month
 
 HOST = "127.0.0.1"
 HOUR = 3600
@@ -102,8 +107,9 @@ def _parse_iso(value: str) -> int:
 class FakeAdminAPI:
     """The ASGI app plus its data generator, faults and request counters."""
 
-    def __init__(self, groups: int = 4, seed: int = 1234) -> None:
+    def __init__(self, groups: int = 4, seed: int = 1234, month: Month | None = None) -> None:
         self.groups = groups
+        self.month = month
         self.faults = Faults(seed=seed)
         self.requests: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
@@ -265,6 +271,11 @@ class FakeAdminAPI:
             )
         return r
 
+    def _openai_results(self, kind: str, ts: int) -> list[dict]:
+        if self.month is not None:
+            return self.month.openai_usage[kind].get(ts, [])
+        return [self.openai_result(kind, ts, g) for g in range(self.groups)]
+
     async def openai_usage(self, request: Request) -> Response:
         gate = await self._preamble(request, "openai")
         if gate is not None and gate.status_code != 299:
@@ -283,7 +294,7 @@ class FakeAdminAPI:
                 "object": "bucket",
                 "start_time": ts,
                 "end_time": ts + width,
-                "results": [self.openai_result(kind, ts, g) for g in range(self.groups)],
+                "results": self._openai_results(kind, ts),
             }
             for ts in starts
         ]
@@ -298,6 +309,10 @@ class FakeAdminAPI:
         starts, nxt = self._window(int(q["start_time"]), end, DAY, int(q.get("limit", 7)), q.get("page"))
         data = []
         for ts in starts:
+            if self.month is not None:
+                served = self.month.openai_costs.get(ts, [])
+                data.append({"object": "bucket", "start_time": ts, "end_time": ts + DAY, "results": served})
+                continue
             results = []
             for g in range(self.groups):
                 cents = self.value("costs", ts, g, 1, 100_000)
@@ -329,6 +344,10 @@ class FakeAdminAPI:
         v = self.value
         data = []
         for ts in starts:
+            if self.month is not None:
+                served = self.month.anthropic_messages.get(ts, []) if width == HOUR else []
+                data.append({"starting_at": _iso(ts), "ending_at": _iso(ts + width), "results": served})
+                continue
             results = [
                 {
                     "model": ANTHROPIC_MODELS[g % len(ANTHROPIC_MODELS)],
@@ -359,6 +378,10 @@ class FakeAdminAPI:
         starts, nxt = self._window(_parse_iso(q["starting_at"]), end, DAY, int(q.get("limit", 7)), q.get("page"))
         data = []
         for ts in starts:
+            if self.month is not None:
+                results = self.month.anthropic_costs.get(ts, [])
+                data.append({"starting_at": _iso(ts), "ending_at": _iso(ts + DAY), "results": results})
+                continue
             results = []
             for g in range(self.groups):
                 model = ANTHROPIC_MODELS[g % len(ANTHROPIC_MODELS)]
@@ -388,6 +411,11 @@ class FakeAdminAPI:
         actors = max(1, self.groups // 5)
         limit = int(q.get("limit", 20))
         offset = _uncursor(q["page"]) if q.get("page") else 0
+        if self.month is not None:
+            served = self.month.claude_code.get(day, [])
+            more = offset + limit < len(served)
+            body = {"data": served[offset : offset + limit], "has_more": more}
+            return self._page(gate, {**body, "next_page": _cursor(offset + limit) if more else None})
         items = []
         for a in range(offset, min(offset + limit, actors)):
             v = self.value

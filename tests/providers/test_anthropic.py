@@ -20,7 +20,7 @@ from tests.providers.helpers import CTX, load
 
 
 def test_messages_documented_example_sums_input_parts():
-    [rec] = parse_messages(load("anthropic", "messages_documented"), CTX)
+    rec, searches = parse_messages(load("anthropic", "messages_documented"), CTX)
     assert rec.input_tokens == 1500 + 200 + 500 + 1000
     assert (rec.cache_read_tokens, rec.cache_write_5m_tokens, rec.cache_write_1h_tokens, rec.output_tokens) == (
         200,
@@ -50,6 +50,11 @@ def test_messages_documented_example_sums_input_parts():
     assert rec.basis == "unpriced" and rec.cost is None  # parsers leave money to the ingest path
     rec = priced(rec)
     assert rec.cost == expected and rec.basis == ("unpriced" if expected is None else "estimated")
+    # The 10 server-side web searches are a row of their own, priced per search ($10 / 1,000).
+    assert (searches.line_item, searches.quantity, searches.quantity_unit) == ("web_search", 10, "calls")
+    assert searches.input_tokens == searches.output_tokens == 0 and searches.record_key != rec.record_key
+    assert (searches.model, searches.project, searches.variant) == (rec.model, rec.project, rec.variant)
+    assert priced(searches).cost == Decimal("0.1")
 
 
 def test_cost_report_amount_is_cents_as_a_string():

@@ -190,3 +190,27 @@ def test_an_empty_window_reconciles_to_nothing(seeded: Engine) -> None:
     empty = Filters(since=START.replace(year=2020), until=START.replace(year=2021))
     result = reconcile(seeded, empty)
     assert result.days == () and result.accounts == () and result.largest_gaps() == []
+
+
+def test_every_line_splits_its_estimate_into_parts_and_its_gap_into_causes(seeded: Engine) -> None:
+    result = reconcile(seeded, WINDOW)
+    for d in result.days:
+        assert sum(d.parts.values(), Decimal(0)) == (d.estimated or 0), d
+        assert sum(d.causes.values(), Decimal(0)) == (d.billed or 0) - (d.estimated or 0), d
+        if d.proxy is not None and d.estimated is not None:
+            assert d.outside_proxy == d.estimated - d.proxy  # what the provider saw and the proxy did not
+        else:
+            assert d.outside_proxy is None
+        if d.billed is None:  # usage with no bill is one side only, nothing else
+            assert d.causes["one_sided"] == -(d.estimated or 0) and d.causes["residual"] == 0
+    # The seed's one credit line (Nov 2) is named as a credit, on its day.
+    credits = {(d.day, d.provider): d.causes["credits"] for d in result.days if d.causes["credits"]}
+    assert credits == {(START.replace(day=2), "openai"): Decimal("-1.5")}
+    # Anthropic bills the unknown claude-future-9 by model on Nov 3: its usage is unpriced, so its
+    # billed amount is the "models in no price table" cause.
+    nov3 = next(d for d in result.days if (d.day.day, d.provider) == (3, "anthropic") and d.billed is not None)
+    future = sum(
+        (r.cost for r in seed_records() if r.model == "claude-future-9" and r.basis == "billed" and r.cost is not None),
+        Decimal(0),
+    )
+    assert nov3.causes["unpriced_models"] == future != 0

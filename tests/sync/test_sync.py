@@ -65,9 +65,15 @@ def test_anthropic_sync_stores_messages_costs_and_claude_code(engine, tmp_path, 
     summary = sync_connection(engine, settings, conn.id, vault=vault)
     assert summary.ok, summary.error
     with engine.connect() as db:
-        kinds = dict(db.execute(text("SELECT kind, COUNT(*) FROM usage GROUP BY kind")).all())
+        by_kind = text("SELECT kind, COUNT(*) FROM usage WHERE line_item != 'web_search' GROUP BY kind")
+        kinds = dict(db.execute(by_kind).all())
         neg = db.execute(text("SELECT COUNT(*) FROM usage WHERE input_tokens < cache_read_tokens")).scalar()
+        searches = db.execute(
+            text("SELECT COUNT(*), SUM(input_tokens) FROM usage WHERE kind = 'messages' AND line_item = 'web_search'")
+        ).one()
     assert kinds == {"messages": 48 * 4, "cost_report": 2 * 4, "claude_code": 2 * 2}
+    # Buckets with server-side web searches have a row of their own for them (priced per search).
+    assert 0 < searches[0] <= 48 * 4 and searches[1] == 0
     assert neg == 0
 
 
