@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.cli.common import database, echo_json, list_format
+from collector.cli.common import currency_code, database, echo_json, list_format
 from collector.core.settings import get_settings
 from collector.core.windows import DateError, day_range
 from collector.finance import alerts, budgets, chargeback, fx
@@ -284,13 +284,22 @@ def teams_chargeback(
         "provider",
         help="provider (the month's spend), proxy (its estimated traffic; monitor-token rules) or otel.",
     ),
+    currency: str | None = typer.Option(
+        None,
+        metavar="CODE",
+        help="Charge in this currency, each day at its rate (default LLM_USAGE_DISPLAY_CURRENCY; '' = as billed).",
+    ),
 ) -> None:
     """A month's spend per team and cost centre; the lines add up to the month's spend."""
     with _errors():
         first = _day(month, "--month").date().replace(day=1)
+        target = currency_code(currency if currency is not None else get_settings().display_currency)
         engine = database()
         rules = chargeback.load_rules(engine, version)
-        cb = chargeback.monthly_chargeback(engine, first, rules=rules, source=source)
+        cb = chargeback.monthly_chargeback(
+            engine, first, rules=rules, source=source, currency=target,
+            converter=fx.RateBook.load(engine).day_rate if target else None,
+        )  # fmt: skip
         text = chargeback.chargeback_csv(cb)
         if csv_out is not None and str(csv_out) == "-":
             typer.echo(text, nl=False)

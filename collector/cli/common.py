@@ -58,6 +58,15 @@ def database(settings: Settings | None = None) -> Engine:
         raise typer.Exit(1) from None
 
 
+def currency_code(code: str, option: str = "--currency") -> str:
+    """An ISO 4217 code (upper-cased), or '' for "each currency as billed"; exit 2 otherwise."""
+    code = code.strip().upper()
+    if code and (len(code) != 3 or not code.isalpha()):
+        typer.echo(f"error: {option}: {code!r} is not a three-letter ISO 4217 code such as EUR", err=True)
+        raise typer.Exit(2)
+    return code
+
+
 #: ``--format`` of every listing: ``table`` for people, ``json`` for scripts.
 LIST_FORMATS = ("table", "json")
 

@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from collector.cli.report import _choice, _fail, _iso, _open, _split, human_int, human_money
+from collector.cli.common import database
+from collector.cli.report import _choice, _fail, _iso, _split, human_int, human_money
 from collector.core.reprice import RepriceResult, reprice
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
@@ -233,7 +234,7 @@ def reconcile_command(
     try:
         dims = parse_summary_by(by)
         filters = Filters(since=window.start, until=window.end, providers=_split(provider), accounts=_split(account))
-        engine = _open()
+        engine = database()
         check_providers(engine, filters.providers)
         result = reconcile(engine, filters, threshold=threshold)
     except QueryError as exc:
@@ -292,7 +293,7 @@ def reprice_command(
 ) -> None:
     """Price stored estimates again with today's tables and show (or, with --apply, store) the diff."""
     window = _window(since, until)
-    engine = _open()
+    engine = database()
     providers = _split(provider)
     try:
         check_providers(engine, providers)

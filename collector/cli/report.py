@@ -18,7 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from collector.cli.common import database
+from collector.cli.common import currency_code, database
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
@@ -358,7 +358,7 @@ def report_command(
             sources=sources,
         )
         top_n = _parse_top(top)
-        target = _currency(currency if currency is not None else get_settings().display_currency)
+        target = currency_code(currency if currency is not None else get_settings().display_currency)
         engine = database()
         check_providers(engine, filters.providers)
         converter = RateBook.load(engine).day_rate if target else None
@@ -374,14 +374,6 @@ def report_command(
         "csv": lambda: render_csv(result),
     }
     typer.echo(renderers[fmt]())
-
-
-def _currency(code: str) -> str:
-    """An ISO 4217 code (upper-cased), or '' for "each currency as billed"."""
-    code = code.strip().upper()
-    if code and (len(code) != 3 or not code.isalpha()):
-        _fail(f"--currency: {code!r} is not a three-letter ISO 4217 code such as EUR")
-    return code
 
 
 def _when(ts: datetime | None, now: datetime) -> str:

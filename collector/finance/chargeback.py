@@ -47,7 +47,7 @@ from sqlmodel import Field, SQLModel
 
 from collector.core.sqltypes import UTCDateTime, canonical_decimal
 from collector.finance.forecast import month_bounds
-from collector.query.report import Filters, report
+from collector.query.report import Converter, Filters, report
 
 
 #: Rule field -> report dimension it reads.
@@ -327,13 +327,17 @@ def monthly_chargeback(
     rules: RuleSet | None = None,
     basis: str = "preferred",
     source: str = "provider",
+    currency: str | None = None,
+    converter: Converter | None = None,
 ) -> Chargeback:
     """The month's spend (UTC) per team and cost centre, with an ``unallocated`` line.
 
     ``source="provider"`` splits the providers' numbers (the month's spend); ``"proxy"`` (or
     ``"otel"``) splits the proxy's (or OpenTelemetry's) estimated traffic instead (monitor-token
     rules apply to the proxy's). Unpriced usage carries no money and is counted in a note, never
-    as $0.
+    as $0. With ``currency`` (and the rate book's ``converter``) every day's spend is converted
+    with that day's rate before it is split, so the lines still add up to the converted month;
+    money of days without a rate stays in its currency, said once per currency in the notes.
 
     Raises:
         ChargebackError: an unknown ``source``.
@@ -345,7 +349,7 @@ def monthly_chargeback(
     until = datetime(end.year, end.month, 1, tzinfo=UTC)
     rules = rules if rules is not None else load_rules(engine)
     filters = Filters(since, until, sources=(source,)) if source != "provider" else Filters(since, until)
-    result = report(engine, filters, by=_DIMS, basis=basis)
+    result = report(engine, filters, by=_DIMS, basis=basis, currency=currency, converter=converter)
     lines: dict[tuple[str, str, str], ChargebackLine] = {}
     totals: dict[str, Decimal] = defaultdict(Decimal)
     unpriced = 0

@@ -205,3 +205,35 @@ def test_cli_chargeback_and_rules(tmp_path, monkeypatch):
     bad.write_text("match_field,pattern,team\nnope,x,y\n")
     failed = runner.invoke(app, ["teams", "set-rules", str(bad)])
     assert failed.exit_code == 1 and "line 2" in failed.output
+
+
+def test_chargeback_in_the_readers_currency_converts_each_day_before_splitting(tmp_path, monkeypatch):
+    """``teams chargeback --currency EUR``: day 3 at 0.9, day 4 at 0.8; lines still add up to the total."""
+    from collector.finance import fx
+
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'cb.db'}")
+    engine = create_database()
+    chargeback.save_rules(engine, [Rule("project", "proj_a*", "alpha", "CC-A")], created_by="t")
+    upsert_records(
+        engine,
+        [rec("proj_a1", "k1", "10", day=3), rec("proj_b", "k2", "20", day=3), rec("proj_a1", "k1", "5", day=4)],
+    )
+    fx.set_rate(engine, date(2026, 10, 3), "USD", "EUR", D("0.9"))
+    fx.set_rate(engine, date(2026, 10, 4), "USD", "EUR", D("0.8"))
+    cb = monthly_chargeback(engine, date(2026, 10, 1), currency="EUR", converter=fx.RateBook.load(engine).day_rate)
+    lines = {(ln.team, ln.currency): ln.amount for ln in cb.lines}
+    assert lines == {("alpha", "EUR"): D("9.0") + D("4.0"), ("unallocated", "EUR"): D("18.0")}
+    assert cb.totals == {"EUR": D("31.0")} and cb.cents_sum("EUR") == D("31.00")
+
+    monkeypatch.setenv("LLM_USAGE_DISPLAY_CURRENCY", "EUR")
+    from collector.core.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+    shown = runner.invoke(app, ["teams", "chargeback", "--month", "2026-10"])
+    assert shown.exit_code == 0, shown.output
+    assert "31.00 EUR" in shown.output and "USD" not in shown.output
+    as_billed = runner.invoke(app, ["teams", "chargeback", "--month", "2026-10", "--currency", ""])
+    assert "35.00 USD" in as_billed.output
+    bad = runner.invoke(app, ["teams", "chargeback", "--month", "2026-10", "--currency", "euro"])
+    assert bad.exit_code == 2 and "ISO 4217" in bad.output
