@@ -402,6 +402,9 @@ def anomalies_command(
     until: str = typer.Option("yesterday", "--until", help="Last day to check, included."),
     scope: Annotated[list[str] | None, typer.Option(help=_SCOPE_HELP)] = None,
     grain: str = typer.Option("day", help="day, or hour (baseline: the same hours of the last 14 days)."),
+    currency: str | None = typer.Option(
+        None, metavar="CODE", help="Measure in this currency, day by day (default LLM_USAGE_DISPLAY_CURRENCY)."
+    ),
 ) -> None:
     """List spend anomalies (robust median/MAD on a weekday-seasonal baseline) with their drivers."""
     with _errors():
@@ -412,9 +415,11 @@ def anomalies_command(
             raise AnomalyError(f"--grain: {grain!r} is not day or hour")
         if grain == "hour":  # the current hour is not complete yet
             end = min(end, _now().replace(minute=0, second=0, microsecond=0))
+        target = currency_code(currency if currency is not None else settings.display_currency)
         engine, scopes, params = database(), scope or ["all", "provider"], budgets.anomaly_params(settings, grain)
-        found = find_anomalies(engine, since=start, until=end, scopes=scopes, params=params)
-        fresh = new_spend(engine, since=start, until=end, scopes=scopes, params=params)
+        money = budgets.display_money(target, fx.RateBook.load(engine))
+        found = find_anomalies(engine, since=start, until=end, scopes=scopes, params=params, money=money)
+        fresh = new_spend(engine, since=start, until=end, scopes=scopes, params=params, money=money)
         if not found:
             typer.echo("no anomalies")
         for a in found:

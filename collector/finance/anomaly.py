@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from statistics import median
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from collector.query.report import Filters, report, scope_filters
+from collector.query.report import Converter, Filters, report, scope_filters
 
 METHOD = "robust z-score (median/MAD) on a weekday-seasonal trailing baseline"
 ZERO = Decimal(0)
@@ -44,6 +45,14 @@ GRAIN_STEP = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 #: Scope name -> query dimension ('all' has none).
 SCOPE_DIMENSIONS = {"all": None, "provider": "provider", "account": "account", "project": "project", "team": "team"}
 DRIVER_DIMENSIONS = ("model", "project", "api_key")
+
+
+@dataclass(frozen=True)
+class Money:
+    """The currency anomalies are measured and told in, and the rates that convert into it."""
+
+    currency: str
+    converter: Converter
 
 
 class AnomalyError(ValueError):
@@ -247,13 +256,24 @@ def _floor(ts: datetime, grain: str) -> datetime:
 
 
 def scope_series(
-    engine: Engine, scope: str, since: datetime, until: datetime, grain: str = "day", basis: str = "preferred"
+    engine: Engine,
+    scope: str,
+    since: datetime,
+    until: datetime,
+    grain: str = "day",
+    basis: str = "preferred",
+    *,
+    money: Money | None = None,
 ) -> dict[tuple[str, str], dict[datetime, Decimal]]:
-    """Spend per (scope value, currency) per point, from the query layer (unpriced left out)."""
+    """Spend per (scope value, currency) per point, from the query layer (unpriced left out).
+
+    With ``money`` every day is converted into its currency first (that day's rate), so a scope
+    billed in two currencies is one series; days without a rate stay a series of their own.
+    """
     if scope not in SCOPE_DIMENSIONS:
         raise AnomalyError(f"unknown scope {scope!r}; accepted: {', '.join(SCOPE_DIMENSIONS)}")
     dim = SCOPE_DIMENSIONS[scope]
-    result = report(engine, Filters(since, until), by=(dim,) if dim else (), grain=grain, basis=basis)
+    result = report(engine, Filters(since, until), by=(dim,) if dim else (), grain=grain, basis=basis, **_in(money))
     out: dict[tuple[str, str], dict[datetime, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     for row in result.rows:
         if row.cost is None or row.period is None or row.section != "provider":
@@ -271,6 +291,7 @@ def find_anomalies(
     scopes: Sequence[str] = ("all", "provider"),
     params: Params | None = None,
     with_drivers: bool = True,
+    money: Money | None = None,
 ) -> list[Anomaly]:
     """Anomalous days (or hours) in ``[since, until)`` for every value of every scope.
 
@@ -282,12 +303,13 @@ def find_anomalies(
     history_start = since - step * params.window
     out: list[Anomaly] = []
     for scope in scopes:
-        for (value, currency), points in scope_series(engine, scope, history_start, until, params.grain).items():
+        series = scope_series(engine, scope, history_start, until, params.grain, money=money)
+        for (value, currency), points in series.items():
             for s in detect(points, params, since=since, until=until):
                 out.append(Anomaly(scope, value, s.at, params.grain, s.amount, s.expected, s.score, currency))
     if with_drivers:
         for a in out:
-            a.drivers = drivers(engine, a, params)
+            a.drivers = drivers(engine, a, params, money=money)
     out.sort(key=lambda a: (a.at, a.scope, a.scope_value))
     return out
 
@@ -299,6 +321,7 @@ def new_spend(
     until: datetime,
     scopes: Sequence[str] = ("all", "provider"),
     params: Params | None = None,
+    money: Money | None = None,
 ) -> list[NewSpend]:
     """Scope values whose first spend falls in ``[since, until)`` (looking back a whole window).
 
@@ -309,7 +332,7 @@ def new_spend(
     since, until = _floor(since, params.grain), _floor(until, params.grain)
     out = []
     for scope in scopes:
-        series = scope_series(engine, scope, since - step * params.window, until, params.grain)
+        series = scope_series(engine, scope, since - step * params.window, until, params.grain, money=money)
         for (value, currency), points in series.items():
             first = first_spend(points)
             if first is not None and since <= first[0] < until:
@@ -318,7 +341,9 @@ def new_spend(
     return out
 
 
-def drivers(engine: Engine, anomaly: Anomaly, params: Params | None = None, top: int = 1) -> list[Driver]:
+def drivers(
+    engine: Engine, anomaly: Anomaly, params: Params | None = None, top: int = 1, *, money: Money | None = None
+) -> list[Driver]:
     """For each of model, project and API key: the value whose spend rose most above its baseline.
 
     The baseline of a value is its median over the same-season points of the window (for a
@@ -338,7 +363,7 @@ def drivers(engine: Engine, anomaly: Anomaly, params: Params | None = None, top:
         if d == dim:
             continue
         filters = _scope_filters(anomaly, min(same) if same else anomaly.at, anomaly.at + step)
-        result = report(engine, filters, by=(d,), grain=anomaly.grain)
+        result = report(engine, filters, by=(d,), grain=anomaly.grain, **_in(money))
         per: dict[str, dict[datetime, Decimal]] = defaultdict(dict)
         for row in result.rows:
             if row.cost is None or row.period is None or row.currency != anomaly.currency:
@@ -352,6 +377,10 @@ def drivers(engine: Engine, anomaly: Anomaly, params: Params | None = None, top:
         ranked.sort(key=lambda x: x.increase, reverse=True)
         found.extend(x for x in ranked[:top] if x.increase > 0)
     return found
+
+
+def _in(money: Money | None) -> dict[str, Any]:
+    return {"currency": money.currency, "converter": money.converter} if money and money.currency else {}
 
 
 def _scope_filters(anomaly: Anomaly, since: datetime, until: datetime) -> Filters:

@@ -32,7 +32,7 @@ from collector.core.settings import Settings
 from collector.core.sqltypes import MONEY_SCALE, ScaledDecimal, UTCDateTime
 from collector.finance import alerts
 from collector.finance.alerts import ALERT_EVENTS
-from collector.finance.anomaly import Anomaly, NewSpend, Params, find_anomalies, new_spend
+from collector.finance.anomaly import Anomaly, Money, NewSpend, Params, find_anomalies, new_spend
 from collector.finance.forecast import Forecast, forecast_period, month_bounds
 from collector.finance.fx import FxError, RateBook
 from collector.query.report import Filters, dimension_values, known_providers, report, scope_filters
@@ -584,13 +584,20 @@ def evaluate(
         today = _midnight(now.astimezone(UTC).date())
         scopes = [s.strip() for s in settings.anomaly_scopes.split(",") if s.strip()]
         params = anomaly_params(settings)
-        found = find_anomalies(engine, since=today - DAY, until=today, scopes=scopes, params=params)
+        money = display_money(settings.display_currency, rates)
+        found = find_anomalies(engine, since=today - DAY, until=today, scopes=scopes, params=params, money=money)
         if settings.anomaly_alerts:
             due.extend(anomaly_alert(a, settings) for a in found)
-            fresh = new_spend(engine, since=today - DAY, until=today, scopes=scopes, params=params)
+            fresh = new_spend(engine, since=today - DAY, until=today, scopes=scopes, params=params, money=money)
             due.extend(new_spend_alert(n, settings) for n in fresh)
     sent = [a.key for a in due if alerts.deliver_once(engine, a, urls, now)]
     return Evaluation(statuses, found, sent, [a.key for a in due])
+
+
+def display_money(currency: str, rates: RateBook) -> Money | None:
+    """Anomalies in ``currency`` (LLM_USAGE_DISPLAY_CURRENCY; each day at its rate); None: as billed."""
+    currency = currency.strip().upper()
+    return Money(currency, rates.day_rate) if currency else None
 
 
 def after_ingest(engine: Engine, settings: Settings) -> None:

@@ -227,3 +227,26 @@ def test_a_scope_that_starts_mid_window_gets_one_new_spend_notice_not_daily_anom
     assert "new:project=proj_new:USD" in first.due
     later = budgets.evaluate(engine, settings, start + DAY * 45 + timedelta(hours=1))
     assert not [k for k in later.due if k.startswith("new:") or "proj_new" in k]
+
+
+def test_anomalies_and_their_alerts_are_told_in_the_display_currency(engine, tmp_path):
+    """With LLM_USAGE_DISPLAY_CURRENCY=EUR each day is converted at its rate before it is scored."""
+    from collector.core.settings import Settings
+    from collector.finance import budgets, fx
+    from collector.finance.anomaly import Money
+
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    spike_day = start + DAY * 40
+    daily = [spike_record("openai", start + DAY * i, D("10") + i % 3) for i in range(42)]
+    upsert_records(engine, [*daily, spike_record("openai", spike_day, D("200"), project="proj_leak")])
+    fx.set_rate(engine, start.date(), "USD", "EUR", D("0.5"))
+    money = Money("EUR", fx.RateBook.load(engine).day_rate)
+    found = find_anomalies(engine, since=start + DAY * 35, until=start + DAY * 42, scopes=("all",), money=money)
+    assert [(a.at, a.currency, a.amount) for a in found] == [(spike_day, "EUR", (D("200") + 10 + 40 % 3) / 2)]
+    drivers = {d.dimension: d for d in found[0].drivers}
+    assert drivers["project"].value == "proj_leak" and drivers["project"].increase == D("100")  # in EUR too
+    assert "EUR on 2026-10-11" in found[0].describe()
+
+    settings = Settings(data_dir=tmp_path, anomaly_scopes="all", display_currency="EUR")
+    evaluated = budgets.evaluate(engine, settings, spike_day + DAY + timedelta(hours=1))
+    assert "anomaly:all:EUR:2026-10-11" in evaluated.due
