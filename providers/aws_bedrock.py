@@ -168,7 +168,11 @@ def parse_cost_and_usage(payload: Mapping[str, Any], ctx: Context) -> list[Usage
     return records
 
 
-ENDPOINTS: tuple[Endpoint, ...] = (Endpoint("cost_explorer", "GetCostAndUsage", DAY, 1, "cost", parse_cost_and_usage),)
+#: Cost Explorer "refreshes your cost data at least once every 24 hours" and AI services can lag
+#: more (provider-apis.md §6.1, 24-48 h): a day is complete two days after it ends.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("cost_explorer", "GetCostAndUsage", DAY, 1, "cost", parse_cost_and_usage, delay=2 * DAY),
+)
 
 
 def aws_call(fn: Callable[[], T]) -> T:

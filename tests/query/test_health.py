@@ -381,3 +381,13 @@ def test_a_successful_key_test_clears_an_earlier_failed_run(db: Engine, fake_api
     assert retest_connection(db, settings, vault, conn.id).ok
     code, out, _ = run("status", "--check")
     assert (code, out.strip()) == (0, "ok: no problems (max age 3h)")
+
+
+def test_each_endpoint_is_allowed_its_providers_documented_delay() -> None:
+    """Hourly usage: an hour late; daily costs: a day; Cost Explorer and Cost Management: 24-48 h."""
+    from providers import aws_bedrock, azure_openai, openai
+
+    hourly = next(e for e in openai.ENDPOINTS if e.name == "completions")
+    daily = next(e for e in openai.ENDPOINTS if e.name == "costs")
+    assert hourly.expected_lag == timedelta(hours=2) and daily.expected_lag == timedelta(days=2, hours=1)
+    assert aws_bedrock.ENDPOINTS[0].expected_lag == azure_openai.ENDPOINTS[0].expected_lag == timedelta(days=3)
