@@ -85,6 +85,7 @@ def test_cloud_credentials_appear_in_no_file_log_run_record_or_output(cloud, cap
     from tests.cloud.helpers import CLOUD, connection, secrets_of
 
     caplog.set_level(logging.DEBUG)
+    create_database()
     runner = CliRunner()
     outputs: list[str] = []
 
