@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import ClassVar
 
 from collector.core.catalog import provider_id
+from collector.core.csvout import unescape_cell
 from collector.core.schema import TOKEN_FIELDS, UsageRecord
 from importers import _common
 from importers.base import (
@@ -174,7 +175,15 @@ class FocusImporter(Importer):
             cost = money(exact, names["x_cost"]) if exact else rec.cost
             return cost, "billed", rec.currency, ""
 
+        # Text cells our CSV writer escaped against spreadsheet formulas (collector/core/csvout.py).
+        numeric = {"billed_cost", "effective_cost", "start", "end", "quantity", "x_cost", "x_estimated_cost"}
+        numeric.update(f"x_{n}" for n in OWN_COUNTS)
+        texts = [i for name, i in cols.index.items() if name not in numeric]
+
         def mapper(row: list[str]) -> UsageRecord | None:
+            for i in texts:
+                if row[i][:1] == "'":
+                    row[i] = unescape_cell(row[i])
             rec = generic(row)
             if rec is None:
                 return None

@@ -7,8 +7,6 @@ accepts, with exit code 2 and no traceback; ``status --check`` exits 1 on a prob
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from collector.cli.common import currency_code, database
+from collector.core import csvout
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
@@ -274,17 +273,15 @@ def render_json(result: ReportResult) -> str:
 
 def render_csv(result: ReportResult) -> str:
     """CSV with a header; ``quantities`` as ``unit=amount;unit=amount``."""
-    buf = io.StringIO()
     header = (["period"] + (["period_local"] if result.tz != "UTC" else []) if result.grain else []) + list(result.by)
     header += list(MEASURE_COLUMNS)
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for item in machine_rows(result):
         item["quantities"] = ";".join(f"{u}={q}" for u, q in item["quantities"].items())
         item["counted_from"] = ";".join(item["counted_from"])
         item["cost"] = "" if item["cost"] is None else item["cost"]
-        writer.writerow(item)
-    return buf.getvalue().rstrip("\n")
+        rows.append([item.get(h, "") for h in header])
+    return csvout.to_csv(header, rows).rstrip("\n")
 
 
 # -- commands -----------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from sqlalchemy import Boolean, Column, Index, Integer, String, Table, func, ins
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
+from collector.core import csvout
 from collector.core.sqltypes import UTCDateTime, canonical_decimal
 from collector.finance.forecast import month_bounds
 from collector.query.report import Converter, Filters, report
@@ -246,7 +247,7 @@ def rules_from_csv(text: str) -> list[Rule]:
     out = []
     for line, row in enumerate(reader, start=2):
         try:
-            out.append(Rule(**{c: (row.get(c) or "").strip() for c in RULE_COLUMNS}))
+            out.append(Rule(**{c: csvout.unescape_cell((row.get(c) or "").strip()) for c in RULE_COLUMNS}))
         except ChargebackError as exc:
             raise ChargebackError(f"rules file line {line}: {exc}") from exc
     return out
@@ -254,12 +255,7 @@ def rules_from_csv(text: str) -> list[Rule]:
 
 def rules_to_csv(rules: Iterable[Rule]) -> str:
     """The rules as a CSV file :func:`rules_from_csv` reads back."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(RULE_COLUMNS)
-    for r in rules:
-        writer.writerow([getattr(r, c) for c in RULE_COLUMNS])
-    return buf.getvalue()
+    return csvout.to_csv(RULE_COLUMNS, ([getattr(r, c) for c in RULE_COLUMNS] for r in rules))
 
 
 # -- chargeback ----------------------------------------------------------------------------------
@@ -383,7 +379,7 @@ def monthly_chargeback(
 def chargeback_csv(cb: Chargeback) -> str:
     """The chargeback as CSV: one line per team and currency, then a total line per currency."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csvout.writer(buf)
     writer.writerow(["month", "team", "cost_centre", "currency", "amount", "amount_exact", "rules_version", "basis"])
     month = cb.month.strftime("%Y-%m")
     for ln in cb.lines:

@@ -25,7 +25,6 @@ Token usage follows §9.4's practical mapping: ``ServiceCategory`` "AI and Machi
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from collector.core import csvout
 from collector.core.catalog import PROVIDERS, SUBSET_KINDS, display_name
 from collector.core.schema import RECORD_FIELDS
 from collector.core.store import USAGE
@@ -353,7 +353,7 @@ def _cell(value: Any) -> str:
 def write_focus_csv(engine: Engine, since: datetime, until: datetime, fp: IO[str]) -> ExportResult:
     """FOCUS rows as CSV (header = :data:`EXPORT_COLUMNS`) to a text file object."""
     result = ExportResult(getattr(fp, "name", "-"), "focus")
-    writer = csv.writer(fp, lineterminator="\n")
+    writer = csvout.writer(fp)
     writer.writerow(EXPORT_COLUMNS)
     for row in iter_focus(engine, since, until):
         writer.writerow([_cell(row[c]) for c in EXPORT_COLUMNS])
@@ -372,7 +372,7 @@ def write_usage_csv(
 ) -> ExportResult:
     """The stored usage rows, every :class:`~collector.core.schema.UsageRecord` field, as CSV."""
     result = ExportResult(getattr(fp, "name", "-"), "csv")
-    writer = csv.writer(fp, lineterminator="\n")
+    writer = csvout.writer(fp)
     writer.writerow(RECORD_FIELDS)
     sources = ("api", "csv", "proxy") if include_proxy else ("api", "csv")
     for r in _usage_rows(engine, since, until, sources):

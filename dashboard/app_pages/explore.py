@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from collector.core import csvout
 from collector.query.report import DIMENSIONS, SOURCES, Filters
 from dashboard import auth, charts, queries, ui
 
@@ -107,7 +108,7 @@ def render() -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     st.download_button(
         "Download CSV",
-        table.to_csv(index=False).encode(),
+        csvout.frame_to_csv(table),
         file_name=f"llm-usage_{since:%Y%m%d}-{until:%Y%m%d}_{by}_{grain}.csv",
         mime="text/csv",
     )

