@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from collector.core.http import FatalAPIError, make_client, mask_key
+from collector.core.http import FatalAPIError, check_base_url, make_client, mask_key
 from collector.core.schema import UsageRecord
 from collector.core.settings import Settings
 from collector.core.windows import Window
@@ -274,8 +274,12 @@ class Provider(ABC):
         transport: httpx.BaseTransport | None = None,
         options: Mapping[str, str] | None = None,
     ) -> Provider:
-        """A provider instance with its own client from :func:`collector.core.http.make_client`."""
-        url = base_url or str(getattr(settings, cls.base_url_setting))
+        """A provider instance with its own client from :func:`collector.core.http.make_client`.
+
+        Raises:
+            collector.core.http.InsecureURLError: the base URL is not https (nor loopback http).
+        """
+        url = check_base_url(base_url or str(getattr(settings, cls.base_url_setting)))
         client = make_client(
             settings, base_url=url.rstrip("/") + "/", headers=cls.auth_headers(key), transport=transport
         )

@@ -9,6 +9,7 @@ Providers never sleep, retry or catch ``httpx`` errors themselves.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -63,9 +64,78 @@ class FatalAPIError(APIError):
         return self.status in (401, 403)
 
 
-def redact(text: str) -> str:
-    """Mask anything key-shaped (``sk-...``) in a message."""
+def secret_variants(secret: str) -> list[str]:
+    """The spellings of a known key a provider may echo: whole, and without its prefix(es).
+
+    ``sk-admin-AbC…`` is also matched as ``admin-AbC…`` and ``AbC…`` (a provider quoting the
+    key's body), down to a 12-character remainder so short words are never masked.
+    """
+    secret = secret.strip()
+    if len(secret) < 12:
+        return [secret] if secret else []
+    out = [secret]
+    for i, ch in enumerate(secret[:24]):
+        if ch in "-_" and len(secret) - i - 1 >= 12:
+            out.append(secret[i + 1 :])
+    return out
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Mask anything key-shaped (``sk-...``) in a message, and every known secret in any case.
+
+    Args:
+        text: a message that may quote a key (a provider's error, an exception).
+        *secrets: plaintext keys known where the message is made (the connection's admin key):
+            each is masked wherever it appears, upper- or lower-cased, with or without its
+            prefix (:func:`secret_variants`), not only when it looks like ``sk-…``.
+    """
+    for secret in secrets:
+        for variant in sorted(secret_variants(secret), key=len, reverse=True):
+            text = re.sub(re.escape(variant), "…", text, flags=re.IGNORECASE)
     return _KEY_PATTERN.sub(r"\1…", text)
+
+
+class InsecureURLError(ValueError):
+    """A base URL that would send an admin key in clear text (or carries credentials itself)."""
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> str:
+    """Return ``url`` if an admin key may be sent to it: ``https``, or ``http`` to a loopback host.
+
+    Raises:
+        InsecureURLError: another scheme, plain ``http`` to a network host, user:password in
+            the URL, a query or fragment, or no host.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InsecureURLError(f"not a URL: {exc}") from None
+    if parsed.scheme not in ("https", "http") or not parsed.host:
+        raise InsecureURLError("the base URL must be https://host/… (http only for localhost)")
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
+        raise InsecureURLError(
+            f"refusing plain http to {parsed.host}: the admin key would cross the network unencrypted; use https "
+            "(http is accepted only for loopback addresses such as 127.0.0.1)"
+        )
+    if parsed.userinfo:
+        raise InsecureURLError("the base URL must not contain a user name or password")
+    if parsed.query or parsed.fragment:
+        raise InsecureURLError("the base URL must not contain a query string or fragment")
+    return url
 
 
 def mask_key(key: str) -> str:
@@ -150,19 +220,44 @@ def _ms_ratelimit_retry_after(headers: httpx.Headers) -> float | None:
     return max(waits) if waits else None
 
 
+#: Longest provider error text kept (in ``sync_runs``, ``last_error``, ``status``, the dashboard).
+MAX_ERROR_TEXT = 300
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+_SPACE = re.compile(r"\s+")
+
+
+def trim_error(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """One line of at most ``limit`` characters; an HTML page (a proxy's or CDN's) becomes its text."""
+    if "<" in text and re.search(r"<(!doctype|html|head|body|title|div|p|h1)\b", text, re.IGNORECASE):
+        title = re.search(r"<title[^>]*>(.*?)</title\s*>", text, re.IGNORECASE | re.DOTALL)
+        text = "HTML page: " + (title.group(1) if title else _TAG.sub(" ", text))
+    text = _SPACE.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_message(response: httpx.Response) -> str:
-    """The provider's own error text: ``error.message`` when JSON, else the body's start."""
+    """The provider's own error text: ``error.message`` when JSON, else the body's start, trimmed."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300] or response.reason_phrase
+        return trim_error(response.text) or response.reason_phrase
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
+            return trim_error(str(err["message"]))
         if isinstance(err, str):
-            return err
-    return response.text[:300]
+            return trim_error(err)
+    return trim_error(response.text)
+
+
+def request_secrets(request: httpx.Request) -> tuple[str, ...]:
+    """The credentials a request carried (its secret headers), to mask in whatever it caused."""
+    out = []
+    for name in SECRET_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            out.append(value[7:] if value[:7].lower() == "bearer " else value)
+    return tuple(out)
 
 
 def check(response: httpx.Response) -> httpx.Response:
@@ -170,7 +265,10 @@ def check(response: httpx.Response) -> httpx.Response:
     status = response.status_code
     if status < 400:
         return response
-    message = f"HTTP {status} from {response.request.url.host}: {error_message(response)}"
+    # A provider may echo the key it was sent (upper-cased, without its prefix ...): mask it exactly.
+    message = redact(
+        f"HTTP {status} from {response.request.url.host}: {error_message(response)}", *request_secrets(response.request)
+    )
     if status == 429 or status >= 500:
         raise RetriableAPIError(
             message, status=status, url=str(response.request.url), retry_after=_retry_after(response)

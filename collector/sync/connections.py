@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from collector.core.http import APIError, FatalAPIError, redact
+from collector.core.http import APIError, FatalAPIError, InsecureURLError, check_base_url, redact
 from collector.core.settings import Settings
 from collector.sync.tables import Connection, SyncRun, SyncState
 from collector.sync.vault import Vault
@@ -74,9 +74,9 @@ def probe_key(
     try:
         account = api.probe()
     except FatalAPIError as exc:
-        return ProbeResult(False, message=redact(str(exc)), auth_failed=exc.is_auth)
+        return ProbeResult(False, message=redact(str(exc), *provider.secrets_in(key)), auth_failed=exc.is_auth)
     except (APIError, ProviderError) as exc:
-        return ProbeResult(False, message=redact(str(exc)))
+        return ProbeResult(False, message=redact(str(exc), *provider.secrets_in(key)))
     finally:
         api.close()
     return ProbeResult(True, account=account, message="ok")
@@ -113,6 +113,12 @@ def add_connection(
     label = label.strip()
     if not label:
         raise ConnectionsError("a connection needs a --label")
+    base_url = base_url.strip()
+    if base_url:
+        try:
+            check_base_url(base_url)
+        except InsecureURLError as exc:
+            raise ConnectionsError(f"--base-url: {exc}") from None
     account, status, tested = "", STATUS_UNTESTED, None
     if test:
         result = probe_key(settings, cls, key, base_url=base_url, transport=transport, options=opts)

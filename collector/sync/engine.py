@@ -18,6 +18,7 @@ the scheduler pauses it until the key is replaced or re-tested.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import socket
@@ -34,7 +35,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection as DBConnection
 from sqlalchemy.engine import Engine, make_url
 
-from collector.core.http import APIError, FatalAPIError, redact
+from collector.core.http import APIError, FatalAPIError, InsecureURLError, redact, trim_error
 from collector.core.ingest import NO_HOOKS, Hooks, ingest
 from collector.core.schema import InvariantError
 from collector.core.settings import Settings
@@ -201,6 +202,10 @@ def _start_run(engine: Engine, conn: Connection, endpoint: str, window: Window) 
             )
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _scrub(text: str, *, secrets: tuple[str, ...]) -> str:
+    return redact(text, *secrets)
 
 
 def _finish_run(engine: Engine, res: EndpointResult, started: float) -> None:
@@ -379,6 +384,7 @@ def _sync_endpoint(
     conn: Connection,
     item: _Plan,
     progress: Progress | None,
+    scrub: Callable[[str], str] = redact,
 ) -> EndpointResult:
     """Fetch, parse and store one endpoint's window page by page; raises only auth failures."""
     assert conn.id is not None
@@ -405,14 +411,14 @@ def _sync_endpoint(
                 progress(ep.name, window, page.through, res.pages, res.rows)
         res.status = "ok"
     except FatalAPIError as exc:
-        res.status, res.error = "failed", str(exc)
+        res.status, res.error = "failed", scrub(str(exc))
         if exc.is_auth:
             _finish_run(engine, res, started)
             raise
     except (APIError, ProviderError, InvariantError, AmountOverflow) as exc:
-        res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
+        res.status, res.error = "failed", scrub(f"{type(exc).__name__}: {exc}")
     except BaseException as exc:  # unexpected: record it in sync_runs, then fail loudly
-        res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
+        res.status, res.error = "failed", scrub(f"{type(exc).__name__}: {trim_error(str(exc))}")
         _finish_run(engine, res, started)
         raise
     _finish_run(engine, res, started)
@@ -482,9 +488,17 @@ def sync_connection(
             summary.error = str(exc)
             mark_status(engine, connection_id, STATUS_FAILING, str(exc))
             return summary
-        api = get_provider(conn.provider).connect(
-            settings, key, base_url=conn.base_url, transport=transport, options=conn.option_values
-        )
+        provider = get_provider(conn.provider)
+        try:
+            api = provider.connect(
+                settings, key, base_url=conn.base_url, transport=transport, options=conn.option_values
+            )
+        except InsecureURLError as exc:
+            summary.error = f"base URL refused: {exc}"
+            mark_status(engine, connection_id, STATUS_FAILING, summary.error)
+            return summary
+        # Every error text stored or shown from here on masks the exact credential, in any spelling.
+        scrub = functools.partial(_scrub, secrets=provider.secrets_in(key))
         del key
         try:
             _run(
@@ -498,11 +512,12 @@ def sync_connection(
                 until,
                 endpoints,
                 progress,
+                scrub,
                 refetch=refetch,
                 scheduled=scheduled,
             )
             if summary.ok:
-                _read_facts(engine, api, connection_id)
+                _read_facts(engine, api, connection_id, scrub)
         finally:
             api.close()
         summary.overlaps = _overlaps(engine, conn, summary)
@@ -513,12 +528,12 @@ def sync_connection(
     return summary
 
 
-def _read_facts(engine: Engine, api: Provider, connection_id: int) -> None:
+def _read_facts(engine: Engine, api: Provider, connection_id: int, scrub: Callable[[str], str] = redact) -> None:
     """Store the provider's account levels (balance ...); a failure here never fails the sync."""
     try:
         facts = api.account_facts()
     except (APIError, ProviderError) as exc:
-        log.info("connection %d: account facts not read: %s", connection_id, redact(str(exc)))
+        log.info("connection %d: account facts not read: %s", connection_id, scrub(str(exc)))
         return
     if facts:
         record_facts(engine, connection_id, {**facts, "as_of": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
@@ -551,6 +566,7 @@ def _run(
     until: datetime | None,
     endpoints: set[str] | None,
     progress: Progress | None,
+    scrub: Callable[[str], str],
     *,
     refetch: bool = False,
     scheduled: bool = False,
@@ -562,11 +578,11 @@ def _run(
     )  # fmt: skip
     for item in plans:
         try:
-            summary.endpoints.append(_sync_endpoint(engine, settings, api, conn, item, progress))
+            summary.endpoints.append(_sync_endpoint(engine, settings, api, conn, item, progress, scrub))
         except FatalAPIError as exc:  # 401/403: stop at once, pause the job (is_auth only)
-            summary.auth_failed, summary.error = True, str(exc)
-            mark_status(engine, conn.id, STATUS_AUTH_FAILED, str(exc))
-            log.warning("connection %d (%s): key refused, syncing paused: %s", conn.id, conn.label, exc)
+            summary.auth_failed, summary.error = True, scrub(str(exc))
+            mark_status(engine, conn.id, STATUS_AUTH_FAILED, summary.error)
+            log.warning("connection %d (%s): key refused, syncing paused: %s", conn.id, conn.label, summary.error)
             return
     failed = [e for e in summary.endpoints if e.status != "ok"]
     if failed:

@@ -72,6 +72,10 @@ class Faults:
     retry_after: str = "1"
     timeout_sleep: float = 2.0
     auth_fail: bool = False
+    #: How a 401 echoes the key: "verbatim", "upper" (upper-cased) or "bare" (without its prefix).
+    echo: str = "verbatim"
+    #: Answer every request with a large HTML error page of this status (a CDN or proxy in the way).
+    html_status: int = 0
     repeat_cursor: bool = False
     latency: float = 0.0
     revise_from: int | None = None  # epoch seconds: buckets starting at or after it are revised
@@ -167,12 +171,17 @@ class FakeAdminAPI:
 
     def _auth_error(self, request: Request, provider: str) -> Response | None:
         f = self.faults
+        if f.html_status:
+            page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>body{}</style></head><body>"
+            page += "<p>upstream</p>" * 5000 + "</body></html>"
+            return self._status(Response(page, f.html_status, media_type="text/html"))
         if provider == "openai":
             key = request.headers.get("authorization", "").removeprefix("Bearer ")
             if f.auth_fail or not key.startswith("sk-admin-"):
                 # Like OpenAI, echo the key in the message: the client must redact it.
+                echoed = {"upper": key.upper(), "bare": key.removeprefix("sk-admin-")}.get(f.echo, key)
                 message = (
-                    f"Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com."
+                    f"Incorrect API key provided: {echoed}. You can find your API key at https://platform.openai.com."
                 )
                 return self._status(JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, 401))
         else:
