@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
+from collector.core.private import private_dir, private_file
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine: SQLite in WAL mode with foreign keys on, or PostgreSQL in UTC.
@@ -21,12 +23,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         **kwargs: passed to :func:`sqlalchemy.create_engine`.
 
     Returns:
-        The engine; the SQLite file's folder is created if missing.
+        The engine; the SQLite file's folder is created if missing (``0700``), the file ``0600``.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            # Only its owner may read the database (and so its WAL and shared-memory files).
+            private_file(private_dir(Path(parsed.database).parent) / Path(parsed.database).name)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

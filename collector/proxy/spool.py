@@ -39,6 +39,8 @@ from typing import IO, Any
 
 import uuid_utils
 
+from collector.core.private import private_dir, private_opener
+
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
@@ -89,8 +91,8 @@ class Spool:
         Raises:
             SpoolBusyError: another process (e.g. a second replica on this host) uses the folder.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fh = open(self.folder / ".lock", "a")  # noqa: SIM115  (held open for the lock's lifetime)
+        private_dir(self.folder)  # 0700: events name teams, projects and key fingerprints
+        fh = open(self.folder / ".lock", "a", opener=private_opener)  # noqa: SIM115  (held while locked)
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -220,10 +222,10 @@ class Spool:
         data = b"".join(encode(e) for e in events)
         if not data:
             return 0
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         path = self.folder / _segment_name()
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
+        with open(tmp, "wb", opener=private_opener) as fh:
             fh.write(data)
             fh.flush()
             if self.fsync_seconds > 0:

@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from collector.core.private import private_dir
 from collector.core.settings import Settings
 from collector.proxy.models import MONITOR_TOKENS
 
@@ -105,7 +106,7 @@ def load_salt(settings: Settings) -> bytes:
         return settings.proxy_fingerprint_salt.get_secret_value().encode()
     path = Path(settings.data_dir) / "proxy-salt"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from collector.core.http import APIError, FatalAPIError, InsecureURLError, redact, trim_error
 from collector.core.ingest import NO_HOOKS, Hooks, ingest
+from collector.core.private import private_dir
 from collector.core.schema import InvariantError
 from collector.core.settings import Settings
 from collector.core.store import AmountOverflow
@@ -142,7 +143,7 @@ def connection_lock(engine: Engine, settings: Settings, connection_id: int) -> I
                     db.commit()
         return
     path = _lock_path(engine, settings, connection_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fh: IO[str] = open(path, "a")  # noqa: SIM115  (held open for the lock's lifetime)
     try:
         try:

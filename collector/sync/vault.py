@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.engine import make_url
 
+from collector.core.private import private_dir
 from collector.core.settings import Settings
 
 SECRET_FILE = "secret.key"  # noqa: S105  (a file name, not a secret)
@@ -114,7 +115,7 @@ def _read_file(path: Path) -> list[str]:
 
 def write_secret_file(path: Path, secrets: list[str]) -> None:
     """Write secrets (newest first) to ``path`` with mode 0600, atomically replacing it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
