@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import IO, ClassVar, cast
+from typing import IO, Any, ClassVar, cast
 
 from collector.core.cloud_billing import NO_TOKENS as NO_TOKENS
 from collector.core.cloud_billing import slug, token_direction, token_fields, unit_multiplier
@@ -196,6 +196,41 @@ def sniff_delimiter(header_line: str) -> str:
     return best
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one file may cost to read; a file past a limit is refused, naming the limit and its setting.
+
+    Hostile or broken files are cheap to make and expensive to read: a few hundred kilobytes
+    of gzip can hold one 300 MB line (all of it in memory before a line-based reader sees its
+    end) or millions of tiny rows (minutes of CPU). ``0`` switches a limit off.
+    """
+
+    max_bytes: int = 2 * 1024**3
+    max_line: int = 1024 * 1024
+    max_rows: int = 5_000_000
+
+
+class _Bounded(io.RawIOBase):
+    """A binary stream that refuses to yield more than ``limit`` (decompressed) bytes."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream, self.limit, self.read_bytes = stream, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        self.read_bytes += len(data)
+        if self.limit and self.read_bytes > self.limit:
+            raise FileFormatError(
+                f"the file holds more than {self.limit:,} bytes once decompressed "
+                "(limit LLM_USAGE_IMPORT_MAX_BYTES); split it or raise the limit"
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
 PARQUET_MAGIC = b"PAR1"
 
 
@@ -210,15 +245,17 @@ class ParquetFile:
     Args:
         fp: a seekable binary file object holding a Parquet file.
         name: the file name used in messages.
+        limits: the data rows the file may have (:class:`Limits`; bytes and lines are a CSV's).
     """
 
     decimal_comma = False
     header_line = 1
 
-    def __init__(self, fp: IO[bytes], name: str) -> None:
+    def __init__(self, fp: IO[bytes], name: str, limits: Limits | None = None) -> None:
         import pyarrow.parquet as pq
 
         self.name = name
+        self.limits = limits or Limits()
         fp.seek(0)
         try:
             self._file = pq.ParquetFile(fp)
@@ -231,7 +268,14 @@ class ParquetFile:
     def batches(self, size: int = BATCH_ROWS) -> Iterator[tuple[list[int], list[list[str]]]]:
         """Yield ``(line numbers, rows)`` lists of up to ``size`` rows, cells as text."""
         line = self.header_line
+        max_rows = self.limits.max_rows
         for batch in self._file.iter_batches(batch_size=size):
+            if max_rows and line - self.header_line + batch.num_rows > max_rows:
+                raise FileFormatError(
+                    f"more than {max_rows:,} data rows (limit LLM_USAGE_IMPORT_MAX_ROWS); split the file "
+                    "or raise the limit",
+                    line=self.header_line + max_rows + 1,
+                )
             columns = [[_cell_text(v) for v in column.to_pylist()] for column in batch.columns]
             rows = [list(cells) for cells in zip(*columns, strict=True)] if columns else []
             lines = list(range(line + 1, line + 1 + len(rows)))
@@ -254,12 +298,12 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def open_table(fp: IO[bytes], name: str) -> TableFile:
+def open_table(fp: IO[bytes], name: str, limits: Limits | None = None) -> TableFile:
     """A CSV (plain or gzip) or Parquet file, told apart by its first bytes."""
     fp.seek(0)
     magic = fp.read(4)
     fp.seek(0)
-    return ParquetFile(fp, name) if magic == PARQUET_MAGIC else CsvFile(fp, name)
+    return ParquetFile(fp, name, limits) if magic == PARQUET_MAGIC else CsvFile(fp, name, limits)
 
 
 class CsvFile:
@@ -268,10 +312,12 @@ class CsvFile:
     Args:
         fp: a seekable binary file object positioned anywhere (it is rewound).
         name: the file name used in messages.
+        limits: decompressed bytes, line length and rows the file may have (:class:`Limits`).
     """
 
-    def __init__(self, fp: IO[bytes], name: str) -> None:
+    def __init__(self, fp: IO[bytes], name: str, limits: Limits | None = None) -> None:
         self.name = name
+        self.limits = limits or Limits()
         fp.seek(0)
         magic = fp.read(2)
         fp.seek(0)
@@ -289,7 +335,8 @@ class CsvFile:
         if not sample.strip(b"\x00\r\n\t \xef\xbb\xbf\xff\xfe"):
             raise FileFormatError("the file is empty", line=1)
         self.encoding = _sniff_encoding(sample, complete=len(sample) < SAMPLE_BYTES)
-        self._text = io.TextIOWrapper(stream, encoding=self.encoding, newline="")
+        bounded = io.BufferedReader(_Bounded(stream, self.limits.max_bytes), 1 << 16)
+        self._text = io.TextIOWrapper(bounded, encoding=self.encoding, newline="")
         self.line_offset = 0
         header_line = self._first_line()
         if "\x00" in header_line:
@@ -308,10 +355,26 @@ class CsvFile:
         self.header_line = self.line_offset
         self._reader = csv.reader(self._lines(), delimiter=self.delimiter)
 
+    def _physical_lines(self, first: int) -> Iterator[str]:
+        """The text's lines, each read with a length cap so one endless line never fills memory."""
+        limit = self.limits.max_line
+        read = self._text.readline
+        number = first
+        while line := read(limit + 1) if limit else read():
+            number += 1
+            if limit and len(line) > limit and line[-1] not in "\r\n":
+                raise self._too_long(number)
+            yield line
+
+    def _too_long(self, line: int) -> FileFormatError:
+        return FileFormatError(
+            f"line longer than {self.limits.max_line:,} characters (limit LLM_USAGE_IMPORT_MAX_LINE_LENGTH)", line=line
+        )
+
     def _first_line(self) -> str:
         """Skip blank and ``#`` comment lines; return the header line."""
         try:
-            for raw in self._text:
+            for raw in self._physical_lines(0):
                 self.line_offset += 1
                 line = raw.lstrip("\ufeff")
                 if line.strip() and not line.startswith("#"):
@@ -323,10 +386,14 @@ class CsvFile:
     def _lines(self) -> Iterator[str]:
         """The text lines after the header, refusing NUL characters (no database stores them in text)."""
         number = self.line_offset
-        for line in self._text:
+        limit = self.limits.max_line
+        read = self._text.readline
+        while line := read(limit + 1) if limit else read():  # capped: one endless line never fills memory
             number += 1
             if "\x00" in line:
                 raise FileFormatError("NUL character in the text (binary or corrupt file?)", line=number)
+            if limit and len(line) > limit and line[-1] not in "\r\n":
+                raise self._too_long(number)
             yield line
 
     def batches(self, size: int = BATCH_ROWS) -> Iterator[tuple[list[int], list[list[str]]]]:
@@ -342,12 +409,16 @@ class CsvFile:
         prev = 0
         lines: list[int] = []
         rows: list[list[str]] = []
+        max_rows, seen = self.limits.max_rows, 0
         try:
             for row in reader:
                 lines.append(prev + 1 + offset)
                 rows.append(row)
                 prev = reader.line_num
                 if len(rows) >= size:
+                    seen += len(rows)
+                    if max_rows and seen > max_rows:
+                        raise self._too_many_rows(lines[max_rows - seen + len(rows)])
                     yield lines, rows
                     lines, rows = [], []
         except UnicodeDecodeError as exc:
@@ -359,7 +430,16 @@ class CsvFile:
         except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip stream
             raise FileFormatError(f"cannot read the file: {exc}", line=reader.line_num + offset + 1) from exc
         if rows:
+            if max_rows and seen + len(rows) > max_rows:
+                raise self._too_many_rows(lines[max_rows - seen])
             yield lines, rows
+
+    def _too_many_rows(self, line: int) -> FileFormatError:
+        return FileFormatError(
+            f"more than {self.limits.max_rows:,} data rows (limit LLM_USAGE_IMPORT_MAX_ROWS); split the file "
+            "or raise the limit",
+            line=line,
+        )
 
 
 # -- values -------------------------------------------------------------------------------------

@@ -45,7 +45,16 @@ from collector.query.billing import (
     read_coverage,
 )
 from importers import detect, get_importer
-from importers.base import BATCH_ROWS, FileFormatError, ImportContext, Importer, ImportIssue, TableFile, open_table
+from importers.base import (
+    BATCH_ROWS,
+    FileFormatError,
+    ImportContext,
+    Importer,
+    ImportIssue,
+    Limits,
+    TableFile,
+    open_table,
+)
 from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
 
 #: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
@@ -168,6 +177,11 @@ def _open_source(source: Source, name: str | None) -> Iterator[tuple[IO[bytes], 
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as spool:
         shutil.copyfileobj(source, spool)
         yield spool, display  # type: ignore[misc]
+
+
+def limits(settings: Settings) -> Limits:
+    """What one file may cost to read, from the ``LLM_USAGE_IMPORT_MAX_*`` settings."""
+    return Limits(settings.import_max_bytes, settings.import_max_line_length, settings.import_max_rows)
 
 
 def _digest(fp: IO[bytes]) -> tuple[str, int]:
@@ -340,7 +354,7 @@ def import_file(
             ai_services=frozenset(s.strip().lower() for s in settings.import_ai_services.split(",") if s.strip()),
         )
         try:
-            csv_file = open_table(fp, display)
+            csv_file = open_table(fp, display, limits(settings))
             chosen = get_importer(importer) if importer else detect(csv_file.header)
             if missing := chosen.missing(csv_file.header):
                 raise FileFormatError(

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     import_keep_all_services: bool = Field(
         False, description="CSV imports keep rows of every service, not only AI ones (like --all-services)."
     )
+    import_max_bytes: int = Field(
+        2 * 1024**3, ge=0, description="Largest file CSV imports read, in bytes once decompressed (0 = no limit)."
+    )
+    import_max_line_length: int = Field(
+        1024 * 1024, ge=0, description="Longest line (characters) a CSV import reads before refusing the file."
+    )
+    import_max_rows: int = Field(5_000_000, ge=0, description="Most data rows one CSV import reads (0 = no limit).")
     backfill_days: int = Field(30, ge=1, description="Days of history the first sync of a connection fetches.")
     usage_lookback_hours: int = Field(
         48, ge=1, description="Hourly usage buckets re-fetched on every sync (providers revise recent data)."
