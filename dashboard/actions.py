@@ -16,7 +16,10 @@ the browser.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -47,6 +50,7 @@ def _writes(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         finally:
+            _forget_previews()
             queries.clear_caches()
 
     return wrapper
@@ -137,12 +141,44 @@ def remove_connection(connection_id: int) -> None:
     connections.remove_connection(queries.engine(), connection_id)
 
 
+#: Dry runs kept per (database, bytes, name): the Import page reruns on every click, and a dry
+#: run of a large export costs seconds of CPU; a hostile client must not make every rerun pay it.
+_PREVIEWS: OrderedDict[tuple[str, str, str], ImportResult] = OrderedDict()
+_PREVIEW_LIMIT = 32
+_PREVIEW_LOCK = threading.Lock()
+
+
+def _forget_previews() -> None:
+    """Every write may change a dry run's answer (a duplicate, which billed source counts)."""
+    with _PREVIEW_LOCK:
+        _PREVIEWS.clear()
+
+
+def preview_upload(data: bytes, name: str, *, who: str) -> ImportResult:
+    """The dry run of one upload, computed once per distinct bytes (SHA-256) and name, then reused.
+
+    Any write through this module (a real import, a billing preference ...) forgets every kept
+    dry run: the next one must see the file as a duplicate, or another source counting.
+    """
+    key = (str(queries.engine().url), hashlib.sha256(data).hexdigest(), name)
+    with _PREVIEW_LOCK:
+        if (hit := _PREVIEWS.get(key)) is not None:
+            _PREVIEWS.move_to_end(key)
+            return hit
+    result = import_upload(data, name, dry_run=True, who=who)
+    with _PREVIEW_LOCK:
+        _PREVIEWS[key] = result
+        while len(_PREVIEWS) > _PREVIEW_LIMIT:
+            _PREVIEWS.popitem(last=False)
+    return result
+
+
 def import_upload(data: bytes, name: str, *, dry_run: bool, who: str) -> ImportResult:
     """Dry-run or import one uploaded file through :func:`importers.service.import_file`.
 
     Each call gets its own file object: the importer closes the one it reads, and the same
     upload is read twice (the dry run, then the import after the confirm). Only a real import
-    clears the read caches: the page dry-runs every upload on every run.
+    clears the read caches (and the kept dry runs of :func:`preview_upload`).
     """
     try:
         return import_file(
@@ -156,6 +192,7 @@ def import_upload(data: bytes, name: str, *, dry_run: bool, who: str) -> ImportR
         )
     finally:
         if not dry_run:
+            _forget_previews()
             queries.clear_caches()
 
 

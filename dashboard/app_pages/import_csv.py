@@ -32,7 +32,7 @@ def render() -> None:
     for upload in files or []:
         st.subheader(upload.name)
         try:
-            result = actions.import_upload(upload.getvalue(), upload.name, dry_run=True, who=account.name)
+            result = actions.preview_upload(upload.getvalue(), upload.name, who=account.name)
         except Exception as exc:  # noqa: BLE001  (bad input is shown to the user, never a crash)
             st.error(f"Could not read {upload.name}: {actions.safe_message(exc)}")
             continue

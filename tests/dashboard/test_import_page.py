@@ -90,3 +90,29 @@ def test_a_file_billing_days_another_source_bills_says_which_counts_and_lets_fin
     assert preferences(queries.engine()) == {}
     at.switch_page("app_pages/overview.py").run()
     assert {m.label: m.value for m in at.metric}["Month to date"] == "$157.00"  # FOCUS counts again: 144.25 + 12.75
+
+
+def test_the_dry_run_runs_once_per_upload_not_on_every_rerun(dashboard_db, monkeypatch):
+    from dashboard import actions
+
+    calls: list[bool] = []
+    real = actions.import_file
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["dry_run"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "import_file", counting)
+    at = app("finance", "app_pages/import_csv.py")
+    at.file_uploader(key="import_files").upload("mistral.csv", GOOD, "text/csv").run()
+    for _ in range(3):
+        at.run()
+    assert not at.exception, at.exception
+    assert calls == [True]  # one dry run for four runs of the page
+    assert json.loads(at.json[0].value)["rows read"] == 1
+    at.button(key="confirm_import").click().run()
+    assert calls == [True, False]
+    # After a real import the same bytes are dry-run afresh (and now recognised as a duplicate).
+    at = app("finance", "app_pages/import_csv.py")
+    at.file_uploader(key="import_files").upload("mistral.csv", GOOD, "text/csv").run()
+    assert calls == [True, False, True] and "already imported as import #1" in texts(at)
