@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from collector.cli.common import database, echo_json, hooks_of, list_format
+from collector.core.http import mask_url
 from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 
@@ -54,8 +55,10 @@ def proxy(
     import uvicorn
 
     from collector.proxy.app import ProxyApp
+    from collector.proxy.server import quiet_library_loggers, uvicorn_options
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_library_loggers()
     settings = get_settings()
     settings = settings.model_copy(
         update={
@@ -66,21 +69,9 @@ def proxy(
     app = ProxyApp(settings, **sidecar_extras(settings))
     typer.echo(
         f"proxy: http://{settings.proxy_host}:{settings.proxy_port}  routes: "
-        + ", ".join(f"/{k}/v1 -> {u.base_url}" for k, u in app.routes.items())
+        + ", ".join(f"/{k}/v1 -> {mask_url(u.base_url)}" for k, u in app.routes.items())
     )
-    uvicorn.run(
-        app,
-        host=settings.proxy_host,
-        port=settings.proxy_port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,  # request lines can carry key-like query parameters
-        server_header=False,  # the upstream's own headers pass through
-        date_header=False,
-        log_level="info",
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
 
 
 @proxy_app.command("rollup")

@@ -95,6 +95,17 @@ def redact(text: str, *secrets: str) -> str:
     return _KEY_PATTERN.sub(r"\1…", text)
 
 
+def mask_url(url: str) -> str:
+    """A URL to show: user name and password replaced by ``***``, query string dropped."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "(invalid URL)"
+    if parsed.userinfo:
+        parsed = parsed.copy_with(username="***", password=None)
+    return str(parsed.copy_with(query=None, fragment=None))
+
+
 class InsecureURLError(ValueError):
     """A base URL that would send an admin key in clear text (or carries credentials itself)."""
 

@@ -124,6 +124,26 @@ class Settings(BaseSettings):
     proxy_upstream_timeout_seconds: float = Field(
         600.0, description="Read timeout towards the upstream (long completions stream slowly)."
     )
+    proxy_require_monitor_token: bool = Field(
+        False, description="Refuse (403, nothing forwarded) calls without a valid X-Monitor-Token."
+    )
+    proxy_max_connections: int = Field(
+        1000, ge=1, description="Concurrent connections (and requests) the proxy serves; more get a 503."
+    )
+    proxy_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest time a client may take to send a request's headers before it is dropped."
+    )
+    proxy_body_timeout_seconds: float = Field(
+        30.0, ge=0, description="Longest wait for the next part of a request body (408 after it; 0 = none)."
+    )
+    proxy_idle_timeout_seconds: int = Field(
+        5, ge=1, description="How long an idle keep-alive connection from a client stays open."
+    )
+    proxy_max_buffered_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Request-body bytes all requests together may hold in memory; past it bodies are streamed.",
+    )
     proxy_queue_size: int = Field(
         10_000,
         description="Events held in memory when the spool cannot be written (disk full); beyond it they are lost.",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -42,10 +41,11 @@ from collector.core.http import NODELAY, make_async_client
 from collector.core.settings import Settings, get_settings
 from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
-from collector.proxy.forward import Forwarder, Upstream
+from collector.proxy.forward import Forwarder, Upstream, UpstreamCut, check_path
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from collector.proxy.recorder import Recorder
 from collector.proxy.rollup import purge, rollup
+from collector.proxy.server import quiet_library_loggers
 from collector.proxy.spool import Spool
 from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
 from collector.proxy.transport import FastTransport
@@ -128,13 +128,38 @@ class ProxyApp:
             path: str = scope["path"]
             match = self.match(path)
             if match is not None:
+                if problem := check_path(path, scope.get("raw_path")):
+                    await self.forwarder.refuse(send, 400, "invalid_path", problem)
+                    return
                 upstream, rest = match
                 if upstream is None:
-                    await self._unknown_upstream(send, rest)
+                    await self.forwarder.refuse(
+                        send, 404, "unknown_upstream", "no upstream with that name (see LLM_USAGE_PROXY_UPSTREAMS)"
+                    )
                     return
-                await self.forwarder.handle(scope, receive, send, upstream, rest)
+                await self._forward(scope, receive, send, upstream, rest)
                 return
         await self.starlette(scope, receive, send)
+
+    async def _forward(self, scope: dict[str, Any], receive: Any, send: Any, upstream: Upstream, rest: str) -> None:
+        """Forward, logging an unexpected failure by its type and path only (never query, headers, body)."""
+        assert self.forwarder is not None
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.forwarder.handle(scope, receive, tracked, upstream, rest)
+        except UpstreamCut:
+            raise  # uvicorn drops the client's connection, as the upstream dropped ours
+        except Exception as exc:  # noqa: BLE001  (logged by type and path only; the client gets a 502)
+            log.error("proxy: %s while forwarding %s %s", type(exc).__name__, scope["method"], scope["path"][:200])
+            if started:
+                raise UpstreamCut("forwarding failed mid-response") from None
+            await self.forwarder.refuse(send, 502, "proxy_error", "the request could not be forwarded")
 
     def match(self, path: str) -> tuple[Upstream | None, str] | None:
         """``(upstream, rest-after-/v1)`` for a proxied path; ``(None, name)`` for an unknown name."""
@@ -154,19 +179,6 @@ class ProxyApp:
         if rest and rest[0] != "/":
             return None
         return self.routes[key], rest
-
-    async def _unknown_upstream(self, send: Any, name: str) -> None:
-        known = sorted(k[2:] for k in self.routes if k.startswith("u/"))
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"proxy: no upstream named {name!r}; configured: {known} (LLM_USAGE_PROXY_UPSTREAMS)",
-                    "type": "unknown_upstream",
-                }
-            }
-        ).encode()
-        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
 
     # -- lifespan ------------------------------------------------------------------------------
 
@@ -197,6 +209,7 @@ class ProxyApp:
         them, or leaves them in the spool for the next start if the database is down.
         """
         s = self.settings
+        quiet_library_loggers()  # the HTTP client logs full URLs, query strings (keys) included
         # The recorder's writer thread shares the GIL with the event loop. With the default 5 ms
         # switch interval a database batch could hold a request up to 5 ms; 0.5 ms bounds that.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
@@ -242,6 +255,9 @@ class ProxyApp:
             lambda: self.token_map,
             self.fingerprint,
             include_usage=s.proxy_include_usage,
+            require_token=s.proxy_require_monitor_token,
+            body_timeout=s.proxy_body_timeout_seconds or None,
+            buffer_budget=s.proxy_max_buffered_bytes,
         )
         # Long-lived start-up objects (price table, SQLAlchemy, SDK-sized imports) never become
         # garbage; freezing them keeps the collector's full passes, and their pauses, short.
@@ -265,7 +281,8 @@ class ProxyApp:
                 "database": "up" if recorder is not None and recorder.db_ok else "down",
                 "queue_depth": recorder.depth() if recorder else 0,
                 "spool_bytes": self.spool.size_bytes(),
-                "upstreams": {u.name: u.base_url for u in self.routes.values()},
+                # Names only: an upstream URL may carry credentials, and this page needs no sign-in.
+                "upstreams": sorted(u.name for u in self.routes.values()),
             }
         )
 

@@ -4,11 +4,21 @@ Lean by design (the latency budget is about a millisecond): one shared
 ``httpx.AsyncClient`` with a keep-alive pool (from :func:`collector.core.http.make_async_client`), raw
 ASGI instead of framework request/response objects, the request body forwarded as the bytes that
 came in, the response forwarded chunk by chunk as raw (still encoded) bytes the moment they
-arrive. To learn the model and the stream flag the request body is scanned with two regular
-expressions, never decoded and re-encoded. Usage is parsed after the client has its last byte,
+arrive. To learn the stream flag the request body is scanned with a regular expression, and parsed
+only when it may be a stream request (never re-encoded). Usage is parsed after the client has its last byte,
 from a bounded copy of a JSON body or from the head and tail of an SSE stream
 (:class:`Tap`), and the event goes to the recorder's queue: nothing on this path waits on the
 database.
+
+Hostile callers get nowhere (anyone who can reach the sidecar can send it anything): a path
+with ``.``/``..`` segments, an encoded ``/``, ``?``, ``#`` or control characters is refused with
+a 400 before anything is forwarded (:func:`check_path`); usage comes only from what the upstream
+answered (the model its response names; a failed call is an error count without a model), never
+from the request body; endpoint labels come from a fixed list (:func:`endpoint_name`); the
+caller's headers are forwarded exactly, with none of the HTTP client's defaults added; a body that
+stops arriving times out; bodies over :data:`MAX_READ_BODY`, or beyond the shared buffering
+budget, are streamed through in chunks instead of being held in memory. Nothing a caller sent
+(query string, header values, body) is logged.
 
 The one rewrite: an OpenAI chat/completions stream requested without ``stream_options`` gets
 ``"stream_options":{"include_usage":true}`` spliced into its JSON (when
@@ -59,9 +69,7 @@ _DROP_REQUEST = frozenset(
     }
 )
 _DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"trailer"})
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
-_STREAM_OPTIONS = re.compile(rb'"stream_options"\s*:')
 _INJECT = b',"stream_options":{"include_usage":true}'
 _EVENT_END = re.compile(rb"(\r?\n\r?\n)")
 #: An SSE event longer than this without a blank line means the filter does not understand the stream.
@@ -70,8 +78,28 @@ _MAX_EVENT = 1024 * 1024
 _INCLUDE_USAGE_ENDPOINTS = frozenset({"chat.completions", "completions"})
 #: A call still waiting for its upstream after this many seconds starts watching for its client leaving.
 WATCH_AFTER = 0.05
-#: Bodies up to this size are read whole before forwarding (to learn model and stream flag).
-MAX_READ_BODY = 4 * 1024 * 1024
+#: Bodies up to this size are read whole before forwarding (to learn the stream flag); bigger
+#: ones (uploads, huge prompts) are streamed through untouched, so memory per request stays small.
+MAX_READ_BODY = 1024 * 1024
+#: Endpoint labels the sidecar records: the first path segment after ``/v1`` when it is a known
+#: API resource, else ``other`` (so a caller cannot mint new usage rows with invented paths).
+KNOWN_ENDPOINTS = frozenset(
+    {
+        "assistants", "audio", "batches", "chat", "completions", "containers", "conversations", "embeddings",
+        "evals", "files", "fine_tuning", "images", "messages", "models", "moderations", "realtime", "responses",
+        "threads", "uploads", "vector_stores", "complete",
+    }
+)  # fmt: skip
+#: Known two-segment endpoints (``chat.completions`` ...); other second segments are ids and dropped.
+KNOWN_SUBENDPOINTS = frozenset(
+    {
+        "chat.completions", "images.generations", "images.edits", "images.variations", "audio.speech",
+        "audio.transcriptions", "audio.translations", "messages.count_tokens", "messages.batches",
+    }
+)  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+#: Percent-escapes that would change how the upstream splits the path: ``/``, ``\``, ``?``, ``#``, ``.``, NUL, CR, LF.
+_BAD_ESCAPE = re.compile(rb"%(2f|5c|3f|23|2e|00|0d|0a)", re.IGNORECASE)
 #: A JSON response up to this size is copied whole and parsed; a bigger one by its tail.
 MAX_JSON_COPY = 1024 * 1024
 SSE_HEAD = 16 * 1024
@@ -90,6 +118,10 @@ class Upstream:
 
 class UpstreamCut(Exception):
     """The upstream dropped the connection mid-response; the client's connection is dropped too."""
+
+
+class BodyTimeout(Exception):
+    """The client stopped sending its request body for longer than ``proxy_body_timeout_seconds``."""
 
 
 class Tap:
@@ -216,11 +248,53 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 def endpoint_name(rest: str) -> str:
-    """A short endpoint label from the path after ``/v1``: ``chat.completions``, ``responses`` ..."""
+    """A short endpoint label from the path after ``/v1``: ``chat.completions``, ``responses`` ...
+
+    Only labels from :data:`KNOWN_ENDPOINTS` / :data:`KNOWN_SUBENDPOINTS` are kept; anything else
+    is ``other``, so the labels (and the usage rows keyed by them) stay a small, fixed set.
+    """
     parts = [p for p in rest.split("/") if p][:2]
-    if len(parts) == 2 and (any(c.isdigit() for c in parts[1]) or "_" in parts[1] or "-" in parts[1]):
-        parts = parts[:1]
-    return ".".join(parts)[:64]
+    if not parts:
+        return ""
+    if parts[0] not in KNOWN_ENDPOINTS:
+        return "other"
+    pair = ".".join(parts)
+    return pair if pair in KNOWN_SUBENDPOINTS else parts[0]
+
+
+#: How the last event of a complete stream starts: OpenAI chat and completions, the responses
+#: API, Anthropic messages (provider-apis.md on each provider's streaming format).
+_STREAM_ENDS = (b"data: [DONE]", b"data:[DONE]", b"event: response.completed", b"event: message_stop")
+
+
+def stream_finished(tap: Tap) -> bool:
+    """True when the stream seen so far ends with its provider's final event."""
+    data = bytes(tap.tail or tap.head).rstrip()
+    cut = max(data.rfind(b"\n\n"), data.rfind(b"\r\n\r\n"))
+    last = data[cut:].lstrip() if cut >= 0 else data
+    return last.startswith(_STREAM_ENDS)
+
+
+def check_path(path: str, raw_path: bytes | None) -> str:
+    """Why a request path must not be forwarded, or ``''`` when it may be.
+
+    ``..`` segments would be resolved by the HTTP client and reach another upstream path (or,
+    through ``/u/<name>/v1/../../<other>/v1``, another tenant's route with the caller's key);
+    encoded ``/``, ``?``, ``#`` or dots split differently upstream than here; control
+    characters cannot be sent at all.
+    """
+    if raw_path is not None and _BAD_ESCAPE.search(raw_path):
+        return "encoded '/', '\\', '?', '#', '.' or control characters are not allowed in the path"
+    if _CONTROL.search(path):
+        return "control characters or '\\' are not allowed in the path"
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return "'.' and '..' path segments are not allowed"
+    return ""
+
+
+def clean_model(model: str) -> str:
+    """The model an upstream named, as a label: printable, without spaces, at most 128 characters."""
+    return "".join(c for c in model if c.isprintable() and not c.isspace())[:128]
 
 
 def error_body(upstream: Upstream, kind: str, message: str) -> bytes:
@@ -310,6 +384,9 @@ class Forwarder:
         fingerprint: Fingerprinter,
         *,
         include_usage: bool = True,
+        require_token: bool = False,
+        body_timeout: float | None = 30.0,
+        buffer_budget: int = 64 * 1024 * 1024,
     ) -> None:
         self.client = client
         self.recorder = recorder
@@ -317,6 +394,19 @@ class Forwarder:
         self.tokens = tokens
         self.fingerprint = fingerprint
         self.include_usage = include_usage
+        self.require_token = require_token
+        self.body_timeout = body_timeout
+        #: Bytes of request bodies all requests together may hold in memory; past it, stream.
+        self.buffer_budget = buffer_budget
+        self.buffered = 0
+
+    async def _receive(self, receive: Receive) -> dict[str, Any]:
+        """The next ASGI message, or :class:`BodyTimeout` when the client stops sending its body."""
+        try:
+            async with asyncio.timeout(self.body_timeout):  # no extra task, unlike wait_for
+                return await receive()  # type: ignore[no-any-return]
+        except TimeoutError:
+            raise BodyTimeout from None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, upstream: Upstream, rest: str) -> None:
         """Serve one proxied request (ASGI ``http`` scope)."""
@@ -351,32 +441,69 @@ class Forwarder:
             "client_gone": False,
         }
         headers, length, key = self._request_headers(scope, event)
+        if self.require_token and not event["token_id"]:
+            await self.refuse(send, 403, "monitor_token_required", "a valid X-Monitor-Token header is required")
+            self.metrics.observe(upstream.name, 403, time.perf_counter() - started, 0.0, "monitor_token_required")
+            return  # nothing forwarded, nothing recorded: only the metric counts it
         if key:
             event["api_key_fp"] = self.fingerprint(key)
-        content: bytes | AsyncIterator[bytes]
-        filt: UsageChunkFilter | None = None
-        first = await receive()
-        if first["type"] != "http.request":
-            return  # the client left before sending its request
-        body = first.get("body", b"")
-        if first.get("more_body") and (length is None or length > MAX_READ_BODY):
-            content = self._stream_body(body, receive)
-            if length is not None:
-                headers.append((b"content-length", str(length).encode()))
-        else:
-            if first.get("more_body"):
-                parts = [body]
-                while True:
-                    message = await receive()
-                    if message["type"] != "http.request":
+        reserved = 0
+        try:
+            first = await self._receive(receive)
+            if first["type"] != "http.request":
+                return  # the client left before sending its request
+            body = first.get("body", b"")
+            more = first.get("more_body", False)
+            small = (length is not None and length <= MAX_READ_BODY) or (length is None and not more)
+            if small and length and self.buffered + length > self.buffer_budget:
+                small = False  # too many bodies in memory right now: stream this one through
+            content: bytes | AsyncIterator[bytes]
+            filt: UsageChunkFilter | None = None
+            if more and not small:
+                content = self._stream_body(body, receive)
+                if length is not None:
+                    headers.append((b"content-length", str(length).encode()))
+            else:
+                reserved = length or 0
+                self.buffered += reserved
+                if more:
+                    body = await self._read_body(body, receive)
+                    if body is None:
                         return  # client gone before its body arrived: nothing was forwarded
-                    parts.append(message.get("body", b""))
-                    if not message.get("more_body"):
-                        break
-                body = b"".join(parts)
-            if body:
-                body, filt = self._inspect(body, upstream, event)
-            content = body
+                if body:
+                    body, filt = self._inspect(body, upstream, event)
+                content = body
+            await self._forward(scope, receive, send, upstream, rest, event, headers, content, filt, started)
+        except BodyTimeout:
+            await self.refuse(send, 408, "body_timeout", "the request body stopped arriving")
+            self.metrics.observe(upstream.name, 408, time.perf_counter() - started, 0.0, "body_timeout")
+        finally:
+            self.buffered -= reserved
+
+    async def _read_body(self, first: bytes, receive: Receive) -> bytes | None:
+        """The whole (small, Content-Length-framed) body, gathered in one growing buffer."""
+        buf = bytearray(first)
+        while True:
+            message = await self._receive(receive)
+            if message["type"] != "http.request":
+                return None
+            buf += message.get("body", b"")  # the server holds the body to its Content-Length
+            if not message.get("more_body"):
+                return bytes(buf)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        upstream: Upstream,
+        rest: str,
+        event: dict[str, Any],
+        headers: list[tuple[bytes, bytes]],
+        content: bytes | AsyncIterator[bytes],
+        filt: UsageChunkFilter | None,
+        started: float,
+    ) -> None:
         url = upstream.base_url + rest
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
@@ -385,12 +512,25 @@ class Forwarder:
             guard.arm()
         try:
             try:
-                request = self.client.build_request(scope["method"], url, headers=headers, content=content)
+                # httpx.Request, not client.build_request: the client would add its own Accept,
+                # Accept-Encoding and User-Agent (a client that never asked for gzip would get gzip).
+                request = httpx.Request(
+                    scope["method"],
+                    url,
+                    headers=headers,
+                    content=content,
+                    extensions={"timeout": self.client.timeout.as_dict()},
+                )
                 response = await self.client.send(request, stream=True)
+            except httpx.InvalidURL:
+                await self.refuse(send, 400, "invalid_request", "the request URL cannot be forwarded")
+                return
             except httpx.TimeoutException:
                 await self._fail(send, upstream, event, started, guard, "upstream_timeout", "timed out")
                 return
             except httpx.TransportError as exc:
+                if isinstance(exc.__context__, BodyTimeout) or isinstance(exc.__cause__, BodyTimeout):
+                    raise BodyTimeout from None
                 kind, message = "upstream_unreachable", f"unreachable ({type(exc).__name__})"
                 await self._fail(send, upstream, event, started, guard, kind, message)
                 return
@@ -402,6 +542,16 @@ class Forwarder:
                 await response.aclose()
         finally:
             guard.close()
+
+    @staticmethod
+    async def refuse(send: Send, status: int, kind: str, message: str) -> None:
+        """A JSON error from the sidecar itself (OpenAI's error shape); nothing was forwarded."""
+        body = json.dumps({"error": {"message": f"proxy: {message}", "type": kind}}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status in (400, 408):
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _request_headers(
         self, scope: Scope, event: dict[str, Any]
@@ -430,7 +580,7 @@ class Forwarder:
         if first:
             yield first
         while True:
-            message = await receive()
+            message = await self._receive(receive)
             if message["type"] != "http.request":
                 return
             chunk = message.get("body", b"")
@@ -440,20 +590,28 @@ class Forwarder:
                 return
 
     def _inspect(self, body: bytes, upstream: Upstream, event: dict[str, Any]) -> tuple[bytes, UsageChunkFilter | None]:
-        """Learn model and stream flag from the raw body; splice in ``include_usage`` when asked."""
-        m = _MODEL.search(body)
-        if m:
-            event["model"] = m.group(1).decode("utf-8", "replace")
+        """Learn the stream flag from the body's top level; splice in ``include_usage`` when asked.
+
+        The cheap regular expression only says whether ``"stream": true`` appears anywhere (a
+        tool's JSON schema may hold one); the body is parsed only then, and only its top-level
+        ``stream`` and ``stream_options`` keys count.
+        """
         if _STREAM_TRUE.search(body) is None:
+            return body, None
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return body, None
+        if not isinstance(payload, dict) or payload.get("stream") is not True:
             return body, None
         event["stream"] = True
         if (
             self.include_usage
             and upstream.flavor == "openai"
             and event["endpoint"] in _INCLUDE_USAGE_ENDPOINTS
-            and _STREAM_OPTIONS.search(body) is None
+            and "stream_options" not in payload
         ):
-            end = body.rstrip().rfind(b"}")
+            end = body.rstrip().rfind(b"}")  # the top-level object's closing brace
             if end > 0 and body[:end].rstrip()[-1:] not in (b"{", b","):
                 return body[:end] + _INJECT + body[end:], UsageChunkFilter()
         return body, None
@@ -544,8 +702,12 @@ class Forwarder:
             if task is not None:
                 task.uncancel()
             if not guard.done:
-                event["partial"] = True
-                self._complete(event, started, ttfb, upstream, tap, sse, guard)
+                # A client may hang up as soon as it has the stream's last event (the OpenAI SDK
+                # closes the response at "data: [DONE]"), before the upstream's end-of-body marker
+                # reached us: that call is complete (its client left early, but not mid-answer).
+                finished = stream_finished(tap)
+                event["partial"] = not finished
+                self._complete(event, started, ttfb, upstream, tap, sse, guard, error=not finished)
         except (httpx.TransportError, httpx.StreamError) as exc:
             if guard.done:  # the body was complete and recorded; only the connection's end failed
                 return
@@ -563,17 +725,19 @@ class Forwarder:
         tap: Tap,
         sse: bool,
         guard: _Disconnect,
+        *,
+        error: bool = True,
     ) -> None:
         guard.close()
-        self._gone(event, guard)
+        self._gone(event, guard, error=error)
         self._finish(event, started, ttfb, self._usage(upstream, tap, sse))
 
     @staticmethod
-    def _gone(event: dict[str, Any], guard: _Disconnect) -> None:
+    def _gone(event: dict[str, Any], guard: _Disconnect, *, error: bool = True) -> None:
         """Flag a call whose client left; it is still recorded with whatever the upstream returned."""
         if guard.gone:
             event["client_gone"] = True
-            if not event["error"]:
+            if error and not event["error"]:
                 event["error"] = "client_disconnected"
 
     @staticmethod
@@ -595,8 +759,8 @@ class Forwarder:
         event["latency_ms"] = round((now - started) * 1000, 3)
         event["ttfb_ms"] = round((ttfb - started) * 1000, 3) if ttfb is not None else 0.0
         if usage is not None:
-            if usage.model:
-                event["model"] = usage.model
+            if usage.model and 200 <= event["status"] < 400:
+                event["model"] = clean_model(usage.model)  # what the upstream answered, never the request
             event["service_tier"] = usage.service_tier
             event["response_id"] = usage.response_id
             if usage.known:

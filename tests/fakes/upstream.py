@@ -15,7 +15,9 @@ Per-request behaviour is set by request headers, which pass through the sidecar 
 * ``x-fake-cut-after: N``: drop the connection after N chunks (or mid-body for JSON);
 * ``x-fake-tag``: label under which chunk send times are kept in :attr:`FakeUpstream.sent` (for a
   JSON answer: the time it was sent);
-* ``x-fake-id``: the chat completion's ``id`` (JSON and stream), so a test can find a call's event.
+* ``x-fake-id``: the chat completion's ``id`` (JSON and stream), so a test can find a call's event;
+* ``x-fake-hold-end``: after a stream's last event, end the body only once the caller left;
+* ``x-fake-discard-body``: read the request body and drop it (its size goes to ``discarded``).
 
 Every completion contains :data:`COMPLETION_MARKER`, so tests can scan storage for it.
 """
@@ -23,6 +25,7 @@ Every completion contains :data:`COMPLETION_MARKER`, so tests can scan storage f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -65,6 +68,8 @@ class FakeUpstream:
         self.disconnected: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.keep_requests = True
+        #: Body sizes of requests sent with ``x-fake-discard-body`` (read and dropped, never kept).
+        self.discarded: list[int] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -77,13 +82,23 @@ class FakeUpstream:
                     return
         if scope["type"] != "http":
             return
-        body = b""
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        discard = "x-fake-discard-body" in headers
+        parts: list[bytes] = []
+        received = 0
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if not discard:
+                parts.append(chunk)
             if not message.get("more_body"):
                 break
-        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        body = b"".join(parts)
+        if discard:
+            self.discarded.append(received)
+            body = b'{"model": "text-embedding-3-small", "input": ["x"]}'
+            headers["x-fake-received"] = str(received)
         if self.keep_requests:
             self.requests.append({"path": scope["path"], "headers": headers, "body": body})
         payload = json.loads(body) if body else {}
@@ -186,6 +201,14 @@ class FakeUpstream:
                 if tag:
                     self.sent[tag].append(time.perf_counter())
                 await send({"type": "http.response.body", "body": event, "more_body": True})
+            if "x-fake-hold-end" in headers:
+                # Every event is out; end the body only after the caller went away (at most 30 s),
+                # as a slow upstream whose final chunk lags its last event would.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gone.wait(), 30)
+                if gone.is_set():
+                    self.disconnected.add(tag)
+                    return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()

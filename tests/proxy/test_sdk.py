@@ -160,7 +160,8 @@ def test_named_upstream_and_unknown_name(fake, sidecar, engine):
     reply = client.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES)
     assert reply.usage.prompt_tokens == OPENAI_USAGE[0]
     missing = httpx.post(f"{sidecar.url}/u/nope/v1/chat/completions", json={})
-    assert missing.status_code == 404 and "groq" in missing.json()["error"]["message"]
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "unknown_upstream"
+    assert "groq" not in missing.text  # configured names are not listed to whoever asks
     sidecar.flush(1)
     (row,) = events(engine)
     assert (row["provider"], row["upstream"], row["model"]) == ("groq", "groq", "llama-3.1-8b-instant")

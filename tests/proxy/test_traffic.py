@@ -37,7 +37,7 @@ def test_upstream_error_reaches_the_client_as_sent_and_is_recorded(fake, side, s
     side.flush(1)
     (row,) = events(sqlite_engine)
     assert (row["status"], row["error"], row["usage_known"], row["basis"]) == (429, "http_429", False, "unpriced")
-    assert row["model"] == "gpt-4o-mini"  # from the request, since the error has none
+    assert row["model"] == ""  # an error count without a model: the request body is the caller's word, not usage
 
 
 def closed_port() -> int:
