@@ -473,25 +473,35 @@ class FakeUpstream:
 class ServerThread:
     """Serve an ASGI app with uvicorn on 127.0.0.1 (a free port) in a background thread."""
 
-    def __init__(self, app: Any, *, lifespan: str = "on", log_level: str = "warning", keep_alive: int = 5) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        lifespan: str = "on",
+        log_level: str = "warning",
+        keep_alive: int = 5,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.app = app
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            lifespan=lifespan,
-            log_level=log_level,
-            access_log=False,
-            server_header=False,
-            date_header=False,
-            http="httptools",
-            loop="asyncio",
-            timeout_graceful_shutdown=5,
-            timeout_keep_alive=keep_alive,
-        )
+        kwargs: dict[str, Any] = {
+            "lifespan": lifespan,
+            "log_level": log_level,
+            "access_log": False,
+            "server_header": False,
+            "date_header": False,
+            "http": "httptools",
+            "loop": "asyncio",
+            "timeout_graceful_shutdown": 5,
+            "timeout_keep_alive": keep_alive,
+        }
+        # ``options``: a server's own settings (the sidecar's limits); the socket stays ours.
+        kwargs.update({k: v for k, v in (options or {}).items() if k not in ("host", "port")})
+        config = uvicorn.Config(app, **kwargs)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from collector.core.settings import Settings, get_settings
 from collector.proxy.app import ProxyApp
+from collector.proxy.server import uvicorn_options
 from tests.fakes.upstream import FakeUpstream, ServerThread
 
 KEY = "sk-test-KEYMARKER9x"  # dummy key; the marker must never be stored
@@ -53,8 +54,10 @@ def proxy_settings(fake_url: str, **extra: object) -> Settings:
 
 
 def start_sidecar(settings: Settings, engine: Engine | None, **kwargs: object) -> Sidecar:
+    """The sidecar on a real uvicorn with the production server options (limits, header timeout)."""
     app = ProxyApp(settings, engine=engine, retry_seconds=0.2, **kwargs)  # type: ignore[arg-type]
-    server = ServerThread(app).start()
+    options = uvicorn_options(settings, loop="asyncio", log_level="warning", timeout_graceful_shutdown=5)
+    server = ServerThread(app, options=options).start()
     return Sidecar(app, server, settings)
 
 
