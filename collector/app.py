@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 
 Installer = Callable[[BaseScheduler, Engine, Settings], None]
 
-DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "streamlit_app.py"
+#: What ``streamlit run`` serves: ``st.App`` around ``dashboard/streamlit_app.py`` with security headers.
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "server.py"
 
 
 # -- after-ingest hooks ---------------------------------------------------------------------------
@@ -132,22 +133,30 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def dashboard_command(settings: Settings) -> list[str]:
+    """``streamlit run`` with the dashboard's settings as flags (they travel with the package).
+
+    Loopback only by default (``LLM_USAGE_DASHBOARD_HOST``); no visitor ever sees a stack trace
+    (``client.showErrorDetails none``: the page shows that something failed, the console logs why).
+    """
+    flags = {
+        "server.address": settings.dashboard_host,
+        "server.port": str(settings.dashboard_port),
+        "server.headless": "true",
+        "browser.gatherUsageStats": "false",
+        "client.showErrorDetails": "none",
+        "client.toolbarMode": "minimal",
+        "server.runOnSave": "false",
+    }
+    cmd = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP)]
+    for name, value in flags.items():
+        cmd += [f"--{name}", value]
+    return cmd
+
+
 def _start_dashboard(settings: Settings, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, **(extra_env or {})}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(DASHBOARD_APP),
-        "--server.port",
-        str(settings.dashboard_port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    return subprocess.Popen(cmd, env=env)  # noqa: S603  (our own interpreter and app path)
+    return subprocess.Popen(dashboard_command(settings), env=env)  # noqa: S603  (our own interpreter and app)
 
 
 def _stop_on_sigterm(signum: int, _frame: object) -> None:
@@ -163,7 +172,8 @@ def _serve(settings: Settings, *, with_scheduler: bool, extra_env: dict[str, str
     if scheduler is not None:
         scheduler.start()
     dashboard = _start_dashboard(settings, extra_env)
-    typer.echo(f"dashboard: http://localhost:{settings.dashboard_port}  (Ctrl-C stops everything)")
+    host = "localhost" if settings.dashboard_host in ("127.0.0.1", "::1", "localhost") else settings.dashboard_host
+    typer.echo(f"dashboard: http://{host}:{settings.dashboard_port}  (Ctrl-C stops everything)")
     try:
         while dashboard.poll() is None:
             time.sleep(0.5)

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         None, description="Comma-separated Fernet keys, newest first, that encrypt stored admin keys."
     )
     demo: bool = Field(False, description="Set by `llm-usage demo`: the dashboard labels everything as demo.")
+    dashboard_host: str = Field(
+        "127.0.0.1",
+        description="Address the dashboard listens on; 0.0.0.0 exposes it to the network (put TLS in front).",
+    )
     dashboard_port: int = Field(8501, description="Port the Streamlit dashboard listens on.")
     http_timeout_seconds: float = Field(30.0, description="Per-request timeout for provider APIs.")
     http_max_attempts: int = Field(6, description="Attempts per request on 429/5xx/timeouts before giving up.")

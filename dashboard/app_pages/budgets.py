@@ -184,9 +184,21 @@ def _add_form() -> None:
                 st.rerun()
 
 
-def _anomaly_tab(now: datetime) -> None:
+def _asked_day() -> datetime | None:
+    """The day after ``?day=YYYY-MM-DD`` (a link from an alert), or None; anything else is ignored."""
     asked = st.query_params.get("day")
-    until = datetime.fromisoformat(asked).replace(tzinfo=UTC) + DAY if asked else floor_day(now)
+    if not asked:
+        return None
+    try:
+        day = date.fromisoformat(asked)
+    except ValueError:
+        st.warning("Ignored the link's day: it is not a date (YYYY-MM-DD).")
+        return None
+    return _midnight(day) + DAY
+
+
+def _anomaly_tab(now: datetime) -> None:
+    until = _asked_day() or floor_day(now)
     since = until - DAY * 30
     scopes, found = queries.anomalies(since, until)
     st.caption(f"{since:%Y-%m-%d} .. {(until - DAY):%Y-%m-%d} (UTC), scopes {', '.join(scopes)}. {ANOMALY_METHOD}.")

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard.conftest import APP, DUMMY_KEY, MTD, PASSWORD, SECRET_KEYS
+from collector.app import dashboard_command
+from collector.core.settings import Settings
+from tests.dashboard.conftest import DUMMY_KEY, MTD, PASSWORD, SECRET_KEYS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -69,11 +70,9 @@ def running_app(dashboard_db, tmp_path) -> Iterator[str]:
         LLM_USAGE_DATA_DIR=str(tmp_path),
         LLM_USAGE_SECRET_KEYS=SECRET_KEYS,
     )
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
-    ]  # fmt: skip
+    # The production command (st.App with security headers, flags from collector.app), on a free port.
+    cmd = dashboard_command(Settings(dashboard_port=port, dashboard_host="127.0.0.1"))
+    cmd += ["--server.fileWatcherType", "none"]
     log = (tmp_path / "streamlit.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"

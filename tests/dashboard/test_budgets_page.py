@@ -201,3 +201,10 @@ def test_admin_deletes_a_budget_from_its_form(page_db):
     assert not at.exception, at.exception
     assert budgets.list_budgets(page_db) == []
     assert any("No budgets yet." in i.value for i in at.info)
+
+
+def test_a_garbage_day_in_the_link_is_ignored_not_a_stack_trace(page_db):
+    at = run("viewer", day="garbage")
+    assert not at.exception, at.exception
+    assert any("not a date" in w.value for w in at.warning)
+    assert run("viewer", day="2026-11-10").exception == []
