@@ -316,9 +316,9 @@ def remove_user(name: str) -> None:
     users.remove_user(queries.engine(), name)
 
 
-def sign_in(name: str, password: str) -> users.SignIn:
-    """Check a password sign-in, updating the account's slow-down counters and last sign-in."""
-    return users.authenticate(queries.engine(), name, password)
+def sign_in(name: str, password: str, client: str = "local") -> users.SignIn:
+    """Check a password sign-in under the per-client and global limits; stamps the last sign-in."""
+    return users.authenticate(queries.engine(), name, password, client=client)
 
 
 def record_sso_sign_in(name: str) -> users.Account | None:

@@ -9,7 +9,8 @@ an account or changing its role takes effect at the user's next click. Passwords
 OpenID Connect is optional: when ``.streamlit/secrets.toml`` has an ``[auth]`` section
 (Streamlit's ``st.login``; needs ``pip install "streamlit[auth]"``), the sign-in page offers
 "Sign in with SSO". The identity provider proves who someone is; their role still comes from
-the ``users`` table (an account named after their e-mail address).
+the ``users`` table: an account named after their e-mail address, *verified* by the provider
+(``email_verified``), and marked for SSO (never a password account such as ``admin``).
 """
 
 from __future__ import annotations
@@ -31,15 +32,36 @@ def oidc_configured() -> bool:
 
 
 def _sso_name() -> str | None:
+    """The identity's e-mail address, only when the identity provider says it verified it.
+
+    ``preferred_username`` and unverified addresses are never used: anyone can register an
+    address they do not own at many providers, or pick a username that looks like one.
+    """
     if not oidc_configured():
         return None
     try:
         if not st.user.is_logged_in:
             return None
+        email, verified = st.user.get("email"), st.user.get("email_verified")
     except Exception:  # noqa: BLE001  (st.user unavailable outside a served session)
         return None
-    email = st.user.get("email") or st.user.get("preferred_username")
-    return str(email) if email else None
+    return str(email) if email and verified is True else None
+
+
+def _sso_unverified() -> bool:
+    """Signed in at the identity provider, but without a verified e-mail address."""
+    try:
+        return oidc_configured() and bool(st.user.is_logged_in) and _sso_name() is None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def client_address() -> str:
+    """Who is signing in, for the per-client limits: the connection's address (``local`` on loopback)."""
+    try:
+        return st.context.ip_address or "local"
+    except Exception:  # noqa: BLE001  (no served session, e.g. under AppTest)
+        return "local"
 
 
 def current_account() -> Account | None:
@@ -96,7 +118,7 @@ def _sign_in_form() -> None:
         password = st.text_input("Password", type="password", key="sign_in_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        result = actions.sign_in(name, password)
+        result = actions.sign_in(name, password, client_address())
         if result.ok and result.account is not None:
             st.session_state[SESSION_KEY] = result.account.name
             st.session_state.pop("sign_in_password", None)
@@ -107,9 +129,13 @@ def _sign_in_form() -> None:
         sso = _sso_name()
         if sso:
             st.error(
-                f"{sso} signed in through SSO but has no dashboard account. "
+                f"{sso} signed in through SSO but has no dashboard account allowed to use SSO. "
                 f"An admin can add it with `llm-usage users add {sso} --no-password --role viewer`."
             )
+            if st.button("Sign out of SSO"):
+                st.logout()
+        elif _sso_unverified():
+            st.error("Your identity provider did not confirm your e-mail address, so SSO cannot sign you in.")
             if st.button("Sign out of SSO"):
                 st.logout()
         elif st.button("Sign in with SSO"):

@@ -1,14 +1,16 @@
-"""Dashboard accounts: names, roles and argon2 password hashes, with per-user sign-in slow-down.
+"""Dashboard accounts: names, roles and argon2 password hashes; password and single sign-on checks.
 
 The dashboard signs people in against this table; ``llm-usage users ...`` manages it.
 Three roles, each including the one before: a *viewer* sees spend, *finance* also imports CSV
 billing exports, an *admin* also manages connections, users and proxy tokens.
 
 Passwords are hashed with argon2id (``argon2-cffi``'s :class:`~argon2.PasswordHasher` defaults,
-which follow RFC 9106's recommendations). Repeated failed sign-ins for one account are slowed
-down: after :data:`FREE_ATTEMPTS` failures each further failure locks the account for a doubling
-delay (capped at :data:`MAX_DELAY_SECONDS`), during which even the right password is refused, so
-guessing costs the attacker time, not just the server.
+which follow RFC 9106's recommendations). Guessing is slowed down per client and for everyone
+together, and concurrent verifications are capped (:mod:`collector.auth.throttle`); an account is
+never locked by name, so nobody can keep ``admin`` locked out, and every failed attempt, whatever
+the name, gets the same answer after the same work (one argon2 verification, one update).
+
+Single sign-on reaches only accounts marked for it (``sso``), by a verified e-mail address.
 """
 
 from __future__ import annotations
@@ -17,24 +19,22 @@ import functools
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Column, Index, Integer, String, Table, delete, func, select, update
+from sqlalchemy import Boolean, Column, Index, Integer, String, Table, delete, false, func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
+from collector.auth.throttle import THROTTLE, Busy, SignInThrottle
 from collector.core.sqltypes import UTCDateTime
 
 #: Roles from least to most privileged; each role may do everything the ones before it may.
 ROLES: tuple[str, ...] = ("viewer", "finance", "admin")
-#: Failed sign-ins allowed before the per-user delay starts.
-FREE_ATTEMPTS = 3
-#: Longest lock after repeated failures (15 minutes).
-MAX_DELAY_SECONDS = 900
 MIN_PASSWORD_LENGTH = 12
+WRONG = "Wrong user name or password."
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,254}$")
 _HASHER = PasswordHasher()
 
@@ -54,8 +54,12 @@ class User(SQLModel, table=True):
     #: argon2id PHC string; ``''`` for an account that signs in only through OpenID Connect.
     password_hash: str = Field(default="", sa_column=Column(String(255), nullable=False, server_default=""))
     role: str = Field(sa_column=Column(String(16), nullable=False))
+    #: Consecutive failed password sign-ins (shown to admins; it never locks the account).
     failed_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    #: Unused since sign-in throttling follows clients, not accounts; kept for old databases.
     locked_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    #: May sign in through OpenID Connect (by its verified e-mail address).
+    sso: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_sign_in_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
 
@@ -70,6 +74,7 @@ class Account:
     name: str
     role: str
     has_password: bool
+    sso: bool
     failed_attempts: int
     locked_until: datetime | None
     created_at: datetime
@@ -133,6 +138,7 @@ def _account(row: object) -> Account:
         name=m["name"],
         role=m["role"],
         has_password=bool(m["password_hash"]),
+        sso=bool(m["sso"]),
         failed_attempts=m["failed_attempts"],
         locked_until=m["locked_until"],
         created_at=m["created_at"],
@@ -163,19 +169,39 @@ def get_user(engine: Engine, name: str) -> Account | None:
     return _account(row) if row is not None else None
 
 
-def add_user(engine: Engine, name: str, role: str, password: str | None, *, now: datetime | None = None) -> Account:
+def add_user(
+    engine: Engine,
+    name: str,
+    role: str,
+    password: str | None,
+    *,
+    sso: bool | None = None,
+    now: datetime | None = None,
+) -> Account:
     """Create an account; ``password=None`` makes one that signs in only through OpenID Connect.
 
+    Args:
+        engine: the database.
+        name: account name (the e-mail address single sign-on matches).
+        role: one of :data:`ROLES`.
+        password: the password, or None for an SSO-only account.
+        sso: may sign in through OpenID Connect; default: only when there is no password.
+        now: creation time (tests).
+
     Raises:
-        UserError: invalid name or role, weak password, or the name is taken.
+        UserError: invalid name or role, weak password, no way to sign in, or the name is taken.
     """
     clean = normalise_name(name)
     check_role(role)
     if password is not None:
         check_password_strength(password)
+    sso = password is None if sso is None else sso
+    if password is None and not sso:
+        raise UserError("an account without a password must be allowed to sign in through SSO")
     values = {
         "name": clean,
         "role": role,
+        "sso": sso,
         "password_hash": hash_password(password) if password is not None else "",
         "failed_attempts": 0,
         "created_at": now or datetime.now(UTC),
@@ -237,11 +263,14 @@ def set_password(engine: Engine, name: str, password: str) -> None:
         )
 
 
-def lock_delay(failed_attempts: int) -> int:
-    """Seconds an account stays locked after its ``failed_attempts``-th consecutive failure."""
-    if failed_attempts < FREE_ATTEMPTS:
-        return 0
-    return int(min(2 ** (failed_attempts - FREE_ATTEMPTS + 1), MAX_DELAY_SECONDS))
+def set_sso(engine: Engine, name: str, sso: bool) -> None:
+    """Allow or forbid single sign-on for an account (an account without a password keeps it)."""
+    clean = normalise_name(name)
+    with engine.begin() as conn:
+        row = _require(conn, clean)
+        if not sso and not row["password_hash"]:
+            raise UserError(f"{clean!r} has no password: set one before turning SSO off")
+        conn.execute(update(USERS).where(USERS.c.name == clean).values(sso=sso))
 
 
 @functools.cache
@@ -261,70 +290,89 @@ def _verify(stored: str, password: str) -> bool:
         return False
 
 
-def authenticate(engine: Engine, name: str, password: str, *, now: datetime | None = None) -> SignIn:
-    """Check a name and password, applying and updating the per-user slow-down.
+def authenticate(
+    engine: Engine,
+    name: str,
+    password: str,
+    *,
+    client: str = "",
+    now: datetime | None = None,
+    throttle: SignInThrottle | None = None,
+) -> SignIn:
+    """Check a name and password under the sign-in limits of :mod:`collector.auth.throttle`.
 
-    The same message answers a wrong name and a wrong password, and both cost one argon2
-    verification, so the form does not reveal which names exist.
+    Args:
+        engine: the database.
+        name: the name typed.
+        password: the password typed.
+        client: who is asking (the browser's address as the dashboard sees it); limits apply per client.
+        now: the time stamped on a successful sign-in (tests).
+        throttle: the limits (default: the process-wide :data:`collector.auth.throttle.THROTTLE`).
+
+    A throttled client is answered before any account is looked up. Otherwise every attempt costs
+    one argon2 verification (against a dummy hash for unknown names and SSO-only accounts) and
+    one update, and every failure gets the same message, so the form reveals neither which names
+    exist nor which are being attacked.
     """
-    now = now or datetime.now(UTC)
-    wrong = SignIn(ok=False, message="Wrong user name or password.")
+    throttle = throttle or THROTTLE
+    wait = throttle.wait_seconds(client)
+    if wait:
+        return SignIn(ok=False, message=f"Too many failed sign-ins: try again in {wait} s.", retry_after=wait)
+    try:
+        with throttle.verification():
+            account = _check_password(engine, name, password, now or datetime.now(UTC))
+    except Busy:
+        return SignIn(ok=False, message="Sign-in is busy: try again in a few seconds.", retry_after=5)
+    if account is None:
+        delay = throttle.failed(client)
+        message = WRONG + (f" Too many failures: wait {delay} s before trying again." if delay else "")
+        return SignIn(ok=False, message=message, retry_after=delay)
+    throttle.succeeded(client)
+    return SignIn(ok=True, account=account)
+
+
+def _check_password(engine: Engine, name: str, password: str, now: datetime) -> Account | None:
+    """The account if ``password`` is its password; None otherwise, after the same work either way."""
     try:
         clean = normalise_name(name)
     except UserError:
-        _verify_dummy(password)
-        return wrong
+        clean = ""
     with engine.begin() as conn:
         row = conn.execute(select(USERS).where(USERS.c.name == clean)).first()
-        if row is None or not row._mapping["password_hash"]:
+        stored = row._mapping["password_hash"] if row is not None else ""
+        if not stored:
             _verify_dummy(password)
-            return wrong
-        m = row._mapping
-        if m["locked_until"] is not None and m["locked_until"] > now:
-            wait = max(1, int((m["locked_until"] - now).total_seconds() + 0.999))
-            return SignIn(
-                ok=False,
-                message=f"Too many failed sign-ins for this account: try again in {wait} s.",
-                retry_after=wait,
-            )
-        if not _verify(m["password_hash"], password):
-            failures = m["failed_attempts"] + 1
-            delay = lock_delay(failures)
-            locked = now + timedelta(seconds=delay) if delay else None
-            conn.execute(
-                update(USERS).where(USERS.c.name == clean).values(failed_attempts=failures, locked_until=locked)
-            )
-            if delay:
-                return SignIn(
-                    ok=False,
-                    message=f"Wrong user name or password. Too many failures: wait {delay} s before trying again.",
-                    retry_after=delay,
-                )
-            return wrong
+        if not stored or not _verify(stored, password):
+            # Also for unknown names (no row matches): the same statement, the same cost.
+            conn.execute(update(USERS).where(USERS.c.name == clean).values(failed_attempts=USERS.c.failed_attempts + 1))
+            return None
         values: dict = {"failed_attempts": 0, "locked_until": None, "last_sign_in_at": now}
-        if _HASHER.check_needs_rehash(m["password_hash"]):
+        if _HASHER.check_needs_rehash(stored):
             values["password_hash"] = hash_password(password)
         conn.execute(update(USERS).where(USERS.c.name == clean).values(**values))
-        fresh = conn.execute(select(USERS).where(USERS.c.name == clean)).one()
-    return SignIn(ok=True, account=_account(fresh))
+        return _account(conn.execute(select(USERS).where(USERS.c.name == clean)).one())
 
 
-def record_sso_sign_in(engine: Engine, name: str, *, now: datetime | None = None) -> Account | None:
+def record_sso_sign_in(engine: Engine, email: str, *, now: datetime | None = None) -> Account | None:
     """The local account of someone signed in through OpenID Connect, stamping the sign-in time.
 
-    Roles always come from this table: an identity the provider vouches for but that has no
-    account here gets no access (an admin adds it with ``llm-usage users add EMAIL --no-password``).
+    ``email`` must be an address the identity provider verified (the caller checks
+    ``email_verified``). Only an account named after it *and marked for SSO* is returned: a
+    password account such as ``admin`` is never reachable through an identity provider. Roles
+    always come from this table; an identity without such an account gets no access (an admin
+    adds it with ``llm-usage users add EMAIL --no-password``).
     """
     try:
-        clean = normalise_name(name)
+        clean = normalise_name(email)
     except UserError:
         return None
     with engine.begin() as conn:
-        row = conn.execute(select(USERS).where(USERS.c.name == clean)).first()
+        where = (USERS.c.name == clean) & USERS.c.sso.is_(True)
+        row = conn.execute(select(USERS).where(where)).first()
         if row is None:
             return None
-        conn.execute(update(USERS).where(USERS.c.name == clean).values(last_sign_in_at=now or datetime.now(UTC)))
-        return _account(conn.execute(select(USERS).where(USERS.c.name == clean)).one())
+        conn.execute(update(USERS).where(where).values(last_sign_in_at=now or datetime.now(UTC)))
+        return _account(conn.execute(select(USERS).where(where)).one())
 
 
 def ensure_first_admin(engine: Engine, name: str = "admin") -> str | None:

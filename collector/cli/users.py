@@ -20,6 +20,7 @@ from collector.auth.users import (
     remove_user,
     set_password,
     set_role,
+    set_sso,
 )
 from collector.cli.common import database, echo_json, list_format
 from collector.core.settings import Settings
@@ -58,6 +59,9 @@ def users_add(
     no_password: bool = typer.Option(
         False, "--no-password", help="No password: the account signs in only through OpenID Connect."
     ),
+    sso: bool = typer.Option(
+        False, "--sso", help="Also allow OpenID Connect sign-in (by verified e-mail) for a password account."
+    ),
 ) -> None:
     """Create a dashboard account."""
     engine = database()
@@ -66,7 +70,7 @@ def users_add(
         shown = False
         if not no_password:
             password, shown = _read_password(password_stdin=password_stdin, generate=generate)
-        account = add_user(engine, name, role, password)
+        account = add_user(engine, name, role, password, sso=True if no_password or sso else None)
     except UserError as exc:
         raise _fail(exc) from None
     typer.echo(f"added {account.name} ({account.role})")
@@ -96,7 +100,7 @@ def users_list(
     typer.echo(f"{'name':<{width}}  {'role':<7}  {'sign-in':<8}  {'last sign-in':<17}  failures")
     for a in accounts:
         last = a.last_sign_in_at.strftime("%Y-%m-%d %H:%MZ") if a.last_sign_in_at else "never"
-        method = "password" if a.has_password else "sso"
+        method = "+".join(m for m, on in (("password", a.has_password), ("sso", a.sso)) if on)
         typer.echo(f"{a.name:<{width}}  {a.role:<7}  {method:<8}  {last:<17}  {a.failed_attempts}")
 
 
@@ -132,6 +136,20 @@ def users_set_password(
     typer.echo(f"password changed for {name.strip().lower()}")
     if shown:
         typer.echo(f"password (shown only now): {password}")
+
+
+@users_app.command("set-sso")
+def users_set_sso(
+    name: str = typer.Argument(...),
+    allow: bool = typer.Option(..., "--allow/--deny", help="Allow or forbid OpenID Connect sign-in."),
+) -> None:
+    """Allow or forbid single sign-on for an account (only accounts marked for it are reachable by SSO)."""
+    engine = open_database(get_settings())
+    try:
+        set_sso(engine, name, allow)
+    except UserError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name.strip().lower()}: SSO {'allowed' if allow else 'not allowed'}")
 
 
 @users_app.command("set-role")

@@ -20,7 +20,7 @@ def render() -> None:
                 {
                     "name": a.name,
                     "role": a.role,
-                    "sign-in": "password" if a.has_password else "SSO",
+                    "sign-in": " + ".join(m for m, on in (("password", a.has_password), ("SSO", a.sso)) if on),
                     "last sign-in": a.last_sign_in_at,
                     "failed attempts": a.failed_attempts,
                     "created": a.created_at,

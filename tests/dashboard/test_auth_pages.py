@@ -114,10 +114,13 @@ OIDC = {
 }
 
 
-def _sso_app(email: str) -> AppTest:
+def _sso_app(email: str, *, verified: bool | None = True, **claims: object) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.secrets.update(OIDC)
-    at.user = {"is_logged_in": True, "email": email}
+    identity = {"is_logged_in": True, "email": email, **claims}
+    if verified is not None:
+        identity["email_verified"] = verified
+    at.user = identity
     return at.run()
 
 
@@ -145,3 +148,19 @@ def test_sign_in_page_offers_sso_only_when_configured(dashboard_db):
     at.user = {"is_logged_in": False}
     at.run()
     assert "Sign in with SSO" in [b.label for b in at.button]
+
+
+def test_sso_needs_a_verified_e_mail_and_an_account_marked_for_sso(dashboard_db):
+    from collector.auth.users import add_user
+
+    add_user(queries.engine(), "carol@example.com", "finance", None)
+    for verified in (False, None):  # said unverified, or said nothing
+        at = _sso_app("carol@example.com", verified=verified)
+        assert _nav(at) == {"Sign in"} and not at.metric, verified
+        assert any("did not confirm your e-mail" in e.value for e in at.error)
+    # preferred_username is never an identity: no e-mail, no access.
+    at = _sso_app("", preferred_username="carol@example.com")
+    assert _nav(at) == {"Sign in"}
+    # The seeded admin has a password: an identity provider vouching for "admin" gets nowhere.
+    at = _sso_app("admin")
+    assert _nav(at) == {"Sign in"} and not at.metric
