@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from collector.auth.throttle import default_throttle
 from collector.core.settings import get_settings
 from collector.db.migrate import open_database
 from tests.fakes.admin_api import FakeAdminAPI, ServerThread
@@ -34,8 +35,10 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
     monkeypatch.setenv("LLM_USAGE_DATA_DIR", str(data_dir))
     monkeypatch.chdir(data_dir)  # so no stray .env in the checkout is read
     get_settings.cache_clear()
+    default_throttle.cache_clear()  # sign-in limits are per process: each test starts afresh
     yield
     get_settings.cache_clear()
+    default_throttle.cache_clear()
 
 
 def postgres_base_url() -> str | None:

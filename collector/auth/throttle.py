@@ -5,9 +5,10 @@ purpose, and its answer ("this account is locked") tells a stranger which names 
 slow-down follows the *client* (its address as the dashboard sees it): after
 :data:`FREE_FAILURES` failures a client waits a doubling delay (2 s, 4 s ... up to 15 minutes)
 before it may try again, whatever names it tries. A global limit bounds guessing spread over many
-addresses (:data:`GLOBAL_FAILURES_PER_MINUTE` failures a minute for the whole dashboard), and a
-semaphore caps concurrent argon2 verifications (each takes 64 MiB and most of a core): a flood
-of sign-ins queues briefly, then gets "busy", instead of exhausting memory and CPU.
+addresses (``LLM_USAGE_SIGNIN_FAILURES_PER_MINUTE`` failures a minute for the whole dashboard),
+and a semaphore (``LLM_USAGE_SIGNIN_MAX_CONCURRENT_VERIFICATIONS``) caps concurrent argon2
+verifications (each takes 64 MiB and most of a core): a flood of sign-ins queues briefly, then
+gets "busy", instead of exhausting memory and CPU.
 
 The answers never depend on the name: a throttled client is told to wait before any account is
 looked up or any hash verified.
@@ -19,11 +20,14 @@ their own, which multiplies the global limit by the number of replicas).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from collector.core.settings import get_settings
 
 #: Failed sign-ins a client may make before its slow-down starts.
 FREE_FAILURES = 3
@@ -120,16 +124,23 @@ class SignInThrottle:
             self._recent.popleft()
 
 
-#: The dashboard's limits (one per process).
-THROTTLE = SignInThrottle()
+@functools.cache
+def default_throttle() -> SignInThrottle:
+    """The dashboard process's limits, from ``LLM_USAGE_SIGNIN_*`` settings (created once)."""
+    settings = get_settings()
+    return SignInThrottle(
+        global_per_minute=settings.signin_failures_per_minute,
+        max_verifications=settings.signin_max_concurrent_verifications,
+    )
+
 
 __all__ = [
     "FREE_FAILURES",
     "GLOBAL_FAILURES_PER_MINUTE",
     "MAX_CONCURRENT_VERIFICATIONS",
     "MAX_DELAY_SECONDS",
-    "THROTTLE",
     "Busy",
     "SignInThrottle",
     "client_delay",
+    "default_throttle",
 ]

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from collector.auth.throttle import THROTTLE, Busy, SignInThrottle
+from collector.auth.throttle import Busy, SignInThrottle, default_throttle
 from collector.core.sqltypes import UTCDateTime
 
 #: Roles from least to most privileged; each role may do everything the ones before it may.
@@ -307,14 +307,14 @@ def authenticate(
         password: the password typed.
         client: who is asking (the browser's address as the dashboard sees it); limits apply per client.
         now: the time stamped on a successful sign-in (tests).
-        throttle: the limits (default: the process-wide :data:`collector.auth.throttle.THROTTLE`).
+        throttle: the limits (default: the process's :func:`collector.auth.throttle.default_throttle`).
 
     A throttled client is answered before any account is looked up. Otherwise every attempt costs
     one argon2 verification (against a dummy hash for unknown names and SSO-only accounts) and
     one update, and every failure gets the same message, so the form reveals neither which names
     exist nor which are being attacked.
     """
-    throttle = throttle or THROTTLE
+    throttle = throttle or default_throttle()
     wait = throttle.wait_seconds(client)
     if wait:
         return SignIn(ok=False, message=f"Too many failed sign-ins: try again in {wait} s.", retry_after=wait)

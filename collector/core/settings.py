@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         description="Address the dashboard listens on; 0.0.0.0 exposes it to the network (put TLS in front).",
     )
     dashboard_port: int = Field(8501, description="Port the Streamlit dashboard listens on.")
+    signin_failures_per_minute: int = Field(
+        30, ge=1, description="Failed password sign-ins a minute the dashboard accepts from everyone together."
+    )
+    signin_max_concurrent_verifications: int = Field(
+        2, ge=1, description="Password checks (argon2, 64 MiB each) the dashboard runs at once; more wait, then 'busy'."
+    )
     http_timeout_seconds: float = Field(30.0, description="Per-request timeout for provider APIs.")
     http_max_attempts: int = Field(6, description="Attempts per request on 429/5xx/timeouts before giving up.")
     http_max_backoff_seconds: float = Field(60.0, description="Cap on one retry wait, Retry-After included.")
