@@ -41,12 +41,16 @@ DURATION = 5
 KEY = "sk-bench-0000000000"
 BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello there"}]}'
 STREAM_BODY = BODY[:-1] + ',"stream":true}'
+# The production server options (limits, header timeout) unless the run compares another parser.
 SIDE_SCRIPT = """
 import sys, uvicorn
+from collector.core.settings import get_settings
 from collector.proxy.app import ProxyApp
+from collector.proxy.server import uvicorn_options
 loop, http, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-uvicorn.run(ProxyApp(), host="127.0.0.1", port=port, loop=loop, http=http, access_log=False,
-            server_header=False, date_header=False, log_level="warning")
+extra = {} if http == "httptools" else {"http": http}
+uvicorn.run(ProxyApp(), **uvicorn_options(get_settings(), host="127.0.0.1", port=port, loop=loop,
+            log_level="warning", **extra))
 """
 
 
