@@ -5,7 +5,7 @@ SSO, password accounts (``admin``) included. Accounts without a password could o
 through SSO, so they are marked; password accounts are not.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
