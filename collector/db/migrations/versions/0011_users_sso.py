@@ -5,7 +5,7 @@ SSO, password accounts (``admin``) included. Accounts without a password could o
 through SSO, so they are marked; password accounts are not.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0013
 Create Date: 2026-11-29
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
