@@ -39,6 +39,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from collector.core.pricing import PRICE_VERSION, estimate_request
+from collector.core.private import private_opener
 from collector.core.sqltypes import MONEY_SCALE
 from collector.proxy.models import PROXY_EVENTS
 from collector.proxy.spool import Spool, SpoolBusyError, encode
@@ -374,7 +375,8 @@ class Recorder:
             self.written += self._insert(engine, batch, rejected)
         if rejected:
             kept = self.spool.folder / f"rejected-{path.stem}.json"
-            kept.write_bytes(b"".join(encode(e) for e in rejected))
+            with open(kept, "wb", opener=private_opener) as fh:  # 0600, like the journal it came from
+                fh.write(b"".join(encode(e) for e in rejected))
             log.error("%d proxy event(s) of %s could not be stored; set aside in %s", len(rejected), path.name, kept)
         self.committed += self.spool.done(path)
 
