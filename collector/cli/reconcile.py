@@ -8,8 +8,6 @@ Both are thin: ``reconcile`` calls :func:`collector.query.reconcile.reconcile` a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -20,6 +18,7 @@ import typer
 
 from collector.cli.common import database
 from collector.cli.report import _choice, _fail, _iso, _split, human_int, human_money
+from collector.core import csvout
 from collector.core.reprice import RepriceResult, reprice
 from collector.core.settings import get_settings
 from collector.core.sqltypes import canonical_decimal
@@ -40,7 +39,6 @@ from collector.query.report import Filters, QueryError, check_providers
 FORMATS = ("table", "json", "csv")
 #: Machine columns after the ``--by`` dimensions (json keys and csv header, stable).
 MONEY_COLUMNS = ("billed", "estimated", "proxy", "otel", "outside_proxy")
-_CSV_LEADS = frozenset("=+-@\t\r")
 
 
 def _money(value: Decimal | None) -> str | None:
@@ -89,27 +87,15 @@ def render_json(result: Reconciliation, window: Window, by: Sequence[str]) -> st
     return json.dumps(body, indent=2)
 
 
-def _safe(cell: object) -> object:
-    """A text cell a spreadsheet would read as a formula gets a ``'`` prefix (CSV injection)."""
-    if isinstance(cell, str) and cell and cell[0] in _CSV_LEADS:
-        try:
-            Decimal(cell)
-        except ArithmeticError:
-            return "'" + cell
-    return cell
-
-
 def render_csv(result: Reconciliation, by: Sequence[str]) -> str:
     """CSV with a header: the ``--by`` dimensions, money, parts and causes flattened."""
     header = [*by, "currency", *MONEY_COLUMNS, "unpriced_tokens", *PARTS, *CAUSES]
     header += ["residual_percent", "gap_before", "gap_before_percent", "days", "flagged_days"]
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+    rows = []
     for item in machine_lines(summarise(result, by), by):
         flat = {**item, **item.pop("parts"), **item.pop("causes")}
-        writer.writerow([_safe("" if flat[h] is None else flat[h]) for h in header])
-    return buf.getvalue().rstrip("\n")
+        rows.append(["" if flat[h] is None else flat[h] for h in header])
+    return csvout.to_csv(header, rows).rstrip("\n")  # the shared writer escapes formula cells
 
 
 # -- the people's view ------------------------------------------------------------------------------
