@@ -144,7 +144,7 @@ def users_set_sso(
     allow: bool = typer.Option(..., "--allow/--deny", help="Allow or forbid OpenID Connect sign-in."),
 ) -> None:
     """Allow or forbid single sign-on for an account (only accounts marked for it are reachable by SSO)."""
-    engine = open_database(get_settings())
+    engine = database()
     try:
         set_sso(engine, name, allow)
     except UserError as exc:
