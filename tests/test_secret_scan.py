@@ -74,6 +74,7 @@ def test_no_key_or_token_reaches_anything_the_product_writes(fake_api, tmp_path,
         result = runner.invoke(app, list(args), input=stdin)
         out.append(result.output)
 
+    cli("db", "upgrade")  # as a person starts: commands refuse a SQLite file that does not exist yet
     # -- sync: add, test, sync; the provider then refuses the key, echoing it upper-cased --------
     cli("connections", "add", "openai", "--label", "oa", "--base-url", fake_api.base_url, stdin=ADMIN_KEY + "\n")
     cli("connections", "add", "anthropic", "--label", "an", "--base-url", fake_api.base_url, stdin=ANTHROPIC_KEY + "\n")
