@@ -79,6 +79,8 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         scale = self.scale
 
         def to_scaled(value: Any) -> int | None:
+            if value.__class__ is Decimal:  # validated records carry Decimals: the common case
+                return int(value.scaleb(scale).to_integral_value()) if value else 0
             if not value:
                 return None if value is None else 0
             if isinstance(value, float):
