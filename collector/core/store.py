@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -102,7 +102,9 @@ class _Writer:
         self.columns = (*plain, *(name for name, _ in converted), "ingested_at", "updated_at")
         self.getter = operator.attrgetter(*(timestamps.get(n, n) for n in plain))
         self.converted = tuple(conv for _, conv in converted)
-        self.converted_getter = operator.attrgetter(*(n for n, _ in converted)) if len(converted) > 1 else None
+        self.converted_getter: Callable[[Any], tuple[Any, ...]] | None = (
+            operator.attrgetter(*(n for n, _ in converted)) if len(converted) > 1 else None
+        )
         if len(converted) == 1:
             single = converted[0][0]
             self.converted_getter = lambda rec: (getattr(rec, single),)
