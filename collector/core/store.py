@@ -128,6 +128,14 @@ class _Writer:
                 start = rec._start_ts
                 add((start - start % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind))
             return out
+        if len(convs) == 2:  # money and quantity on SQLite: unrolled, the loop's hottest line
+            conv_a, conv_b = convs
+            for rec in records:
+                a, b = conv_getter(rec)
+                append((*getter(rec), conv_a(a), conv_b(b), *stamps))
+                start = rec._start_ts
+                add((start - start % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind))
+            return out
         for rec in records:
             values = conv_getter(rec)
             append(getter(rec) + tuple([conv(v) for conv, v in zip(convs, values, strict=True)]) + stamps)
