@@ -442,3 +442,17 @@ class UsageDaily(SQLModel, table=True):
     )
     cost: Decimal | None = Field(default=None, sa_column=Column(ScaledDecimal(MONEY_SCALE), nullable=True))
     rows: int = _count_col()
+
+
+class DataVersion(SQLModel, table=True):
+    """``data_version``: one counter, bumped in the transaction of every ``usage_daily`` rebuild.
+
+    Readers that cache whole computations over the rollup (the dashboard's Budgets page) key
+    them by this number: one primary-key read tells them whether anything they summed changed,
+    where ``MAX(updated_at)`` over ``usage`` would need an index and still miss deletions.
+    """
+
+    __tablename__ = "data_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from collector.core.schema import (
     KEY_FIELDS,
+    DataVersion,
     LEVEL_UNITS,
     RECORD_FIELDS,
     ROLLUP_DIMENSIONS,
@@ -38,6 +39,7 @@ from collector.core.sqltypes import MAX_MONEY, UTCDateTime
 DAY_SECONDS = 86_400
 USAGE: Table = UsageRow.__table__  # type: ignore[attr-defined]
 USAGE_DAILY: Table = UsageDaily.__table__  # type: ignore[attr-defined]
+DATA_VERSION: Table = DataVersion.__table__  # type: ignore[attr-defined]
 #: Columns an upsert may change on an existing row; ``ingested_at`` keeps its first value.
 _MUTABLE = tuple(c for c in RECORD_FIELDS if c not in KEY_FIELDS)
 #: Changes to these count as a change of data; ``source_ref`` alone does not rewrite a row.
@@ -355,6 +357,26 @@ def _rebuild(
                 raise AmountOverflow(_overflow_message(d0, d1, chunk)) from None
 
 
+def bump_data_version(conn: Connection) -> None:
+    """Count one more change of ``usage_daily`` (same transaction, so readers see both or neither).
+
+    On PostgreSQL the row lock this takes is held to commit, after the rebuild's advisory lock,
+    so concurrent writers queue in the order they already do and never deadlock on it.
+    """
+    bumped = conn.execute(
+        DATA_VERSION.update().where(DATA_VERSION.c.id == 1).values(version=DATA_VERSION.c.version + 1)
+    ).rowcount
+    if not bumped:  # a database created from the models rather than the migration
+        conn.execute(DATA_VERSION.insert().values(id=1, version=1))
+
+
+def data_version(engine: Engine) -> int:
+    """The ``usage_daily`` change counter (0 before the first write): one primary-key read."""
+    with engine.connect() as conn:
+        found = conn.execute(select(DATA_VERSION.c.version).where(DATA_VERSION.c.id == 1)).scalar()
+    return int(found or 0)
+
+
 class AmountOverflow(ValueError):
     """A day's total of one group would not fit SQLite's 64-bit money column; nothing was written."""
 
@@ -375,6 +397,7 @@ def refresh_daily(conn: Connection, days: Iterable[int]) -> None:
     ranges = _day_ranges(days)
     if ranges:
         _rebuild(conn, ranges, None)
+        bump_data_version(conn)
 
 
 def refresh_slices(conn: Connection, touched: Iterable[tuple[int, str, str, str, str]]) -> None:
@@ -394,6 +417,8 @@ def refresh_slices(conn: Connection, touched: Iterable[tuple[int, str, str, str,
         for day in range(d0, d1, DAY_SECONDS):
             slices |= by_day.get(day, set())
         _rebuild(conn, [(d0, d1)], sorted(slices))
+    if by_day:
+        bump_data_version(conn)
 
 
 def delete_by_source_ref(conn: Connection, ref: str, *, prefix: bool = False) -> int:
@@ -419,27 +444,37 @@ def delete_by_source_ref(conn: Connection, ref: str, *, prefix: bool = False) ->
     return deleted
 
 
-def rebuild_all_daily(conn: Connection) -> int:
-    """Rebuild every daily rollup from ``usage``; returns the number of days rebuilt."""
+def rebuild_all_daily(conn: Connection, *, count: bool = True) -> int:
+    """Rebuild every daily rollup from ``usage``; returns the number of days rebuilt.
+
+    ``count=False`` leaves ``data_version`` alone: for migrations older than the table (0015).
+    """
     row = conn.execute(text("SELECT MIN(bucket_start), MAX(bucket_start) FROM usage")).one()
     if row[0] is None:
         conn.execute(text("DELETE FROM usage_daily"))
+        if count:
+            bump_data_version(conn)
         return 0
     to_dt = UTCDateTime().process_result_value
     first: datetime = to_dt(row[0], conn.dialect)  # type: ignore[assignment]
     last: datetime = to_dt(row[1], conn.dialect)  # type: ignore[assignment]
     day = int(first.timestamp()) // DAY_SECONDS * DAY_SECONDS
     days = set(range(day, int(last.timestamp()) + 1, DAY_SECONDS))
-    refresh_daily(conn, days)
+    _rebuild(conn, _day_ranges(days), None)
+    if count:
+        bump_data_version(conn)
     return len(days)
 
 
 __all__ = [
+    "DATA_VERSION",
     "DAY_SECONDS",
     "USAGE",
     "USAGE_DAILY",
     "AmountOverflow",
     "UpsertResult",
+    "bump_data_version",
+    "data_version",
     "delete_by_source_ref",
     "rebuild_all_daily",
     "refresh_daily",

@@ -186,3 +186,21 @@ def test_a_key_written_twice_in_one_large_batch_keeps_the_last_values(engine, te
         daily = conn.execute(select(func.sum(USAGE_DAILY.c.output_tokens))).scalar_one()
     assert count == 1000
     assert out == daily == sum(r.output_tokens for r in batch) + 1000
+
+
+def test_data_version_counts_rollup_changes_and_nothing_else(engine, ten_thousand):
+    from collector.core.store import data_version, delete_by_source_ref
+
+    first = data_version(engine)
+    sample = ten_thousand[:50]
+    upsert_records(engine, sample)
+    written = data_version(engine)
+    assert written > first
+    upsert_records(engine, sample)  # nothing changed: the rollup is not rebuilt, readers keep their cache
+    assert data_version(engine) == written
+    upsert_records(engine, [replace(sample[0], output_tokens=sample[0].output_tokens + 1)])
+    changed = data_version(engine)
+    assert changed > written
+    with engine.begin() as conn:
+        delete_by_source_ref(conn, sample[0].source_ref)
+    assert data_version(engine) > changed

@@ -48,7 +48,7 @@ def upgrade() -> None:
                 sa.text("UPDATE usage SET model = :m WHERE provider = :p AND model_raw = :r"),
                 {"m": canonical, "p": provider, "r": raw},
             )
-    rebuild_all_daily(conn)
+    rebuild_all_daily(conn, count=False)  # data_version comes with 0015
 
 
 def downgrade() -> None:
