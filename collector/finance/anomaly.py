@@ -341,6 +341,39 @@ def new_spend(
     return out
 
 
+def scan(
+    engine: Engine,
+    *,
+    since: datetime,
+    until: datetime,
+    scopes: Sequence[str] = ("all", "provider"),
+    params: Params | None = None,
+    money: Money | None = None,
+) -> tuple[list[Anomaly], list[NewSpend]]:
+    """Anomalies (without drivers) and new-spend notices of ``[since, until)`` from one read per scope.
+
+    What :func:`find_anomalies` (``with_drivers=False``) and :func:`new_spend` return, for a page
+    that shows both: each scope's series (window plus baseline) is read once, not twice, and the
+    drivers, three reads per anomaly, are left to :func:`drivers` for the one a person asks about.
+    """
+    params = params or Params()
+    step = GRAIN_STEP[params.grain]
+    since, until = _floor(since, params.grain), _floor(until, params.grain)
+    found: list[Anomaly] = []
+    notices: list[NewSpend] = []
+    for scope in scopes:
+        series = scope_series(engine, scope, since - step * params.window, until, params.grain, money=money)
+        for (value, currency), points in series.items():
+            for s in detect(points, params, since=since, until=until):
+                found.append(Anomaly(scope, value, s.at, params.grain, s.amount, s.expected, s.score, currency))
+            first = first_spend(points)
+            if first is not None and since <= first[0] < until:
+                notices.append(NewSpend(scope, value, first[0], params.grain, first[1], currency))
+    found.sort(key=lambda a: (a.at, a.scope, a.scope_value))
+    notices.sort(key=lambda n: (n.at, n.scope, n.scope_value))
+    return found, notices
+
+
 def drivers(
     engine: Engine, anomaly: Anomaly, params: Params | None = None, top: int = 1, *, money: Money | None = None
 ) -> list[Driver]:

@@ -315,6 +315,12 @@ def daily_spend_in(
     engine: Engine, budget: Budget, since: datetime, until: datetime, rates: RateBook | None = None
 ) -> tuple[dict[date, Decimal], list[str]]:
     """The scope's spend per UTC day in the budget's currency, and notes on what was left out."""
+    per_currency = _spend_by_currency(engine, budget, since, until)
+    return convert_days(engine, per_currency, budget.currency, rates)
+
+
+def _spend_by_currency(engine: Engine, budget: Budget, since: datetime, until: datetime) -> dict[tuple[date, str], Decimal]:
+    """The scope's spend per (UTC day, billing currency), as the query layer reports it."""
     per_currency: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
     if budget.scope == "team":
         from collector.finance.chargeback import team_daily_spend
@@ -325,19 +331,27 @@ def daily_spend_in(
         for row in result.rows:
             if row.cost is not None and row.period is not None and row.section == "provider":
                 per_currency[(row.period.date(), row.currency)] += row.cost
+    return per_currency
+
+
+def convert_days(
+    engine: Engine, per_currency: dict[tuple[date, str], Decimal], to: str, rates: RateBook | None = None
+) -> tuple[dict[date, Decimal], list[str]]:
+    """Each day's money in ``to`` at that day's rate (one rule for every figure), and one note per
+    currency naming the days no rate could convert (that money is left out, never guessed)."""
     out: dict[date, Decimal] = defaultdict(Decimal)
     missing: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
-    if rates is None and any(currency != budget.currency for _, currency in per_currency):
+    if rates is None and any(currency != to for _, currency in per_currency):
         rates = RateBook.load(engine)
     for (day, currency), amount in sorted(per_currency.items()):
-        if currency == budget.currency:
+        if currency == to:
             out[day] += amount
             continue
         try:
-            out[day] += (rates or RateBook(())).convert(amount, currency, budget.currency, day).amount
+            out[day] += (rates or RateBook(())).convert(amount, currency, to, day).amount
         except FxError:
             missing[currency].append((day, amount))
-    notes = [_missing_note(currency, budget.currency, left) for currency, left in sorted(missing.items())]
+    notes = [_missing_note(currency, to, left) for currency, left in sorted(missing.items())]
     return dict(out), notes
 
 
@@ -359,6 +373,11 @@ class BudgetStatus:
     spent: Decimal
     forecast: Forecast
     notes: list[str] = field(default_factory=list)
+    #: The period's spend in the display currency, converted day by day with each day's rate
+    #: (``None`` when none was asked or it is the budget's own), and the days without a rate.
+    shown: Decimal | None = None
+    shown_currency: str = ""
+    shown_notes: list[str] = field(default_factory=list)
 
     @property
     def percent(self) -> Decimal:
@@ -382,8 +401,15 @@ class BudgetStatus:
         return threshold > 0 and self.forecast_percent > threshold
 
 
-def budget_status(engine: Engine, budget: Budget, now: datetime, rates: RateBook | None = None) -> BudgetStatus | None:
-    """The budget's spend, percentage and forecast at ``now`` (None outside a custom period)."""
+def budget_status(
+    engine: Engine, budget: Budget, now: datetime, rates: RateBook | None = None, *, display: str = ""
+) -> BudgetStatus | None:
+    """The budget's spend, percentage and forecast at ``now`` (None outside a custom period).
+
+    With ``display`` (a currency code other than the budget's) the period's spend is also given
+    in it, converted day by day from the billing currencies (not the total at one day's rate),
+    so the page shows one figure per spend whatever view it appears in.
+    """
     period = budget.period_at(now)
     if period is None:
         return None
@@ -391,7 +417,20 @@ def budget_status(engine: Engine, budget: Budget, now: datetime, rates: RateBook
     today = now.astimezone(UTC).date()
     history_start = _midnight(start.date()) - DAY * HISTORY_DAYS
     read_until = min(_midnight(today) + DAY, end)
-    series, notes = daily_spend_in(engine, budget, history_start, read_until, rates)
+    per_currency = _spend_by_currency(engine, budget, history_start, read_until)
+    series, notes = convert_days(engine, per_currency, budget.currency, rates)
+    status = _status_from(budget, start, end, today, series, notes)
+    display = display.strip().upper()
+    if display and display != budget.currency:
+        in_period = {k: v for k, v in per_currency.items() if start <= _midnight(k[0]) < end}
+        shown, shown_notes = convert_days(engine, in_period, display, rates)
+        status.shown, status.shown_currency, status.shown_notes = sum(shown.values(), ZERO), display, shown_notes
+    return status
+
+
+def _status_from(
+    budget: Budget, start: datetime, end: datetime, today: date, series: dict[date, Decimal], notes: list[str]
+) -> BudgetStatus:
     spent = sum((v for d, v in series.items() if start <= _midnight(d) < end), ZERO)
     forecast = forecast_period(series, start.date(), _ceil_date(end), today)
     if forecast.projected < spent:  # today's partial spend already passes the projection
@@ -409,6 +448,38 @@ def budget_status(engine: Engine, budget: Budget, now: datetime, rates: RateBook
             forecast.remaining_days,
         )
     return BudgetStatus(budget, start, end, spent, forecast, notes)
+
+
+def provider_forecasts(
+    engine: Engine, now: datetime, *, currency: str = "USD", rates: RateBook | None = None
+) -> dict[str, BudgetStatus]:
+    """This month's spend and month-end forecast of every provider, from one grouped read.
+
+    The same numbers :func:`scope_forecast` gives one provider at a time (same series, same
+    method), for pages that show them all: one query instead of one per provider.
+    """
+    start, end = (_midnight(d) for d in month_bounds(now.astimezone(UTC).date()))
+    today = now.astimezone(UTC).date()
+    history_start = start - DAY * HISTORY_DAYS
+    result = report(engine, Filters(history_start, min(_midnight(today) + DAY, end)), by=("provider",), grain="day")
+    per_provider: dict[str, dict[tuple[date, str], Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for row in result.rows:
+        if row.cost is not None and row.period is not None and row.section == "provider":
+            per_provider[row.dims["provider"]][(row.period.date(), row.currency)] += row.cost
+    out = {}
+    for provider, per_currency in sorted(per_provider.items()):
+        probe = _probe("provider", provider, currency)
+        series, notes = convert_days(engine, per_currency, currency, rates)
+        out[provider] = _status_from(probe, start, end, today, series, notes)
+    return out
+
+
+def _probe(scope: str, value: str, currency: str) -> Budget:
+    """A budget of 1 unit for a scope: what a forecast without a budget is computed as."""
+    values = _validate({"name": "forecast", "scope": scope, "scope_value": value, "amount": 1, "currency": currency})
+    return Budget(
+        0, "forecast", scope, values["scope_value"], Decimal(1), values["currency"], "month", None, None, (), 0, True
+    )
 
 
 def statuses(engine: Engine, now: datetime | None = None) -> list[BudgetStatus]:
@@ -431,11 +502,7 @@ def scope_forecast(
         BudgetError: an unknown scope, or a scope other than ``all`` without a value.
     """
     now = now or datetime.now(UTC)
-    values = _validate({"name": "forecast", "scope": scope, "scope_value": value, "amount": 1, "currency": currency})
-    probe = Budget(
-        0, "forecast", scope, values["scope_value"], Decimal(1), values["currency"], "month", None, None, (), 0, True
-    )
-    status = budget_status(engine, probe, now)
+    status = budget_status(engine, _probe(scope, value, currency), now)
     if status is None:  # pragma: no cover - a monthly period always contains now
         raise BudgetError("no period contains now")
     return status.spent, status.forecast, status.notes

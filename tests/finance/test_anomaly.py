@@ -219,6 +219,12 @@ def test_a_scope_that_starts_mid_window_gets_one_new_spend_notice_not_daily_anom
     notices = new_spend(engine, since=since, until=until, scopes=("project",), params=params)
     assert [(n.scope_value, n.at, n.amount) for n in notices] == [("proj_new", start + DAY * 40, D("80"))]
     assert "new spend: project=proj_new first spent 80.00 USD" in notices[0].describe()
+    # The dashboard's one-read scan gives the same anomalies (drivers apart) and the same notices.
+    from collector.finance.anomaly import scan
+
+    both = scan(engine, since=since, until=until, scopes=("project", "all"), params=params)
+    plain = find_anomalies(engine, since=since, until=until, scopes=("project", "all"), params=params, with_drivers=False)
+    assert both == (plain, notices)
     # The first days of any history are no anomalies either (no scope has a window before them).
     assert find_anomalies(engine, since=start, until=start + DAY * 5, scopes=("all",), params=params) == []
     # Evaluated the day after its first spend, it is alerted once, and never again.
