@@ -35,9 +35,11 @@ from collector.auth.users import Account, get_user, list_users
 from collector.core.http import redact
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
+from collector.core.store import data_version as _data_version
 from collector.db.migrate import open_database
 from collector.finance import alerts, budgets, chargeback, fx
-from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, find_anomalies
+from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, Driver, NewSpend, find_anomalies, scan
+from collector.finance.anomaly import drivers as anomaly_drivers_of
 from collector.finance.export import export
 from collector.finance.forecast import Forecast
 from collector.proxy.tokens import list_tokens
@@ -627,3 +629,123 @@ def export_file(fmt: str, since: datetime, until: datetime) -> tuple[bytes, int]
         path = Path(tmp) / f"export.{fmt}"
         result = export(engine(), fmt, since, until, path)
         return path.read_bytes(), result.rows
+
+
+# -- cached until the data changes (the Budgets page) ---------------------------------------------
+#
+# Forecasts, budget statuses and anomaly baselines read weeks of the daily rollup and cost seconds
+# at tens of millions of rows, yet change only when usage is written. These are keyed by
+# ``data_version`` (one primary-key read that every rollup rebuild bumps) and by the UTC day, not
+# by the minute, so they are computed once per data change and day. The TTL only bounds memory and
+# catches budget, rule or rate edits made outside the dashboard (the dashboard's own clear the cache).
+
+VERSIONED_TTL = "1h"
+
+
+def data_version() -> int:
+    """The usage data's change counter (``collector.core.store.data_version``); never cached."""
+    return _data_version(engine())
+
+
+def _versioned(fn: Callable[Concatenate[str, int, P], R]) -> Callable[P, R]:
+    """``st.cache_data`` keyed by the database URL and :func:`data_version` as well as the arguments."""
+    inner = st.cache_data(ttl=VERSIONED_TTL, max_entries=512, show_spinner=False)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return inner(db_url(), data_version(), *args, **kwargs)
+
+    return wrapper
+
+
+def _rates_mark() -> int:
+    """Changes whenever a stored exchange rate does (the rates are few; the list is cached)."""
+    return hash(tuple(fx_rates()))
+
+
+def budget_list() -> list[budgets.Budget]:
+    """Every budget by id, straight from the (small) budgets table: an edit shows at once."""
+    return budgets.list_budgets(engine())
+
+
+def budget_view(budget: budgets.Budget, day: datetime) -> budgets.BudgetStatus | None:
+    """One budget's status on ``day`` (its UTC midnight), with its spend in the display currency.
+
+    Computed once per data change, budget definition, day and set of exchange rates.
+    """
+    return _budget_view(budget, day, get_settings().display_currency, _rates_mark())
+
+
+@_versioned
+def _budget_view(
+    url: str, version: int, budget: budgets.Budget, day: datetime, display: str, rates: int
+) -> budgets.BudgetStatus | None:
+    eng = _engine(url)
+    return budgets.budget_status(eng, budget, day, fx.RateBook.load(eng), display=display)
+
+
+def forecast_rows(day: datetime, currency: str = "USD") -> list[tuple[str, budgets.BudgetStatus]]:
+    """This month's spend and forecast of all spend, then of each provider (``(label, status)``)."""
+    return _forecast_rows(day, currency, _rates_mark())
+
+
+@_versioned
+def _forecast_rows(
+    url: str, version: int, day: datetime, currency: str, rates: int
+) -> list[tuple[str, budgets.BudgetStatus]]:
+    eng = _engine(url)
+    book = fx.RateBook.load(eng)
+    everything = budgets.budget_status(eng, budgets.forecast_probe("all", "", currency), day, book)
+    rows = [("all spend", everything)] if everything is not None else []
+    rows += list(budgets.provider_forecasts(eng, day, currency=currency, rates=book).items())
+    return rows
+
+
+@dataclass(frozen=True)
+class AnomalyScan:
+    """The Anomalies view: configured scopes, anomalous days (no drivers yet) and new-spend notices."""
+
+    scopes: tuple[str, ...]
+    anomalies: list[Anomaly]
+    notices: list[NewSpend]
+
+
+def _anomaly_setup(url: str) -> tuple[tuple[str, ...], dict[str, Any]]:
+    settings = get_settings()
+    scopes = tuple(s.strip() for s in settings.anomaly_scopes.split(",") if s.strip() in SCOPE_DIMENSIONS)
+    money = budgets.display_money(settings.display_currency, fx.RateBook.load(_engine(url)))
+    return scopes, {"params": budgets.anomaly_params(settings), "money": money}
+
+
+def anomaly_scan(since: datetime, until: datetime) -> AnomalyScan:
+    """:func:`collector.finance.anomaly.scan` of ``[since, until)`` in the display currency."""
+    return _anomaly_scan(since, until, _rates_mark())
+
+
+@_versioned
+def _anomaly_scan(url: str, version: int, since: datetime, until: datetime, rates: int) -> AnomalyScan:
+    scopes, kwargs = _anomaly_setup(url)
+    found, notices = scan(_engine(url), since=since, until=until, scopes=scopes, **kwargs)
+    return AnomalyScan(scopes, found, notices)
+
+
+def anomaly_drivers(anomaly: Anomaly) -> list[Driver]:
+    """What drove one anomaly (model, project, API key): read only when someone asks."""
+    return _anomaly_drivers(anomaly, _rates_mark())
+
+
+@_versioned
+def _anomaly_drivers(url: str, version: int, anomaly: Anomaly, rates: int) -> list[Driver]:
+    _scopes, kwargs = _anomaly_setup(url)
+    return anomaly_drivers_of(_engine(url), anomaly, kwargs["params"], money=kwargs["money"])
+
+
+def chargeback_month(month: date) -> chargeback.Chargeback:
+    """The month's chargeback under the current rules, once per data change and rules version."""
+    return _chargeback_month(month, team_rules().version)
+
+
+@_versioned
+def _chargeback_month(url: str, version: int, month: date, rules_version: int) -> chargeback.Chargeback:
+    eng = _engine(url)
+    return chargeback.monthly_chargeback(eng, month, rules=chargeback.load_rules(eng))

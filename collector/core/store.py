@@ -25,11 +25,11 @@ from sqlalchemy.exc import OperationalError
 
 from collector.core.schema import (
     KEY_FIELDS,
-    DataVersion,
     LEVEL_UNITS,
     RECORD_FIELDS,
     ROLLUP_DIMENSIONS,
     ROLLUP_MEASURES,
+    DataVersion,
     UsageDaily,
     UsageRecord,
     UsageRow,

@@ -319,7 +319,9 @@ def daily_spend_in(
     return convert_days(engine, per_currency, budget.currency, rates)
 
 
-def _spend_by_currency(engine: Engine, budget: Budget, since: datetime, until: datetime) -> dict[tuple[date, str], Decimal]:
+def _spend_by_currency(
+    engine: Engine, budget: Budget, since: datetime, until: datetime
+) -> dict[tuple[date, str], Decimal]:
     """The scope's spend per (UTC day, billing currency), as the query layer reports it."""
     per_currency: dict[tuple[date, str], Decimal] = defaultdict(Decimal)
     if budget.scope == "team":
@@ -337,8 +339,10 @@ def _spend_by_currency(engine: Engine, budget: Budget, since: datetime, until: d
 def convert_days(
     engine: Engine, per_currency: dict[tuple[date, str], Decimal], to: str, rates: RateBook | None = None
 ) -> tuple[dict[date, Decimal], list[str]]:
-    """Each day's money in ``to`` at that day's rate (one rule for every figure), and one note per
-    currency naming the days no rate could convert (that money is left out, never guessed)."""
+    """Each day's money in ``to`` at that day's rate (one rule for every figure), and notes.
+
+    One note per currency names the days no rate could convert; that money is left out, never guessed.
+    """
     out: dict[date, Decimal] = defaultdict(Decimal)
     missing: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
     if rates is None and any(currency != to for _, currency in per_currency):
@@ -468,13 +472,13 @@ def provider_forecasts(
             per_provider[row.dims["provider"]][(row.period.date(), row.currency)] += row.cost
     out = {}
     for provider, per_currency in sorted(per_provider.items()):
-        probe = _probe("provider", provider, currency)
+        probe = forecast_probe("provider", provider, currency)
         series, notes = convert_days(engine, per_currency, currency, rates)
         out[provider] = _status_from(probe, start, end, today, series, notes)
     return out
 
 
-def _probe(scope: str, value: str, currency: str) -> Budget:
+def forecast_probe(scope: str, value: str, currency: str = "USD") -> Budget:
     """A budget of 1 unit for a scope: what a forecast without a budget is computed as."""
     values = _validate({"name": "forecast", "scope": scope, "scope_value": value, "amount": 1, "currency": currency})
     return Budget(
@@ -502,7 +506,7 @@ def scope_forecast(
         BudgetError: an unknown scope, or a scope other than ``all`` without a value.
     """
     now = now or datetime.now(UTC)
-    status = budget_status(engine, _probe(scope, value, currency), now)
+    status = budget_status(engine, forecast_probe(scope, value, currency), now)
     if status is None:  # pragma: no cover - a monthly period always contains now
         raise BudgetError("no period contains now")
     return status.spent, status.forecast, status.notes

@@ -3,7 +3,9 @@
 Everyone with the viewer role reads; admins also add, change and remove budgets, save a new
 version of the team rules and enter exchange rates. Alert links land here:
 ``?budget=<id>&period=<YYYY-MM-DD>`` opens that budget, ``?anomaly=<scope>&day=<YYYY-MM-DD>``
-the anomalies tab on that day.
+the anomalies view on that day. ``?view=`` names the view (Budgets, Anomalies, Chargeback, Alerts,
+Export, Exchange rates); only that view is computed, and its heavy reads are cached until the data
+changes (:mod:`dashboard.queries`, "cached until the data changes").
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from collector.core.settings import get_settings
 from collector.core.windows import floor_day
 from collector.finance import alerts, budgets, chargeback, fx
 from collector.finance.anomaly import METHOD as ANOMALY_METHOD
+from collector.finance.anomaly import Anomaly
 from collector.finance.forecast import METHOD as FORECAST_METHOD
-from collector.query.report import Filters
 from dashboard import actions, auth, queries
 
 DAY = timedelta(days=1)
@@ -35,19 +37,6 @@ def _money(amount: Decimal, currency: str) -> str:
     return f"{amount:,.2f} {currency}"
 
 
-def _shown(amount: Decimal, currency: str, day: date, book: fx.RateBook) -> str:
-    """The amount in its own currency, plus the display currency with the rate's day and source."""
-    text = _money(amount, currency)
-    target = get_settings().display_currency.upper()
-    if not target or target == currency:
-        return text
-    try:
-        c = book.convert(amount, currency, target, day)
-    except fx.FxError:
-        return f"{text} (no {currency}->{target} rate)"
-    return f"{text} = {_money(c.amount, target)} {c.note()}"
-
-
 def _month_options(today: date, count: int = 12) -> list[date]:
     out = []
     first = today.replace(day=1)
@@ -59,17 +48,15 @@ def _month_options(today: date, count: int = 12) -> list[date]:
 
 def _forecast_table(now: datetime) -> None:
     """Month-end forecast of all spend and of each provider with spend this month (USD)."""
-    month_start = floor_day(now).replace(day=1)
-    spend = queries.report_frame(Filters(month_start, floor_day(now) + DAY), by=("provider",))
-    providers = sorted(set(spend.loc[spend["cost"].notna() & (spend["currency"] == "USD"), "provider"]))
     rows = []
-    for scope, value in [("all", ""), *(("provider", p) for p in providers)]:
-        found = queries.scope_forecast(scope, value, now)
-        spent, fc = found.spent, found.forecast
+    for label, status in queries.forecast_rows(floor_day(now)):
+        if label != "all spend" and not status.spent:
+            continue
+        fc = status.forecast
         rows.append(
             {
-                "scope": "all spend" if scope == "all" else value,
-                "spent so far": f"{spent:,.2f}",
+                "scope": label,
+                "spent so far": f"{status.spent:,.2f}",
                 "forecast": f"{fc.projected:,.2f}",
                 f"{round(fc.confidence * 100)}% interval": f"{fc.low:,.2f} .. {fc.high:,.2f}",
             }
@@ -78,13 +65,14 @@ def _forecast_table(now: datetime) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
-def _budget_tab(is_admin: bool, now: datetime, book: fx.RateBook) -> None:
+def _budget_tab(is_admin: bool, now: datetime) -> None:
     _forecast_table(now)
     st.subheader("Budgets")
     chosen = st.query_params.get("budget")
-    rows = queries.budget_statuses(now)
+    rows = [(b, queries.budget_view(b, floor_day(now)) if b.active else None) for b in queries.budget_list()]
     if not rows:
         st.info("No budgets yet." + (" Add one below." if is_admin else " An admin can add them here."))
+    unconverted: list[str] = []
     for b, status in rows:
         per = "month" if b.period == "month" else f"{b.starts_at:%Y-%m-%d} .. {(b.ends_at or NEVER) - DAY:%Y-%m-%d}"
         title = f"{b.name} · {b.scope_label} · {_money(b.amount, b.currency)} per {per}"
@@ -96,28 +84,39 @@ def _budget_tab(is_admin: bool, now: datetime, book: fx.RateBook) -> None:
             elif status is None:
                 st.caption("Outside its custom period.")
             else:
-                st.progress(min(float(status.percent) / 100, 1.0), text=f"{status.percent:.1f}% of the amount")
-                cols = st.columns(3)
-                cols[0].metric("Spent this period", _money(status.spent, b.currency))
-                cols[1].metric("Forecast at period end", _money(status.forecast.projected, b.currency))
-                cols[2].metric("Amount", _money(b.amount, b.currency))
-                st.caption(
-                    f"Period {status.period_start:%Y-%m-%d} .. {(status.period_end - DAY):%Y-%m-%d} (UTC). "
-                    f"{round(status.forecast.confidence * 100)}% interval "
-                    f"{_money(status.forecast.low, b.currency)} .. {_money(status.forecast.high, b.currency)}; "
-                    f"method: {status.forecast.method}. Thresholds {', '.join(f'{t}%' for t in b.thresholds)}"
-                    + (f"; reached: {', '.join(f'{t}%' for t in status.crossed)}" if status.crossed else "")
-                    + "."
-                )
-                target = get_settings().display_currency.upper()
-                if target and target != b.currency:
-                    st.caption("In the display currency: " + _shown(status.spent, b.currency, now.date(), book))
-                for note in status.notes:
-                    st.warning(note)
+                _status(b, status)
+                unconverted += [f"{b.name}: {n}" for n in status.shown_notes]
             if is_admin:
                 _edit_form(b)
+    if unconverted:  # one note for the whole view, naming the days, not one per day or budget
+        st.caption("Not in the display currency (no exchange rate for those days): " + "; ".join(unconverted) + ".")
     if is_admin:
         _add_form()
+
+
+def _status(b: budgets.Budget, status: budgets.BudgetStatus) -> None:
+    st.progress(min(float(status.percent) / 100, 1.0), text=f"{status.percent:.1f}% of the amount")
+    cols = st.columns(3)
+    cols[0].metric("Spent this period", _money(status.spent, b.currency))
+    cols[1].metric("Forecast at period end", _money(status.forecast.projected, b.currency))
+    cols[2].metric("Amount", _money(b.amount, b.currency))
+    st.caption(
+        f"Period {status.period_start:%Y-%m-%d} .. {(status.period_end - DAY):%Y-%m-%d} (UTC). "
+        f"{round(status.forecast.confidence * 100)}% interval "
+        f"{_money(status.forecast.low, b.currency)} .. {_money(status.forecast.high, b.currency)}; "
+        f"method: {status.forecast.method}. Thresholds {', '.join(f'{t}%' for t in b.thresholds)}"
+        + (f"; reached: {', '.join(f'{t}%' for t in status.crossed)}" if status.crossed else "")
+        + "."
+    )
+    if status.shown is not None:
+        # Each day converted at its own rate, so this is the same figure every view shows.
+        st.caption(
+            f"In the display currency: {_money(status.spent, b.currency)} = "
+            f"{_money(status.shown, status.shown_currency)} (each day at its own rate)"
+            + (" where a rate exists" if status.shown_notes else "")
+        )
+    for note in status.notes:
+        st.warning(note)
 
 
 def _edit_form(b: budgets.Budget) -> None:
@@ -158,6 +157,12 @@ def _add_form() -> None:
         currency = st.text_input("Currency", value="USD", key="new_currency")
         thresholds = st.text_input("Thresholds (%)", value=get_settings().budget_thresholds, key="new_thresholds")
         forecast = st.number_input("Forecast alert at (% of amount, 0 = off)", 0, 1000, 100, key="new_forecast")
+        allow_unknown = st.checkbox(
+            "Allow a scope value not seen in the data yet",
+            key="new_allow_unknown",
+            help="Like `llm-usage budgets add --allow-unknown`: for a project or key that has not spent yet. "
+            "Otherwise an unknown value is refused with the known ones listed (a typo could never trip).",
+        )
         custom = st.checkbox("Custom period instead of every month", key="new_custom")
         first, last = st.columns(2)
         today = queries.as_of().date()
@@ -176,6 +181,7 @@ def _add_form() -> None:
                     period="custom" if custom else "month",
                     starts_at=_midnight(start) if custom else None,
                     ends_at=_midnight(end) + DAY if custom else None,
+                    allow_unknown=allow_unknown,
                 )
             except budgets.BudgetError as exc:
                 st.error(str(exc))
@@ -200,11 +206,34 @@ def _asked_day() -> datetime | None:
 def _anomaly_tab(now: datetime) -> None:
     until = _asked_day() or floor_day(now)
     since = until - DAY * 30
-    scopes, found = queries.anomalies(since, until)
-    st.caption(f"{since:%Y-%m-%d} .. {(until - DAY):%Y-%m-%d} (UTC), scopes {', '.join(scopes)}. {ANOMALY_METHOD}.")
-    if not found:
+    found = queries.anomaly_scan(since, until)
+    st.caption(
+        f"{since:%Y-%m-%d} .. {(until - DAY):%Y-%m-%d} (UTC), scopes {', '.join(found.scopes)}. {ANOMALY_METHOD}."
+    )
+    if found.notices:
+        # A scope with too little history is told once as new spend, never as daily anomalies.
+        st.subheader("New spend")
+        st.caption("First spend of a scope: there is no history to compare it with yet.")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "day": n.at.strftime("%Y-%m-%d"),
+                        "scope": n.label,
+                        "spent": f"{n.amount:,.2f}",
+                        "currency": n.currency,
+                    }
+                    for n in reversed(found.notices)
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    st.subheader("Anomalies")
+    if not found.anomalies:
         st.info("No anomalies in these 30 days.")
         return
+    listed = list(reversed(found.anomalies))
     table = pd.DataFrame(
         [
             {
@@ -214,18 +243,35 @@ def _anomaly_tab(now: datetime) -> None:
                 "expected": f"{a.expected:,.2f}",
                 "currency": a.currency,
                 "robust z": f"{a.score:.1f}",
-                "driven by": ", ".join(f"{d.dimension}={d.value} (+{d.increase:,.2f})" for d in a.drivers),
             }
-            for a in reversed(found)
+            for a in listed
         ]
     )
     st.dataframe(table, hide_index=True, width="stretch")
+    _drivers(listed)
+
+
+def _drivers(listed: list[Anomaly]) -> None:
+    """What drove the anomaly a person picks (three reads each, so only on request)."""
+    asked = st.query_params.get("anomaly")
+    labels = [f"{a.at:%Y-%m-%d} {a.label}" for a in listed]
+    default = next((i for i, a in enumerate(listed) if a.label == asked), 0)
+    picked = st.selectbox("What drove it", range(len(listed)), index=default, format_func=labels.__getitem__)
+    a = listed[picked]
+    drivers = queries.anomaly_drivers(a)
+    if not drivers:
+        st.caption("No model, project or API key grew above its own baseline on that day.")
+        return
+    st.caption(
+        f"{a.label} on {a.at:%Y-%m-%d}, driven by "
+        + ", ".join(f"{d.dimension}={d.value} (+{d.increase:,.2f} {a.currency})" for d in drivers)
+    )
 
 
 def _chargeback_tab(is_admin: bool, now: datetime, account_name: str) -> None:
     month = st.selectbox("Month (UTC)", _month_options(now.date()), format_func=lambda d: d.strftime("%Y-%m"))
     rules = queries.team_rules()
-    cb = queries.monthly_chargeback(month)
+    cb = queries.chargeback_month(month)
     if not cb.lines:
         st.info("No spend in this month.")
     else:
@@ -367,26 +413,38 @@ def _fx_tab(is_admin: bool) -> None:
                 st.success(f"Imported {new} new rate(s), replaced {replaced}.")
 
 
+#: The page's views; only the chosen one is computed and drawn (``st.tabs`` would run them all).
+VIEWS = ("Budgets", "Anomalies", "Chargeback", "Alerts", "Export", "Exchange rates")
+
+
+def _view() -> str:
+    """The view in ``?view=``; an alert's ``?anomaly=`` link opens Anomalies."""
+    default = "Anomalies" if st.query_params.get("anomaly") else VIEWS[0]
+    chosen = st.segmented_control(
+        "View", VIEWS, default=default, key="view", bind="query-params", required=True, label_visibility="collapsed"
+    )
+    return chosen or default
+
+
 def render() -> None:
     """Draw the page."""
     account = auth.require("viewer")
     is_admin = role_allows(account.role, "admin")
     st.title("Budgets")
     st.caption(f"Forecasts: {FORECAST_METHOD}.")
-    now = queries.as_of().replace(second=0, microsecond=0)  # to the minute, so the reads are cached
-    book = queries.rate_book()
-    tabs = st.tabs(["Budgets", "Anomalies", "Chargeback", "Alerts", "Export", "Exchange rates"])
-    with tabs[0]:
-        _budget_tab(is_admin, now, book)
-    with tabs[1]:
+    now = queries.as_of()
+    view = _view()
+    if view == "Budgets":
+        _budget_tab(is_admin, now)
+    elif view == "Anomalies":
         _anomaly_tab(now)
-    with tabs[2]:
+    elif view == "Chargeback":
         _chargeback_tab(is_admin, now, account.name)
-    with tabs[3]:
+    elif view == "Alerts":
         _alerts_tab()
-    with tabs[4]:
+    elif view == "Export":
         _export_tab(now)
-    with tabs[5]:
+    else:
         _fx_tab(is_admin)
 
 

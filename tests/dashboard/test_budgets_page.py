@@ -90,10 +90,13 @@ def test_viewer_sees_status_forecast_and_chargeback_but_no_editing(page_db):
     forecast_table = at.dataframe[0].value
     assert list(forecast_table["scope"]) == ["all spend", "openai"]
     assert list(forecast_table["spent so far"]) == ["80.00", "80.00"]
-    chargeback_table = at.dataframe[1].value
+    assert len(at.dataframe) == 1  # only the chosen view is computed and drawn
+    assert not any(s.value == "Add a budget" for s in at.subheader)
+    assert not any(c.key == "new_allow_unknown" for c in at.checkbox)
+    at = run("viewer", view="Chargeback")
+    chargeback_table = at.dataframe[0].value
     assert list(chargeback_table["team"]) == ["search", "unallocated", "TOTAL"]
     assert list(chargeback_table["amount"]) == ["40.00", "40.00", "80.00"]
-    assert not any(s.value == "Add a budget" for s in at.subheader)
     assert len(at.get("download_button")) == 1
 
 
@@ -137,7 +140,7 @@ def test_export_tab_prepares_a_focus_parquet_download(page_db):
 
     import pyarrow.parquet as pq
 
-    at = run("viewer")
+    at = run("viewer", view="Export")
     at.selectbox(key="export_month").set_value(date(2026, 11, 1))
     at.radio(key="export_kind").set_value("FOCUS 1.2 Parquet")
     next(b for b in at.button if b.label == "Prepare export").click().run()
@@ -154,6 +157,7 @@ RATES = b"date,base,quote,rate\n2026-11-01,USD,EUR,0.92\n2026-11-15,USD,EUR,0.95
 def test_admin_imports_exchange_rates_and_the_page_converts_with_them(page_db):
     at = run("admin", budget="1")
     assert "no USD->EUR rate" in "\n".join(c.value for c in at.caption)
+    at = run("admin", view="Exchange rates")
     at.file_uploader(key="fx_upload").upload("rates.csv", RATES, "text/csv").run()
     next(b for b in at.button if b.key == "fx_import").click().run()
     assert not at.exception, at.exception
@@ -164,13 +168,17 @@ def test_admin_imports_exchange_rates_and_the_page_converts_with_them(page_db):
     ]
     at = run("admin", budget="1")  # the import cleared the cached reads: the new rates are used
     captions = "\n".join(c.value for c in at.caption)
-    assert "80.00 USD = 76.00 EUR" in captions  # 80 x 0.95, the rate of Nov 15
+    # Day by day at each day's rate (4.00 a day): Nov 1-14 x 0.92 + Nov 15-20 x 0.95 = 51.52 + 22.80.
+    # The month total at one day's rate (80 x 0.95 = 76.00) was a second figure for the same spend.
+    assert "80.00 USD = 74.32 EUR" in captions
+    assert "no USD->EUR rate" not in captions
+    at = run("admin", view="Exchange rates")
     rates_table = next(df.value for df in at.dataframe if "quote" in df.value)
     assert list(rates_table["="]) == ["0.95", "0.92"]  # newest first
 
 
 def test_a_rates_file_that_is_not_utf8_is_refused_by_name(page_db):
-    at = run("admin")
+    at = run("admin", view="Exchange rates")
     at.file_uploader(key="fx_upload").upload("rates.csv", b"date,base\n\xff\xfe\x00", "text/csv").run()
     next(b for b in at.button if b.key == "fx_import").click().run()
     assert not at.exception, at.exception
@@ -204,7 +212,50 @@ def test_admin_deletes_a_budget_from_its_form(page_db):
 
 
 def test_a_garbage_day_in_the_link_is_ignored_not_a_stack_trace(page_db):
-    at = run("viewer", day="garbage")
+    at = run("viewer", view="Anomalies", day="garbage")
     assert not at.exception, at.exception
     assert any("not a date" in w.value for w in at.warning)
-    assert run("viewer", day="2026-11-10").exception == []
+    assert run("viewer", view="Anomalies", day="2026-11-10").exception == []
+
+
+def test_an_unknown_scope_value_is_refused_unless_the_admin_allows_it(page_db):
+    at = run("admin")
+    at.text_input(key="new_name").set_value("Future project")
+    at.selectbox(key="new_scope").set_value("project")
+    at.text_input(key="new_value").set_value("proj_future")
+    at.text_input(key="new_amount").set_value("10")
+    add_button(at).click().run()
+    assert any("no project 'proj_future'" in e.value and "proj_a, proj_b" in e.value for e in at.error)
+    assert [b.name for b in budgets.list_budgets(page_db)] == ["All LLM"]
+    at.checkbox(key="new_allow_unknown").check()  # budgets add --allow-unknown
+    add_button(at).click().run()
+    assert not at.exception, at.exception
+    assert [(b.name, b.scope_value) for b in budgets.list_budgets(page_db)][1:] == [("Future project", "proj_future")]
+
+
+def test_a_scope_without_history_is_one_new_spend_notice_not_anomalies(page_db):
+    at = run("viewer", view="Anomalies")
+    assert not at.exception, at.exception
+    notices = next(df.value for df in at.dataframe if "scope" in df.value)
+    rows = set(zip(notices["day"], notices["scope"], notices["spent"], strict=True))
+    assert ("2026-11-01", "provider=openai", "4.00") in rows
+    assert any("No anomalies in these 30 days." in i.value for i in at.info)
+
+
+def test_budget_figures_are_computed_once_per_data_change(page_db, monkeypatch):
+    calls = []
+    real = budgets.budget_status
+    monkeypatch.setattr(budgets, "budget_status", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
+    first = run("viewer", budget="1")
+    assert sorted(calls) == ["All LLM", "forecast"]  # the budget and the all-spend forecast
+    assert run("viewer", budget="1").metric[0].value == first.metric[0].value == "80.00 USD"
+    assert len(calls) == 2  # a second visit reads the cache, whatever the minute
+    start = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    late = UsageRecord(
+        provider="openai", source="api", kind="completions", bucket_start=start, bucket_end=start + timedelta(hours=1),
+        account="org", project="proj_a", model="gpt-4o", input_tokens=10, requests=1, cost=Decimal(6),
+        currency="USD", basis="estimated", price_version="t",
+    )  # fmt: skip
+    upsert_records(page_db, [late])  # written by a sync: the dashboard's cache is not cleared
+    assert {m.label: m.value for m in run("viewer", budget="1").metric}["Spent this period"] == "86.00 USD"
+    assert len(calls) == 4

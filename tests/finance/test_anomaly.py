@@ -222,8 +222,9 @@ def test_a_scope_that_starts_mid_window_gets_one_new_spend_notice_not_daily_anom
     # The dashboard's one-read scan gives the same anomalies (drivers apart) and the same notices.
     from collector.finance.anomaly import scan
 
-    both = scan(engine, since=since, until=until, scopes=("project", "all"), params=params)
-    plain = find_anomalies(engine, since=since, until=until, scopes=("project", "all"), params=params, with_drivers=False)
+    window = {"since": since, "until": until, "scopes": ("project", "all"), "params": params}
+    both = scan(engine, **window)
+    plain = find_anomalies(engine, **window, with_drivers=False)
     assert both == (plain, notices)
     # The first days of any history are no anomalies either (no scope has a window before them).
     assert find_anomalies(engine, since=start, until=start + DAY * 5, scopes=("all",), params=params) == []
