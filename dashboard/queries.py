@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import tempfile
 import threading
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pandas as pd
 import streamlit as st
 from sqlalchemy.engine import Engine
+from streamlit import runtime
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from collector.auth.users import Account, get_user, list_users
@@ -52,6 +54,7 @@ from providers import REGISTRY
 from providers.base import ConnField
 
 TTL = "5m"
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 DAY = timedelta(days=1)
@@ -749,3 +752,54 @@ def chargeback_month(month: date) -> chargeback.Chargeback:
 def _chargeback_month(url: str, version: int, month: date, rules_version: int) -> chargeback.Chargeback:
     eng = _engine(url)
     return chargeback.monthly_chargeback(eng, month, rules=chargeback.load_rules(eng))
+
+
+#: Seconds between the warmer's looks at :func:`data_version` (one primary-key read each).
+WARM_EVERY = 30.0
+
+
+def warm_budget_views() -> None:
+    """Compute what the Budgets page's first views show, so a visitor finds them cached."""
+    day = floor_day_of(as_of())
+    for b in budget_list():
+        if b.active:
+            budget_view(b, day)
+    forecast_rows(day)
+    anomaly_scan(day - DAY * 30, day)
+    chargeback_month(day.date().replace(day=1))
+
+
+def floor_day_of(ts: datetime) -> datetime:
+    """UTC midnight of ``ts``: the day the versioned reads are keyed by."""
+    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _warm_loop(stop: threading.Event) -> None:
+    seen: tuple[int, datetime] | None = None
+    while not stop.wait(0 if seen is None else WARM_EVERY):
+        try:
+            now = (data_version(), floor_day_of(as_of()))
+            if now != seen:
+                warm_budget_views()
+                seen = now
+        except Exception:
+            log.exception("warming the Budgets page's cache failed; visitors compute it instead")
+            seen = seen or (-1, datetime.min.replace(tzinfo=UTC))
+
+
+@st.cache_resource(show_spinner=False)
+def _warmer(url: str) -> threading.Event:
+    stop = threading.Event()
+    threading.Thread(target=_warm_loop, args=(stop,), daemon=True, name="budgets-warmer").start()
+    return stop
+
+
+def start_warmer() -> None:
+    """Once per server and database: recompute the Budgets page's figures after every data change.
+
+    Forecasts and budget statuses cost seconds at tens of millions of rows; computed here when
+    :func:`data_version` or the day changes, the first visitor after a sync does not wait for them.
+    Only under a running Streamlit server (never in ``AppTest``, whose runs must stay isolated).
+    """
+    if runtime.exists():
+        _warmer(db_url())

@@ -259,3 +259,22 @@ def test_budget_figures_are_computed_once_per_data_change(page_db, monkeypatch):
     upsert_records(page_db, [late])  # written by a sync: the dashboard's cache is not cleared
     assert {m.label: m.value for m in run("viewer", budget="1").metric}["Spent this period"] == "86.00 USD"
     assert len(calls) == 4
+
+
+def test_the_warmer_fills_the_keys_the_page_reads(page_db, monkeypatch):
+    import threading
+
+    calls = []
+    real = budgets.budget_status
+    monkeypatch.setattr(budgets, "budget_status", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
+    stop = threading.Event()
+    warmed = []
+    warm = queries.warm_budget_views
+    monkeypatch.setattr(queries, "warm_budget_views", lambda: warmed.append(1) or stop.set())
+    queries._warm_loop(stop)  # warms once at start, then stops when asked
+    assert warmed == [1]
+    warm()
+    assert sorted(calls) == ["All LLM", "forecast"]
+    at = run("viewer", budget="1")
+    assert {m.label: m.value for m in at.metric}["Spent this period"] == "80.00 USD"
+    assert len(calls) == 2  # the page found everything already computed
