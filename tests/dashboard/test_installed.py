@@ -36,7 +36,7 @@ SOURCES = ("pyproject.toml", "README.md", "collector", "providers", "importers",
 
 
 def _run(cmd: list[str], **kwargs) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, **kwargs)  # noqa: S603
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, **kwargs)
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
 
 
@@ -80,7 +80,7 @@ def installed(tmp_path) -> Iterator[str]:
         HOME=str(home),  # nor a ~/.streamlit/config.toml
     )
     log = (tmp_path / "run.log").open("wb")
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [str(env / "bin" / "llm-usage"), "run"], cwd=home, env=environ, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
