@@ -149,10 +149,9 @@ def _settled(driver, title: str, started: float, timeout: float = 300) -> float:
             raise RuntimeError(f"{title}: {state['errors'][0]}")
         running = state["state"] in ("running", "rerunRequested", "initial")
         seen_running = seen_running or running
-        waited = time.perf_counter() - started
-        if not running and (seen_running or waited > 1.0):
-            if not state["stale"] and any(title in h for h in state["heads"]):
-                return time.perf_counter() - started
+        ended = not running and (seen_running or time.perf_counter() - started > 1.0)
+        if ended and not state["stale"] and any(title in h for h in state["heads"]):
+            return time.perf_counter() - started
         time.sleep(0.02)
     raise RuntimeError(f"{title} did not settle in {timeout:.0f} s")
 
