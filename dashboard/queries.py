@@ -744,14 +744,24 @@ def _anomaly_drivers(url: str, version: int, anomaly: Anomaly, rates: int) -> li
 
 
 def chargeback_month(month: date) -> chargeback.Chargeback:
-    """The month's chargeback under the current rules, once per data change and rules version."""
-    return _chargeback_month(month, team_rules().version)
+    """The month's chargeback under the current rules, once per data change and rules version.
+
+    In the display currency, each day at its own rate; days without one keep their currency and
+    are named in one note per currency.
+    """
+    return _chargeback_month(month, team_rules().version, get_settings().display_currency, _rates_mark())
 
 
 @_versioned
-def _chargeback_month(url: str, version: int, month: date, rules_version: int) -> chargeback.Chargeback:
+def _chargeback_month(
+    url: str, version: int, month: date, rules_version: int, display: str, rates: int
+) -> chargeback.Chargeback:
     eng = _engine(url)
-    return chargeback.monthly_chargeback(eng, month, rules=chargeback.load_rules(eng))
+    rules = chargeback.load_rules(eng)
+    if not display.strip():
+        return chargeback.monthly_chargeback(eng, month, rules=rules)
+    book = fx.RateBook.load(eng)
+    return chargeback.monthly_chargeback(eng, month, rules=rules, currency=display.strip(), converter=book.day_rate)
 
 
 #: Seconds between the warmer's looks at :func:`data_version` (one primary-key read each).

@@ -278,3 +278,17 @@ def test_the_warmer_fills_the_keys_the_page_reads(page_db, monkeypatch):
     at = run("viewer", budget="1")
     assert {m.label: m.value for m in at.metric}["Spent this period"] == "80.00 USD"
     assert len(calls) == 2  # the page found everything already computed
+
+
+def test_chargeback_shows_the_same_converted_month_as_the_budget(page_db):
+    fx.import_rates_csv(page_db, RATES.decode(), "rates.csv")
+    at = run("viewer", view="Chargeback")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    # Each day at its own rate, as the budget's 74.32 EUR: one figure for the same month's spend.
+    assert list(zip(table["team"], table["amount"], table["currency"], strict=True)) == [
+        ("search", "37.16", "EUR"),
+        ("unallocated", "37.16", "EUR"),
+        ("TOTAL", "74.32", "EUR"),
+    ]
+    assert "80.00 USD = 74.32 EUR" in "\n".join(c.value for c in run("viewer", budget="1").caption)
