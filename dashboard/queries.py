@@ -804,12 +804,18 @@ def _warmer(url: str) -> threading.Event:
     return stop
 
 
+#: Set by :mod:`dashboard.server` (what ``llm-usage run`` serves); never under ``AppTest``, which
+#: has a runtime too but runs test after test in one process on changing databases.
+WARM_WHEN_SERVED = {"on": False}
+
+
 def start_warmer() -> None:
     """Once per server and database: recompute the Budgets page's figures after every data change.
 
     Forecasts and budget statuses cost seconds at tens of millions of rows; computed here when
     :func:`data_version` or the day changes, the first visitor after a sync does not wait for them.
-    Only under a running Streamlit server (never in ``AppTest``, whose runs must stay isolated).
+    Only in the served dashboard (``dashboard/server.py`` turns it on) with its runtime up, so
+    the thread fills the same caches the sessions read.
     """
-    if runtime.exists():
+    if WARM_WHEN_SERVED["on"] and runtime.exists():
         _warmer(db_url())

@@ -20,6 +20,8 @@ import streamlit as st
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 
+from dashboard import queries
+
 #: Headers every dashboard response carries.
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -50,4 +52,5 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+queries.WARM_WHEN_SERVED["on"] = True  # the Budgets figures are recomputed after each data change
 app = st.App(Path(__file__).with_name("streamlit_app.py"), middleware=[Middleware(SecurityHeaders)])

@@ -292,3 +292,17 @@ def test_chargeback_shows_the_same_converted_month_as_the_budget(page_db):
         ("TOTAL", "74.32", "EUR"),
     ]
     assert "80.00 USD = 74.32 EUR" in "\n".join(c.value for c in run("viewer", budget="1").caption)
+
+
+def test_the_warmer_runs_only_in_the_served_dashboard(page_db, monkeypatch):
+    started = []
+    monkeypatch.setattr(queries, "_warmer", started.append)
+    assert queries.WARM_WHEN_SERVED == {"on": False}  # AppTest has a runtime, but tests share one process
+    run("viewer")
+    from tests.dashboard.conftest import app
+
+    app("viewer")  # the whole app (navigation included) under AppTest
+    assert started == []
+    monkeypatch.setitem(queries.WARM_WHEN_SERVED, "on", True)  # what dashboard/server.py does
+    app("viewer")
+    assert started == [page_db.url.render_as_string(hide_password=False)]
