@@ -140,7 +140,9 @@ def _settled(driver, title: str, started: float, timeout: float = 300) -> float:
     """Seconds from ``started`` until the script run the click caused ended with ``title`` shown.
 
     Streamlit marks its root with ``data-test-script-state`` (``running`` / ``notRunning``): first
-    wait for the run to start (a very fast run may end unseen, so at most 1 s), then for it to end.
+    wait for the run to start (on a loaded machine the server may take a while to begin it; a run
+    that ends unseen between two polls counts as 3 s, an overestimate, never an underestimate),
+    then for it to end.
     """
     seen_running = False
     while time.perf_counter() - started < timeout:
@@ -149,7 +151,7 @@ def _settled(driver, title: str, started: float, timeout: float = 300) -> float:
             raise RuntimeError(f"{title}: {state['errors'][0]}")
         running = state["state"] in ("running", "rerunRequested", "initial")
         seen_running = seen_running or running
-        ended = not running and (seen_running or time.perf_counter() - started > 1.0)
+        ended = not running and (seen_running or time.perf_counter() - started > 3.0)
         if ended and not state["stale"] and any(title in h for h in state["heads"]):
             return time.perf_counter() - started
         time.sleep(0.02)
@@ -165,10 +167,18 @@ def _open_page(driver, name: str) -> float:  # type: ignore[no-untyped-def]
     return _settled(driver, TITLES.get(name, name), started)
 
 
-def _open_view(driver, view: str) -> float:  # type: ignore[no-untyped-def]
+def _button(driver, label: str):  # type: ignore[no-untyped-def]
+    """The button labelled ``label``, once it is on the page (not timed)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    button = driver.find_element(By.XPATH, f'//button[normalize-space()="{view}"]')
+    xpath = f'//button[normalize-space()="{label}"]'
+    WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.XPATH, xpath))
+    return driver.find_element(By.XPATH, xpath)
+
+
+def _open_view(driver, view: str) -> float:  # type: ignore[no-untyped-def]
+    button = _button(driver, view)
     started = time.perf_counter()
     button.click()
     return _settled(driver, "Budgets", started)
@@ -180,9 +190,7 @@ def _hourly(driver) -> float:  # type: ignore[no-untyped-def]
 
 
 def _open_view_titled(driver, label: str, title: str) -> float:  # type: ignore[no-untyped-def]
-    from selenium.webdriver.common.by import By
-
-    button = driver.find_element(By.XPATH, f'//button[normalize-space()="{label}"]')
+    button = _button(driver, label)
     started = time.perf_counter()
     button.click()
     return _settled(driver, title, started)
