@@ -21,10 +21,11 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from collector.app import HOOKS
-from collector.auth import users
+from collector.auth import sessions, users
 from collector.core.http import redact
 from collector.core.settings import get_settings
 from collector.finance import budgets, chargeback, fx
@@ -290,12 +291,12 @@ def import_fx_rates(data: bytes, name: str) -> tuple[int, int]:
 
 @_writes
 def add_user(name: str, role: str, password: str | None) -> users.Account:
-    """Create an account (``password=None``: SSO only).
+    """Create an account (``password=None``: SSO only) whose generated password must be changed first.
 
     Raises:
         UserError: a bad name, role or password, or a duplicate.
     """
-    return users.add_user(queries.engine(), name, role, password)
+    return users.add_user(queries.engine(), name, role, password, must_change=True)
 
 
 @_writes
@@ -306,8 +307,18 @@ def set_role(name: str, role: str) -> None:
 
 @_writes
 def set_password(name: str, password: str) -> None:
-    """Replace an account's password and lift any sign-in lock."""
-    users.set_password(queries.engine(), name, password)
+    """An admin's reset: replace the password (to be changed at next sign-in) and end its sessions."""
+    users.set_password(queries.engine(), name, password, must_change=True)
+
+
+@_writes
+def change_own_password(name: str, current: str, new: str, keep_session: int | None) -> None:
+    """The signed-in user's own change; their other sessions end, ``keep_session`` stays.
+
+    Raises:
+        UserError: wrong current password, the same one again, or a too short new one.
+    """
+    users.change_own_password(queries.engine(), name, current, new, keep_session=keep_session)
 
 
 @_writes
@@ -324,3 +335,37 @@ def sign_in(name: str, password: str, client: str = "local") -> users.SignIn:
 def record_sso_sign_in(name: str) -> users.Account | None:
     """The local account of an OpenID Connect identity, stamping its sign-in time (None: no account)."""
     return users.record_sso_sign_in(queries.engine(), name)
+
+
+def session_lifetimes() -> sessions.Lifetimes:
+    """Idle and absolute lifetimes of a dashboard sign-in, from the settings."""
+    settings = get_settings()
+    return sessions.Lifetimes(
+        idle=timedelta(hours=settings.dashboard_session_idle_hours),
+        absolute=timedelta(days=settings.dashboard_session_max_days),
+    )
+
+
+def start_session(name: str) -> sessions.Started:
+    """Open the sign-in session of ``name``; the ticket goes to the browser to fetch its cookie."""
+    return sessions.start(queries.engine(), name)
+
+
+def redeem_ticket(ticket: str) -> str | None:
+    """The cookie token for a fresh sign-in's one-time ticket; None for a used, stale or unknown one."""
+    return sessions.redeem(queries.engine(), ticket)
+
+
+def session_by_token(token: str) -> tuple[int, str] | None:
+    """(session id, account name) of a cookie's live session; None (and ended) when expired or unknown."""
+    return sessions.by_token(queries.engine(), token, session_lifetimes())
+
+
+def session_alive(session_id: int) -> str | None:
+    """The account name of a tab's session while it lives (records the activity for the idle limit)."""
+    return sessions.by_id(queries.engine(), session_id, session_lifetimes())
+
+
+def end_session(session_id: int | None, token: str | None) -> None:
+    """Sign-out: end the tab's session and the one the cookie names (every tab sharing it follows)."""
+    sessions.end(queries.engine(), session_id=session_id, token=token)

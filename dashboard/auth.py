@@ -2,7 +2,15 @@
 
 Streamlit keeps ``st.session_state`` on the server, so the signed-in name stored there cannot be
 forged by the browser; it is still looked up in the ``users`` table on every run, so removing
-an account or changing its role takes effect at the user's next click. Passwords are checked by
+an account or changing its role takes effect at the user's next click.
+
+A sign-in survives a refresh, a new tab and a link from an alert e-mail: it is a server-side
+session (:mod:`collector.auth.sessions`) whose token the browser keeps in an HttpOnly cookie
+(:mod:`dashboard.cookies`). A new tab finds its session through the cookie; every run of a tab
+checks that the session still lives (idle and absolute lifetimes, sign-out in another tab,
+password or role change, account removed), so a tab signed out elsewhere is signed out at its
+next click. An account whose password was generated or reset by an admin sees only the
+change-password form until its owner picks a new one. Passwords are checked by
 :func:`collector.auth.users.authenticate` (argon2id, per-user slow-down; called through
 :mod:`dashboard.actions` because it updates the account) and never kept in the session.
 
@@ -15,12 +23,18 @@ the ``users`` table: an account named after their e-mail address, *verified* by 
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
-from collector.auth.users import Account, role_allows
-from dashboard import actions, queries
+from collector.auth.users import Account, UserError, role_allows
+from dashboard import actions, cookies, queries
 
 SESSION_KEY = "auth_user"
+#: The id of the tab's server-side session (absent for SSO sign-ins and in AppTest runs).
+SESSION_ID_KEY = "auth_session"
+#: Where the browser must go on the next run (the cookie routes), set just before ``st.rerun``.
+NAVIGATE_KEY = "auth_navigate"
 
 
 def oidc_configured() -> bool:
@@ -64,9 +78,38 @@ def client_address() -> str:
         return "local"
 
 
+def _cookie_token() -> str | None:
+    """The session cookie's token as the browser sent it with this tab's connection."""
+    try:
+        token = st.context.cookies.get(cookies.COOKIE)
+    except Exception:  # noqa: BLE001  (no served session, e.g. under AppTest)
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+def _session_name() -> str | None:
+    """The signed-in name from the tab's state, checked against its server-side session; else from the cookie."""
+    name = st.session_state.get(SESSION_KEY)
+    session_id = st.session_state.get(SESSION_ID_KEY)
+    if session_id is not None:
+        if actions.session_alive(session_id) != name:  # expired, signed out elsewhere, password/role changed
+            st.session_state.pop(SESSION_KEY, None)
+            st.session_state.pop(SESSION_ID_KEY, None)
+            return None
+        return name
+    if name:
+        return str(name)
+    token = _cookie_token()
+    found = actions.session_by_token(token) if token else None
+    if found is None:
+        return None
+    st.session_state[SESSION_ID_KEY], st.session_state[SESSION_KEY] = found
+    return found[1]
+
+
 def current_account() -> Account | None:
     """The signed-in account, re-read from the database on every run; None when signed out."""
-    name = st.session_state.get(SESSION_KEY)
+    name = _session_name()
     if name:
         account = queries.account(name)
         if account is None:  # removed while signed in
@@ -79,6 +122,17 @@ def current_account() -> Account | None:
             st.session_state[SESSION_KEY] = account.name
         return account
     return None
+
+
+def navigate_if_asked() -> None:
+    """Send the browser where the last run asked (a cookie route), once.
+
+    Streamlit cannot answer with a redirect, so a one-line script changes ``window.location``;
+    the target is one of this app's own fixed paths with a URL-safe ticket at most.
+    """
+    target = st.session_state.pop(NAVIGATE_KEY, None)
+    if target:
+        st.html(f"<script>window.location.replace({json.dumps(target)});</script>", unsafe_allow_javascript=True)
 
 
 def require(role: str) -> Account:
@@ -98,10 +152,12 @@ def require(role: str) -> Account:
 
 
 def sign_out() -> None:
-    """Forget the session's account (and end the SSO session when there is one)."""
+    """End the session (every tab sharing it follows), expire the cookie, and end SSO when signed in by it."""
+    actions.end_session(st.session_state.pop(SESSION_ID_KEY, None), _cookie_token())
     st.session_state.pop(SESSION_KEY, None)
     if _sso_name():
         st.logout()
+    st.session_state[NAVIGATE_KEY] = cookies.SIGN_OUT_PATH
 
 
 def sign_in_page() -> None:
@@ -120,7 +176,10 @@ def _sign_in_form() -> None:
     if submitted:
         result = actions.sign_in(name, password, client_address())
         if result.ok and result.account is not None:
+            started = actions.start_session(result.account.name)
             st.session_state[SESSION_KEY] = result.account.name
+            st.session_state[SESSION_ID_KEY] = started.id
+            st.session_state[NAVIGATE_KEY] = f"{cookies.SESSION_PATH}?ticket={started.ticket}"
             st.session_state.pop("sign_in_password", None)
             st.rerun()
         st.error(result.message)
@@ -144,3 +203,35 @@ def _sign_in_form() -> None:
         "No account? An admin creates one with `llm-usage users add NAME --role viewer`. "
         "The first `make run` creates `admin` and prints its password once."
     )
+
+
+def change_password_page() -> None:
+    """All an account with a generated or reset password sees until its owner picks a new one."""
+    with st.columns([1, 2, 1])[1]:
+        st.title("Choose a new password")
+        st.info(
+            "Your password was generated or reset by an admin (and may have been shown in a console or log). "
+            "Choose your own before going on."
+        )
+        with st.form("change_password"):
+            current = st.text_input("Current password", type="password", autocomplete="current-password")
+            new = st.text_input("New password", type="password", autocomplete="new-password")
+            again = st.text_input("New password again", type="password", autocomplete="new-password")
+            submitted = st.form_submit_button("Change password", type="primary")
+        if submitted:
+            _change_password(current, new, again)
+
+
+def _change_password(current: str, new: str, again: str) -> None:
+    name = st.session_state.get(SESSION_KEY)
+    if not name:
+        return
+    if new != again:
+        st.error("The two new passwords differ.")
+        return
+    try:
+        actions.change_own_password(name, current, new, st.session_state.get(SESSION_ID_KEY))
+    except UserError as exc:
+        st.error(str(exc).capitalize() + ".")
+        return
+    st.rerun()

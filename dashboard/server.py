@@ -7,6 +7,9 @@ takes Starlette middleware. :class:`SecurityHeaders` adds to every HTTP response
   site can frame the dashboard (clickjacking a signed-in admin into "Remove" or "Sync now");
 * ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: same-origin``.
 
+It also serves the two routes of :mod:`dashboard.cookies` that set and clear the HttpOnly
+session cookie (Streamlit's Python cannot set cookies).
+
 ``llm-usage run`` starts ``streamlit run dashboard/server.py`` (the CLI serves ``st.App`` scripts)
 with the dashboard's settings as command-line flags (:func:`collector.app._start_dashboard`).
 """
@@ -20,7 +23,7 @@ import streamlit as st
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 
-from dashboard import queries
+from dashboard import cookies, queries
 
 #: Headers every dashboard response carries.
 SECURITY_HEADERS = {
@@ -53,4 +56,8 @@ class SecurityHeaders:
 
 
 queries.WARM_WHEN_SERVED["on"] = True  # the Budgets figures are recomputed after each data change
-app = st.App(Path(__file__).with_name("streamlit_app.py"), middleware=[Middleware(SecurityHeaders)])
+app = st.App(
+    Path(__file__).with_name("streamlit_app.py"),
+    routes=cookies.ROUTES,
+    middleware=[Middleware(SecurityHeaders)],
+)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
+from collector.auth import sessions
 from collector.auth.throttle import Busy, SignInThrottle, default_throttle
 from collector.core.sqltypes import UTCDateTime
 
@@ -62,6 +63,8 @@ class User(SQLModel, table=True):
     sso: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     last_sign_in_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    #: The password was generated or reset by someone else: its owner must pick a new one first.
+    must_change_password: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 USERS: Table = User.__table__  # type: ignore[attr-defined]
@@ -79,6 +82,7 @@ class Account:
     locked_until: datetime | None
     created_at: datetime
     last_sign_in_at: datetime | None
+    must_change_password: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def _account(row: object) -> Account:
         locked_until=m["locked_until"],
         created_at=m["created_at"],
         last_sign_in_at=m["last_sign_in_at"],
+        must_change_password=bool(m["must_change_password"]),
     )
 
 
@@ -176,6 +181,7 @@ def add_user(
     password: str | None,
     *,
     sso: bool | None = None,
+    must_change: bool = False,
     now: datetime | None = None,
 ) -> Account:
     """Create an account; ``password=None`` makes one that signs in only through OpenID Connect.
@@ -186,6 +192,7 @@ def add_user(
         role: one of :data:`ROLES`.
         password: the password, or None for an SSO-only account.
         sso: may sign in through OpenID Connect; default: only when there is no password.
+        must_change: the password was generated for the user, who must replace it at first sign-in.
         now: creation time (tests).
 
     Raises:
@@ -204,6 +211,7 @@ def add_user(
         "sso": sso,
         "password_hash": hash_password(password) if password is not None else "",
         "failed_attempts": 0,
+        "must_change_password": must_change and password is not None,
         "created_at": now or datetime.now(UTC),
     }
     try:
@@ -236,6 +244,7 @@ def remove_user(engine: Engine, name: str) -> None:
         if row["role"] == "admin" and _admins_other_than(conn, clean) == 0:
             raise UserError(f"{clean!r} is the last admin: add another admin before removing it")
         conn.execute(delete(USERS).where(USERS.c.name == clean))
+        sessions.end_all(conn, clean)
 
 
 def set_role(engine: Engine, name: str, role: str) -> None:
@@ -247,10 +256,17 @@ def set_role(engine: Engine, name: str, role: str) -> None:
         if row["role"] == "admin" and role != "admin" and _admins_other_than(conn, clean) == 0:
             raise UserError(f"{clean!r} is the last admin: add another admin before changing its role")
         conn.execute(update(USERS).where(USERS.c.name == clean).values(role=role))
+        if role != row["role"]:
+            sessions.end_all(conn, clean)
 
 
-def set_password(engine: Engine, name: str, password: str) -> None:
-    """Replace an account's password and lift any sign-in lock."""
+def set_password(engine: Engine, name: str, password: str, *, must_change: bool = False) -> None:
+    """Replace an account's password, lift any sign-in lock and end the account's dashboard sessions.
+
+    ``must_change`` marks a password someone else chose or saw (an admin's reset, a generated
+    one): its owner must replace it at their next sign-in. Every open session ends, so a
+    password changed because it leaked also signs out whoever used it.
+    """
     clean = normalise_name(name)
     check_password_strength(password)
     hashed = hash_password(password)
@@ -259,8 +275,37 @@ def set_password(engine: Engine, name: str, password: str) -> None:
         conn.execute(
             update(USERS)
             .where(USERS.c.name == clean)
-            .values(password_hash=hashed, failed_attempts=0, locked_until=None)
+            .values(password_hash=hashed, failed_attempts=0, locked_until=None, must_change_password=must_change)
         )
+        sessions.end_all(conn, clean)
+
+
+def change_own_password(engine: Engine, name: str, current: str, new: str, *, keep_session: int | None = None) -> None:
+    """A signed-in user replaces their own password (which clears ``must_change_password``).
+
+    The current password is asked again so an unattended signed-in browser cannot take the
+    account over. Every other session of the account ends; ``keep_session`` (the caller's own)
+    stays signed in.
+
+    Raises:
+        UserError: wrong current password, the same password again, or a too short one.
+    """
+    clean = normalise_name(name)
+    check_password_strength(new)
+    if new == current:
+        raise UserError("choose a password different from the current one")
+    with engine.connect() as conn:
+        stored = _require(conn, clean)["password_hash"]
+    if not stored or not _verify(stored, current):
+        raise UserError("the current password is wrong")
+    hashed = hash_password(new)
+    with engine.begin() as conn:
+        conn.execute(
+            update(USERS)
+            .where(USERS.c.name == clean)
+            .values(password_hash=hashed, failed_attempts=0, locked_until=None, must_change_password=False)
+        )
+        sessions.end_all(conn, clean, keep=keep_session)
 
 
 def set_sso(engine: Engine, name: str, sso: bool) -> None:
@@ -376,7 +421,7 @@ def record_sso_sign_in(engine: Engine, email: str, *, now: datetime | None = Non
 
 
 def ensure_first_admin(engine: Engine, name: str = "admin") -> str | None:
-    """On a database with no accounts, create admin ``name`` with a generated password.
+    """On a database with no accounts, create admin ``name`` with a generated password to change at first sign-in.
 
     Returns:
         The generated password (to show once), or None when accounts already existed. Never a
@@ -386,7 +431,7 @@ def ensure_first_admin(engine: Engine, name: str = "admin") -> str | None:
         return None
     password = generate_password()
     try:
-        add_user(engine, name, "admin", password)
+        add_user(engine, name, "admin", password, must_change=True)
     except UserError:
         return None  # another process created it between our count and insert
     return password

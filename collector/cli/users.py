@@ -70,7 +70,7 @@ def users_add(
         shown = False
         if not no_password:
             password, shown = _read_password(password_stdin=password_stdin, generate=generate)
-        account = add_user(engine, name, role, password, sso=True if no_password or sso else None)
+        account = add_user(engine, name, role, password, sso=True if no_password or sso else None, must_change=shown)
     except UserError as exc:
         raise _fail(exc) from None
     typer.echo(f"added {account.name} ({account.role})")
@@ -126,11 +126,14 @@ def users_set_password(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from one stdin line."),
     generate: bool = typer.Option(False, "--generate", help="Generate a password and print it once."),
 ) -> None:
-    """Set a new password (also lifts a sign-in lock)."""
+    """Set a new password (also lifts a sign-in lock and signs the account out of the dashboard).
+
+    A generated password must be changed at the next dashboard sign-in: it was printed here.
+    """
     engine = database()
     try:
         password, shown = _read_password(password_stdin=password_stdin, generate=generate)
-        set_password(engine, name, password)
+        set_password(engine, name, password, must_change=shown)
     except UserError as exc:
         raise _fail(exc) from None
     typer.echo(f"password changed for {name.strip().lower()}")
@@ -176,6 +179,6 @@ def first_admin_hook(settings: Settings) -> None:
     typer.echo(
         f"{bar}\nNo dashboard users yet: created the admin account.\n"
         f"  user:     admin\n  password: {password}\n"
-        "This password is shown only now. Sign in and change it with\n"
-        f"`llm-usage users set-password admin`; add people with `llm-usage users add NAME --role viewer`.\n{bar}"
+        "This password is shown only now (and may be kept in this console's logs): the dashboard asks\n"
+        f"for a new one at the first sign-in. Add people with `llm-usage users add NAME --role viewer`.\n{bar}"
     )

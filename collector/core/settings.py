@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     signin_max_concurrent_verifications: int = Field(
         2, ge=1, description="Password checks (argon2, 64 MiB each) the dashboard runs at once; more wait, then 'busy'."
     )
+    dashboard_session_idle_hours: float = Field(
+        8.0, gt=0, description="A dashboard sign-in ends after this many hours without a click."
+    )
+    dashboard_session_max_days: float = Field(
+        7.0, gt=0, description="A dashboard sign-in ends this many days after it started, however active."
+    )
     http_timeout_seconds: float = Field(30.0, description="Per-request timeout for provider APIs.")
     http_max_attempts: int = Field(6, description="Attempts per request on 429/5xx/timeouts before giving up.")
     http_max_backoff_seconds: float = Field(60.0, description="Cap on one retry wait, Retry-After included.")

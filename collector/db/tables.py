@@ -5,7 +5,7 @@ adds tables defines them in its own module, lists that module here, and adds a n
 under ``collector/db/migrations/versions``.
 """
 
-from collector.auth import users
+from collector.auth import sessions, users
 from collector.core import schema
 from collector.finance import alerts, budgets, chargeback, fx
 from collector.otel import models as otel_models
@@ -24,6 +24,7 @@ __all__ = [
     "otel_models",
     "proxy_models",
     "schema",
+    "sessions",
     "sync_tables",
     "users",
 ]
