@@ -3,7 +3,9 @@
 Starts ``streamlit run`` on a free port against the seeded database (demo mode pins "today" to
 the seed's last day, so the Overview shows the seed's totals), signs in through the form, visits
 every page through the sidebar, saves a screenshot of each under ``tests/artifacts/`` and fails
-on any Streamlit exception box or on a stored admin key showing up in the HTML.
+on any Streamlit exception box or on a stored admin key showing up in the HTML. Then, in the same
+browser, the sign-in must survive a reload and reach a new tab (the HttpOnly session cookie), and
+signing out in one tab must sign the other out at its next load.
 """
 
 from __future__ import annotations
@@ -170,3 +172,46 @@ def test_sign_in_and_visit_every_page(running_app, browser):
         if name == "Overview":
             assert MTD in html
     assert shutil.disk_usage(ARTIFACTS).free > 0 and len(list(ARTIFACTS.glob("*.png"))) >= len(PAGES)
+    _sign_in_survives_reload_and_new_tab_and_sign_out_reaches_the_other_tab(driver, running_app)
+
+
+def _sign_in_survives_reload_and_new_tab_and_sign_out_reaches_the_other_tab(driver, url: str) -> None:
+    """Part of the test above (one app start): the HttpOnly cookie keeps the sign-in, sign-out ends it."""
+    from selenium.webdriver.common.by import By
+
+    cookie = next(c for c in driver.get_cookies() if c["name"] == "llm_usage_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert "llm_usage_session" not in driver.execute_script("return document.cookie")
+
+    driver.refresh()
+    assert _signed_in_view(driver), "a reload lost the sign-in"
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.get(f"{url}/tokens")  # as a link from an alert e-mail opens a page
+    assert _signed_in_view(driver), "a new tab was not signed in"
+    second = driver.current_window_handle
+
+    driver.switch_to.window(first)
+    driver.find_element(By.XPATH, '//button[.//p[text()="Sign out"]]').click()
+    deadline = time.monotonic() + 45
+    while not driver.find_elements(By.CSS_SELECTOR, 'input[aria-label="Password"]'):
+        assert time.monotonic() < deadline, "sign-out did not bring back the sign-in form"
+        time.sleep(0.3)
+    assert not any(c["name"] == "llm_usage_session" for c in driver.get_cookies())
+    driver.switch_to.window(second)
+    driver.refresh()
+    assert not _signed_in_view(driver), "the other tab stayed signed in after sign-out"
+
+
+def _signed_in_view(driver) -> bool:
+    """True when the page shows the signed-in sidebar, False when it shows the sign-in form."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        if driver.find_elements(By.XPATH, '//button[.//p[text()="Sign out"]]'):
+            return True
+        if driver.find_elements(By.CSS_SELECTOR, 'input[aria-label="Password"]'):
+            return False
+        time.sleep(0.3)
+    raise AssertionError("neither the sign-in form nor the signed-in sidebar appeared")

@@ -142,3 +142,83 @@ def test_generated_and_reset_passwords_must_be_changed(engine):
     assert not get_user(engine, "ann").must_change_password  # type: ignore[union-attr]
     set_password(engine, "ann", PW + "!", must_change=True)
     assert get_user(engine, "ann").must_change_password  # type: ignore[union-attr]
+
+
+def _client():
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from dashboard import cookies
+
+    return TestClient(Starlette(routes=cookies.ROUTES), base_url="http://dash.test")
+
+
+def test_the_ticket_route_sets_an_httponly_lax_cookie_once(dashboard_db):
+    from dashboard import actions, queries
+
+    started = sessions.start(queries.engine(), "viewer")
+    with _client() as client:
+        response = client.get(f"/auth/session?ticket={started.ticket}", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/"
+        cookie = response.headers["set-cookie"]
+        token = cookie.split(";")[0].split("=", 1)[1]
+        flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=lax", "path=/", "max-age=604800"} <= flags and "secure" not in flags
+        assert actions.session_by_token(token) == (started.id, "viewer")
+        again = client.get(f"/auth/session?ticket={started.ticket}", follow_redirects=False)
+        assert again.status_code == 303 and "set-cookie" not in again.headers  # one use only
+        for bad in ("", "x" * 500, "forged"):
+            assert "set-cookie" not in client.get(f"/auth/session?ticket={bad}", follow_redirects=False).headers
+
+
+def test_the_cookie_is_secure_behind_tls_and_sign_out_expires_it(dashboard_db):
+    from dashboard import queries
+
+    started = sessions.start(queries.engine(), "viewer")
+    with _client() as client:
+        tls = client.get(
+            f"/auth/session?ticket={started.ticket}", headers={"X-Forwarded-Proto": "https"}, follow_redirects=False
+        )
+        assert "secure" in tls.headers["set-cookie"].lower()
+        out = client.get("/auth/sign-out", follow_redirects=False)
+        assert out.status_code == 303
+        assert 'llm_usage_session=""' in out.headers["set-cookie"] and "max-age=0" in out.headers["set-cookie"].lower()
+
+
+def test_a_reset_password_shows_only_the_change_form_until_changed(dashboard_db):
+    from dashboard import queries
+    from tests.dashboard.conftest import PASSWORD, app, texts
+
+    set_password(queries.engine(), "viewer", PASSWORD, must_change=True)
+    at = app("viewer")
+    assert not at.exception, at.exception
+    assert "Choose a new password" in texts(at) and not at.metric
+    fields = {t.label: t for t in at.text_input}
+    assert set(fields) == {"Current password", "New password", "New password again"}
+    fields["Current password"].input(PASSWORD)
+    fields["New password"].input("my own new password")
+    fields["New password again"].input("my own new passworD")
+    next(b for b in at.button if b.label == "Change password").click().run()
+    assert "The two new passwords differ." in [e.value for e in at.error]
+    fields = {t.label: t for t in at.text_input}
+    fields["New password again"].input("my own new password")
+    next(b for b in at.button if b.label == "Change password").click().run()
+    assert not at.exception, at.exception
+    assert {m.label for m in at.metric} >= {"Month to date"}  # the Overview at last
+    assert users.authenticate(queries.engine(), "viewer", "my own new password").ok
+
+
+def test_a_tab_signed_in_by_the_form_is_signed_out_at_its_next_click_when_its_session_ends(dashboard_db):
+    from dashboard import queries
+    from tests.dashboard.conftest import PASSWORD, app
+
+    at = app()
+    at.text_input[0].input("viewer")
+    at.text_input[1].input(PASSWORD)
+    at.button[0].click().run()
+    session_id = at.session_state["auth_session"]
+    assert at.metric and sessions.by_id(queries.engine(), session_id, LIFE) == "viewer"
+    set_role(queries.engine(), "viewer", "finance")  # ends every session of the account
+    at.run()
+    assert not at.metric and "auth_user" not in at.session_state
+    assert [t.label for t in at.text_input] == ["User name", "Password"]
