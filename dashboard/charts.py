@@ -7,6 +7,7 @@ built from pandas DataFrames that :mod:`dashboard.queries` returns.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -158,6 +159,7 @@ def stacked_over_time(
     kind: str = "bar",
     unit: str = "money",
     x_title: str = "day (UTC)",
+    currency: str = "USD",
 ) -> go.Figure:
     """Stacked bars (or areas) of ``y`` over ``x`` with one series per ``color`` value.
 
@@ -171,13 +173,14 @@ def stacked_over_time(
         kind: ``"bar"`` or ``"area"``.
         unit: ``"money"`` or ``"tokens"`` for the hover text.
         x_title: x-axis title.
+        currency: the money's currency, for the hover text.
     """
     if df.empty:
         return _empty(title)
     data = df.groupby([x, color], as_index=False, sort=True)[y].sum()
     order = data.groupby(color)[y].sum().sort_values(ascending=False).index.tolist()
     colors = color_map(color, [str(v) for v in order])
-    fmt = money if unit == "money" else tokens
+    fmt = functools.partial(money, currency=currency) if unit == "money" else tokens
     fig = go.Figure()
     for name in order:
         part = data[data[color] == name]
@@ -203,14 +206,22 @@ def stacked_over_time(
 
 
 def ranked_bar(
-    df: pd.DataFrame, *, label: str, value: str, title: str, x_title: str, unit: str = "money", color: str | None = None
+    df: pd.DataFrame,
+    *,
+    label: str,
+    value: str,
+    title: str,
+    x_title: str,
+    unit: str = "money",
+    color: str | None = None,
+    currency: str = "USD",
 ) -> go.Figure:
     """Horizontal bars, largest at the top (spend by provider, top models, top projects)."""
     if df.empty:
         return _empty(title)
     data = df.sort_values(value, ascending=True)
     labels = [str(v) or "(none)" for v in data[label]]
-    fmt = money if unit == "money" else tokens
+    fmt = functools.partial(money, currency=currency) if unit == "money" else tokens
     if color == "provider":
         marker = [provider_color(str(v)) for v in data[label]]
     elif color is not None and color in data:
@@ -234,7 +245,9 @@ def ranked_bar(
     return fig
 
 
-def basis_share(df: pd.DataFrame, *, title: str = "Billed vs estimated share of spend") -> go.Figure:
+def basis_share(
+    df: pd.DataFrame, *, title: str = "Billed vs estimated share of spend", currency: str = "USD"
+) -> go.Figure:
     """Donut of money by basis (billed, estimated); ``df`` has columns ``basis`` and ``cost``."""
     data = df[df["cost"].notna() & (df["cost"] != 0)] if not df.empty else df
     if data.empty:
@@ -245,7 +258,7 @@ def basis_share(df: pd.DataFrame, *, title: str = "Billed vs estimated share of 
             values=data["cost"],
             hole=0.55,
             marker={"colors": [BASIS_COLORS.get(b, PALETTE[0]) for b in data["basis"]]},
-            customdata=[money(v) for v in data["cost"]],
+            customdata=[money(v, currency) for v in data["cost"]],
             hovertemplate="%{label}: %{customdata} (%{percent})<extra></extra>",
             sort=False,
         )

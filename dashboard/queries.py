@@ -156,6 +156,51 @@ def _rows_frame(result: query.ReportResult) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=columns)
 
 
+def display_currency() -> str:
+    """``LLM_USAGE_DISPLAY_CURRENCY`` (upper-cased), or '' for "each amount in its billing currency"."""
+    code = get_settings().display_currency.strip().upper()
+    return code if len(code) == 3 and code.isalpha() else ""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How a view's money was put into the display currency: which days were converted, which had no rate.
+
+    Every report read of a page carries one; :meth:`merge` joins them so the page says it once.
+    """
+
+    to: str = ""
+    converted: dict[str, frozenset[date]] = field(default_factory=dict)
+    missing: dict[str, frozenset[date]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, result: query.ReportResult, to: str) -> Conversion:
+        return cls(
+            to,
+            {c: frozenset(d) for c, d in result.converted_days.items()},
+            {c: frozenset(d) for c, d in result.missing_rates.items()},
+        )
+
+    def merge(self, other: Conversion) -> Conversion:
+        def join(a: dict[str, frozenset[date]], b: dict[str, frozenset[date]]) -> dict[str, frozenset[date]]:
+            return {c: a.get(c, frozenset()) | b.get(c, frozenset()) for c in a.keys() | b.keys()}
+
+        return Conversion(self.to or other.to, join(self.converted, other.converted), join(self.missing, other.missing))
+
+
+def _is_conversion_note(note: str) -> bool:
+    # The report's own conversion notes; a page says the same once for all its reads (ui.currency_notes).
+    return note.startswith("money converted to ") or (note.startswith("no ") and "rate for" in note[:24])
+
+
+def _report(url: str, filters: Filters, **kwargs: Any) -> tuple[query.ReportResult, Conversion]:
+    """:func:`collector.query.report.report` in the display currency, each day at its own rate."""
+    to = display_currency()
+    converter = fx.RateBook.load(_engine(url)).day_rate if to else None
+    result = query.report(_engine(url), filters, currency=to or None, converter=converter, **kwargs)
+    return result, Conversion.of(result, to)
+
+
 @_cached
 def report_frame(
     url: str,
@@ -169,12 +214,22 @@ def report_frame(
 
     ``cost`` is a float for charts (NaN when there is no amount); ``cost_exact`` keeps the
     Decimal for totals people check. ``top`` is the report's (``llm-usage report --top``):
-    the heaviest groups by money, then tokens, the rest folded into ``(other)``.
+    the heaviest groups by money, then tokens, the rest folded into ``(other)``. Money is in the
+    display currency where a rate exists (each day at its rate), else in its own; the frame's
+    ``attrs["conversion"]`` says which days were converted and which had no rate.
     """
-    result = query.report(_engine(url), filters, by=by, grain=grain, basis=basis, top=top)
+    result, conversion = _report(url, filters, by=by, grain=grain, basis=basis, top=top)
     frame = _rows_frame(result)
-    frame.attrs["notes"] = list(result.notes)
+    frame.attrs["notes"] = [n for n in result.notes if not _is_conversion_note(n)]
+    frame.attrs["conversion"] = conversion
     return frame
+
+
+def currencies(values: Any) -> list[str]:
+    """The currencies among ``values``, the display currency first, then USD, then the rest."""
+    found = sorted({str(c) for c in values if c})
+    to = display_currency()
+    return sorted(found, key=lambda c: (c != to, c != "USD", c))
 
 
 def frame_totals(df: pd.DataFrame, currency: str = "USD", section: str = "provider") -> Decimal:
@@ -195,6 +250,7 @@ class SpendTotals:
     requests: int = 0
     notes: list[str] = field(default_factory=list)
     price_versions: tuple[str, ...] = ()
+    conversion: Conversion = field(default_factory=Conversion)
 
     def total(self, currency: str = "USD") -> Decimal:
         """Spend in ``currency`` on the preferred basis: billed where billed, estimated elsewhere."""
@@ -205,16 +261,16 @@ class SpendTotals:
         return {b: v for (c, b), v in self.money.items() if c == currency}
 
     def currencies(self) -> list[str]:
-        """Currencies with money in the window, USD first."""
-        found = sorted({c for c, _ in self.money if c})
-        return sorted(found, key=lambda c: c != "USD")
+        """Currencies with money in the window, the display currency first, then USD."""
+        return currencies(c for c, _ in self.money)
 
 
 @_cached
 def spend_totals(url: str, filters: Filters, basis: str = "preferred", section: str = "provider") -> SpendTotals:
     """Exact totals of a window (no grouping) of the providers' rows, or of the proxy's own."""
-    result = query.report(_engine(url), filters, basis=basis)
-    out = SpendTotals(notes=list(result.notes), price_versions=result.price_versions)
+    result, conversion = _report(url, filters, basis=basis)
+    notes = [n for n in result.notes if not _is_conversion_note(n)]
+    out = SpendTotals(notes=notes, price_versions=result.price_versions, conversion=conversion)
     for (currency, row_basis), sums in result.totals(section).items():
         out.input_tokens += sums.input_tokens
         out.output_tokens += sums.output_tokens
@@ -571,6 +627,18 @@ def budget_frame(url: str, now: datetime) -> pd.DataFrame:
 def rate_book(url: str) -> fx.RateBook:
     """Every stored exchange rate, for converting figures into the display currency."""
     return fx.RateBook.load(_engine(url))
+
+
+def rates_used(conversion: Conversion) -> pd.DataFrame:
+    """Each converted day's rate and where it came from (a rate of an earlier day when that day had none)."""
+    book = rate_book()
+    rows = []
+    for currency, days in sorted(conversion.converted.items()):
+        for day in sorted(days):
+            with contextlib.suppress(fx.FxError):
+                rate, rate_day, source = book.rate(currency, conversion.to, day)
+                rows.append([day, f"{conversion.to}/{currency}", float(rate), rate_day, source])
+    return pd.DataFrame(rows, columns=["day", "rate", "value", "rate of", "source"])
 
 
 @_cached

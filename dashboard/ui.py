@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
@@ -55,3 +57,43 @@ def no_usage(filters: Filters | None = None) -> None:
         "or try the demo data with `make demo`.",
         icon=":material/info:",
     )
+
+
+def day_ranges(days: Iterable[date]) -> str:
+    """``2026-11-01, 2026-11-05 .. 2026-11-07``: the days, consecutive ones as ranges."""
+    runs: list[list[date]] = []
+    for day in sorted(set(days)):
+        if runs and day - runs[-1][-1] == DAY:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(r[0].isoformat() if len(r) == 1 else f"{r[0]} .. {r[-1]}" for r in runs)
+
+
+def currency_notes(*conversions: queries.Conversion) -> None:
+    """Say once for the whole view how its money was converted, and which days had no rate.
+
+    Each read of a page converts on its own; the reader gets one caption with the rate of each
+    converted day (in an expander) and one warning naming the days without a rate, never one
+    note per day or per chart.
+    """
+    if not conversions:
+        return
+    merged = functools.reduce(queries.Conversion.merge, conversions)
+    if not merged.to:
+        return
+    if merged.converted:
+        st.caption(
+            f"Money in {merged.to}: amounts billed in another currency are converted day by day, each at "
+            "the rate of its own day (or the latest earlier rate), as `llm-usage report --currency`."
+        )
+        with st.expander(f"Exchange rates used ({merged.to})"):
+            st.dataframe(queries.rates_used(merged), hide_index=True, width="stretch")
+    for currency, days in sorted(merged.missing.items()):
+        if days:
+            st.warning(
+                f"No {currency}->{merged.to} rate for {len(days)} day(s): {day_ranges(days)}. That money is "
+                f"shown in {currency}, never converted at a guessed rate. Add rates with `llm-usage fx import "
+                "FILE` or on the Budgets page.",
+                icon=":material/currency_exchange:",
+            )

@@ -130,6 +130,7 @@ class _Conversion:
     convert: Converter
     missing: dict[str, set[date]] = field(default_factory=lambda: defaultdict(set))
     sources: set[str] = field(default_factory=set)
+    converted: dict[str, set[date]] = field(default_factory=lambda: defaultdict(set))
 
     def apply(self, cost: Decimal, currency: str, day: date) -> tuple[Decimal, str]:
         if not currency or currency == self.to:
@@ -139,6 +140,7 @@ class _Conversion:
             self.missing[currency].add(day)
             return cost, currency
         self.sources.add(done[1])
+        self.converted[currency].add(day)
         return done[0], self.to
 
     def notes(self) -> list[str]:
@@ -315,6 +317,10 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
     #: Account-days several billed sources bill, and which one counted (design rule 5).
     overlaps: list[Overlap] = field(default_factory=list)
+    #: With a display currency: the UTC days each other currency had no rate (its money stayed in it).
+    missing_rates: dict[str, list[date]] = field(default_factory=dict)
+    #: With a display currency: the UTC days each other currency was converted on (each at that day's rate).
+    converted_days: dict[str, list[date]] = field(default_factory=dict)
 
     def totals(self, section: str = "provider") -> dict[tuple[str, str], Sums]:
         """Sums per ``(currency, basis)`` of one section (``provider``, ``subset`` or ``proxy``).
@@ -783,6 +789,8 @@ def report(
         price_versions=versions,
         notes=notes,
         overlaps=found,
+        missing_rates={c: sorted(d) for c, d in conversion.missing.items()} if conversion else {},
+        converted_days={c: sorted(d) for c, d in conversion.converted.items()} if conversion else {},
     )
 
 

@@ -16,7 +16,7 @@ from dashboard import auth, charts, queries, ui
 #: Hourly reads the raw ``usage`` table (there is no hourly rollup): keep its window short.
 MAX_HOURLY_DAYS = 7
 METRICS = {
-    "cost": ("cost", "money", "cost (USD)"),
+    "cost": ("cost", "money", "cost"),
     "tokens": ("tokens_total", "tokens", "tokens (input + output)"),
     "input tokens": ("input_tokens", "tokens", "input tokens"),
     "output tokens": ("output_tokens", "tokens", "output tokens"),
@@ -81,11 +81,12 @@ def render() -> None:
     column, unit, y_title = METRICS[metric]
     m = st.columns(4)
     provider_rows = df[df["section"] == "provider"]
-    m[0].metric("Spend", charts.money_exact(queries.frame_totals(df)))
+    cur = (queries.currencies(df["currency"]) or [queries.display_currency() or "USD"])[0]
+    m[0].metric("Spend", charts.money_exact(queries.frame_totals(df, cur), cur))
     m[1].metric("Input tokens", charts.tokens(int(provider_rows["input_tokens"].sum())))
     m[2].metric("Output tokens", charts.tokens(int(provider_rows["output_tokens"].sum())))
     m[3].metric("Requests", charts.compact(int(provider_rows["requests"].sum())))
-    plot = df[df["currency"].isin(["USD", ""])] if column == "cost" else df
+    plot = df[df["currency"].isin([cur, ""])] if column == "cost" else df
     # Usage another kind already holds (Claude Code in Messages) is listed in the table below,
     # never stacked on the chart, where it would read as added spend (design rule 7).
     plot = plot[plot["section"] != "subset"]
@@ -95,14 +96,19 @@ def render() -> None:
         y=column,
         color=by,
         title=f"{metric.capitalize()} per {grain} by {by.replace('_', ' ')}",
-        y_title=y_title,
+        y_title=f"{y_title} ({cur})" if unit == "money" else y_title,
         kind=kind,
         unit=unit,
         x_title=f"{grain} (UTC)",
+        currency=cur,
     )
     st.plotly_chart(fig, width="stretch")
     for note in df.attrs.get("notes", []):
         st.caption(note)
+    others = [c for c in queries.currencies(df["currency"]) if c != cur]
+    if others and column == "cost":
+        st.caption(f"Spend in {', '.join(others)} is in the table below (never added to {cur}).")
+    ui.currency_notes(df.attrs["conversion"])
     if (df["section"] == "subset").any():
         st.caption("Rows of section 'subset' (e.g. Claude Code, already inside Messages) are in the table only.")
     table = df.drop(columns=["cost_exact", "series", "tokens_total"])

@@ -49,7 +49,7 @@ def render() -> None:
         (queries.report_frame, (month,), {"by": ("model",), "top": 10}),
         (queries.report_frame, (month,), {"by": ("project",), "top": 10}),
         (queries.freshness_frame, (fresh_since,), {}),
-        (queries.scope_forecast, ("all", "", minute, "USD"), {}),
+        (queries.scope_forecast, ("all", "", minute, queries.display_currency() or "USD"), {}),
         (queries.budget_frame, (minute,), {}),
     )
     daily = queries.report_frame(span, by=("provider",), grain="day")
@@ -58,7 +58,7 @@ def render() -> None:
         _freshness(fresh_since)
         return
     daily = daily[daily["section"] == "provider"]
-    currencies = sorted({c for c in daily["currency"] if c}, key=lambda c: c != "USD") or ["USD"]
+    currencies = queries.currencies(daily["currency"]) or [queries.display_currency() or "USD"]
     cur = currencies[0]
     mtd = _money_in(daily, month_start, tomorrow, cur)
     today_spend = _money_in(daily, today, tomorrow, cur)
@@ -93,7 +93,13 @@ def render() -> None:
     recent = daily[(daily["period"] >= today - 29 * DAY) & (daily["currency"] == cur)]
     left.plotly_chart(
         charts.stacked_over_time(
-            recent, x="period", y="cost", color="provider", title="Daily spend, last 30 days", y_title=f"cost ({cur})"
+            recent,
+            x="period",
+            y="cost",
+            color="provider",
+            title="Daily spend, last 30 days",
+            y_title=f"cost ({cur})",
+            currency=cur,
         ),
         width="stretch",
     )
@@ -107,26 +113,30 @@ def render() -> None:
             title="Spend by provider, this month",
             x_title=f"cost ({cur})",
             color="provider",
+            currency=cur,
         ),
         width="stretch",
     )
     left, mid, right = st.columns(3)
+    conversions = [daily.attrs["conversion"]]
     for column, dim, title in ((left, "model", "Top models, this month"), (mid, "project", "Top projects, this month")):
         # The report's top 10 (as `llm-usage report --top 10`); the folded rest is not a bar of its own.
         top = queries.report_frame(month, by=(dim,), top=10)
+        conversions.append(top.attrs["conversion"])
         top = top[(top["section"] == "provider") & (top["currency"] == cur) & (top[dim] != OTHER_LABEL)]
         top = top.groupby(dim, as_index=False)["cost"].sum()
         column.plotly_chart(
-            charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})"),
+            charts.ranked_bar(top, label=dim, value="cost", title=title, x_title=f"cost ({cur})", currency=cur),
             width="stretch",
         )
     month_rows = daily[(daily["period"] >= month_start) & (daily["currency"] == cur)]
     shares = month_rows.groupby("basis", as_index=False)["cost"].sum()
-    right.plotly_chart(charts.basis_share(shares), width="stretch")
+    right.plotly_chart(charts.basis_share(shares, currency=cur), width="stretch")
     unpriced = daily[(daily["period"] >= month_start) & (daily["basis"] == "unpriced")]
     if not unpriced.empty:
         n = int(unpriced["input_tokens"].sum() + unpriced["output_tokens"].sum())
         right.caption(f"Unpriced usage this month: {charts.tokens(n)} (models missing from the price table; not $0).")
+    ui.currency_notes(*conversions)
     _freshness(fresh_since)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import streamlit as st
 
@@ -41,19 +42,28 @@ def render() -> None:
         st.caption("No proxy-recorded usage in this window.")
     else:
         totals = queries.spend_totals(filters, "estimated", section="proxy")
+        cur = (totals.currencies() or [queries.display_currency() or "USD"])[0]
+        money = ", ".join(charts.money_exact(totals.total(c), c) for c in totals.currencies()) or charts.money_exact(
+            Decimal(0), cur
+        )
         st.caption(
             f"Proxy-recorded: {charts.compact(totals.requests)} requests, {charts.tokens(totals.input_tokens)} in, "
-            f"{charts.tokens(totals.output_tokens)} out, {charts.money_exact(totals.total())} at the price table. "
+            f"{charts.tokens(totals.output_tokens)} out, {money} at the price table. "
             "Compared with the providers' numbers on Reconciliation, never added to them."
         )
         left, right = st.columns(2)
+        conversions = [totals.conversion]
         for col, dim in ((left, "team"), (right, "project")):
             df = queries.report_frame(filters, by=(dim,), basis="estimated", top=10)
-            df = df[df["cost"].notna()].groupby(dim, as_index=False)["cost"].sum()
+            conversions.append(df.attrs["conversion"])
+            df = df[df["cost"].notna() & (df["currency"] == cur)].groupby(dim, as_index=False)["cost"].sum()
             col.plotly_chart(
-                charts.ranked_bar(df, label=dim, value="cost", title=f"Top {dim}s by spend", x_title="cost (USD)"),
+                charts.ranked_bar(
+                    df, label=dim, value="cost", title=f"Top {dim}s by spend", x_title=f"cost ({cur})", currency=cur
+                ),
                 width="stretch",
             )
+        ui.currency_notes(*conversions)
     if role_allows(account.role, "admin"):
         _rollup_now()
         _monitor_tokens()

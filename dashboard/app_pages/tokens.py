@@ -66,7 +66,12 @@ def render() -> None:
         width="stretch",
     )
     st.subheader("Per model over the window")
-    st.dataframe(_per_model(df), hide_index=True, width="stretch")
+    cur = (queries.currencies(df["currency"]) or [queries.display_currency() or "USD"])[0]
+    st.dataframe(_per_model(df, cur), hide_index=True, width="stretch")
+    others = [c for c in queries.currencies(df["currency"]) if c != cur]
+    if others:
+        st.caption(f"Cost is in {cur}; spend in {', '.join(others)} is left out of it (never added).")
+    ui.currency_notes(df.attrs["conversion"])
     st.caption(
         f"The {TOP_MODELS} models with most spend (then tokens) are shown one by one, the rest as (other). "
         "Input is total input (cache reads and writes included); reasoning is part of output. Cost per 1M tokens "
@@ -74,10 +79,10 @@ def render() -> None:
     )
 
 
-def _per_model(df: pd.DataFrame) -> pd.DataFrame:
+def _per_model(df: pd.DataFrame, cur: str) -> pd.DataFrame:
     # Every token measure of the schema, in its order (cache writes by lifetime: 1 h writes cost more).
     sums = df.groupby("model", as_index=False)[list(TOKEN_FIELDS)].sum()
-    priced = df[df["cost"].notna()]
+    priced = df[df["cost"].notna() & (df["currency"] == cur)]
     money = priced.groupby("model")["cost"].sum()
     priced_tokens = priced.groupby("model")[["input_tokens", "output_tokens"]].sum().sum(axis=1)
     sums["cost"] = sums["model"].map(money)
@@ -86,8 +91,8 @@ def _per_model(df: pd.DataFrame) -> pd.DataFrame:
         charts.percent(r / i if i else None)
         for r, i in zip(sums["cache_read_tokens"], sums["input_tokens"], strict=True)
     ]
-    sums["cost per 1M tokens"] = [charts.money(v) if pd.notna(v) else charts.NO_VALUE for v in per_million]
-    sums["cost"] = [charts.money(v) if pd.notna(v) else "unpriced" for v in sums["cost"]]
+    sums["cost per 1M tokens"] = [charts.money(v, cur) if pd.notna(v) else charts.NO_VALUE for v in per_million]
+    sums["cost"] = [charts.money(v, cur) if pd.notna(v) else "unpriced" for v in sums["cost"]]
     for col in TOKEN_FIELDS:
         sums[col] = [charts.compact(v) for v in sums[col]]
     return sums.rename(columns=lambda c: c.replace("_tokens", "").replace("_", " "))
