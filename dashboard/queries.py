@@ -463,6 +463,35 @@ def reconciliation(url: str, since: datetime, until: datetime, gaps: int = 10) -
     )
 
 
+def in_display_currency(
+    daily: pd.DataFrame, columns: tuple[str, ...] = ("billed", "estimated")
+) -> tuple[pd.DataFrame, Conversion]:
+    """``daily`` (a ``day`` and a ``currency`` per row) with ``<column> (<display currency>)`` columns added.
+
+    Each row is converted at its own day's rate (NaN without one); the :class:`Conversion` says
+    which days were converted and which had no rate. Without a display currency, unchanged.
+    """
+    to = display_currency()
+    if not to or daily.empty:
+        return daily, Conversion()
+    book = rate_book()
+    converted: dict[str, set[date]] = {}
+    missing: dict[str, set[date]] = {}
+    out = daily.copy()
+    days = [pd.Timestamp(d).date() for d in out["day"]]
+    for col in columns:
+        values: list[float] = []
+        for day, currency, value in zip(days, out["currency"], out[col], strict=True):
+            done = None
+            if pd.notna(value) and currency != to:
+                done = book.day_rate(Decimal(str(value)), currency, to, day)
+                (converted if done is not None else missing).setdefault(currency, set()).add(day)
+            values.append(value if pd.isna(value) or currency == to else (float(done[0]) if done else float("nan")))
+        out[f"{col} ({to})"] = values
+    freeze = lambda found: {c: frozenset(d) for c, d in found.items()}  # noqa: E731
+    return out, Conversion(to, freeze(converted), freeze(missing))
+
+
 #: Columns of :func:`reconciliation_summary` after its ``by`` dimensions.
 SUMMARY_COLUMNS = [
     "currency",

@@ -70,12 +70,12 @@ def day_ranges(days: Iterable[date]) -> str:
     return ", ".join(r[0].isoformat() if len(r) == 1 else f"{r[0]} .. {r[-1]}" for r in runs)
 
 
-def currency_notes(*conversions: queries.Conversion) -> None:
+def currency_notes(*conversions: queries.Conversion, without_rate: str = "") -> None:
     """Say once for the whole view how its money was converted, and which days had no rate.
 
     Each read of a page converts on its own; the reader gets one caption with the rate of each
     converted day (in an expander) and one warning naming the days without a rate, never one
-    note per day or per chart.
+    note per day or per chart. ``without_rate`` replaces what the warning says happens to that money.
     """
     if not conversions:
         return
@@ -91,9 +91,9 @@ def currency_notes(*conversions: queries.Conversion) -> None:
             st.dataframe(queries.rates_used(merged), hide_index=True, width="stretch")
     for currency, days in sorted(merged.missing.items()):
         if days:
+            fate = without_rate or f"That money is shown in {currency}, never converted at a guessed rate."
             st.warning(
-                f"No {currency}->{merged.to} rate for {len(days)} day(s): {day_ranges(days)}. That money is "
-                f"shown in {currency}, never converted at a guessed rate. Add rates with `llm-usage fx import "
-                "FILE` or on the Budgets page.",
+                f"No {currency}->{merged.to} rate for {len(days)} day(s): {day_ranges(days)}. {fate} "
+                "Add rates with `llm-usage fx import FILE` or on the Budgets page.",
                 icon=":material/currency_exchange:",
             )

@@ -39,14 +39,20 @@ def render() -> None:
     if data.daily.empty:
         ui.no_usage(Filters(since=since, until=until))
         return
+    daily, conversion = queries.in_display_currency(data.daily)
     st.subheader("Per provider account, whole window")
-    st.dataframe(_pretty(data.accounts), hide_index=True, width="stretch")
+    st.dataframe(_pretty(_with_converted_totals(data.accounts, daily, conversion.to)), hide_index=True, width="stretch")
+    ui.currency_notes(
+        conversion,
+        without_rate=f"Those days are left out of the {conversion.to} columns; the other columns keep each "
+        "line's own currency.",
+    )
     choices = {_label(r.provider, r.account, r.currency): r for r in data.accounts.itertuples()}
     choice = st.selectbox("Provider account", sorted(choices), key="recon_account")
     picked = choices[choice]
     _why(since, until, picked.provider, picked.account, picked.currency, choice)
-    mine = (data.daily["provider"] == picked.provider) & (data.daily["account"] == picked.account)
-    one = data.daily[mine & (data.daily["currency"] == picked.currency)].sort_values("day")
+    mine = (daily["provider"] == picked.provider) & (daily["account"] == picked.account)
+    one = daily[mine & (daily["currency"] == picked.currency)].sort_values("day")
     st.plotly_chart(
         charts.reconciliation_lines(
             one, title=f"{choice}: billed vs usage x price vs proxy, per day", currency=picked.currency
@@ -116,6 +122,16 @@ def _why(since: datetime, until: datetime, provider: str, account: str, currency
         st.caption(f"Outside the proxy (usage x price the proxy did not see): {outside}")
 
 
+def _with_converted_totals(accounts: pd.DataFrame, daily: pd.DataFrame, to: str) -> pd.DataFrame:
+    """The accounts table with its billed and estimated money summed in ``to`` over the days that had a rate."""
+    if not to:
+        return accounts
+    keys = ["provider", "account", "currency"]
+    money = [f"billed ({to})", f"estimated ({to})"]
+    sums = daily.groupby(keys, as_index=False)[money].sum(min_count=1)
+    return accounts.merge(sums, on=keys, how="left")
+
+
 def _label(provider: str, account: str, currency: str) -> str:
     """``provider / account``, with the currency when it is not the price table's."""
     name = f"{provider} / {account}" if account else provider
@@ -131,6 +147,10 @@ def _pretty(df: pd.DataFrame, currency: str = PRICE_TABLE_CURRENCY) -> pd.DataFr
             out[col] = [
                 charts.money(v, c) if pd.notna(v) else "missing" for v, c in zip(out[col], currencies, strict=True)
             ]
+    to = queries.display_currency()
+    for col in (f"billed ({to})", f"estimated ({to})"):
+        if to and col in out:
+            out[col] = [charts.money(v, to) if pd.notna(v) else charts.NO_VALUE for v in out[col]]
     for col in RATIOS:
         if col in out:
             out[col] = [charts.percent(v) if pd.notna(v) else charts.NO_VALUE for v in out[col]]

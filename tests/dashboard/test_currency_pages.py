@@ -83,3 +83,17 @@ def test_without_a_display_currency_nothing_is_converted(dashboard_db):
     assert {m.label: m.value for m in at.metric}["Month to date"] == "$144.25"
     assert not _rate_warnings(at)
     assert "Exchange rates used" not in [e.label for e in at.expander]
+
+
+def test_reconciliation_adds_euro_columns_day_by_day_and_warns_once(in_euros):
+    at = app("viewer", "app_pages/reconciliation.py")
+    assert not at.exception, at.exception
+    accounts = next(
+        d.value
+        for d in at.dataframe
+        if "billed (EUR)" in d.value.columns and "gap % (days with both)" in d.value.columns
+    )
+    google = accounts[accounts["provider"] == "google"].iloc[0]
+    assert google["billed"] == "$100.00" and google["billed (EUR)"] == "€50.00"  # the bill's own currency stays
+    warnings = _rate_warnings(at)
+    assert len(warnings) == 1 and "1 day(s): 2026-11-05. Those days are left out of the EUR columns" in warnings[0]
