@@ -348,7 +348,7 @@ def session_lifetimes() -> sessions.Lifetimes:
 
 def start_session(name: str) -> sessions.Started:
     """Open the sign-in session of ``name``; the ticket goes to the browser to fetch its cookie."""
-    return sessions.start(queries.engine(), name)
+    return sessions.start(queries.engine(), name, session_lifetimes())
 
 
 def redeem_ticket(ticket: str) -> str | None:

@@ -84,11 +84,23 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-def start(engine: Engine, name: str, *, now: datetime | None = None) -> Started:
-    """Open a session for account ``name`` after a successful sign-in; returns its one-time ticket."""
+def start(engine: Engine, name: str, lifetimes: Lifetimes | None = None, *, now: datetime | None = None) -> Started:
+    """Open a session for account ``name`` after a successful sign-in; returns its one-time ticket.
+
+    Sessions nobody came back to (expired, or a ticket never redeemed) are deleted here, so the
+    table holds only live sessions plus those of the last lifetime.
+    """
     ticket = secrets.token_urlsafe(32)
     at = _now(now)
+    life = lifetimes or Lifetimes()
     with engine.begin() as conn:
+        conn.execute(
+            delete(SESSIONS).where(
+                (SESSIONS.c.last_seen_at < at - life.idle)
+                | (SESSIONS.c.created_at < at - life.absolute)
+                | (SESSIONS.c.token_hash.is_(None) & (SESSIONS.c.created_at < at - timedelta(seconds=TICKET_SECONDS)))
+            )
+        )
         result = conn.execute(
             SESSIONS.insert().values(ticket_hash=_digest(ticket), user_name=name, created_at=at, last_seen_at=at)
         )

@@ -222,3 +222,13 @@ def test_a_tab_signed_in_by_the_form_is_signed_out_at_its_next_click_when_its_se
     at.run()
     assert not at.metric and "auth_user" not in at.session_state
     assert [t.label for t in at.text_input] == ["User name", "Password"]
+
+
+def test_a_new_sign_in_clears_away_sessions_nobody_came_back_to(engine):
+    idle_id, _ = _signed_in(engine, at=T0)
+    sessions.start(engine, "ann", LIFE, now=T0)  # its ticket is never redeemed
+    live_id, _ = _signed_in(engine, at=T0 + timedelta(hours=5))
+    sessions.start(engine, "bob", LIFE, now=T0 + timedelta(hours=8, minutes=30))
+    with engine.connect() as conn:
+        left = {(r.id, r.user_name) for r in conn.execute(select(SESSIONS.c.id, SESSIONS.c.user_name))}
+    assert (idle_id, "ann") not in left and (live_id, "ann") in left and len(left) == 2
