@@ -47,7 +47,9 @@ def render() -> None:
             else:
                 st.success(f"Added {name} ({role}).")
                 if password:
-                    st.info("Password, shown only now: give it to the user and ask them to change it.")
+                    st.info(
+                        "Password, shown only now: give it to the user, who must choose their own at first sign-in."
+                    )
                     st.code(password)
     with right.form("change_user"):
         st.markdown("**Change an account**")
@@ -64,7 +66,7 @@ def render() -> None:
         elif do_reset:
             password = generate_password()
             actions.set_password(target, password)
-            right.info("New password, shown only now:")
+            right.info("New password, shown only now (to be changed at the next sign-in; signed out everywhere):")
             right.code(password)
         elif do_remove:
             if target == me.name:
