@@ -4,7 +4,7 @@ The dashboard keys its heavier computations (budget forecasts, anomaly baselines
 number and recomputes only after data was written. One row, ``id = 1``, starting at 0.
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014
 Create Date: 2026-11-29
 """
 
