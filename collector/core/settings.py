@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     proxy_anthropic_url: str = Field(
         "https://api.anthropic.com/v1", description="Upstream for /anthropic/v1/* (Anthropic API base URL, with /v1)."
     )
+    proxy_google_url: str = Field(
+        "https://generativelanguage.googleapis.com",
+        description="Upstream for /google/v1beta/* and /google/v1/* (Gemini API host, without a version).",
+    )
+    proxy_vertex_url: str = Field(
+        "https://aiplatform.googleapis.com",
+        description="Upstream for /vertex/v1/* and /vertex/v1beta1/* (Vertex AI host, e.g. https://us-central1-aiplatform.googleapis.com).",
+    )
     proxy_upstreams: dict[str, str] = Field(
         default_factory=dict,
         description='OpenAI-compatible upstreams served as /u/<name>/v1/*, as JSON: {"groq": "https://api.groq.com/openai/v1"}.',

@@ -10,9 +10,14 @@ Routes:
 * ``/anthropic/v1/*`` -> ``proxy_anthropic_url``
 * ``/u/<name>/v1/*`` -> ``proxy_upstreams[name]``, any OpenAI-compatible API (OpenRouter, Groq,
   xAI, a local vLLM ...), recorded with provider ``<name>``.
+* ``/google/v1beta/*``, ``/google/v1/*`` (and ``v1alpha``) -> ``proxy_google_url``, the native
+  Gemini API; ``/vertex/v1/*``, ``/vertex/v1beta1/*`` -> ``proxy_vertex_url``, Vertex AI (OAuth
+  bearer passed through). Both are recorded with provider ``google``; the version stays in the
+  forwarded path, so the upstream setting is a bare host.
 
-Clients keep their own API keys: set ``OPENAI_BASE_URL=http://sidecar:8787/openai/v1`` or
-``Anthropic(base_url="http://sidecar:8787/anthropic")`` (the Anthropic SDK adds ``/v1``).
+Clients keep their own API keys: set ``OPENAI_BASE_URL=http://sidecar:8787/openai/v1``,
+``Anthropic(base_url="http://sidecar:8787/anthropic")`` (the Anthropic SDK adds ``/v1``) or
+``genai.Client(http_options={"base_url": "http://sidecar:8787/google"})`` (it adds the version).
 
 The database is optional at run time: if it cannot be opened at start, the sidecar serves
 traffic anyway, spooling events, and keeps trying.
@@ -68,10 +73,19 @@ def upstreams_from(settings: Settings) -> dict[str, Upstream]:
     table = {
         "openai": Upstream("openai", "openai", "openai", settings.proxy_openai_url.rstrip("/")),
         "anthropic": Upstream("anthropic", "anthropic", "anthropic", settings.proxy_anthropic_url.rstrip("/")),
+        "google": Upstream("google", "google", "google", settings.proxy_google_url.rstrip("/")),
+        "vertex": Upstream("vertex", "google", "google", settings.proxy_vertex_url.rstrip("/")),
     }
     for name, url in settings.proxy_upstreams.items():
         table[f"u/{name}"] = Upstream(name, name, "openai", url.rstrip("/"))
     return table
+
+
+#: Versioned prefixes of the Google routes: ``(route prefix, routing key, API versions)``.
+_GOOGLE_ROUTES = (
+    ("/google/", "google", ("v1beta", "v1", "v1alpha")),
+    ("/vertex/", "vertex", ("v1", "v1beta1")),
+)
 
 
 class ProxyApp:
@@ -167,6 +181,8 @@ class ProxyApp:
             key, rest = "openai", path[10:]
         elif path.startswith("/anthropic/v1"):
             key, rest = "anthropic", path[13:]
+        elif path.startswith(("/google/", "/vertex/")):
+            return self._match_google(path)
         elif path.startswith("/u/"):
             name, _, tail = path[3:].partition("/")
             if not (tail == "v1" or tail.startswith("v1/")):
@@ -179,6 +195,16 @@ class ProxyApp:
         if rest and rest[0] != "/":
             return None
         return self.routes[key], rest
+
+    def _match_google(self, path: str) -> tuple[Upstream | None, str] | None:
+        """Google routes keep their API version in the forwarded path (``/v1beta/models/...``)."""
+        for prefix, key, versions in _GOOGLE_ROUTES:
+            if path.startswith(prefix):
+                rest = path[len(prefix) - 1 :]
+                version = rest[1:].partition("/")[0]
+                if version in versions:
+                    return self.routes[key], rest
+        return None
 
     # -- lifespan ------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httpx
 
@@ -112,7 +113,7 @@ class Upstream:
 
     name: str
     provider: str
-    flavor: str  # "openai" or "anthropic": which usage shape its responses have
+    flavor: str  # "openai", "anthropic" or "google": which usage shape its responses have
     base_url: str
 
 
@@ -245,6 +246,36 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
         if name == b"content-length":
             return int(value) if value.isdigit() else None
     return None
+
+
+#: Gemini / Vertex AI model methods (``models/{model}:{method}``) recorded as endpoints.
+GOOGLE_METHODS = frozenset(
+    {
+        "generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents",
+        "predict", "rawPredict", "streamRawPredict", "computeTokens",
+    }
+)  # fmt: skip
+
+
+def google_endpoint(rest: str) -> str:
+    """The method of a Gemini/Vertex path (``generateContent`` ...), ``models`` or ``other``.
+
+    Model names sit inside the path (``/v1beta/models/gemini-2.5-flash:generateContent``), so
+    only the method after the last ``:`` is a label; unknown methods are ``other``.
+    """
+    last = rest.rsplit("/", 1)[-1]
+    if ":" in last:
+        method = last.rsplit(":", 1)[1]
+        return method if method in GOOGLE_METHODS else "other"
+    return "models" if "/models" in rest else "other"
+
+
+def query_key(query: bytes) -> bytes:
+    """The value of a ``key=`` query parameter (Gemini's other way to send the API key), or b''."""
+    for pair in query.split(b"&"):
+        if pair[:4] == b"key=":
+            return unquote_to_bytes(pair[4:])
+    return b""
 
 
 def endpoint_name(rest: str) -> str:
@@ -416,7 +447,7 @@ class Forwarder:
             "ts": time.time(),
             "provider": upstream.provider,
             "upstream": upstream.name,
-            "endpoint": endpoint_name(rest),
+            "endpoint": google_endpoint(rest) if upstream.flavor == "google" else endpoint_name(rest),
             "method": scope["method"],
             "model": "",
             "status": 0,
@@ -445,6 +476,11 @@ class Forwarder:
             await self.refuse(send, 403, "monitor_token_required", "a valid X-Monitor-Token header is required")
             self.metrics.observe(upstream.name, 403, time.perf_counter() - started, 0.0, "monitor_token_required")
             return  # nothing forwarded, nothing recorded: only the metric counts it
+        if upstream.flavor == "google":
+            # Gemini: the method says whether it streams; the key may be ?key= instead of a header.
+            event["stream"] = event["endpoint"] == "streamGenerateContent"
+            if not key and scope.get("query_string"):
+                key = query_key(scope["query_string"])
         if key:
             event["api_key_fp"] = self.fingerprint(key)
         reserved = 0
@@ -571,7 +607,7 @@ class Forwarder:
                 continue
             if name == b"authorization":
                 key = value[7:] if value[:7].lower() == b"bearer " else value
-            elif name in (b"x-api-key", b"api-key"):
+            elif name in (b"x-api-key", b"api-key", b"x-goog-api-key"):
                 key = value
             out.append((name, value))
         return out, length, key

@@ -23,6 +23,13 @@ Where usage sits:
   ``cache_creation.ephemeral_5m_input_tokens`` / ``ephemeral_1h_input_tokens``, ``output_tokens``.
 * Anthropic streams: ``message_start`` has ``message.usage`` (input and cache counts, a
   provisional ``output_tokens``); ``message_delta`` has the cumulative ``usage`` at the end.
+* Google (Gemini API and Vertex AI) ``GenerateContentResponse``: ``usageMetadata`` with
+  ``promptTokenCount`` (cached content included), ``cachedContentTokenCount``,
+  ``candidatesTokenCount`` (thoughts *not* included), ``thoughtsTokenCount``,
+  ``toolUsePromptTokenCount`` (not in the prompt count) and ``totalTokenCount``; the model is
+  ``modelVersion``, the id ``responseId``. Streams (``:streamGenerateContent``), as SSE with
+  ``alt=sse`` or as one JSON array, repeat the object per chunk with cumulative counts, so the
+  last chunk's ``usageMetadata`` is the call's usage.
 """
 
 from __future__ import annotations
@@ -119,6 +126,41 @@ def apply_anthropic_usage(out: Usage, usage: dict[str, Any]) -> None:
     out.known = True
 
 
+def apply_google_usage(out: Usage, usage: dict[str, Any]) -> None:
+    """Fill ``out`` from a Gemini/Vertex ``usageMetadata`` object (cumulative: the last one wins).
+
+    Taxonomy (design.md rule 4): input is the prompt (cached content already inside it) plus the
+    tool-use prompt; output is the candidates plus the thoughts, which Google bills as output;
+    reasoning is the thoughts.
+    """
+    prompt = _int(usage.get("promptTokenCount"))
+    tool = _int(usage.get("toolUsePromptTokenCount"))
+    thoughts = _int(usage.get("thoughtsTokenCount"))
+    out.known = True
+    out.input_tokens = prompt + tool
+    out.cache_read_tokens = min(_int(usage.get("cachedContentTokenCount")), out.input_tokens)
+    out.output_tokens = _int(usage.get("candidatesTokenCount")) + thoughts
+    out.reasoning_tokens = thoughts
+
+
+def _google_response(out: Usage, payload: dict[str, Any]) -> None:
+    """Model, id and usage of one ``GenerateContentResponse`` (or stream chunk) into ``out``."""
+    out.model = _str(payload.get("modelVersion")) or out.model
+    out.response_id = _str(payload.get("responseId")) or out.response_id
+    usage = payload.get("usageMetadata")
+    if isinstance(usage, dict):
+        apply_google_usage(out, usage)
+
+
+def _apply(provider: str, out: Usage, usage: dict[str, Any]) -> None:
+    if provider == "anthropic":
+        apply_anthropic_usage(out, usage)
+    elif provider == "google":
+        apply_google_usage(out, usage)
+    else:
+        apply_openai_usage(out, usage)
+
+
 def extract_json(provider: str, body: bytes) -> Usage:
     """Usage of a complete (non-streaming) JSON response body; ``known`` False if it has none.
 
@@ -131,6 +173,12 @@ def extract_json(provider: str, body: bytes) -> Usage:
         payload = json.loads(body)
     except ValueError:
         return usage_from_tail(provider, body)
+    if provider == "google":
+        # A JSON-array stream is a list of responses; a plain call is one response.
+        for item in payload if isinstance(payload, list) else [payload]:
+            if isinstance(item, dict):
+                _google_response(out, item)
+        return out
     if not isinstance(payload, dict):
         return out
     out.model = _str(payload.get("model"))
@@ -138,10 +186,7 @@ def extract_json(provider: str, body: bytes) -> Usage:
     out.service_tier = _str(payload.get("service_tier"), 64)
     usage = payload.get("usage")
     if isinstance(usage, dict):
-        if provider == "anthropic":
-            apply_anthropic_usage(out, usage)
-        else:
-            apply_openai_usage(out, usage)
+        _apply(provider, out, usage)
     return out
 
 
@@ -152,23 +197,22 @@ def usage_from_tail(provider: str, tail: bytes) -> Usage:
     """
     out = Usage()
     text = tail.decode("utf-8", "replace")
+    key = '"usageMetadata"' if provider == "google" else '"usage"'
     pos = len(text)
     while True:
-        pos = text.rfind('"usage"', 0, pos)
+        pos = text.rfind(key, 0, pos)
         if pos < 0:
             return out
-        brace = text.find("{", pos + 7, pos + 40)
-        if brace < 0 or text[pos + 7 : brace].strip() not in (":",):
+        after = pos + len(key)
+        brace = text.find("{", after, after + 40)
+        if brace < 0 or text[after:brace].strip() not in (":",):
             continue
         try:
             usage, _ = _DECODER.raw_decode(text, brace)
         except ValueError:
             continue
         if isinstance(usage, dict):
-            if provider == "anthropic":
-                apply_anthropic_usage(out, usage)
-            else:
-                apply_openai_usage(out, usage)
+            _apply(provider, out, usage)
             return out
 
 
@@ -208,6 +252,8 @@ def extract_sse(provider: str, head: bytes, tail: bytes) -> Usage:
             may start mid-event, which is skipped. ``head`` and ``tail`` may overlap.
     """
     out = Usage()
+    if provider == "google":
+        return _google_sse(head, tail)
     if provider == "anthropic":
         for chunk in (head, tail):
             for name, data in iter_sse_data(chunk):
@@ -252,5 +298,21 @@ def extract_sse(provider: str, head: bytes, tail: bytes) -> Usage:
         if tail_usage.known:
             tail_usage.model, tail_usage.response_id = out.model, out.response_id
             tail_usage.service_tier = out.service_tier
+            return tail_usage
+    return out
+
+
+def _google_sse(head: bytes, tail: bytes) -> Usage:
+    """Usage of a Gemini/Vertex ``alt=sse`` stream: every chunk is a full response, counts cumulative."""
+    out = Usage()
+    for chunk in (head, tail):
+        for _, data in iter_sse_data(chunk):
+            payload = _loads(data)
+            if payload is not None:
+                _google_response(out, payload)
+    if not out.known:
+        tail_usage = usage_from_tail("google", tail)
+        if tail_usage.known:
+            tail_usage.model, tail_usage.response_id = out.model, out.response_id
             return tail_usage
     return out

@@ -19,6 +19,8 @@ Per-request behaviour is set by request headers, which pass through the sidecar 
 * ``x-fake-hold-end``: after a stream's last event, end the body only once the caller left;
 * ``x-fake-discard-body``: read the request body and drop it (its size goes to ``discarded``).
 
+Gemini / Vertex AI paths (``.../models/<model>:<method>``) are answered by :mod:`tests.fakes.gemini`.
+
 Every completion contains :data:`COMPLETION_MARKER`, so tests can scan storage for it.
 """
 
@@ -34,6 +36,8 @@ from collections import defaultdict
 from typing import Any
 
 import uvicorn
+
+from tests.fakes import gemini
 
 COMPLETION_MARKER = "COMPLETION-MARKER-4b1d"
 OPENAI_USAGE = (120, 20, 35, 4)  # prompt (total), cached, completion (total), reasoning
@@ -100,10 +104,15 @@ class FakeUpstream:
             body = b'{"model": "text-embedding-3-small", "input": ["x"]}'
             headers["x-fake-received"] = str(received)
         if self.keep_requests:
-            self.requests.append({"path": scope["path"], "headers": headers, "body": body})
-        payload = json.loads(body) if body else {}
+            self.requests.append(
+                {"path": scope["path"], "headers": headers, "body": body, "query": scope.get("query_string", b"")}
+            )
         path = scope["path"]
         status = int(headers.get("x-fake-status", "200"))
+        if gemini.is_gemini(path):
+            await self._gemini(_Send(send, receive), path, scope.get("query_string", b""), headers, status)
+            return
+        payload = json.loads(body) if body else {}
         anthropic = path == "/v1/messages"
         if status != 200:
             await self._error(send, status, anthropic)
@@ -122,6 +131,32 @@ class FakeUpstream:
             await self._error(send, 404, anthropic)
             return
         await handler(_Send(send, receive), payload, headers)
+
+    async def _gemini(self, send: Any, path: str, query: bytes, headers: dict[str, str], status: int) -> None:
+        if status != 200:
+            raw = gemini.error(status)
+            start = [(b"content-type", b"application/json; charset=UTF-8"), (b"content-length", str(len(raw)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": start})
+            await send({"type": "http.response.body", "body": raw})
+            return
+        numbers = self._numbers(headers, gemini.GEMINI_USAGE)
+        n = int(headers.get("x-fake-chunks", "3"))
+        if path.endswith(":streamGenerateContent"):
+            if b"alt=sse" in query:
+                await self._stream(send, gemini.sse_events(numbers, n), headers)
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json; charset=UTF-8")],
+                }
+            )
+            for part in gemini.array_parts(numbers, n):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await self._json(send, json.loads(gemini.response(numbers, n)), headers)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ def proxy_settings(fake_url: str, **extra: object) -> Settings:
             "proxy_openai_url": f"{fake_url}/v1",
             "proxy_anthropic_url": f"{fake_url}/v1",
             "proxy_upstreams": {"groq": f"{fake_url}/v1"},
+            "proxy_google_url": fake_url,
+            "proxy_vertex_url": fake_url,
             "proxy_batch_interval_seconds": 0.05,
             **extra,
         }

@@ -247,7 +247,7 @@ def test_healthz_and_404_name_no_url_or_credentials(sqlite_engine, fake):
         missing = httpx.get(f"{side.url}/u/nope/v1/models")
     finally:
         side.server.stop()
-    assert health["upstreams"] == ["anthropic", "openai", "private"]
+    assert health["upstreams"] == ["anthropic", "google", "openai", "private", "vertex"]
     assert "PASSW0RD" not in json.dumps(health) and "127.0.0.1" not in json.dumps(health)
     assert missing.status_code == 404 and "private" not in missing.text
 
