@@ -107,6 +107,11 @@ def budgets_add(
     allow_unknown: bool = typer.Option(
         False, "--allow-unknown", help="Keep a scope value the data has never had (e.g. a project not live yet)."
     ),
+    enforce: bool = typer.Option(
+        False,
+        "--enforce",
+        help="The proxy refuses calls in scope (with a monitor token) once spend reaches the amount.",
+    ),
 ) -> None:
     """Add a budget (a scope value the data never had is refused, listing the known ones)."""
     with _errors():
@@ -125,8 +130,9 @@ def budgets_add(
             starts_at=_day(start, "--start") if start else None,
             ends_at=day_range(end, now=_now(), argument="--end")[1] if end else None,
             allow_unknown=allow_unknown,
+            enforce=enforce,
         )
-        typer.echo(f"budget #{bid} added")
+        typer.echo(f"budget #{bid} added" + (" (enforced by the proxy)" if enforce else ""))
 
 
 @budgets_app.command("set")
@@ -153,6 +159,29 @@ def budgets_set(
             changes["active"] = active
         b = budgets.update_budget(database(), budget_id, **changes)
         typer.echo(f"budget #{b.id} updated")
+
+
+@budgets_app.command("enforce")
+def budgets_enforce(
+    budget_id: int = typer.Argument(..., help="Budget id."),
+    off: bool = typer.Option(False, "--off", help="Stop enforcing (alerts only, as before)."),
+) -> None:
+    """Make a budget a cap: the proxy refuses calls in its scope once spend reaches the amount."""
+    from collector.finance.caps import set_enforce
+
+    with _errors():
+        b = set_enforce(database(), budget_id, not off)
+        typer.echo(f"budget #{b.id} " + ("enforced by the proxy" if b.enforce else "no longer enforced"))
+
+
+@budgets_app.command("lift")
+def budgets_lift(budget_id: int = typer.Argument(..., help="Budget id.")) -> None:
+    """Lift an enforced budget's cap until the end of its current period (admins)."""
+    from collector.finance.caps import lift
+
+    with _errors():
+        until = lift(database(), budget_id, _now())
+        typer.echo(f"budget #{budget_id} lifted until {until:%Y-%m-%d %H:%M} UTC")
 
 
 @budgets_app.command("remove")

@@ -17,8 +17,15 @@ tokens_app = typer.Typer(help="Monitor tokens for the proxy's X-Monitor-Token he
 
 
 def sidecar_extras(settings: Settings) -> dict[str, Any]:
-    """What the application adds to the sidecar when the settings ask: the OTLP receiver, spend metrics."""
-    extras: dict[str, Any] = {"extra_routes": [], "extra_metrics": [], "extra_periodic": []}
+    """What the application adds to the sidecar: budget caps; the OTLP receiver and spend metrics when asked."""
+    from collector.finance.caps import enforced_caps
+
+    extras: dict[str, Any] = {
+        "extra_routes": [],
+        "extra_metrics": [],
+        "extra_periodic": [],
+        "cap_loader": lambda engine: enforced_caps(engine),
+    }
     if settings.proxy_otel:
         from collector.otel.receiver import OtelReceiver
         from collector.otel.rollup import rollup_with
@@ -116,7 +123,7 @@ def tokens_list(
     fmt = list_format(fmt)
     rows = list_tokens(database())
     if fmt == "json":
-        fields = ("id", "hint", "team", "project", "label", "created_at", "revoked_at")
+        fields = ("id", "hint", "team", "project", "label", "rpm_limit", "tpm_limit", "created_at", "revoked_at")
         echo_json({f: r.get(f) for f in fields} for r in rows)
         return
     if not rows:
@@ -124,7 +131,28 @@ def tokens_list(
         return
     for r in rows:
         state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
-        typer.echo(f"{r['id']:>4}  {r['hint']:<12} team={r['team']!r} project={r['project']!r} {r['label']!r} {state}")
+        limits = "".join(f" {k}={r[f'{k}_limit']}/min" for k in ("rpm", "tpm") if r[f"{k}_limit"])
+        typer.echo(
+            f"{r['id']:>4}  {r['hint']:<12} team={r['team']!r} project={r['project']!r} {r['label']!r} {state}{limits}"
+        )
+
+
+@tokens_app.command("limit")
+def tokens_limit(
+    token_id: int = typer.Argument(..., help="Id shown by `tokens list`."),
+    rpm: int | None = typer.Option(None, "--rpm", min=0, help="Requests per minute through the proxy (0 = none)."),
+    tpm: int | None = typer.Option(None, "--tpm", min=0, help="Input + output tokens per minute (0 = none)."),
+) -> None:
+    """Set a token's rate limits; over them the proxy answers 429 with Retry-After (opt-in, none by default)."""
+    from collector.proxy.tokens import set_limits
+
+    if rpm is None and tpm is None:
+        typer.echo("give --rpm and/or --tpm (0 removes a limit)", err=True)
+        raise typer.Exit(2)
+    if not set_limits(database(), token_id, rpm=rpm, tpm=tpm):
+        typer.echo(f"no token with id {token_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"token {token_id} limits set (running proxies apply them within LLM_USAGE_PROXY_TOKEN_REFRESH_SECONDS)")
 
 
 @tokens_app.command("revoke")

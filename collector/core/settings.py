@@ -137,6 +137,15 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='OpenAI-compatible upstreams served as /u/<name>/v1/*, as JSON: {"groq": "https://api.groq.com/openai/v1"}.',
     )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Redis for the proxy's rate-limit counters shared by every replica (redis://host:6379/0); "
+        "unset = counters per replica.",
+    )
+    redis_key_prefix: str = Field("llm-usage:", description="Prefix of every Redis key the proxy writes.")
+    proxy_budget_refresh_seconds: float = Field(
+        30.0, gt=0, description="How often the proxy re-reads enforced budgets and their spend."
+    )
     proxy_include_usage: bool = Field(
         True,
         description="Add stream_options.include_usage to OpenAI streams that lack it (and hide the extra chunk).",

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Integer, String, Table, delete, insert, select, true, update
+from sqlalchemy import Boolean, Column, Integer, String, Table, delete, false, insert, select, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
@@ -62,6 +62,10 @@ class BudgetRow(SQLModel, table=True):
     #: Alert when the period-end forecast exceeds this percentage of the amount (0 = never).
     forecast_threshold: int = Field(default=100, sa_column=Column(Integer, nullable=False, server_default="100"))
     active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=true()))
+    #: The proxy refuses calls in scope once the period's spend reaches the amount.
+    enforce: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    #: An admin lifted the cap until then (the end of the period it was lifted in).
+    lifted_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
 
@@ -96,6 +100,8 @@ class Budget:
     thresholds: tuple[int, ...]
     forecast_threshold: int
     active: bool
+    enforce: bool = False
+    lifted_until: datetime | None = None
 
     @property
     def scope_label(self) -> str:
@@ -139,6 +145,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
         raise BudgetError(f"scope value: a {scope} budget needs the {scope} it covers")
     if scope == "all":
         values["scope_value"] = ""
+    if values.get("enforce") and scope == "account":
+        raise BudgetError("enforce: an account budget cannot be enforced by the proxy (no call names its account)")
     try:
         amount = Decimal(str(values.get("amount")))
     except InvalidOperation as exc:
@@ -238,6 +246,8 @@ def update_budget(engine: Engine, budget_id: int, **changes: Any) -> Budget:
         "thresholds": ",".join(map(str, current.thresholds)),
         "forecast_threshold": current.forecast_threshold,
         "active": current.active,
+        "enforce": current.enforce,
+        "lifted_until": current.lifted_until,
         **changes,
     }
     row = _validate(merged)
@@ -279,6 +289,8 @@ def _from_row(r: Any) -> Budget:
         thresholds=parse_thresholds(r["thresholds"]) if r["thresholds"] else (),
         forecast_threshold=r["forecast_threshold"],
         active=bool(r["active"]),
+        enforce=bool(r["enforce"]),
+        lifted_until=r["lifted_until"],
     )
 
 

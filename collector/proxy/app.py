@@ -29,6 +29,7 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from http.cookiejar import CookieJar
 from typing import Any
@@ -47,6 +48,7 @@ from collector.core.settings import Settings, get_settings
 from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
 from collector.proxy.forward import Forwarder, Upstream, UpstreamCut, check_path
+from collector.proxy.limits import BudgetGate, CapLoader, Limiter, RefusalLog
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from collector.proxy.recorder import Recorder
 from collector.proxy.rollup import purge, rollup
@@ -101,6 +103,9 @@ class ProxyApp:
         extra_metrics: more Prometheus expositions appended to ``/metrics`` (spend metrics, the
             receiver's counters); they run in a worker thread, never on the event loop.
         extra_periodic: more ``(seconds, fn(engine))`` jobs for the recorder's writer thread.
+        cap_loader: reads the enforced budgets and their spend (the application's finance layer
+            supplies it); None = no budget caps.
+        clock: the rate limiter's clock (tests); default ``time.time``.
     """
 
     def __init__(
@@ -113,6 +118,8 @@ class ProxyApp:
         extra_routes: Sequence[BaseRoute] = (),
         extra_metrics: Sequence[Callable[[], bytes]] = (),
         extra_periodic: Sequence[tuple[float, Callable[[Engine], Any]]] = (),
+        cap_loader: CapLoader | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.routes = upstreams_from(self.settings)
@@ -127,6 +134,10 @@ class ProxyApp:
         self.fingerprint = Fingerprinter(load_salt(self.settings))
         self.extra_metrics = tuple(extra_metrics)
         self.extra_periodic = list(extra_periodic)
+        self.gate = BudgetGate(cap_loader)
+        self.refusals = RefusalLog()
+        self.clock = clock
+        self.limiter: Limiter | None = None
         self.starlette = Starlette(
             routes=[Route("/healthz", self.healthz), Route("/metrics", self.metrics_endpoint), *extra_routes],
             lifespan=self.lifespan,
@@ -259,10 +270,18 @@ class ProxyApp:
             periodic=[
                 (s.proxy_token_refresh_seconds, self._reload_tokens),
                 (s.proxy_rollup_interval_seconds, self._rollup),
+                (s.proxy_budget_refresh_seconds, self.gate.refresh),
+                (s.proxy_batch_interval_seconds, self.refusals.store),
                 *self.extra_periodic,
             ],
             engine_factory=self._open_engine,
+            on_written=self.gate.written,
         )
+        if self.engine is not None and self.gate.loader is not None:
+            try:
+                self.gate.refresh(self.engine)  # caps hold from the first call, not the first refresh
+            except Exception as exc:  # noqa: BLE001
+                log.warning("enforced budgets not loaded (%s)", type(exc).__name__)
         self.recorder.start()  # raises SpoolBusyError if another process holds the spool folder
         transport = self.transport
         if transport is None and s.proxy_fast_transport:
@@ -274,6 +293,12 @@ class ProxyApp:
         )
         client.headers = httpx.Headers()  # forward the caller's headers only, add none of ours
         client.cookies = _NoCookies()  # never keep one caller's cookies and send them for another
+        self.limiter = Limiter(
+            self.metrics,
+            redis_url=s.redis_url.get_secret_value() if s.redis_url else None,
+            prefix=s.redis_key_prefix,
+            clock=self.clock or time.time,
+        )
         self.forwarder = Forwarder(
             client,
             self.recorder,
@@ -284,6 +309,9 @@ class ProxyApp:
             require_token=s.proxy_require_monitor_token,
             body_timeout=s.proxy_body_timeout_seconds or None,
             buffer_budget=s.proxy_max_buffered_bytes,
+            limiter=self.limiter,
+            gate=self.gate,
+            refusals=self.refusals,
         )
         # Long-lived start-up objects (price table, SQLAlchemy, SDK-sized imports) never become
         # garbage; freezing them keeps the collector's full passes, and their pauses, short.
@@ -294,7 +322,18 @@ class ProxyApp:
         finally:
             self.forwarder = None
             await client.aclose()
+            await self.limiter.aclose()
             self.recorder.stop()
+            self._store_refusals()
+
+    def _store_refusals(self) -> None:
+        """Store the refusals noted since the writer's last round (on shutdown)."""
+        if self.engine is None or not self.refusals.pending:
+            return
+        try:
+            self.refusals.store(self.engine)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%d proxy refusal(s) not stored (%s)", len(self.refusals.pending), type(exc).__name__)
 
     # -- Starlette routes -----------------------------------------------------------------------
 

@@ -43,6 +43,8 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
+from collector.proxy.limits import BudgetGate, Limiter, Refusal, RefusalLog
+from collector.proxy.limits import error_body as refusal_body
 from collector.proxy.metrics import ProxyMetrics
 from collector.proxy.recorder import Recorder, new_event_id
 from collector.proxy.tokens import Fingerprinter, TokenInfo, hash_token
@@ -418,8 +420,14 @@ class Forwarder:
         require_token: bool = False,
         body_timeout: float | None = 30.0,
         buffer_budget: int = 64 * 1024 * 1024,
+        limiter: Limiter | None = None,
+        gate: BudgetGate | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.client = client
+        self.limiter = limiter
+        self.gate = gate
+        self.refusals = refusals or RefusalLog()
         self.recorder = recorder
         self.metrics = metrics
         self.tokens = tokens
@@ -471,8 +479,8 @@ class Forwarder:
             "response_id": "",
             "client_gone": False,
         }
-        headers, length, key = self._request_headers(scope, event)
-        if self.require_token and not event["token_id"]:
+        headers, length, key, info = self._request_headers(scope, event)
+        if self.require_token and info is None:
             await self.refuse(send, 403, "monitor_token_required", "a valid X-Monitor-Token header is required")
             self.metrics.observe(upstream.name, 403, time.perf_counter() - started, 0.0, "monitor_token_required")
             return  # nothing forwarded, nothing recorded: only the metric counts it
@@ -483,6 +491,64 @@ class Forwarder:
                 key = query_key(scope["query_string"])
         if key:
             event["api_key_fp"] = self.fingerprint(key)
+        if info is not None and (refusal := await self._enforce(info, upstream, event["api_key_fp"])):
+            await self._refuse_call(receive, send, upstream, info, refusal, started)
+            return  # nothing forwarded, nothing recorded as usage: a refusal event and metrics only
+        try:
+            await self._handle(scope, receive, send, upstream, rest, event, headers, length, started)
+        finally:
+            if info is not None and info.tpm_limit and event["usage_known"] and self.limiter is not None:
+                self.limiter.used(info, event["input_tokens"] + event["output_tokens"])
+
+    async def _enforce(self, info: TokenInfo, upstream: Upstream, key_fp: str) -> Refusal | None:
+        """A refusal when the token's budget cap or rate limit says no (both opt-in), else None."""
+        gate = self.gate
+        if gate is not None and gate.over and (refusal := gate.check(info, upstream.provider, key_fp)):
+            return refusal
+        if self.limiter is not None and (info.rpm_limit or info.tpm_limit):
+            return await self.limiter.check(info)
+        return None
+
+    async def _refuse_call(
+        self, receive: Receive, send: Send, upstream: Upstream, info: TokenInfo, refusal: Refusal, started: float
+    ) -> None:
+        """Answer a refused call in its upstream's error format, after reading (and dropping) its body."""
+        close = False
+        try:
+            while True:
+                message = await self._receive(receive)
+                if message["type"] != "http.request":
+                    return  # the client left
+                if not message.get("more_body"):
+                    break
+        except BodyTimeout:
+            close = True
+        body = refusal_body(upstream.flavor, refusal)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(refusal.retry_after).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        self.refusals.add(refusal, upstream.name, info)
+        self.metrics.refusals.labels(upstream.name, refusal.kind).inc()
+        self.metrics.observe(upstream.name, refusal.status, time.perf_counter() - started, 0.0, refusal.kind)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        upstream: Upstream,
+        rest: str,
+        event: dict[str, Any],
+        headers: list[tuple[bytes, bytes]],
+        length: int | None,
+        started: float,
+    ) -> None:
         reserved = 0
         try:
             first = await self._receive(receive)
@@ -591,10 +657,11 @@ class Forwarder:
 
     def _request_headers(
         self, scope: Scope, event: dict[str, Any]
-    ) -> tuple[list[tuple[bytes, bytes]], int | None, bytes]:
+    ) -> tuple[list[tuple[bytes, bytes]], int | None, bytes, TokenInfo | None]:
         out: list[tuple[bytes, bytes]] = []
         length: int | None = None
         key = b""
+        info: TokenInfo | None = None
         for name, value in scope["headers"]:
             if name in _DROP_REQUEST:
                 if name == b"x-monitor-token":
@@ -610,7 +677,7 @@ class Forwarder:
             elif name in (b"x-api-key", b"api-key", b"x-goog-api-key"):
                 key = value
             out.append((name, value))
-        return out, length, key
+        return out, length, key, info
 
     async def _stream_body(self, first: bytes, receive: Receive) -> AsyncIterator[bytes]:
         if first:

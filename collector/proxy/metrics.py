@@ -48,6 +48,18 @@ class ProxyMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "llm_proxy_refusals",
+            "Calls the proxy refused (never forwarded, never usage), by upstream and kind: "
+            "rate_requests, rate_tokens, budget.",
+            ["upstream", "kind"],
+            registry=self.registry,
+        )
+        self.limit_fallbacks = Counter(
+            "llm_proxy_limit_store_fallbacks",
+            "Calls forwarded without a rate-limit check because the shared limit store (Redis) was unreachable.",
+            registry=self.registry,
+        )
         depth = Gauge("llm_proxy_queue_depth", "Events waiting in memory to be written.", registry=self.registry)
         depth.set_function(queue_depth)
         spool = Gauge(

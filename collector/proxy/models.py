@@ -1,4 +1,4 @@
-"""Tables of the proxy sidecar: raw per-request events and monitor tokens.
+"""Tables of the proxy sidecar: raw per-request events, monitor tokens and refusals.
 
 ``proxy_events`` holds one row per forwarded call, keyed by the id the proxy minted *before*
 forwarding (a UUIDv7: time-ordered like a ULID), so a write that is retried, or replayed from the
@@ -87,7 +87,30 @@ class MonitorToken(SQLModel, table=True):
     label: str = _str()
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    #: Requests per minute through the proxy; 0 = no limit (limits are opt-in).
+    rpm_limit: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    #: Input + output tokens per minute; 0 = no limit.
+    tpm_limit: int = _count()
+
+
+class ProxyRefusal(SQLModel, table=True):
+    """A call the proxy refused (rate limit or budget cap): an event, never a usage row."""
+
+    __tablename__ = "proxy_refusals"
+    __table_args__ = (Index("ix_proxy_refusals_ts", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    #: ``rate_requests``, ``rate_tokens`` or ``budget``.
+    kind: str = Field(sa_column=Column(String(32), nullable=False))
+    upstream: str = _str(64)
+    token_id: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    team: str = _str()
+    project: str = _str()
+    budget_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    budget_name: str = _str()
 
 
 PROXY_EVENTS = ProxyEvent.__table__  # type: ignore[attr-defined]
 MONITOR_TOKENS = MonitorToken.__table__  # type: ignore[attr-defined]
+PROXY_REFUSALS = ProxyRefusal.__table__  # type: ignore[attr-defined]

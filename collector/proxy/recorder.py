@@ -205,6 +205,8 @@ class Recorder:
         periodic: ``(every_seconds, fn(engine))`` jobs run by the writer while the database is
             up (rollup, purge, token reload); a failing job is logged and retried next period.
         engine_factory: opens the database when ``engine`` is None.
+        on_written: called in the writer thread with each batch once it is committed (the
+            budget caps add its cost; a failure is logged, never stops recording).
     """
 
     def __init__(
@@ -218,8 +220,10 @@ class Recorder:
         retry_seconds: float = 5.0,
         periodic: list[tuple[float, Callable[[Engine], Any]]] | None = None,
         engine_factory: Callable[[], Engine] | None = None,
+        on_written: Callable[[list[Event]], Any] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_written = on_written
         self.spool = spool
         self.queue_size = queue_size
         self.batch_size = batch_size
@@ -373,6 +377,7 @@ class Recorder:
         rejected: list[Event] = []
         for batch in self.spool.batches(path, self.batch_size):
             self.written += self._insert(engine, batch, rejected)
+            self._notify(batch)
         if rejected:
             kept = self.spool.folder / f"rejected-{path.stem}.json"
             with open(kept, "wb", opener=private_opener) as fh:  # 0600, like the journal it came from
@@ -407,6 +412,15 @@ class Recorder:
                 self._memory.extendleft(reversed(batch))
                 raise
             self.committed += len(batch)
+            self._notify(batch)
+
+    def _notify(self, batch: list[Event]) -> None:
+        if self.on_written is None:
+            return
+        try:
+            self.on_written(batch)
+        except Exception as exc:  # noqa: BLE001  (a hook must not stop recording)
+            log.warning("proxy on-written hook failed: %s", type(exc).__name__)
 
     def _memory_to_spool(self) -> None:
         """While the database is down, move events held in memory to disk once the spool takes them."""

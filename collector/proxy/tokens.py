@@ -44,6 +44,9 @@ class TokenInfo:
     id: int
     team: str
     project: str
+    #: Requests / tokens per minute through the proxy; 0 = no limit.
+    rpm_limit: int = 0
+    tpm_limit: int = 0
 
 
 def hash_token(token: str) -> str:
@@ -73,9 +76,19 @@ def create_token(engine: Engine, *, team: str, project: str = "", label: str = "
 
 
 def list_tokens(engine: Engine) -> list[dict[str, object]]:
-    """Every token's id, hint, team, project, label, creation and revocation time (never the token)."""
+    """Every token's id, hint, team, project, label, limits, creation and revocation time (never the token)."""
     cols = MONITOR_TOKENS.c
-    stmt = select(cols.id, cols.hint, cols.team, cols.project, cols.label, cols.created_at, cols.revoked_at)
+    stmt = select(
+        cols.id,
+        cols.hint,
+        cols.team,
+        cols.project,
+        cols.label,
+        cols.rpm_limit,
+        cols.tpm_limit,
+        cols.created_at,
+        cols.revoked_at,
+    )
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt.order_by(cols.id))]
 
@@ -95,9 +108,23 @@ def revoke_token(engine: Engine, token_id: int) -> bool:
 def load_active(engine: Engine) -> dict[str, TokenInfo]:
     """``{token_hash: TokenInfo}`` of every token not revoked (the proxy's lookup map)."""
     cols = MONITOR_TOKENS.c
-    stmt = select(cols.token_hash, cols.id, cols.team, cols.project).where(cols.revoked_at.is_(None))
+    stmt = select(cols.token_hash, cols.id, cols.team, cols.project, cols.rpm_limit, cols.tpm_limit).where(
+        cols.revoked_at.is_(None)
+    )
     with engine.connect() as conn:
-        return {r[0]: TokenInfo(int(r[1]), r[2], r[3]) for r in conn.execute(stmt)}
+        return {r[0]: TokenInfo(int(r[1]), r[2], r[3], int(r[4] or 0), int(r[5] or 0)) for r in conn.execute(stmt)}
+
+
+def set_limits(engine: Engine, token_id: int, *, rpm: int | None = None, tpm: int | None = None) -> bool:
+    """Set a token's requests/minute and/or tokens/minute (0 = no limit); False for an unknown id."""
+    values = {k: v for k, v in (("rpm_limit", rpm), ("tpm_limit", tpm)) if v is not None}
+    if any(v < 0 for v in values.values()):
+        raise ValueError("limits are 0 (none) or a positive number per minute")
+    if not values:
+        return True
+    with engine.begin() as conn:
+        result = conn.execute(update(MONITOR_TOKENS).where(MONITOR_TOKENS.c.id == token_id).values(**values))
+    return bool(result.rowcount)
 
 
 def load_salt(settings: Settings) -> bytes:
