@@ -577,8 +577,15 @@ def connection_fields(provider: str) -> tuple[ConnField, ...]:
 @_cached
 def monitor_tokens_frame(url: str) -> pd.DataFrame:
     """Proxy monitor tokens by hint (the token is shown once at creation, only its hash is kept)."""
-    cols = ["id", "hint", "team", "project", "label", "created_at", "revoked_at"]
+    cols = ["id", "hint", "team", "project", "label", "rpm_limit", "tpm_limit", "created_at", "revoked_at"]
     return pd.DataFrame(list_tokens(_engine(url)), columns=cols)
+
+
+@_cached
+def proxy_refusals(url: str, since: datetime, until: datetime) -> pd.DataFrame:
+    """Calls the proxy refused (rate limits, budget caps) by kind, budget and team."""
+    cols = ["kind", "budget_name", "team", "refused"]
+    return pd.DataFrame(traffic.refusal_counts(_engine(url), since, until), columns=cols)
 
 
 @_cached

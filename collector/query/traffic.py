@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 
-from collector.proxy.models import PROXY_EVENTS
+from collector.proxy.models import PROXY_EVENTS, PROXY_REFUSALS
 
 
 @dataclass
@@ -65,4 +65,22 @@ def proxy_stats(engine: Engine, since: datetime, until: datetime) -> ProxyStats:
     return out
 
 
-__all__ = ["ProxyStats", "proxy_stats"]
+def refusal_counts(engine: Engine, since: datetime, until: datetime) -> list[dict[str, object]]:
+    """Calls the proxy refused in ``[since, until)``, counted by kind, budget and team (most first).
+
+    Refusals (rate limits, budget caps) are events of their own, never usage rows: a refused
+    call was not forwarded and cost nothing.
+    """
+    r = PROXY_REFUSALS.c
+    n = func.count().label("refused")
+    stmt = (
+        select(r.kind, r.budget_name, r.team, n)
+        .where(r.ts >= since, r.ts < until)
+        .group_by(r.kind, r.budget_name, r.team)
+        .order_by(n.desc(), r.kind, r.budget_name, r.team)
+    )
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+__all__ = ["ProxyStats", "proxy_stats", "refusal_counts"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import streamlit as st
@@ -12,6 +12,7 @@ from collector.query.report import Filters
 from dashboard import actions, auth, charts, queries, ui
 
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 def render() -> None:
@@ -33,6 +34,7 @@ def render() -> None:
         c[1].metric("Latency p50", f"{stats.p50_ms:.0f} ms" if stats.p50_ms is not None else charts.NO_VALUE)
         c[2].metric("Latency p95", f"{stats.p95_ms:.0f} ms" if stats.p95_ms is not None else charts.NO_VALUE)
         c[3].metric("Error rate", charts.percent(stats.error_rate))
+    _refusals(now)
     window = ui.window_picker("proxy_days", default_days=7)
     if window is None:
         return
@@ -67,6 +69,19 @@ def render() -> None:
     if role_allows(account.role, "admin"):
         _rollup_now()
         _monitor_tokens()
+
+
+def _refusals(now: datetime) -> None:
+    """Calls refused by a rate limit or an enforced budget in the last day (never usage rows)."""
+    refused = queries.proxy_refusals(now - DAY, now)
+    if refused.empty:
+        return
+    st.subheader("Refused calls (last 24 hours)")
+    st.caption(
+        "Rate limits (`llm-usage tokens limit`) and enforced budgets (`llm-usage budgets enforce`; lift with "
+        "`budgets lift`). Refused calls were not forwarded and are not usage."
+    )
+    st.dataframe(refused, hide_index=True, width="stretch")
 
 
 def _rollup_now() -> None:

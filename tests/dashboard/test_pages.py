@@ -279,3 +279,32 @@ def test_health_check_button_gives_the_status_commands_answer(dashboard_db):
     assert "connection prod (openai): failing: 401 from provider for key sk-admi…" in body
     assert DUMMY_KEY not in body
     assert "no CSV imports recorded" in body
+
+
+def test_proxy_page_counts_refused_calls_of_the_last_day(dashboard_db):
+    from datetime import timedelta
+
+    from collector.proxy.limits import Refusal, RefusalLog
+    from collector.proxy.tokens import TokenInfo
+    from dashboard import queries
+    from tests.dashboard.conftest import NOW
+
+    log = RefusalLog()
+    info = TokenInfo(7, "team-a", "p1", rpm_limit=60)
+    for _ in range(3):
+        log.add(Refusal(403, "budget", "over", 60, 4, "team-a cap"), "openai", info)
+    log.add(Refusal(429, "rate_requests", "over", 5, None, ""), "google", info)
+    old = Refusal(429, "rate_tokens", "over", 5)
+    log.add(old, "openai", info)
+    log.pending[-1]["ts"] = NOW - timedelta(days=2)  # outside the last day
+    for row in log.pending:
+        if row["ts"] > NOW:
+            row["ts"] = NOW - timedelta(minutes=5)
+    log.store(queries.engine())
+    at = app("viewer", "app_pages/proxy.py")
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "refused" in d.value.columns)
+    assert [tuple(r) for r in table[["kind", "budget_name", "team", "refused"]].itertuples(index=False)] == [
+        ("budget", "team-a cap", "team-a", 3),
+        ("rate_requests", "", "team-a", 1),
+    ]
