@@ -78,7 +78,7 @@ def budgets_list(
     rows = budgets.list_budgets(engine)
     if fmt == "json":
         fields = ("id", "name", "scope", "scope_value", "amount", "currency", "period", "starts_at", "ends_at",
-                  "forecast_threshold", "active")  # fmt: skip
+                  "forecast_threshold", "active", "enforce", "lifted_until")  # fmt: skip
         echo_json({**{f: getattr(b, f) for f in fields}, "thresholds": list(b.thresholds)} for b in rows)
         return
     if not rows:
@@ -86,6 +86,9 @@ def budgets_list(
     for b in rows:
         period = b.period if b.period == "month" else f"{b.starts_at:%Y-%m-%d}..{b.ends_at:%Y-%m-%d}"
         state = "" if b.active else " (paused)"
+        if b.enforce:
+            lifted = b.lifted_until is not None and b.lifted_until > _now()
+            state += f"; enforced (lifted until {b.lifted_until:%Y-%m-%d})" if lifted else "; enforced by the proxy"
         thresholds = ",".join(map(str, b.thresholds))
         typer.echo(
             f"#{b.id} {b.name}: {b.scope_label} {b.amount:,.2f} {b.currency} per {period}; "

@@ -129,3 +129,38 @@ def test_proxy_rollup_rolls_up_now_and_runs_the_after_ingest_hooks(monkeypatch):
 def test_proxy_rollup_refuses_a_database_that_does_not_exist():
     done = runner.invoke(app, ["proxy", "rollup"])
     assert done.exit_code == 1 and "no database at" in done.output
+
+
+def test_tokens_limit_and_budget_caps_from_the_cli():
+    from collector.finance.budgets import get_budget
+    from collector.proxy.tokens import load_active
+
+    create_database()
+    assert runner.invoke(app, ["tokens", "create", "--team", "search"]).exit_code == 0
+    limited = runner.invoke(app, ["tokens", "limit", "1", "--rpm", "60", "--tpm", "100000"])
+    assert limited.exit_code == 0, limited.output
+    assert "rpm=60/min tpm=100000/min" in runner.invoke(app, ["tokens", "list"]).output
+    engine = open_database()
+    (info,) = load_active(engine).values()
+    assert (info.rpm_limit, info.tpm_limit) == (60, 100000)
+    assert runner.invoke(app, ["tokens", "limit", "1"]).exit_code == 2  # nothing to set
+    assert runner.invoke(app, ["tokens", "limit", "9", "--rpm", "1"]).exit_code == 1
+    added = runner.invoke(
+        app, ["budgets", "add", "--name", "cap", "--amount", "10", "--scope", "team", "--value", "search",
+              "--allow-unknown", "--enforce"],
+    )  # fmt: skip
+    assert added.exit_code == 0 and "enforced by the proxy" in added.output, added.output
+    assert get_budget(engine, 1).enforce
+    lifted = runner.invoke(app, ["budgets", "lift", "1"])
+    assert lifted.exit_code == 0 and "lifted until" in lifted.output
+    assert get_budget(engine, 1).lifted_until is not None
+    assert runner.invoke(app, ["budgets", "enforce", "1"]).exit_code == 0  # enforcing again clears the lift
+    assert get_budget(engine, 1).lifted_until is None
+    assert runner.invoke(app, ["budgets", "enforce", "1", "--off"]).exit_code == 0
+    assert not get_budget(engine, 1).enforce
+    assert runner.invoke(app, ["budgets", "lift", "1"]).exit_code != 0  # not enforced: nothing to lift
+    account = runner.invoke(
+        app, ["budgets", "add", "--name", "a", "--amount", "5", "--scope", "account", "--value", "x",
+              "--allow-unknown", "--enforce"],
+    )  # fmt: skip
+    assert account.exit_code != 0 and "cannot be enforced" in account.output

@@ -210,3 +210,51 @@ def test_filter_handles_crlf_framed_streams_and_never_buffers_unframed_bytes():
     assert first + f.feed(injected[cut:]) + f.flush() == first + b"data: [DONE]\r\n\r\n"
     blob = b"x" * (2 * 1024 * 1024)
     assert UsageChunkFilter().feed(blob) == blob
+
+
+GEMINI_FINAL = {
+    "candidates": [{"content": {"parts": [{"text": 'a "usageMetadata": {"promptTokenCount": 9}'}]}}],
+    "usageMetadata": {
+        "promptTokenCount": 1000,  # cached content is inside it (Google's documented meaning)
+        "cachedContentTokenCount": 600,
+        "candidatesTokenCount": 200,
+        "thoughtsTokenCount": 50,
+        "toolUsePromptTokenCount": 30,
+        "totalTokenCount": 1280,
+    },
+    "modelVersion": "gemini-2.5-pro",
+    "responseId": "resp-1",
+}
+GEMINI_EXPECTED = (1030, 600, 250, 50)  # input (+tool-use prompt), cache read, output (+thoughts), reasoning
+
+
+def _gemini(u):
+    return (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens)
+
+
+def test_gemini_json_puts_tool_prompt_in_input_and_thoughts_in_output():
+    u = extract_json("google", json.dumps(GEMINI_FINAL).encode())
+    assert u.known and _gemini(u) == GEMINI_EXPECTED
+    assert (u.model, u.response_id) == ("gemini-2.5-pro", "resp-1")
+
+
+def test_gemini_streams_take_the_last_cumulative_usage_in_both_shapes():
+    first = {**GEMINI_FINAL, "usageMetadata": {"promptTokenCount": 1000, "totalTokenCount": 1000}}
+    array = b"[" + json.dumps(first).encode() + b",\r\n" + json.dumps(GEMINI_FINAL).encode() + b"]"
+    assert _gemini(extract_json("google", array)) == GEMINI_EXPECTED
+    stream = sse(first, GEMINI_FINAL).replace(b"\n\n", b"\r\n\r\n")
+    u = extract_sse("google", stream, stream)
+    assert _gemini(u) == GEMINI_EXPECTED and u.model == "gemini-2.5-pro"
+    # A body too big to keep whole: the last usageMetadata object of its tail (escaped text skipped).
+    tail = array[len(array) // 3 :]
+    assert _gemini(usage_from_tail("google", tail)) == GEMINI_EXPECTED
+
+
+def test_gemini_endpoints_and_query_keys():
+    from collector.proxy.forward import google_endpoint, query_key
+
+    assert google_endpoint("/v1beta/models/gemini-2.5-flash:streamGenerateContent") == "streamGenerateContent"
+    assert google_endpoint("/v1/projects/p/locations/l/publishers/google/models/m:countTokens") == "countTokens"
+    assert google_endpoint("/v1beta/models/m:inventedMethod") == "other"
+    assert google_endpoint("/v1beta/models") == "models"
+    assert query_key(b"alt=sse&key=AIza%2Dx") == b"AIza-x" and query_key(b"alt=sse") == b""
