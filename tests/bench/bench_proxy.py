@@ -16,7 +16,15 @@ run compares uvicorn's asyncio + h11 with uvloop + httptools for the sidecar. La
 path's share of recording alone: ``Recorder.record`` (one JSON line written to the journal) per
 call, beside putting the same event on an in-memory queue (what recording cost before the journal).
 
-Run with ``make bench BENCH=proxy`` (about two minutes).
+Enforcement overhead (rate limits per monitor token): three sidecars on the same machine, each
+called by one connection with a monitor token, in alternating rounds so each sees the same load:
+limits off (a token without limits), limits on with counters in the process, and limits on with
+counters in Redis on loopback (``LLM_USAGE_REDIS_URL``; skipped when no Redis answers on
+127.0.0.1:6379). The limits are far above the load, so no call is refused: the difference in p50
+is the cost of the check itself.
+
+Run with ``make bench BENCH=proxy`` (about two minutes); ``python -m tests.bench.bench_proxy
+enforcement`` runs only the enforcement part.
 """
 
 from __future__ import annotations
@@ -106,13 +114,16 @@ def _ms(value: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(wrk: str, url: str, body: str, conns: int, seconds: int, lua_dir: Path) -> dict[str, float]:
+def run_wrk(
+    wrk: str, url: str, body: str, conns: int, seconds: int, lua_dir: Path, token: str = ""
+) -> dict[str, float]:
     script = lua_dir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = '{body}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+        + (f'wrk.headers["X-Monitor-Token"] = "{token}"\n' if token else "")
     )
     out = subprocess.run(
         [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(script), url],
@@ -130,13 +141,15 @@ def run_wrk(wrk: str, url: str, body: str, conns: int, seconds: int, lua_dir: Pa
     return result
 
 
-def run_httpx(url: str, body: str, conns: int, seconds: int) -> dict[str, float]:
+def run_httpx(url: str, body: str, conns: int, seconds: int, token: str = "") -> dict[str, float]:
     """Fallback load generator: ``conns`` asyncio workers on one httpx.AsyncClient."""
 
     async def main() -> tuple[list[float], float]:
         lat: list[float] = []
         limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
         headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+        if token:
+            headers["x-monitor-token"] = token
         async with httpx.AsyncClient(limits=limits) as client:
             end = time.perf_counter() + seconds
 
@@ -186,14 +199,20 @@ def pct(values: list[float], p: int) -> float:
 
 
 def start_sidecar(
-    tmp: Path, fake_url: str, loop: str = "uvloop", http: str = "httptools"
+    tmp: Path,
+    fake_url: str,
+    loop: str = "uvloop",
+    http: str = "httptools",
+    data_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
-        "LLM_USAGE_DATA_DIR": str(tmp / f"data-{loop}-{http}"),
+        "LLM_USAGE_DATA_DIR": str(data_dir or tmp / f"data-{loop}-{http}"),
         "LLM_USAGE_PROXY_OPENAI_URL": f"{fake_url}/v1",
         "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
     }
     proc = subprocess.Popen([sys.executable, "-c", SIDE_SCRIPT, loop, http, str(port)], env=env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
@@ -246,6 +265,7 @@ def main() -> None:
             finally:
                 stop(side)
             _loops(wrk, tmp, fake_url)
+            _enforcement(wrk, tmp, fake_url)
         finally:
             stop(fake)
         _record_cost(tmp)
@@ -258,8 +278,73 @@ def _settle(side_url: str) -> None:
         time.sleep(0.2)
 
 
-def _load(wrk: str | None, url: str, body: str, conns: int, seconds: int, tmp: Path) -> dict[str, float]:
-    return run_wrk(wrk, url, body, conns, seconds, tmp) if wrk else run_httpx(url, body, conns, seconds)
+def _load(
+    wrk: str | None, url: str, body: str, conns: int, seconds: int, tmp: Path, token: str = ""
+) -> dict[str, float]:
+    if wrk:
+        return run_wrk(wrk, url, body, conns, seconds, tmp, token)
+    return run_httpx(url, body, conns, seconds, token)
+
+
+def _tokens(data_dir: Path) -> tuple[str, str]:
+    """A token without limits and one with limits far above the load, in a fresh database there."""
+    from collector.core.settings import get_settings
+    from collector.db.migrate import open_database
+    from collector.proxy.tokens import create_token, set_limits
+
+    settings = get_settings().model_copy(update={"data_dir": data_dir, "database_url": ""})
+    engine = open_database(url=settings.resolved_database_url())
+    _, free = create_token(engine, team="bench")
+    limited_id, limited = create_token(engine, team="bench")
+    set_limits(engine, limited_id, rpm=10**9, tpm=10**12)
+    engine.dispose()
+    return free, limited
+
+
+def _redis_up() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis(socket_connect_timeout=0.5).ping())
+    except Exception:
+        return False
+
+
+def _enforcement(wrk: str | None, tmp: Path, fake_url: str, rounds: int = 5, seconds: int = 3) -> None:
+    """p50 of one connection with limits off, on (local counters) and on (Redis), alternating."""
+    redis_on = _redis_up()
+    setups: list[tuple[str, dict[str, str], bool]] = [("limits off", {}, False), ("limits on, local", {}, True)]
+    if redis_on:
+        prefix = f"bench-{os.getpid()}:"
+        redis_env = {"LLM_USAGE_REDIS_URL": "redis://127.0.0.1:6379/0", "LLM_USAGE_REDIS_KEY_PREFIX": prefix}
+        setups.append(("limits on, Redis", redis_env, True))
+    sides = []
+    try:
+        for i, (name, env, limited) in enumerate(setups):
+            data = tmp / f"enforce-{i}"
+            data.mkdir()
+            free, capped = _tokens(data)
+            side, url = start_sidecar(tmp, fake_url, data_dir=data, extra_env=env)
+            sides.append((name, side, f"{url}/openai/v1/chat/completions", capped if limited else free))
+        p50s: dict[str, list[float]] = {name: [] for name, *_ in sides}
+        for _name, _, url, token in sides:
+            _load(wrk, url, BODY, 1, 1, tmp, token)  # warm up
+        for _ in range(rounds):
+            for name, _, url, token in sides:
+                result = _load(wrk, url, BODY, 1, seconds, tmp, token)
+                if result.get("errors"):
+                    print(f"  {name}: errors (refused or failed calls)!")
+                p50s[name].append(result["p50"])
+        base = statistics.median(p50s["limits off"])
+        print(f"\nenforcement overhead, JSON, 1 connection, {rounds} alternating rounds of {seconds} s (median p50):")
+        for name, values in p50s.items():
+            med = statistics.median(values)
+            print(f"  {name:<18} p50 {med:.3f} ms  ({med - base:+.3f} ms vs limits off)")
+        if not redis_on:
+            print("  limits on, Redis: skipped (no Redis on 127.0.0.1:6379)")
+    finally:
+        for _, side, _, _ in sides:
+            stop(side)
 
 
 def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[bytes], side_url: str) -> None:
@@ -339,5 +424,25 @@ def _record_cost(tmp: Path, n: int = 20_000) -> None:
     )
 
 
+def enforcement_only() -> None:
+    """Only the enforcement comparison (the fake upstream and three sidecars)."""
+    wrk = ensure_wrk()
+    print(f"load generator: {'wrk (' + wrk + ')' if wrk else 'asyncio httpx (wrk unavailable)'}")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        fake_port = free_port()
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.upstream", str(fake_port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        fake_url = f"http://127.0.0.1:{fake_port}"
+        try:
+            wait_up(f"{fake_url}/v1/models", fake)
+            _enforcement(wrk, tmp, fake_url)
+        finally:
+            stop(fake)
+
+
 if __name__ == "__main__":
-    main()
+    enforcement_only() if sys.argv[1:] == ["enforcement"] else main()
