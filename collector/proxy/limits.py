@@ -92,39 +92,58 @@ class LocalCounters:
 
 
 class RedisCounters:
-    """Counters shared by every replica through Redis (``INCR`` is atomic, so limits are exact)."""
+    """Counters shared by every replica through Redis (``INCR`` is atomic, so limits are exact).
+
+    Each check is one round trip of three pipelined commands on a connection of a small pool of
+    ``redis.asyncio`` connections used directly: the client's ``pipeline()`` and pool machinery
+    cost about 0.3 ms per call here, the bare connection about 0.07 ms (tests/bench/bench_proxy.py).
+    A connection that fails or times out mid-exchange is closed, never reused.
+    """
+
+    #: Longest wait for Redis before the call is let through (fail open).
+    TIMEOUT = 0.25
 
     def __init__(self, url: str, prefix: str) -> None:
-        import redis.asyncio as aioredis
+        from redis.asyncio.connection import ConnectionPool
 
-        # Short timeouts: a hung Redis must cost a call a quarter second at most, then fail open.
-        self.client = aioredis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        # The URL is parsed by redis-py (password, database, TLS); connections are made from its kwargs.
+        pool = ConnectionPool.from_url(url, socket_connect_timeout=self.TIMEOUT)
+        self._make = lambda: pool.connection_class(**pool.connection_kwargs)
+        self.idle: deque[Any] = deque()
         self.prefix = prefix
 
     def _keys(self, token_id: int, window: int) -> tuple[str, str]:
         base = f"{self.prefix}rl:{token_id}:{window}"
         return base + ":r", base + ":t"
 
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        conn = self.idle.pop() if self.idle else self._make()
+        try:
+            async with asyncio.timeout(self.TIMEOUT):
+                if not conn.is_connected:
+                    await conn.connect()
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                replies = [await conn.read_response() for _ in commands]
+        except BaseException:
+            await conn.disconnect()
+            raise
+        self.idle.append(conn)
+        return replies
+
     async def hit(self, token_id: int, window: int) -> tuple[int, int]:
         """Count a request in one round trip; returns ``(requests, tokens)`` so far."""
         req, tok = self._keys(token_id, window)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.incr(req)
-        pipe.expire(req, KEY_TTL)
-        pipe.get(tok)
-        n, _, tokens = await pipe.execute()
+        n, _, tokens = await self._exchange([("INCR", req), ("EXPIRE", req, KEY_TTL), ("GET", tok)])
         return int(n), int(tokens or 0)
 
     async def add(self, token_id: int, window: int, tokens: int) -> None:
         """Count tokens a completed call used."""
         _, tok = self._keys(token_id, window)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.incrby(tok, tokens)
-        pipe.expire(tok, KEY_TTL)
-        await pipe.execute()
+        await self._exchange([("INCRBY", tok, tokens), ("EXPIRE", tok, KEY_TTL)])
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        while self.idle:
+            await self.idle.pop().disconnect()
 
 
 class Limiter:
