@@ -8,7 +8,10 @@ Rate limits count in fixed one-minute windows (UTC minutes, so every replica agr
 window): requests when a call arrives, tokens (input + output, from the usage the upstream
 reported) when it completes. The counters live in this process by default, so each replica
 enforces its own share; with ``LLM_USAGE_REDIS_URL`` they live in Redis (one pipelined round
-trip per limited call) and the limit holds across replicas. If Redis cannot be reached the proxy
+trip per limited call) and the limit holds across replicas. A completed call's tokens ride along
+with the token's next check on that replica, or are sent in one batch within
+:data:`FLUSH_SECONDS`, so counting them adds no round trip; another replica sees them that much
+later (a token may overshoot its tokens/minute by about one call per replica). If Redis cannot be reached the proxy
 fails open: the call is forwarded, the outage is logged once and every call let through unchecked
 is counted (``llm_proxy_limit_store_fallbacks_total``); Redis is tried again after a second.
 A refused call gets a 429 in its upstream's own error format with ``Retry-After`` (the seconds
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 WINDOW = 60
 #: Seconds a rate-limit key outlives its window in Redis.
 KEY_TTL = 2 * WINDOW
+#: Seconds tokens of completed calls may wait to ride along with a check before they are sent alone.
+FLUSH_SECONDS = 0.2
 #: Refusals held in memory until the writer thread stores them (beyond it the oldest are dropped).
 MAX_PENDING_REFUSALS = 10_000
 
@@ -130,16 +135,23 @@ class RedisCounters:
         self.idle.append(conn)
         return replies
 
-    async def hit(self, token_id: int, window: int) -> tuple[int, int]:
-        """Count a request in one round trip; returns ``(requests, tokens)`` so far."""
+    async def hit(self, token_id: int, window: int, add: int = 0) -> tuple[int, int]:
+        """Count a request (and ``add`` tokens of earlier calls) in one round trip; ``(requests, tokens)``."""
         req, tok = self._keys(token_id, window)
-        n, _, tokens = await self._exchange([("INCR", req), ("EXPIRE", req, KEY_TTL), ("GET", tok)])
-        return int(n), int(tokens or 0)
+        commands: list[tuple[Any, ...]] = [("INCR", req), ("EXPIRE", req, KEY_TTL)]
+        if add:
+            commands += [("INCRBY", tok, add), ("EXPIRE", tok, KEY_TTL)]
+        replies = await self._exchange([*commands, ("GET", tok)])
+        return int(replies[0]), int(replies[-1] or 0)
 
-    async def add(self, token_id: int, window: int, tokens: int) -> None:
-        """Count tokens a completed call used."""
-        _, tok = self._keys(token_id, window)
-        await self._exchange([("INCRBY", tok, tokens), ("EXPIRE", tok, KEY_TTL)])
+    async def add(self, counts: dict[tuple[int, int], int]) -> None:
+        """Add tokens of completed calls, ``{(token_id, window): tokens}``, in one round trip."""
+        commands: list[tuple[Any, ...]] = []
+        for (token_id, window), tokens in counts.items():
+            _, tok = self._keys(token_id, window)
+            commands += [("INCRBY", tok, tokens), ("EXPIRE", tok, KEY_TTL)]
+        if commands:
+            await self._exchange(commands)
 
     async def aclose(self) -> None:
         while self.idle:
@@ -174,6 +186,10 @@ class Limiter:
         self.down_until = 0.0
         self.down = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Tokens of completed calls not yet in Redis, ``{(token_id, window): tokens}``: they ride
+        #: along with the token's next check, or go in one batch :data:`FLUSH_SECONDS` later.
+        self.pending: dict[tuple[int, int], int] = {}
+        self._flush_armed = False
 
     async def check(self, info: TokenInfo) -> Refusal | None:
         """Count this call against the token's limits; a :class:`Refusal` when it is over one."""
@@ -198,8 +214,9 @@ class Limiter:
         if self.down and time.monotonic() < self.down_until:
             self.metrics.limit_fallbacks.inc()
             return None
+        add = self.pending.pop((token_id, window), 0)
         try:
-            counts = await self.redis.hit(token_id, window)
+            counts = await self.redis.hit(token_id, window, add)
         except Exception as exc:  # noqa: BLE001  (the limit store failing must never block traffic)
             self._failed(exc)
             return None
@@ -223,21 +240,35 @@ class Limiter:
         if self.redis is None:
             self.local.add(info.id, window, tokens)
             return
-        if self.down and time.monotonic() < self.down_until:
+        key = (info.id, window)
+        self.pending[key] = self.pending.get(key, 0) + tokens
+        if not self._flush_armed:
+            self._flush_armed = True
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_armed = False
+        if not self.pending:
             return
-        task = asyncio.get_running_loop().create_task(self._add(info.id, window, tokens))
+        counts, self.pending = self.pending, {}
+        task = asyncio.get_running_loop().create_task(self._add(counts))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _add(self, token_id: int, window: int, tokens: int) -> None:
+    async def _add(self, counts: dict[tuple[int, int], int]) -> None:
         assert self.redis is not None
+        if self.down and time.monotonic() < self.down_until:
+            return  # Redis is down: these tokens are not counted (fail open)
         try:
-            await self.redis.add(token_id, window, tokens)
+            await self.redis.add(counts)
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)
 
     async def aclose(self) -> None:
-        """Let pending token counts finish, then close the Redis connection."""
+        """Send the pending token counts, then close the Redis connections."""
+        if self.pending and self.redis is not None:
+            await self._add(self.pending)
+            self.pending = {}
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.redis is not None:

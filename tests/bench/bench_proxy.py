@@ -286,8 +286,8 @@ def _load(
     return run_httpx(url, body, conns, seconds, token)
 
 
-def _tokens(data_dir: Path) -> tuple[str, str]:
-    """A token without limits and one with limits far above the load, in a fresh database there."""
+def _tokens(data_dir: Path) -> tuple[str, str, str]:
+    """Tokens without limits, with both limits and with a request limit only (far above the load)."""
     from collector.core.settings import get_settings
     from collector.db.migrate import open_database
     from collector.proxy.tokens import create_token, set_limits
@@ -297,8 +297,10 @@ def _tokens(data_dir: Path) -> tuple[str, str]:
     _, free = create_token(engine, team="bench")
     limited_id, limited = create_token(engine, team="bench")
     set_limits(engine, limited_id, rpm=10**9, tpm=10**12)
+    rpm_id, rpm_only = create_token(engine, team="bench")
+    set_limits(engine, rpm_id, rpm=10**9)
     engine.dispose()
-    return free, limited
+    return free, limited, rpm_only
 
 
 def _redis_up() -> bool:
@@ -313,19 +315,20 @@ def _redis_up() -> bool:
 def _enforcement(wrk: str | None, tmp: Path, fake_url: str, rounds: int = 5, seconds: int = 3) -> None:
     """p50 of one connection with limits off, on (local counters) and on (Redis), alternating."""
     redis_on = _redis_up()
-    setups: list[tuple[str, dict[str, str], bool]] = [("limits off", {}, False), ("limits on, local", {}, True)]
+    setups: list[tuple[str, dict[str, str], int]] = [("limits off", {}, 0), ("limits on, local", {}, 1)]
     if redis_on:
         prefix = f"bench-{os.getpid()}:"
         redis_env = {"LLM_USAGE_REDIS_URL": "redis://127.0.0.1:6379/0", "LLM_USAGE_REDIS_KEY_PREFIX": prefix}
-        setups.append(("limits on, Redis", redis_env, True))
+        setups.append(("rpm+tpm, Redis", redis_env, 1))
+        setups.append(("rpm only, Redis", redis_env, 2))
     sides = []
     try:
-        for i, (name, env, limited) in enumerate(setups):
+        for i, (name, env, which) in enumerate(setups):
             data = tmp / f"enforce-{i}"
             data.mkdir()
-            free, capped = _tokens(data)
+            token = _tokens(data)[which]
             side, url = start_sidecar(tmp, fake_url, data_dir=data, extra_env=env)
-            sides.append((name, side, f"{url}/openai/v1/chat/completions", capped if limited else free))
+            sides.append((name, side, f"{url}/openai/v1/chat/completions", token))
         p50s: dict[str, list[float]] = {name: [] for name, *_ in sides}
         for _name, _, url, token in sides:
             _load(wrk, url, BODY, 1, 1, tmp, token)  # warm up
@@ -341,7 +344,7 @@ def _enforcement(wrk: str | None, tmp: Path, fake_url: str, rounds: int = 5, sec
             med = statistics.median(values)
             print(f"  {name:<18} p50 {med:.3f} ms  ({med - base:+.3f} ms vs limits off)")
         if not redis_on:
-            print("  limits on, Redis: skipped (no Redis on 127.0.0.1:6379)")
+            print("  limits in Redis: skipped (no Redis on 127.0.0.1:6379)")
     finally:
         for _, side, _, _ in sides:
             stop(side)

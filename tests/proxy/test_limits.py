@@ -140,13 +140,16 @@ def test_each_provider_gets_its_own_429_shape_with_retry_after(fake, sqlite_engi
     ]
 
 
-def test_tokens_per_minute_count_recorded_usage(fake, sqlite_engine, tmp_path):
+@pytest.mark.parametrize("store", ["local", "redis"])
+def test_tokens_per_minute_count_recorded_usage(fake, sqlite_engine, tmp_path, request, store):
     _, upstream = fake
     per_call = OPENAI_USAGE[0] + OPENAI_USAGE[2]  # input + output
     token = _token(sqlite_engine, tpm=2 * per_call)  # the third call starts at exactly the limit
     limited_not = _token(sqlite_engine)  # no limits: never refused
     clock = Clock()
-    side = _sidecar(upstream.url, sqlite_engine, tmp_path, "a", clock)
+    # In Redis a call's tokens ride along with the token's next check (no extra round trip).
+    extra = {"redis_url": SecretStr(request.getfixturevalue("redis_server")[0])} if store == "redis" else {}
+    side = _sidecar(upstream.url, sqlite_engine, tmp_path, "a", clock, **extra)
     try:
         with httpx.Client(timeout=10) as c:
             codes = [_chat(c, side.url, token).status_code for _ in range(3)]
