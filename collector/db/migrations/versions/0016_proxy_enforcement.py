@@ -8,7 +8,7 @@
   are never usage rows.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0015
 Create Date: 2026-11-29
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from collector.core.sqltypes import UTCDateTime
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
