@@ -46,7 +46,9 @@ async def relay(fake_url: str, spool: Spool, body: bytes) -> list[tuple[dict, in
         "query_string": b"",
         "headers": headers,
     }
-    async with httpx.AsyncClient() as client:
+    # A generous timeout: under load the loopback upstream can take longer than httpx's default
+    # 5 s, and a timed-out call is journaled (as failed) before its 502, which is not this test.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0)) as client:
         forwarder = Forwarder(client, recorder, ProxyMetrics(lambda: 0.0, lambda: 0.0), dict, Fingerprinter(b"s"))
         upstream = Upstream("openai", "openai", "openai", f"{fake_url}/v1")
         await forwarder.handle(scope, receive, send, upstream, "/chat/completions")
@@ -63,7 +65,8 @@ def test_event_is_journaled_before_the_response_completes(fake, tmp_path, stream
     finally:
         spool.close()
     start, *bodies = seen
-    assert start[0]["type"] == "http.response.start" and start[1] == 0  # nothing recorded up front
+    assert start[0]["type"] == "http.response.start" and start[0]["status"] == 200, start[0]
+    assert start[1] == 0  # nothing recorded up front
     headers = dict(start[0]["headers"])
     if b"content-length" in headers:  # the client is done once it has this many bytes
         total, done_at = int(headers[b"content-length"]), None
