@@ -21,14 +21,14 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 from collector.app import HOOKS
 from collector.auth import sessions, users
 from collector.core.http import redact
 from collector.core.settings import get_settings
-from collector.finance import budgets, chargeback, fx
+from collector.finance import budgets, caps, chargeback, fx
 from collector.proxy import tokens
 from collector.proxy.rollup import rollup_now
 from collector.query import billing
@@ -248,6 +248,26 @@ def update_budget(budget_id: int, **changes: Any) -> budgets.Budget:
         BudgetError: bad input, named.
     """
     return budgets.update_budget(queries.engine(), budget_id, **changes)
+
+
+@_writes
+def set_budget_enforce(budget_id: int, enforce: bool) -> budgets.Budget:
+    """Turn a budget's proxy cap on or off (``llm-usage budgets enforce``).
+
+    Raises:
+        BudgetError: unknown id, or a scope the proxy cannot enforce (account budgets).
+    """
+    return caps.set_enforce(queries.engine(), budget_id, enforce)
+
+
+@_writes
+def lift_budget(budget_id: int) -> datetime:
+    """Let calls through an enforced budget until its period ends (``llm-usage budgets lift``).
+
+    Raises:
+        BudgetError: unknown id, a budget not enforced, or no current period.
+    """
+    return caps.lift(queries.engine(), budget_id, queries.as_of())
 
 
 @_writes

@@ -145,6 +145,34 @@ def _edit_form(b: budgets.Budget) -> None:
         if remove.form_submit_button("Delete"):
             actions.delete_budget(b.id)
             st.rerun()
+    _enforce_controls(b)
+
+
+def _enforce_controls(b: budgets.Budget) -> None:
+    """The proxy cap: on or off, and an admin's lift until the period ends (``budgets enforce/lift``)."""
+    lifted = b.lifted_until is not None and b.lifted_until > queries.as_of()
+    if b.enforce:
+        st.caption(
+            f"Enforced by the proxy: lifted until {b.lifted_until:%Y-%m-%d %H:%M} UTC."
+            if lifted and b.lifted_until is not None
+            else "Enforced by the proxy: calls with a monitor token in this scope are refused once it is spent."
+        )
+    on, lift = st.columns(2)
+    label = "Stop enforcing" if b.enforce else "Enforce with the proxy"
+    if on.button(label, key=f"enforce_{b.id}"):
+        try:
+            actions.set_budget_enforce(b.id, not b.enforce)
+        except budgets.BudgetError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+    if b.enforce and not lifted and lift.button("Lift until the period ends", key=f"lift_{b.id}"):
+        try:
+            until = actions.lift_budget(b.id)
+        except budgets.BudgetError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"Lifted until {until:%Y-%m-%d %H:%M} UTC.")
 
 
 def _add_form() -> None:
@@ -162,6 +190,12 @@ def _add_form() -> None:
             key="new_allow_unknown",
             help="Like `llm-usage budgets add --allow-unknown`: for a project or key that has not spent yet. "
             "Otherwise an unknown value is refused with the known ones listed (a typo could never trip).",
+        )
+        enforce = st.checkbox(
+            "Enforce with the proxy",
+            key="new_enforce",
+            help="Like `llm-usage budgets add --enforce`: once the period's spend reaches the amount, the proxy "
+            "refuses calls whose monitor token is in this scope (403 naming the budget). Not for account budgets.",
         )
         custom = st.checkbox("Custom period instead of every month", key="new_custom")
         first, last = st.columns(2)
@@ -182,6 +216,7 @@ def _add_form() -> None:
                     starts_at=_midnight(start) if custom else None,
                     ends_at=_midnight(end) + DAY if custom else None,
                     allow_unknown=allow_unknown,
+                    enforce=enforce,
                 )
             except budgets.BudgetError as exc:
                 st.error(str(exc))

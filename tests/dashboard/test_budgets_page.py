@@ -306,3 +306,36 @@ def test_the_warmer_runs_only_in_the_served_dashboard(page_db, monkeypatch):
     monkeypatch.setitem(queries.WARM_WHEN_SERVED, "on", True)  # what dashboard/server.py does
     app("viewer")
     assert started == [page_db.url.render_as_string(hide_password=False)]
+
+
+def test_admin_enforces_lifts_and_stops_a_budget_cap_from_the_page(page_db):
+    """The Budgets page does what ``budgets add --enforce``, ``enforce`` and ``lift`` do."""
+    at = run("admin", budget="1")
+    next(b for b in at.button if b.label == "Enforce with the proxy").click().run()
+    assert not at.exception, at.exception
+    assert budgets.get_budget(page_db, 1).enforce
+    assert any("Enforced by the proxy" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Lift until the period ends").click().run()
+    lifted = budgets.get_budget(page_db, 1)
+    assert lifted.enforce and lifted.lifted_until == datetime(2026, 12, 1, tzinfo=UTC)  # NOW's month ends
+    assert any("Lifted until 2026-12-01" in s.value for s in at.success)
+    at = run("admin", budget="1")
+    assert not [b for b in at.button if b.label == "Lift until the period ends"]  # already lifted
+    next(b for b in at.button if b.label == "Stop enforcing").click().run()
+    assert not budgets.get_budget(page_db, 1).enforce
+
+
+def test_a_new_enforced_budget_and_an_account_budget_that_cannot_be(page_db):
+    at = run("admin")
+    at.text_input(key="new_name").set_value("Capped")
+    at.text_input(key="new_amount").set_value("50")
+    at.checkbox(key="new_enforce").check()
+    add_button(at).click().run()
+    assert not at.exception, at.exception
+    assert [(b.name, b.enforce) for b in budgets.list_budgets(page_db)] == [("All LLM", False), ("Capped", True)]
+    at.text_input(key="new_name").set_value("Org cap")
+    at.selectbox(key="new_scope").set_value("account")
+    at.text_input(key="new_value").set_value("org")
+    add_button(at).click().run()
+    assert any("account budget cannot be enforced" in e.value for e in at.error)
+    assert len(budgets.list_budgets(page_db)) == 2
