@@ -491,6 +491,9 @@ class ServerThread:
     def stop(self) -> None:
         """Stop the server and join its thread."""
         self.server.should_exit = True
+        # A client that keeps its connection alive (azure-identity's does) would otherwise hold
+        # uvicorn's graceful shutdown until the join times out: the test is over, close them.
+        self.server.force_exit = True
         self.thread.join(timeout=10)
 
 
