@@ -196,14 +196,23 @@ def budgets_remove(budget_id: int = typer.Argument(..., help="Budget id.")) -> N
 
 
 @budgets_app.command("status")
-def budgets_status() -> None:
+def budgets_status(
+    currency: str | None = typer.Option(
+        None,
+        "--currency",
+        help="Also show each spend in this currency, each day at its rate "
+        "(default LLM_USAGE_DISPLAY_CURRENCY; '' = only the budget's currency).",
+    ),
+) -> None:
     """Spend, percentage and forecast of every active budget (sends nothing)."""
+    display = currency_code(currency if currency is not None else get_settings().display_currency)
     with _errors():
         engine = database()
         rates = fx.RateBook.load(engine)
         found = False
+        unconverted: list[str] = []
         for b in budgets.list_budgets(engine, active_only=True):
-            st = budgets.budget_status(engine, b, _now(), rates)
+            st = budgets.budget_status(engine, b, _now(), rates, display=display)
             if st is None:
                 continue
             found = True
@@ -211,8 +220,13 @@ def budgets_status() -> None:
                 f"#{b.id} {b.name} ({b.scope_label}): {st.spent:,.2f} of {b.amount:,.2f} {b.currency} "
                 f"({st.percent:.0f}%); {st.forecast.describe(b.currency)}"
             )
+            if st.shown is not None:
+                typer.echo(f"   = {st.shown:,.2f} {st.shown_currency} (each day at its own rate)")
+                unconverted += [n for n in st.shown_notes if n not in unconverted]
             for note in st.notes:
                 typer.echo(f"   note: {note}")
+        for note in unconverted:  # once for the whole listing, not once per budget
+            typer.echo(f"note: not in {display}: {note}")
         if not found:
             typer.echo("no active budget covers today")
 

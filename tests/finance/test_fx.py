@@ -159,3 +159,40 @@ def test_report_in_the_readers_currency_day_by_day_with_one_note_for_missing_day
         ("EUR", "250"),
         ("USD", "200"),
     }
+
+
+def test_budgets_status_shows_each_spend_in_the_display_currency_once(tmp_path, monkeypatch):
+    """``budgets status`` gives the same converted figure as the page; days without a rate are named once."""
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    monkeypatch.setenv("LLM_USAGE_DATABASE_URL", url)
+    monkeypatch.setenv("LLM_USAGE_DISPLAY_CURRENCY", "EUR")
+    engine = create_database()
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    fx.set_rate(engine, today.date(), "USD", "EUR", D("0.5"))
+    record = UsageRecord(
+        provider="openai",
+        source="api",
+        kind="completions",
+        bucket_start=today,
+        bucket_end=today + timedelta(hours=1),
+        account="org",
+        model="gpt-4o",
+        input_tokens=1,
+        cost=D(10),
+        currency="USD",
+        basis="estimated",
+        price_version="t",
+    )
+    upsert_records(engine, [record])
+    budgets.create_budget(engine, name="a", scope="all", amount="100")
+    budgets.create_budget(engine, name="b", scope="provider", scope_value="openai", amount="50")
+    runner = CliRunner()
+    out = runner.invoke(app, ["budgets", "status"])
+    assert out.exit_code == 0, out.output
+    assert out.output.count("10.00 of") == 2 and out.output.count("= 5.00 EUR (each day at its own rate)") == 2
+    yen = runner.invoke(app, ["budgets", "status", "--currency", "jpy"])
+    assert yen.exit_code == 0 and yen.output.count("no USD->JPY rate") == 1  # one note, not one per budget
+    plain = runner.invoke(app, ["budgets", "status", "--currency", ""])
+    assert "EUR" not in plain.output and "10.00 of 100.00 USD" in plain.output
+    assert runner.invoke(app, ["budgets", "status", "--currency", "euro"]).exit_code == 2
+    engine.dispose()
