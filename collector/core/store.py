@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -104,12 +104,7 @@ class _Writer:
         self.columns = (*plain, *(name for name, _ in converted), "ingested_at", "updated_at")
         self.getter = operator.attrgetter(*(timestamps.get(n, n) for n in plain))
         self.converted = tuple(conv for _, conv in converted)
-        self.converted_getter: Callable[[Any], tuple[Any, ...]] | None = (
-            operator.attrgetter(*(n for n, _ in converted)) if len(converted) > 1 else None
-        )
-        if len(converted) == 1:
-            single = converted[0][0]
-            self.converted_getter = lambda rec: (getattr(rec, single),)
+        self.converted_names = tuple(name for name, _ in converted)
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         self.column_list = ", ".join(self.columns)
         self.sql = (
@@ -117,33 +112,29 @@ class _Writer:
         )
         self.stamp = USAGE.c.updated_at.type.fast_bind(dialect)  # type: ignore[attr-defined]
 
-    def rows(self, records: Iterable[UsageRecord], now: datetime, touched: set[Any]) -> list[Any]:
+    def rows(self, records: list[UsageRecord], now: datetime, touched: set[Any]) -> list[Any]:
         """Plain parameter tuples for the driver; collects the rollup slices they touch."""
         stamps = (self.stamp(now) if self.stamp else now,) * 2
-        getter, convs, conv_getter = self.getter, self.converted, self.converted_getter
-        out: list[Any] = []
-        append = out.append
-        add = touched.add
-        if conv_getter is None:
-            for rec in records:
-                append(getter(rec) + stamps)
-                start = rec._start_ts
-                add((start - start % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind))
-            return out
+        getter, convs, names = self.getter, self.converted, self.converted_names
+        touched.update(
+            (rec._start_ts - rec._start_ts % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind)
+            for rec in records
+        )
+        if not convs:  # PostgreSQL: the driver takes every value as it is
+            return [getter(rec) + stamps for rec in records]
         if len(convs) == 2:  # money and quantity on SQLite: unrolled, the loop's hottest line
             conv_a, conv_b = convs
+            pair = operator.attrgetter(*names)
+            out: list[Any] = []
+            append = out.append
             for rec in records:
-                a, b = conv_getter(rec)
+                a, b = pair(rec)
                 append((*getter(rec), conv_a(a), conv_b(b), *stamps))
-                start = rec._start_ts
-                add((start - start % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind))
             return out
-        for rec in records:
-            values = conv_getter(rec)
-            append(getter(rec) + tuple([conv(v) for conv, v in zip(convs, values, strict=True)]) + stamps)
-            start = rec._start_ts
-            add((start - start % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind))
-        return out
+        return [
+            getter(rec) + tuple([conv(getattr(rec, name)) for conv, name in zip(convs, names, strict=True)]) + stamps
+            for rec in records
+        ]
 
 
 _WRITERS: dict[str, _Writer] = {}
