@@ -39,11 +39,11 @@ from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.store import data_version as _data_version
 from collector.db.migrate import open_database
-from collector.finance import alerts, budgets, chargeback, fx
-from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, Driver, NewSpend, find_anomalies, scan
-from collector.finance.anomaly import drivers as anomaly_drivers_of
+from collector.finance import alerts, budgets, chargeback, fx, views
+from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, Driver, find_anomalies
 from collector.finance.export import export
 from collector.finance.forecast import Forecast
+from collector.finance.views import AnomalyScan
 from collector.proxy.tokens import list_tokens
 from collector.query import billing, health, traffic
 from collector.query import report as query
@@ -765,9 +765,9 @@ def _versioned(fn: Callable[Concatenate[str, int, P], R]) -> Callable[P, R]:
     return wrapper
 
 
-def _rates_mark() -> int:
-    """Changes whenever a stored exchange rate does (the rates are few; the list is cached)."""
-    return hash(tuple(fx_rates()))
+def _rates_mark() -> str:
+    """Changes whenever a stored exchange rate does; the same digest in every process."""
+    return views.rates_mark(fx_rates())
 
 
 def budget_list() -> list[budgets.Budget]:
@@ -785,10 +785,9 @@ def budget_view(budget: budgets.Budget, day: datetime) -> budgets.BudgetStatus |
 
 @_versioned
 def _budget_view(
-    url: str, version: int, budget: budgets.Budget, day: datetime, display: str, rates: int
+    url: str, version: int, budget: budgets.Budget, day: datetime, display: str, rates: str
 ) -> budgets.BudgetStatus | None:
-    eng = _engine(url)
-    return budgets.budget_status(eng, budget, day, fx.RateBook.load(eng), display=display)
+    return views.budget_view(_engine(url), version, budget, day, display, rates)
 
 
 def forecast_rows(day: datetime, currency: str = "USD") -> list[tuple[str, budgets.BudgetStatus]]:
@@ -798,30 +797,9 @@ def forecast_rows(day: datetime, currency: str = "USD") -> list[tuple[str, budge
 
 @_versioned
 def _forecast_rows(
-    url: str, version: int, day: datetime, currency: str, rates: int
+    url: str, version: int, day: datetime, currency: str, rates: str
 ) -> list[tuple[str, budgets.BudgetStatus]]:
-    eng = _engine(url)
-    book = fx.RateBook.load(eng)
-    everything = budgets.budget_status(eng, budgets.forecast_probe("all", "", currency), day, book)
-    rows = [("all spend", everything)] if everything is not None else []
-    rows += list(budgets.provider_forecasts(eng, day, currency=currency, rates=book).items())
-    return rows
-
-
-@dataclass(frozen=True)
-class AnomalyScan:
-    """The Anomalies view: configured scopes, anomalous days (no drivers yet) and new-spend notices."""
-
-    scopes: tuple[str, ...]
-    anomalies: list[Anomaly]
-    notices: list[NewSpend]
-
-
-def _anomaly_setup(url: str) -> tuple[tuple[str, ...], dict[str, Any]]:
-    settings = get_settings()
-    scopes = tuple(s.strip() for s in settings.anomaly_scopes.split(",") if s.strip() in SCOPE_DIMENSIONS)
-    money = budgets.display_money(settings.display_currency, fx.RateBook.load(_engine(url)))
-    return scopes, {"params": budgets.anomaly_params(settings), "money": money}
+    return views.forecast_rows(_engine(url), version, day, currency, rates)
 
 
 def anomaly_scan(since: datetime, until: datetime) -> AnomalyScan:
@@ -830,10 +808,8 @@ def anomaly_scan(since: datetime, until: datetime) -> AnomalyScan:
 
 
 @_versioned
-def _anomaly_scan(url: str, version: int, since: datetime, until: datetime, rates: int) -> AnomalyScan:
-    scopes, kwargs = _anomaly_setup(url)
-    found, notices = scan(_engine(url), since=since, until=until, scopes=scopes, **kwargs)
-    return AnomalyScan(scopes, found, notices)
+def _anomaly_scan(url: str, version: int, since: datetime, until: datetime, rates: str) -> AnomalyScan:
+    return views.anomaly_scan(_engine(url), version, get_settings(), since, until, rates)
 
 
 def anomaly_drivers(anomaly: Anomaly) -> list[Driver]:
@@ -842,9 +818,8 @@ def anomaly_drivers(anomaly: Anomaly) -> list[Driver]:
 
 
 @_versioned
-def _anomaly_drivers(url: str, version: int, anomaly: Anomaly, rates: int) -> list[Driver]:
-    _scopes, kwargs = _anomaly_setup(url)
-    return anomaly_drivers_of(_engine(url), anomaly, kwargs["params"], money=kwargs["money"])
+def _anomaly_drivers(url: str, version: int, anomaly: Anomaly, rates: str) -> list[Driver]:
+    return views.drivers(_engine(url), version, get_settings(), anomaly, rates)
 
 
 def chargeback_month(month: date) -> chargeback.Chargeback:
@@ -858,14 +833,9 @@ def chargeback_month(month: date) -> chargeback.Chargeback:
 
 @_versioned
 def _chargeback_month(
-    url: str, version: int, month: date, rules_version: int, display: str, rates: int
+    url: str, version: int, month: date, rules_version: int, display: str, rates: str
 ) -> chargeback.Chargeback:
-    eng = _engine(url)
-    rules = chargeback.load_rules(eng)
-    if not display.strip():
-        return chargeback.monthly_chargeback(eng, month, rules=rules)
-    book = fx.RateBook.load(eng)
-    return chargeback.monthly_chargeback(eng, month, rules=rules, currency=display.strip(), converter=book.day_rate)
+    return views.chargeback_month(_engine(url), version, month, rules_version, display, rates)
 
 
 #: Seconds between the warmer's looks at :func:`data_version` (one primary-key read each).

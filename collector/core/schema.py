@@ -456,3 +456,19 @@ class DataVersion(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+
+
+class Figure(SQLModel, table=True):
+    """``figures``: a computed figure (a budget's status, the anomaly scan) kept for one ``data_version``.
+
+    See :mod:`collector.core.figures`: the Budgets page's figures take seconds at tens of millions
+    of rows, and kept here they are computed once per data change for every dashboard process.
+    """
+
+    __tablename__ = "figures"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

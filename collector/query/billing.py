@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
 from collector.core.sqltypes import UTCDateTime
-from collector.core.store import USAGE, USAGE_DAILY
+from collector.core.store import USAGE, USAGE_DAILY, bump_data_version
 
 DAY = timedelta(days=1)
 #: Sources whose billed rows can bill a provider account-day; the proxy never bills.
@@ -141,6 +141,7 @@ def set_preference(engine: Engine, provider: str, account: str, src: BillingSour
                 set_at=datetime.now(UTC),
             )
         )
+        bump_data_version(conn)  # which source counts changed, so every figure kept over it did
 
 
 def clear_preference(engine: Engine, provider: str, account: str) -> bool:
@@ -149,6 +150,8 @@ def clear_preference(engine: Engine, provider: str, account: str) -> bool:
         result = conn.execute(
             delete(PREFERENCES).where(PREFERENCES.c.provider == provider, PREFERENCES.c.account == account)
         )
+        if result.rowcount:
+            bump_data_version(conn)
     return bool(result.rowcount)
 
 
