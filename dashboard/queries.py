@@ -38,6 +38,7 @@ from collector.core.http import redact
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.store import data_version as _data_version
+from collector.core.store import refresh_hourly
 from collector.db.migrate import open_database
 from collector.finance import alerts, budgets, chargeback, fx, views
 from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, Driver, find_anomalies
@@ -838,13 +839,21 @@ def _chargeback_month(
     return views.chargeback_month(_engine(url), version, month, rules_version, display, rates)
 
 
+#: Days an hourly Explore can show (its window's maximum), kept built by the warmer.
+HOURLY_DAYS = 7
+
 #: Seconds between the warmer's looks at :func:`data_version` (one primary-key read each).
 WARM_EVERY = 30.0
 
 
 def warm_budget_views() -> None:
-    """Compute what the Budgets page's first views show, so a visitor finds them cached."""
+    """Compute what the Budgets page's first views show, so a visitor finds them cached.
+
+    Also rebuilds the hourly rollup of the days an hourly Explore can show (the last
+    ``HOURLY_DAYS``), which a write only marks.
+    """
     day = floor_day_of(as_of())
+    refresh_hourly(engine(), day - DAY * HOURLY_DAYS, day + DAY)
     for b in budget_list():
         if b.active:
             budget_view(b, day)

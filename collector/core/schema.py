@@ -444,6 +444,75 @@ class UsageDaily(SQLModel, table=True):
     rows: int = _count_col()
 
 
+#: What ``usage_hourly`` keeps of a row besides its hour: the dimensions an hourly chart is most
+#: often grouped or filtered by, and the report's money-rule keys. Project, key, user, team,
+#: tier and line item would make it nearly as long as ``usage`` itself (one row per hour each).
+HOURLY_DIMENSIONS: tuple[str, ...] = (
+    "provider",
+    "account",
+    "source",
+    "kind",
+    "model",
+    "basis",
+    "currency",
+    "quantity_unit",
+)
+
+
+class UsageHourly(SQLModel, table=True):
+    """``usage_hourly``: ``usage`` summed per UTC hour over :data:`HOURLY_DIMENSIONS`.
+
+    Hourly views (a 7-day hourly chart by provider or model) read this instead of every raw
+    row of the week. Unlike ``usage_daily`` it is not rebuilt by the write itself: a write marks
+    its days in ``usage_hourly_dirty`` and the next hourly read of those days rebuilds them
+    (:func:`collector.core.store.refresh_hourly`), so ingest pays one small upsert per day, not a
+    second aggregation. ``daily`` marks buckets a day or longer (cost APIs, daily CSVs), which
+    the report keeps on their UTC day; level units (bytes stored) are summed, as the report
+    sums an hour's rows before averaging hours.
+    """
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (Index("ix_usage_hourly_hour", "hour"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    hour: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    daily: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    provider: str = _key_col(64)
+    account: str = _key_col()
+    source: str = _key_col(16)
+    kind: str = _key_col(64)
+    model: str = _key_col()
+    basis: str = _text_col(16)
+    currency: str = _text_col(3)
+    quantity_unit: str = _text_col(32)
+    input_tokens: int = _count_col()
+    cache_read_tokens: int = _count_col()
+    cache_write_5m_tokens: int = _count_col()
+    cache_write_1h_tokens: int = _count_col()
+    output_tokens: int = _count_col()
+    reasoning_tokens: int = _count_col()
+    requests: int = _count_col()
+    quantity: Decimal = Field(
+        default=Decimal(0),
+        sa_column=Column(ScaledDecimal(QUANTITY_SCALE), nullable=False, server_default="0"),
+    )
+    cost: Decimal | None = Field(default=None, sa_column=Column(ScaledDecimal(MONEY_SCALE), nullable=True))
+    rows: int = _count_col()
+
+
+class UsageHourlyDirty(SQLModel, table=True):
+    """``usage_hourly_dirty``: UTC days written since their hourly rollup was last rebuilt.
+
+    ``seq`` counts the writes: a rebuild deletes a mark only if no write came after it read
+    the mark, so a write that lands during a rebuild leaves its day marked.
+    """
+
+    __tablename__ = "usage_hourly_dirty"
+
+    day: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    seq: int = Field(default=1, sa_column=Column(BigInteger, nullable=False, server_default="1"))
+
+
 class DataVersion(SQLModel, table=True):
     """``data_version``: one counter, bumped in the transaction of every ``usage_daily`` rebuild.
 

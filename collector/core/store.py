@@ -18,12 +18,13 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, delete, func, select, text, type_coerce
+from sqlalchemy import BigInteger, Table, bindparam, delete, func, select, text, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import OperationalError
 
 from collector.core.schema import (
+    HOURLY_DIMENSIONS,
     KEY_FIELDS,
     LEVEL_UNITS,
     RECORD_FIELDS,
@@ -31,6 +32,8 @@ from collector.core.schema import (
     ROLLUP_MEASURES,
     DataVersion,
     UsageDaily,
+    UsageHourly,
+    UsageHourlyDirty,
     UsageRecord,
     UsageRow,
 )
@@ -40,6 +43,8 @@ DAY_SECONDS = 86_400
 USAGE: Table = UsageRow.__table__  # type: ignore[attr-defined]
 USAGE_DAILY: Table = UsageDaily.__table__  # type: ignore[attr-defined]
 DATA_VERSION: Table = DataVersion.__table__  # type: ignore[attr-defined]
+USAGE_HOURLY: Table = UsageHourly.__table__  # type: ignore[attr-defined]
+HOURLY_DIRTY: Table = UsageHourlyDirty.__table__  # type: ignore[attr-defined]
 #: Columns an upsert may change on an existing row; ``ingested_at`` keeps its first value.
 _MUTABLE = tuple(c for c in RECORD_FIELDS if c not in KEY_FIELDS)
 #: Changes to these count as a change of data; ``source_ref`` alone does not rewrite a row.
@@ -361,6 +366,77 @@ def bump_data_version(conn: Connection) -> None:
         conn.execute(DATA_VERSION.insert().values(id=1, version=1))
 
 
+def _changed(conn: Connection, ranges: list[tuple[int, int]]) -> None:
+    """After a rollup rebuild: count the change and mark the days' hourly rollup for rebuilding."""
+    bump_data_version(conn)
+    _mark_hourly(conn, [day for d0, d1 in ranges for day in range(d0, d1, DAY_SECONDS)])
+
+
+def _mark_hourly(conn: Connection, days: list[int]) -> None:
+    """One upsert per written day (``seq`` + 1), instead of an hourly aggregation in the write."""
+    if not days:
+        return
+    bind = UTCDateTime().bind_processor(conn.dialect)
+    assert bind is not None
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(HOURLY_DIRTY)
+    stmt = stmt.on_conflict_do_update(index_elements=["day"], set_={"seq": HOURLY_DIRTY.c.seq + 1})
+    conn.execute(stmt, [{"day": datetime.fromtimestamp(day, UTC), "seq": 1} for day in days])
+
+
+def _hourly_sql(dialect_name: str) -> tuple[str, str]:
+    """The DELETE and INSERT ... SELECT that rebuild ``usage_hourly`` for ``[d0, d1)``."""
+    dims = ", ".join(HOURLY_DIMENSIONS)
+    measures = ", ".join(ROLLUP_MEASURES)
+    if dialect_name == "sqlite":
+        hour = "(bucket_start - bucket_start % 3600)"
+        daily = f"(bucket_end - bucket_start >= {DAY_SECONDS})"
+    else:
+        hour = "date_trunc('hour', bucket_start, 'UTC')"
+        daily = "(bucket_end - bucket_start >= INTERVAL '1 day')"
+    delete = "DELETE FROM usage_hourly WHERE hour >= :d0 AND hour < :d1"
+    insert = (
+        f"INSERT INTO usage_hourly (hour, daily, {dims}, {measures}, rows) "
+        f"SELECT {hour}, {daily}, {dims}, {', '.join(f'SUM({m})' for m in ROLLUP_MEASURES)}, COUNT(*) "
+        f"FROM usage WHERE bucket_start >= :d0 AND bucket_start < :d1 GROUP BY {hour}, {daily}, {dims}"
+    )
+    return delete, insert
+
+
+def refresh_hourly(engine: Engine, since: datetime, until: datetime) -> int:
+    """Rebuild the hourly rollup of the marked days that ``[since, until)`` touches; returns how many.
+
+    Readers call this before reading ``usage_hourly``. The marks are read again under a lock
+    (PostgreSQL: an advisory lock; SQLite: the write lock a first write statement takes), so
+    two readers never rebuild the same day twice, and a mark is deleted only with the ``seq``
+    the rebuild saw (a write that landed meanwhile keeps its day marked).
+    """
+    lo = datetime.fromtimestamp(int(since.timestamp()) // DAY_SECONDS * DAY_SECONDS, UTC)
+    window = (HOURLY_DIRTY.c.day >= lo, HOURLY_DIRTY.c.day < until)
+    with engine.connect() as conn:
+        if conn.execute(select(HOURLY_DIRTY.c.day).where(*window).limit(1)).first() is None:
+            return 0
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('usage_hourly'))"))
+        else:  # takes SQLite's write lock before the marks are read
+            conn.execute(HOURLY_DIRTY.update().where(HOURLY_DIRTY.c.seq < 0).values(seq=0))
+        marks = conn.execute(select(HOURLY_DIRTY.c.day, HOURLY_DIRTY.c.seq).where(*window)).all()
+        bind = UTCDateTime().bind_processor(conn.dialect)
+        assert bind is not None
+        delete_sql, insert_sql = _hourly_sql(conn.dialect.name)
+        for d0, d1 in _day_ranges(int(m.day.timestamp()) for m in marks):
+            params = {"d0": bind(datetime.fromtimestamp(d0, UTC)), "d1": bind(datetime.fromtimestamp(d1, UTC))}
+            conn.execute(text(delete_sql), params)
+            conn.execute(text(insert_sql), params)
+        if marks:
+            conn.execute(
+                HOURLY_DIRTY.delete().where(HOURLY_DIRTY.c.day == bindparam("d"), HOURLY_DIRTY.c.seq == bindparam("s")),
+                [{"d": m.day, "s": m.seq} for m in marks],
+            )
+    return len(marks)
+
+
 def data_version(engine: Engine) -> int:
     """The ``usage_daily`` change counter (0 before the first write): one primary-key read."""
     with engine.connect() as conn:
@@ -388,7 +464,7 @@ def refresh_daily(conn: Connection, days: Iterable[int]) -> None:
     ranges = _day_ranges(days)
     if ranges:
         _rebuild(conn, ranges, None)
-        bump_data_version(conn)
+        _changed(conn, ranges)
 
 
 def refresh_slices(conn: Connection, touched: Iterable[tuple[int, str, str, str, str]]) -> None:
@@ -403,13 +479,14 @@ def refresh_slices(conn: Connection, touched: Iterable[tuple[int, str, str, str,
     by_day: dict[int, set[tuple[str, str, str, str]]] = {}
     for day, provider, account, source, kind in touched:
         by_day.setdefault(day, set()).add((provider, account, source, kind))
-    for d0, d1 in _day_ranges(by_day):
+    ranges = _day_ranges(by_day)
+    for d0, d1 in ranges:
         slices: set[tuple[str, str, str, str]] = set()
         for day in range(d0, d1, DAY_SECONDS):
             slices |= by_day.get(day, set())
         _rebuild(conn, [(d0, d1)], sorted(slices))
-    if by_day:
-        bump_data_version(conn)
+    if ranges:
+        _changed(conn, ranges)
 
 
 def delete_by_source_ref(conn: Connection, ref: str, *, prefix: bool = False) -> int:
@@ -453,15 +530,17 @@ def rebuild_all_daily(conn: Connection, *, count: bool = True) -> int:
     days = set(range(day, int(last.timestamp()) + 1, DAY_SECONDS))
     _rebuild(conn, _day_ranges(days), None)
     if count:
-        bump_data_version(conn)
+        _changed(conn, _day_ranges(days))
     return len(days)
 
 
 __all__ = [
     "DATA_VERSION",
     "DAY_SECONDS",
+    "HOURLY_DIRTY",
     "USAGE",
     "USAGE_DAILY",
+    "USAGE_HOURLY",
     "AmountOverflow",
     "UpsertResult",
     "bump_data_version",
@@ -469,6 +548,7 @@ __all__ = [
     "delete_by_source_ref",
     "rebuild_all_daily",
     "refresh_daily",
+    "refresh_hourly",
     "refresh_slices",
     "upsert",
     "upsert_records",

@@ -54,9 +54,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from collector.core.catalog import PROVIDERS, SUBSET_KINDS
-from collector.core.schema import LEVEL_UNITS, SOURCES, TOKEN_FIELDS
+from collector.core.schema import HOURLY_DIMENSIONS, LEVEL_UNITS, SOURCES, TOKEN_FIELDS
 from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, UTCDateTime, combine_sum, exact_sum
-from collector.core.store import USAGE, USAGE_DAILY
+from collector.core.store import USAGE, USAGE_DAILY, USAGE_HOURLY, refresh_hourly
 from collector.core.windows import DateError, floor_day, is_midnight, parse_tz
 from collector.query.billing import (
     BILLING_SOURCES,
@@ -84,6 +84,8 @@ DIMENSIONS: tuple[str, ...] = (
     "line_item",
     "kind",
 )
+#: Columns ``usage_hourly`` keeps: a report grouped or filtered only by these can read it.
+HOURLY_COLUMNS = frozenset(HOURLY_DIMENSIONS)
 #: Report dimension -> column of ``usage`` / ``usage_daily``.
 DIMENSION_COLUMNS: dict[str, str] = {
     "provider": "provider",
@@ -496,20 +498,47 @@ def _value_conditions(table: Table, filters: Filters) -> list[ColumnElement[bool
     return [table.c[col].in_(vals) for col, vals in filters.value_filters().items()]
 
 
-def _hourly_window(dialect: str, filters: Filters, zone: tzinfo) -> ColumnElement[bool]:
-    """``usage`` rows in the window: by start, and daily buckets by their UTC date's local midnight."""
-    u = USAGE
-    daily = _is_daily_bucket(dialect, u)
+def _hourly_window(dialect: str, filters: Filters, zone: tzinfo, table: Table = USAGE) -> ColumnElement[bool]:
+    """Rows in the window: by start, and daily buckets by their UTC date's local midnight.
+
+    ``table`` is ``usage`` (by ``bucket_start``) or ``usage_hourly`` (by ``hour``, which the
+    window's whole hours make the same test).
+    """
+    start, daily = _start_and_daily(dialect, table)
     d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
     return and_(
-        # The outer range lets the planner use the bucket_start index (an OR alone scans).
-        u.c.bucket_start >= min(filters.since, d0),
-        u.c.bucket_start < max(filters.until, d1),
+        # The outer range lets the planner use the time index (an OR alone scans).
+        start >= min(filters.since, d0),
+        start < max(filters.until, d1),
         or_(
-            and_(~daily, u.c.bucket_start >= filters.since, u.c.bucket_start < filters.until),
-            and_(daily, u.c.bucket_start >= d0, u.c.bucket_start < d1),
+            and_(~daily, start >= filters.since, start < filters.until),
+            and_(daily, start >= d0, start < d1),
         ),
     )
+
+
+def _start_and_daily(dialect: str, table: Table) -> tuple[Any, Any]:
+    """The time column and the "bucket of a day or longer" test of ``usage`` or ``usage_hourly``."""
+    if table is USAGE_HOURLY:
+        return table.c.hour, table.c.daily
+    return table.c.bucket_start, _is_daily_bucket(dialect, table)
+
+
+def _hourly_table(engine: Engine, filters: Filters, by: Sequence[str], zone: tzinfo) -> Table:
+    """``usage_hourly`` when it holds every column asked for and the window is whole hours, else ``usage``.
+
+    Before it is read, the marked days of the window are rebuilt (:func:`refresh_hourly`).
+    """
+    wanted = {DIMENSION_COLUMNS[name] for name in by} | set(filters.value_filters())
+    if not wanted <= HOURLY_COLUMNS or not (_hour_aligned(filters.since) and _hour_aligned(filters.until)):
+        return USAGE
+    d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
+    refresh_hourly(engine, min(filters.since, d0), max(filters.until, d1))
+    return USAGE_HOURLY
+
+
+def _hour_aligned(ts: datetime) -> bool:
+    return int(ts.timestamp()) % 3600 == 0
 
 
 # -- who bills each account-day, and where usage rows exist ---------------------------------------
@@ -542,7 +571,9 @@ def _facts_from(raw: list[_Raw], prefs: Preferences) -> _DayFacts:
     return _DayFacts(decide(bills.values(), prefs), usage_days)
 
 
-def _facts(engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs: Preferences) -> _DayFacts:
+def _facts(
+    engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs: Preferences, hourly: Table = USAGE
+) -> _DayFacts:
     """:class:`_DayFacts` read on their own, when model, project, key, team or user filters narrow the report.
 
     Only provider and account filters apply: a model filter must not turn a billed day into an
@@ -550,7 +581,7 @@ def _facts(engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs
     (providers x accounts x days x sources), so it is read once and applied in Python, which keeps
     the main query a plain ``GROUP BY`` (the query benchmark: about 2x faster than a join).
     """
-    table = USAGE_DAILY if daily else USAGE
+    table = USAGE_DAILY if daily else hourly
     t = table.c
     dialect = engine.dialect.name
     sources = [s for s in filters.sources if s in BILLING_SOURCES]
@@ -560,8 +591,8 @@ def _facts(engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs
         day: Any = t.day
         conds: list[Any] = [t.day >= filters.since, t.day < filters.until]
     else:
-        day = _day_of(dialect, t.bucket_start)
-        conds = [_hourly_window(dialect, filters, zone)]
+        day = _day_of(dialect, _start_and_daily(dialect, table)[0])
+        conds = [_hourly_window(dialect, filters, zone, table)]
     conds.append(t.source.in_(sources))
     if filters.providers:
         conds.append(t.provider.in_(filters.providers))
@@ -746,10 +777,12 @@ def report(
     conversion = _Conversion(currency.upper(), converter) if currency and converter is not None else None
     need_facts = basis != "estimated"
     facts = _DayFacts()
+    hourly = USAGE
     if use_daily:
         raw = _query_daily(engine, filters, by, grain, basis, need_facts or conversion is not None)
     else:
-        raw = _query_hourly(engine, filters, by, grain, basis, zone)
+        hourly = _hourly_table(engine, filters, by, zone)
+        raw = _query_hourly(engine, filters, by, grain, basis, zone, hourly)
         if any(r.daily for r in raw) and (zone is not UTC or grain == "hour"):
             notes.append(
                 "daily-bucket sources (cost APIs, daily CSV exports) stay on their UTC days"
@@ -760,7 +793,7 @@ def report(
         facts = (
             _facts_from(raw, prefs)
             if _coverage_in_groups(filters)
-            else _facts(engine, filters, zone, daily=use_daily, prefs=prefs)
+            else _facts(engine, filters, zone, daily=use_daily, prefs=prefs, hourly=hourly)
         )
     rows = _merge(raw, facts, basis, by, grain, zone, regroup=not use_daily, conversion=conversion)
     if top is not None:
@@ -827,14 +860,15 @@ def _query_hourly(
     grain: str | None,
     basis: str,
     zone: tzinfo,
+    table: Table = USAGE,
 ) -> list[_Raw]:
-    """Group ``usage`` by UTC hour (or day without a grain); :func:`_merge` regroups locally."""
-    u = USAGE
+    """Group ``usage`` (or ``usage_hourly``) by UTC hour (or day without a grain); :func:`_merge` regroups locally."""
+    u = table
     dialect = engine.dialect.name
-    daily = _is_daily_bucket(dialect, u)
-    in_window = _hourly_window(dialect, filters, zone)
-    hour = _hour_of(dialect, u.c.bucket_start)
-    when = hour if grain is not None else _day_of(dialect, u.c.bucket_start)
+    start, daily = _start_and_daily(dialect, u)
+    in_window = _hourly_window(dialect, filters, zone, u)
+    hour = start if u is USAGE_HOURLY else _hour_of(dialect, start)
+    when = hour if grain is not None else _day_of(dialect, start)
     layout = _Layout(u, by, dialect, hour)
     group = [*layout.dims, when, daily, *layout.keys]
     stmt = select(*group, *layout.measures).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)

@@ -13,8 +13,9 @@ from collector.core import csvout
 from collector.query.report import DIMENSIONS, SOURCES, Filters
 from dashboard import auth, charts, queries, ui
 
-#: Hourly reads the raw ``usage`` table (there is no hourly rollup): keep its window short.
-MAX_HOURLY_DAYS = 7
+#: Hourly reads ``usage_hourly`` (by provider, account, model, source or kind; the raw rows for
+#: the other dimensions): a week of hours is as much as a chart shows legibly.
+MAX_HOURLY_DAYS = queries.HOURLY_DAYS
 METRICS = {
     "cost": ("cost", "money", "cost"),
     "tokens": ("tokens_total", "tokens", "tokens (input + output)"),
