@@ -220,7 +220,7 @@ def _pass(driver, base: str) -> dict[str, float]:  # type: ignore[no-untyped-def
             out["Explore hourly (2 days)"] = _hourly(driver)
             _open_view_titled(driver, "day", "Explore")
     out["Explore hourly (7 days, URL)"] = _hourly_week(driver, base)
-    out["Overview (URL, full load)"] = _url(driver, base, "overview", "Overview")
+    out["Overview (URL, full load)"] = _url(driver, base, "", "Overview")
     return out
 
 
