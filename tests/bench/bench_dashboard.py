@@ -1,7 +1,7 @@
 """Dashboard page render times with 10M usage rows in SQLite, beside an empty-database baseline.
 
-Builds (once; cached under ``data/bench/``) 10M synthetic hourly usage rows from
-``collector/synthetic.py`` (a year, ~1,140 rows per hour), then runs every page under
+Builds (once; cached under ``tests/artifacts/``, shared with ``bench_dashboard_pages``) 10M
+synthetic hourly usage rows from ``collector/synthetic.py`` (a year, ~1,140 rows per hour), then runs every page under
 ``streamlit.testing.v1.AppTest`` signed in as an admin, and prints per page:
 
 * ``cold``: first render after ``st.cache_data.clear()`` (every query runs), median of 3;
@@ -24,12 +24,10 @@ from pathlib import Path
 
 from collector.core.settings import get_settings
 from collector.db.migrate import open_database
-from collector.demo.synthetic import GeneratorConfig, generate, rows_per_hour_for
 
 TOTAL_ROWS = 10_000_000
 END = datetime(2026, 11, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
-DB = ROOT / "data" / "bench" / "dashboard_10m.db"
 APP = ROOT / "dashboard" / "streamlit_app.py"
 #: (label, page file, URL query parameters)
 PAGES: tuple[tuple[str, str, dict[str, str | list[str]]], ...] = (
@@ -48,23 +46,11 @@ PAGES: tuple[tuple[str, str, dict[str, str | list[str]]], ...] = (
 ADMIN = "bench-admin"
 
 
-def ensure_db(path: Path = DB) -> Path:
-    """Build the 10M-row database once; later runs reuse the file."""
-    if path.exists() and path.with_suffix(".done").exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(path.name + "*"):
-        stale.unlink()
-    started = time.perf_counter()
-    engine = open_database(url=f"sqlite:///{path}")
-    cfg = GeneratorConfig(days=365, rows_per_hour=rows_per_hour_for(TOTAL_ROWS), end=END)
-    from collector.core.store import upsert_records
+def ensure_db() -> Path:
+    """The 10M-row database ``bench_dashboard_pages`` builds once under ``tests/artifacts/``."""
+    from tests.bench.bench_dashboard_pages import ensure_db as shared
 
-    result = upsert_records(engine, generate(cfg, limit=TOTAL_ROWS))
-    _admin(engine)
-    engine.dispose()
-    path.with_suffix(".done").write_text(f"{result.records} rows in {time.perf_counter() - started:.0f} s\n")
-    return path
+    return shared(TOTAL_ROWS)
 
 
 def _admin(engine) -> None:  # type: ignore[no-untyped-def]
