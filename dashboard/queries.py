@@ -359,13 +359,6 @@ class ScopeForecast:
     notes: tuple[str, ...]
 
 
-@_cached
-def scope_forecast(url: str, scope: str, value: str, now: datetime, currency: str = "USD") -> ScopeForecast:
-    """:func:`collector.finance.budgets.scope_forecast`: the method the Budgets page and alerts use."""
-    spent, fc, notes = budgets.scope_forecast(_engine(url), scope, value, now=now, currency=currency)
-    return ScopeForecast(spent, fc, tuple(notes))
-
-
 # -- reconciliation -------------------------------------------------------------------------------
 
 DAY_COLUMNS = [
@@ -639,10 +632,11 @@ def accounts() -> list[Account]:
 # -- budgets, anomalies, chargeback, alerts, exports and exchange rates ---------------------------
 
 
-@_cached
-def budget_frame(url: str, now: datetime) -> pd.DataFrame:
-    """Every active budget's spend, share and month-end forecast at ``now`` (``budgets.statuses``)."""
+def budget_frame(now: datetime) -> pd.DataFrame:
+    """Every active budget's spend, share and month-end forecast at ``now`` (the Budgets page's kept statuses)."""
     cols = ["budget", "scope", "period", "spent", "amount", "used", "forecast", "forecast used", "currency"]
+    day = floor_day_of(now)
+    statuses = [budget_view(b, day) for b in budget_list() if b.active]
     rows = [
         {
             "budget": s.budget.name,
@@ -655,7 +649,8 @@ def budget_frame(url: str, now: datetime) -> pd.DataFrame:
             "forecast used": float(s.forecast_percent) / 100,
             "currency": s.budget.currency,
         }
-        for s in budgets.statuses(_engine(url), now)
+        for s in statuses
+        if s is not None
     ]
     return pd.DataFrame(rows, columns=cols)
 
@@ -839,6 +834,22 @@ def _chargeback_month(
     return views.chargeback_month(_engine(url), version, month, rules_version, display, rates)
 
 
+def scope_forecast(scope: str, value: str, now: datetime, currency: str = "USD") -> ScopeForecast:
+    """:func:`collector.finance.budgets.scope_forecast`: the method the Budgets page and alerts use.
+
+    Kept per data version and UTC day (:func:`collector.finance.views.scope_status`).
+    """
+    return _scope_forecast(scope, value, floor_day_of(now), currency, _rates_mark())
+
+
+@_versioned
+def _scope_forecast(
+    url: str, version: int, scope: str, value: str, day: datetime, currency: str, rates: str
+) -> ScopeForecast:
+    status = views.scope_status(_engine(url), version, scope, value, day, currency, rates)
+    return ScopeForecast(status.spent, status.forecast, tuple(status.notes))
+
+
 #: Days an hourly Explore can show (its window's maximum), kept built by the warmer.
 HOURLY_DAYS = 7
 
@@ -858,6 +869,7 @@ def warm_budget_views() -> None:
         if b.active:
             budget_view(b, day)
     forecast_rows(day)
+    scope_forecast("all", "", day, display_currency() or "USD")  # Overview's projection
     anomaly_scan(day - DAY * 30, day)
     chargeback_month(day.date().replace(day=1))
 

@@ -82,6 +82,24 @@ def forecast_rows(
     return figures.cached(engine, "forecasts", (day, currency, rates), version, compute, types=TYPES)
 
 
+def scope_status(
+    engine: Engine, version: int, scope: str, value: str, day: datetime, currency: str, rates: str
+) -> BudgetStatus:
+    """A scope's month so far and month-end forecast in ``currency`` (a budget of one unit on it).
+
+    A status depends only on the UTC date of the moment asked (spend is read by whole days), so
+    it is kept per day.
+    """
+
+    def compute() -> BudgetStatus:
+        status = budgets.budget_status(engine, budgets.forecast_probe(scope, value, currency), day)
+        if status is None:  # pragma: no cover - a monthly period always contains the day
+            raise budgets.BudgetError("no period contains the day")
+        return status
+
+    return figures.cached(engine, "scope", (scope, value, day, currency, rates), version, compute, types=TYPES)
+
+
 def anomaly_scan(
     engine: Engine, version: int, settings: Settings, since: datetime, until: datetime, rates: str
 ) -> AnomalyScan:
@@ -138,4 +156,5 @@ __all__ = [
     "drivers",
     "forecast_rows",
     "rates_mark",
+    "scope_status",
 ]

@@ -274,10 +274,10 @@ def test_the_warmer_fills_the_keys_the_page_reads(page_db, monkeypatch):
     queries._warm_loop(stop)  # warms once at start, then stops when asked
     assert warmed == [1]
     warm()
-    assert sorted(calls) == ["All LLM", "forecast"]
+    assert sorted(calls) == ["All LLM", "forecast", "forecast"]  # the forecast table's and Overview's
     at = run("viewer", budget="1")
     assert {m.label: m.value for m in at.metric}["Spent this period"] == "80.00 USD"
-    assert len(calls) == 2  # the page found everything already computed
+    assert len(calls) == 3  # the page found everything already computed
 
 
 def test_chargeback_shows_the_same_converted_month_as_the_budget(page_db):

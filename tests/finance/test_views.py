@@ -144,6 +144,7 @@ def test_every_budgets_figure_reads_back_equal(db_url):
             views.forecast_rows(engine, version, DAY, "USD", "r"),
             views.anomaly_scan(engine, version, settings, DAY - timedelta(days=30), DAY, "r"),
             views.chargeback_month(engine, version, month, 0, "", "r"),
+            views.scope_status(engine, version, "provider", "openai", DAY, "USD", "r"),
         )
         with pytest.MonkeyPatch.context() as mp:  # from here on, only the kept rows can answer
             mp.setattr(budgets, "budget_status", _never)
@@ -154,8 +155,11 @@ def test_every_budgets_figure_reads_back_equal(db_url):
                 views.forecast_rows(engine, version, DAY, "USD", "r"),
                 views.anomaly_scan(engine, version, settings, DAY - timedelta(days=30), DAY, "r"),
                 views.chargeback_month(engine, version, month, 0, "", "r"),
+                views.scope_status(engine, version, "provider", "openai", DAY, "USD", "r"),
             )
         assert kept == computed
+        spent, forecast, _notes = budgets.scope_forecast(engine, "provider", "openai", now=DAY + timedelta(hours=13))
+        assert (computed[3].spent, computed[3].forecast) == (spent, forecast)  # the day's status is the minute's
         assert computed[0][0][1].spent == D("22.50")
         assert computed[2].totals == {"USD": D("22.50")}
     finally:
