@@ -49,7 +49,7 @@ from collector.proxy.tokens import list_tokens
 from collector.query import billing, health, traffic
 from collector.query import report as query
 from collector.query.health import DatabaseInfo, Listing
-from collector.query.reconcile import CAUSES, PARTS, Contributor, DayLine, Summary, reconcile, summarise
+from collector.query.reconcile import CAUSES, PARTS, Contributor, DayLine, Summary, summarise
 from collector.query.report import Filters
 from providers import REGISTRY
 from providers.base import ConnField
@@ -432,31 +432,6 @@ def _threshold() -> Decimal:
     return Decimal(str(get_settings().reconcile_residual_percent)) / 100
 
 
-@_cached
-def reconciliation(url: str, since: datetime, until: datetime, gaps: int = 10) -> Reconciliation:
-    """:func:`collector.query.reconcile.reconcile` over ``[since, until)``, as frames."""
-    result = reconcile(_engine(url), Filters(since=since, until=until), threshold=_threshold())
-    accounts = pd.DataFrame(
-        [
-            [
-                a.provider,
-                a.account,
-                a.currency,
-                *map(_num, (a.billed, a.estimated, a.proxy, a.otel, a.paired_gap_ratio)),
-            ]
-            for a in result.accounts
-        ],
-        columns=ACCOUNT_COLUMNS,
-    )
-    return Reconciliation(
-        daily=_days_frame(result.days),
-        accounts=accounts,
-        largest_gaps=_days_frame(result.largest_gaps(gaps)),
-        estimated_by_model=_contributors_frame(result.estimated_by_model),
-        billed_by_line=_contributors_frame(result.billed_by_line),
-    )
-
-
 def in_display_currency(
     daily: pd.DataFrame, columns: tuple[str, ...] = ("billed", "estimated")
 ) -> tuple[pd.DataFrame, Conversion]:
@@ -528,7 +503,8 @@ def reconciliation_summary(
     The estimate's parts and the gap's causes per ``by`` group and currency: what
     ``llm-usage reconcile --by ...`` prints.
     """
-    result = reconcile(_engine(url), Filters(since=since, until=until), threshold=_threshold())
+    eng = _engine(url)
+    result = views.reconciliation(eng, _data_version(eng), since, until, _threshold())  # the page's own, kept
     rows = [_summary_row(s, by) for s in summarise(result, by)]
     return pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])
 
@@ -850,6 +826,40 @@ def _scope_forecast(
     return ScopeForecast(status.spent, status.forecast, tuple(status.notes))
 
 
+def reconciliation(since: datetime, until: datetime, gaps: int = 10) -> Reconciliation:
+    """:func:`collector.query.reconcile.reconcile` over ``[since, until)``, as frames.
+
+    The reconciliation itself is kept per data version (:func:`collector.finance.views.reconciliation`).
+    """
+    return _reconciliation(since, until, _threshold(), gaps)
+
+
+@_versioned
+def _reconciliation(
+    url: str, version: int, since: datetime, until: datetime, threshold: Decimal, gaps: int
+) -> Reconciliation:
+    result = views.reconciliation(_engine(url), version, since, until, threshold)
+    accounts = pd.DataFrame(
+        [
+            [
+                a.provider,
+                a.account,
+                a.currency,
+                *map(_num, (a.billed, a.estimated, a.proxy, a.otel, a.paired_gap_ratio)),
+            ]
+            for a in result.accounts
+        ],
+        columns=ACCOUNT_COLUMNS,
+    )
+    return Reconciliation(
+        daily=_days_frame(result.days),
+        accounts=accounts,
+        largest_gaps=_days_frame(result.largest_gaps(gaps)),
+        estimated_by_model=_contributors_frame(result.estimated_by_model),
+        billed_by_line=_contributors_frame(result.billed_by_line),
+    )
+
+
 #: Days an hourly Explore can show (its window's maximum), kept built by the warmer.
 HOURLY_DAYS = 7
 
@@ -870,6 +880,7 @@ def warm_budget_views() -> None:
             budget_view(b, day)
     forecast_rows(day)
     scope_forecast("all", "", day, display_currency() or "USD")  # Overview's projection
+    reconciliation(day - DAY * 29, day + DAY)  # the Reconciliation page's default 30 days
     anomaly_scan(day - DAY * 30, day)
     chargeback_month(day.date().replace(day=1))
 

@@ -1,8 +1,8 @@
-"""The Budgets page's figures, each computed once per data change and kept for every process.
+"""The dashboard's heavy figures, each computed once per data change and kept for every process.
 
-Budget statuses, the forecast table, the anomaly scan and the month's chargeback read weeks of
-the daily rollup: seconds at tens of millions of rows. Each function here takes the data version
-it is asked at (``collector.core.store.data_version``) and goes through
+Budget statuses, the forecast table, the anomaly scan, the month's chargeback and the
+reconciliation read weeks of the daily rollup: seconds at tens of millions of rows. Each function
+here takes the data version it is asked at (``collector.core.store.data_version``) and goes through
 :func:`collector.core.figures.cached`, so the first process to need a figure after a sync or an
 import computes it and every other process (a restarted dashboard, a second replica, the
 dashboard's background warmer) reads it back.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -28,6 +29,8 @@ from collector.finance.anomaly import drivers as anomaly_drivers
 from collector.finance.budgets import Budget, BudgetStatus
 from collector.finance.chargeback import Chargeback, ChargebackLine
 from collector.finance.forecast import Forecast
+from collector.query.reconcile import AccountLine, Contributor, DayLine, Reconciliation, reconcile
+from collector.query.report import Filters
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,23 @@ class AnomalyScan:
 
 #: The only classes a kept figure may be rebuilt as (see :mod:`collector.core.figures`).
 TYPES = figures.type_map(
-    [Budget, BudgetStatus, Forecast, Anomaly, Driver, NewSpend, AnomalyScan, Chargeback, ChargebackLine, Params]
+    [
+        Budget,
+        BudgetStatus,
+        Forecast,
+        Anomaly,
+        Driver,
+        NewSpend,
+        AnomalyScan,
+        Chargeback,
+        ChargebackLine,
+        Params,
+        Reconciliation,
+        DayLine,
+        AccountLine,
+        Contributor,
+        Filters,
+    ]
 )
 
 
@@ -146,6 +165,17 @@ def chargeback_month(
     return figures.cached(engine, "chargeback", key, version, compute, types=TYPES)
 
 
+def reconciliation(
+    engine: Engine, version: int, since: datetime, until: datetime, threshold: Decimal
+) -> Reconciliation:
+    """:func:`collector.query.reconcile.reconcile` of ``[since, until)``: billed, estimated, proxy, causes."""
+
+    def compute() -> Reconciliation:
+        return reconcile(engine, Filters(since=since, until=until), threshold=threshold)
+
+    return figures.cached(engine, "reconcile", (since, until, threshold), version, compute, types=TYPES)
+
+
 __all__ = [
     "TYPES",
     "AnomalyScan",
@@ -156,5 +186,6 @@ __all__ = [
     "drivers",
     "forecast_rows",
     "rates_mark",
+    "reconciliation",
     "scope_status",
 ]

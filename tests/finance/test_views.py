@@ -145,23 +145,28 @@ def test_every_budgets_figure_reads_back_equal(db_url):
             views.anomaly_scan(engine, version, settings, DAY - timedelta(days=30), DAY, "r"),
             views.chargeback_month(engine, version, month, 0, "", "r"),
             views.scope_status(engine, version, "provider", "openai", DAY, "USD", "r"),
+            views.reconciliation(engine, version, DAY - timedelta(days=10), DAY, D("0.01")),
         )
         with pytest.MonkeyPatch.context() as mp:  # from here on, only the kept rows can answer
             mp.setattr(budgets, "budget_status", _never)
             mp.setattr(budgets, "provider_forecasts", _never)
             mp.setattr(views, "scan", _never)
             mp.setattr(views.chargeback, "monthly_chargeback", _never)
+            mp.setattr(views, "reconcile", _never)
             kept = (
                 views.forecast_rows(engine, version, DAY, "USD", "r"),
                 views.anomaly_scan(engine, version, settings, DAY - timedelta(days=30), DAY, "r"),
                 views.chargeback_month(engine, version, month, 0, "", "r"),
                 views.scope_status(engine, version, "provider", "openai", DAY, "USD", "r"),
+                views.reconciliation(engine, version, DAY - timedelta(days=10), DAY, D("0.01")),
             )
         assert kept == computed
         spent, forecast, _notes = budgets.scope_forecast(engine, "provider", "openai", now=DAY + timedelta(hours=13))
         assert (computed[3].spent, computed[3].forecast) == (spent, forecast)  # the day's status is the minute's
         assert computed[0][0][1].spent == D("22.50")
         assert computed[2].totals == {"USD": D("22.50")}
+        assert sum((d.estimated or 0 for d in computed[4].days), D(0)) == D("22.50")
+        assert computed[4].largest_gaps(3) == kept[4].largest_gaps(3)  # methods work on the rebuilt object
     finally:
         engine.dispose()
 
