@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from collector.core.schema import Figure
+from collector.core.store import short_wait
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ def _keep(engine: Engine, name: str, key: str, version: int, payload: str) -> No
     """Upsert one figure and drop every row of an older version (at most one generation stays)."""
     values = {"version": version, "payload": payload, "computed_at": datetime.now(UTC)}
     where = (FIGURES.c.name == name, FIGURES.c.key == key)
-    with engine.begin() as conn:
+    # Behind another writer's long transaction (an import), skip keeping rather than wait for it.
+    with engine.connect() as conn, short_wait(conn, 50), conn.begin():
         conn.execute(delete(FIGURES).where(FIGURES.c.version < version))
         if conn.execute(update(FIGURES).where(*where).values(**values)).rowcount:
             return

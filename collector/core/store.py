@@ -13,6 +13,7 @@ import hashlib
 import operator
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -403,37 +404,72 @@ def _hourly_sql(dialect_name: str) -> tuple[str, str]:
     return delete, insert
 
 
-def refresh_hourly(engine: Engine, since: datetime, until: datetime) -> int:
+class HourlyBusy(RuntimeError):
+    """Another writer holds SQLite's write lock: the hourly rollup could not be rebuilt now."""
+
+
+@contextmanager
+def short_wait(conn: Connection, ms: int) -> Iterator[None]:
+    """On SQLite, wait at most ``ms`` for the write lock (not the engine's 30 s) inside this block.
+
+    A reader that writes on the side (a kept figure, an hourly rebuild) must not stall a page
+    behind an import's minutes-long transaction; it gives up and reads around it instead.
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection  # beside SQLAlchemy's transaction, which has not begun
+    assert raw is not None
+    raw.execute(f"PRAGMA busy_timeout={int(ms)}")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA busy_timeout=30000")
+
+
+def refresh_hourly(engine: Engine, since: datetime, until: datetime, *, wait: bool = True) -> int:
     """Rebuild the hourly rollup of the marked days that ``[since, until)`` touches; returns how many.
 
     Readers call this before reading ``usage_hourly``. The marks are read again under a lock
     (PostgreSQL: an advisory lock; SQLite: the write lock a first write statement takes), so
     two readers never rebuild the same day twice, and a mark is deleted only with the ``seq``
-    the rebuild saw (a write that landed meanwhile keeps its day marked).
+    the rebuild saw (a write that landed meanwhile keeps its day marked). With ``wait=False``
+    a SQLite database whose write lock another writer holds raises :class:`HourlyBusy` at once
+    (the caller reads ``usage`` instead) rather than waiting for that writer to commit.
     """
     lo = datetime.fromtimestamp(int(since.timestamp()) // DAY_SECONDS * DAY_SECONDS, UTC)
     window = (HOURLY_DIRTY.c.day >= lo, HOURLY_DIRTY.c.day < until)
     with engine.connect() as conn:
         if conn.execute(select(HOURLY_DIRTY.c.day).where(*window).limit(1)).first() is None:
             return 0
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('usage_hourly'))"))
-        else:  # takes SQLite's write lock before the marks are read
-            conn.execute(HOURLY_DIRTY.update().where(HOURLY_DIRTY.c.seq < 0).values(seq=0))
-        marks = conn.execute(select(HOURLY_DIRTY.c.day, HOURLY_DIRTY.c.seq).where(*window)).all()
-        bind = UTCDateTime().bind_processor(conn.dialect)
-        assert bind is not None
-        delete_sql, insert_sql = _hourly_sql(conn.dialect.name)
-        for d0, d1 in _day_ranges(int(m.day.timestamp()) for m in marks):
-            params = {"d0": bind(datetime.fromtimestamp(d0, UTC)), "d1": bind(datetime.fromtimestamp(d1, UTC))}
-            conn.execute(text(delete_sql), params)
-            conn.execute(text(insert_sql), params)
-        if marks:
-            conn.execute(
-                HOURLY_DIRTY.delete().where(HOURLY_DIRTY.c.day == bindparam("d"), HOURLY_DIRTY.c.seq == bindparam("s")),
-                [{"d": m.day, "s": m.seq} for m in marks],
-            )
+    try:
+        with engine.connect() as conn, short_wait(conn, 30_000 if wait else 50), conn.begin():
+            return _rebuild_hourly(conn, window)
+    except OperationalError as exc:
+        if wait or "locked" not in str(exc):
+            raise
+        raise HourlyBusy("another writer holds the database") from None
+
+
+def _rebuild_hourly(conn: Connection, window: tuple[Any, ...]) -> int:
+    """Rebuild the marked days of ``window`` inside the caller's transaction (see :func:`refresh_hourly`)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('usage_hourly'))"))
+    else:  # takes SQLite's write lock before the marks are read
+        conn.execute(HOURLY_DIRTY.update().where(HOURLY_DIRTY.c.seq < 0).values(seq=0))
+    marks = conn.execute(select(HOURLY_DIRTY.c.day, HOURLY_DIRTY.c.seq).where(*window)).all()
+    bind = UTCDateTime().bind_processor(conn.dialect)
+    assert bind is not None
+    delete_sql, insert_sql = _hourly_sql(conn.dialect.name)
+    for d0, d1 in _day_ranges(int(m.day.timestamp()) for m in marks):
+        params = {"d0": bind(datetime.fromtimestamp(d0, UTC)), "d1": bind(datetime.fromtimestamp(d1, UTC))}
+        conn.execute(text(delete_sql), params)
+        conn.execute(text(insert_sql), params)
+    if marks:
+        conn.execute(
+            HOURLY_DIRTY.delete().where(HOURLY_DIRTY.c.day == bindparam("d"), HOURLY_DIRTY.c.seq == bindparam("s")),
+            [{"d": m.day, "s": m.seq} for m in marks],
+        )
     return len(marks)
 
 

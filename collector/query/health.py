@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Engine
 
+from collector.core import figures
 from collector.core.http import redact
-from collector.core.store import USAGE, USAGE_DAILY
+from collector.core.store import USAGE, USAGE_DAILY, data_version
 from collector.core.windows import floor_day
 from collector.proxy.models import PROXY_EVENTS
 from collector.query.billing import overlaps, read_coverage
@@ -41,7 +42,34 @@ class Freshness:
     last_ingested: datetime
 
 
+_FRESHNESS_TYPES = figures.type_map([Freshness])
+
+
 def freshness(engine: Engine, since: datetime | None = None) -> list[Freshness]:
+    """Newest bucket end and last write per (source, provider, account, kind), kept per data version.
+
+    Both change only when usage rows do, and reading them scans from the oldest group's newest
+    day on (seconds at tens of millions of rows when one group stopped long ago), so the
+    answer is kept (:mod:`collector.core.figures`) until the next write.
+    """
+
+    def compute() -> list[Freshness]:
+        return _freshness(engine, since)
+
+    return figures.cached(engine, "freshness", (since,), data_version(engine), compute, types=_FRESHNESS_TYPES)
+
+
+def usage_row_count(engine: Engine) -> int:
+    """``COUNT(*)`` of ``usage`` (a full scan on SQLite), kept per data version."""
+
+    def compute() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(USAGE)).scalar_one())
+
+    return figures.cached(engine, "usage_rows", (), data_version(engine), compute, types={})
+
+
+def _freshness(engine: Engine, since: datetime | None) -> list[Freshness]:
     """Newest bucket end and last write per (source, provider, account, kind).
 
     Finds each group's newest day in ``usage_daily`` first, then reads only ``usage`` rows from
@@ -315,7 +343,7 @@ def _read_proxy(conn: Any, settings: Any, now: datetime) -> ProxyStatus | None:
 def _read_database(engine: Engine, conn: Any) -> DatabaseStatus:
     from collector.db.migrate import current_revision, head_revision
 
-    usage_rows = conn.execute(select(func.count()).select_from(USAGE)).scalar_one()
+    usage_rows = usage_row_count(engine)
     daily_rows = conn.execute(select(func.count()).select_from(USAGE_DAILY)).scalar_one()
     size: int | None = None
     if engine.dialect.name == "sqlite":

@@ -56,7 +56,7 @@ from sqlalchemy.engine import Engine
 from collector.core.catalog import PROVIDERS, SUBSET_KINDS
 from collector.core.schema import HOURLY_DIMENSIONS, LEVEL_UNITS, SOURCES, TOKEN_FIELDS
 from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, UTCDateTime, combine_sum, exact_sum
-from collector.core.store import USAGE, USAGE_DAILY, USAGE_HOURLY, refresh_hourly
+from collector.core.store import USAGE, USAGE_DAILY, USAGE_HOURLY, HourlyBusy, refresh_hourly
 from collector.core.windows import DateError, floor_day, is_midnight, parse_tz
 from collector.query.billing import (
     BILLING_SOURCES,
@@ -533,7 +533,10 @@ def _hourly_table(engine: Engine, filters: Filters, by: Sequence[str], zone: tzi
     if not wanted <= HOURLY_COLUMNS or not (_hour_aligned(filters.since) and _hour_aligned(filters.until)):
         return USAGE
     d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
-    refresh_hourly(engine, min(filters.since, d0), max(filters.until, d1))
+    try:
+        refresh_hourly(engine, min(filters.since, d0), max(filters.until, d1), wait=False)
+    except HourlyBusy:  # a long import holds SQLite's write lock: read the raw rows meanwhile
+        return USAGE
     return USAGE_HOURLY
 
 

@@ -173,3 +173,30 @@ def test_every_budgets_figure_reads_back_equal(db_url):
 
 def _never(*_args, **_kwargs):
     raise AssertionError("computed again although a kept figure was there")
+
+
+def test_behind_another_writer_a_figure_is_computed_and_not_kept(sqlite_url):
+    import sqlite3
+    import time
+
+    engine = open_database(url=sqlite_url)
+    try:
+        budget = budgets.get_budget(engine, _seed(engine))
+        version = data_version(engine)
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            status = views.budget_view(engine, version, budget, NOW, "", "r")
+            assert time.monotonic() - started < 20  # generous: not the engine's 30 s busy timeout
+        finally:
+            holder.rollback()
+            holder.close()
+        assert status is not None and status.spent == D("22.50")
+        with engine.connect() as conn:
+            assert conn.execute(select(FIGURES.c.name)).all() == []
+        views.budget_view(engine, version, budget, NOW, "", "r")
+        with engine.connect() as conn:
+            assert conn.execute(select(FIGURES.c.name)).scalars().all() == ["budget"]
+    finally:
+        engine.dispose()

@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
 import collector.query.report as query_module
-from collector.core.store import HOURLY_DIRTY, USAGE, USAGE_HOURLY, refresh_hourly, upsert_records
+from collector.core.store import HOURLY_DIRTY, USAGE, USAGE_HOURLY, HourlyBusy, refresh_hourly, upsert_records
 from collector.db.migrate import open_database
 from collector.query.report import Filters, report
 from tests.query.report_seed import DAY, START, actual, seed_records
@@ -167,5 +167,39 @@ def test_the_migration_marks_every_existing_day(sqlite_url):
         first = min(r.bucket_start for r in seed_records()).replace(hour=0, minute=0)
         assert days and min(days) == first and all(d.tzinfo is UTC or d.utcoffset() == timedelta(0) for d in days)
         assert refresh_hourly(engine, datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)) == len(days)
+    finally:
+        engine.dispose()
+
+
+def test_behind_a_long_import_an_hourly_report_reads_the_raw_rows_at_once(sqlite_url):
+    """SQLite has one writer: with an import's transaction open, the rebuild is skipped, not awaited."""
+    import sqlite3
+    import time
+
+    engine = open_database(url=sqlite_url)
+    try:
+        upsert_records(engine, seed_records())
+        expected = actual(report(engine, FULL, by=("provider",), grain="hour"))
+        with engine.begin() as conn:  # mark the window again, as a write would
+            conn.execute(HOURLY_DIRTY.delete())
+            conn.execute(USAGE_HOURLY.delete())
+        upsert_records(engine, seed_records()[:1])  # unchanged: no mark; mark by hand below
+        with engine.begin() as conn:
+            conn.execute(HOURLY_DIRTY.insert().values(day=START, seq=1))
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+        holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+        try:
+            started = time.monotonic()
+            with pytest.raises(HourlyBusy):
+                refresh_hourly(engine, FULL.since, FULL.until, wait=False)
+            got = actual(report(engine, FULL, by=("provider",), grain="hour"))
+            assert time.monotonic() - started < 20  # generous: not the 30 s busy timeout twice
+        finally:
+            holder.rollback()
+            holder.close()
+        assert got == expected
+        with engine.connect() as conn:
+            assert conn.execute(select(HOURLY_DIRTY.c.day)).scalars().all() == [START]  # still to do
+        assert refresh_hourly(engine, FULL.since, FULL.until, wait=False) == 1
     finally:
         engine.dispose()
