@@ -195,11 +195,24 @@ def _is_conversion_note(note: str) -> bool:
 
 
 def _report(url: str, filters: Filters, **kwargs: Any) -> tuple[query.ReportResult, Conversion]:
-    """:func:`collector.query.report.report` in the display currency, each day at its own rate."""
+    """:func:`collector.query.report.report` in the display currency, each day at its own rate.
+
+    A window of whole hours is asked again until the next write, so its result is kept per data
+    version (:func:`collector.finance.views.kept_report`) for every dashboard process.
+    """
     to = display_currency()
-    converter = fx.RateBook.load(_engine(url)).day_rate if to else None
-    result = query.report(_engine(url), filters, currency=to or None, converter=converter, **kwargs)
+    eng = _engine(url)
+    converter = fx.RateBook.load(eng).day_rate if to else None
+    if _whole_hours(filters):
+        rates = views.rates_mark(fx.list_rates(eng)) if to else ""
+        result = views.kept_report(eng, _data_version(eng), filters, kwargs, to, rates, converter)
+    else:
+        result = query.report(eng, filters, currency=to or None, converter=converter, **kwargs)
     return result, Conversion.of(result, to)
+
+
+def _whole_hours(filters: Filters) -> bool:
+    return all(int(t.timestamp()) % 3600 == 0 for t in (filters.since, filters.until))
 
 
 @_cached

@@ -66,6 +66,8 @@ def encode(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {"$c": _name(type(value)), "f": fields}
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):  # a NamedTuple keeps its type
+        return {"$n": _name(type(value)), "v": [encode(v) for v in value]}
     if isinstance(value, tuple):
         return {"$u": [encode(v) for v in value]}
     if isinstance(value, list):
@@ -85,10 +87,13 @@ def decode(data: Any, types: dict[str, type]) -> Any:
         return [decode(v, types) for v in data]
     if not isinstance(data, dict) or len(data) not in (1, 2):
         raise CodecError("not a figure payload")
-    if "$c" in data:
-        cls = types.get(data["$c"])
+    if "$c" in data or "$n" in data:
+        named = str(data.get("$c", data.get("$n")))
+        cls = types.get(named)
         if cls is None:
-            raise CodecError(f"a figure names a type it may not build: {str(data['$c'])[:80]!r}")
+            raise CodecError(f"a figure names a type it may not build: {str(named)[:80]!r}")
+        if "$n" in data:
+            return cls(*(decode(v, types) for v in data["v"]))
         return _build(cls, {k: decode(v, types) for k, v in data["f"].items()})
     (tag, raw), *_ = data.items()
     if tag == "$d":

@@ -29,8 +29,9 @@ from collector.finance.anomaly import drivers as anomaly_drivers
 from collector.finance.budgets import Budget, BudgetStatus
 from collector.finance.chargeback import Chargeback, ChargebackLine
 from collector.finance.forecast import Forecast
+from collector.query.billing import BillingSource, Overlap
 from collector.query.reconcile import AccountLine, Contributor, DayLine, Reconciliation, reconcile
-from collector.query.report import Filters
+from collector.query.report import Filters, ReportResult, ReportRow, report
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ TYPES = figures.type_map(
         AccountLine,
         Contributor,
         Filters,
+        ReportResult,
+        ReportRow,
+        Overlap,
+        BillingSource,
     ]
 )
 
@@ -176,6 +181,29 @@ def reconciliation(
     return figures.cached(engine, "reconcile", (since, until, threshold), version, compute, types=TYPES)
 
 
+def kept_report(
+    engine: Engine,
+    version: int,
+    filters: Filters,
+    options: dict[str, Any],
+    display: str,
+    rates: str,
+    converter: Any = None,
+) -> ReportResult:
+    """:func:`collector.query.report.report` with ``options`` (by, grain, basis, top), kept per data version.
+
+    For the dashboard's charts: their windows are whole days (or hours), so the same question
+    is asked again until the next write. ``display`` and ``converter`` convert the money
+    (each day at its own rate); ``rates`` names the rates the converter holds.
+    """
+
+    def compute() -> ReportResult:
+        return report(engine, filters, currency=display or None, converter=converter, **options)
+
+    key = (filters, sorted(options.items()), display, rates)
+    return figures.cached(engine, "report", key, version, compute, types=TYPES)
+
+
 __all__ = [
     "TYPES",
     "AnomalyScan",
@@ -185,6 +213,7 @@ __all__ = [
     "chargeback_month",
     "drivers",
     "forecast_rows",
+    "kept_report",
     "rates_mark",
     "reconciliation",
     "scope_status",

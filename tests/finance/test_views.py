@@ -200,3 +200,21 @@ def test_behind_another_writer_a_figure_is_computed_and_not_kept(sqlite_url):
             assert conn.execute(select(FIGURES.c.name)).scalars().all() == ["budget"]
     finally:
         engine.dispose()
+
+
+def test_a_kept_report_reads_back_equal_named_tuples_and_all(engine, monkeypatch):
+    from collector.query import report as report_module
+    from tests.query.report_seed import WINDOW, seed_records
+
+    upsert_records(engine, seed_records())
+    billing.set_preference(engine, "openai", "org-a", billing.BillingSource("csv", "focus"))
+    version = data_version(engine)
+    options = {"by": ("provider", "account"), "grain": "day", "basis": "preferred", "top": None}
+    computed = views.kept_report(engine, version, WINDOW, options, "", "")
+    assert computed == report_module.report(engine, WINDOW, by=("provider", "account"), grain="day")
+    monkeypatch.setattr(views, "report", _never)
+    kept = views.kept_report(engine, version, WINDOW, options, "", "")
+    assert kept == computed
+    assert kept.totals() == computed.totals()
+    assert kept.overlaps and all(isinstance(o.counted, billing.BillingSource) for o in kept.overlaps)
+    assert [o.describe() for o in kept.overlaps] == [o.describe() for o in computed.overlaps]
