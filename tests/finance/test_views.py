@@ -140,26 +140,24 @@ def test_every_budgets_figure_reads_back_equal(db_url):
         version = data_version(engine)
         settings = Settings()
         month = date(2026, 11, 1)
-        computed = (
-            views.forecast_rows(engine, version, DAY, "USD", "r"),
-            views.anomaly_scan(engine, version, settings, DAY - timedelta(days=30), DAY, "r"),
-            views.chargeback_month(engine, version, month, 0, "", "r"),
-            views.scope_status(engine, version, "provider", "openai", DAY, "USD", "r"),
-            views.reconciliation(engine, version, DAY - timedelta(days=10), DAY, D("0.01")),
-        )
-        with pytest.MonkeyPatch.context() as mp:  # from here on, only the kept rows can answer
-            mp.setattr(budgets, "budget_status", _never)
-            mp.setattr(budgets, "provider_forecasts", _never)
-            mp.setattr(views, "scan", _never)
-            mp.setattr(views.chargeback, "monthly_chargeback", _never)
-            mp.setattr(views, "reconcile", _never)
-            kept = (
+
+        def every_figure() -> tuple:
+            return (
                 views.forecast_rows(engine, version, DAY, "USD", "r"),
                 views.anomaly_scan(engine, version, settings, DAY - timedelta(days=30), DAY, "r"),
                 views.chargeback_month(engine, version, month, 0, "", "r"),
                 views.scope_status(engine, version, "provider", "openai", DAY, "USD", "r"),
                 views.reconciliation(engine, version, DAY - timedelta(days=10), DAY, D("0.01")),
             )
+
+        computed = every_figure()
+        with pytest.MonkeyPatch.context() as mp:  # from here on, only the kept rows can answer
+            mp.setattr(budgets, "budget_status", _never)
+            mp.setattr(budgets, "provider_forecasts", _never)
+            mp.setattr(views, "scan", _never)
+            mp.setattr(views.chargeback, "monthly_chargeback", _never)
+            mp.setattr(views, "reconcile", _never)
+            kept = every_figure()
         assert kept == computed
         spent, forecast, _notes = budgets.scope_forecast(engine, "provider", "openai", now=DAY + timedelta(hours=13))
         assert (computed[3].spent, computed[3].forecast) == (spent, forecast)  # the day's status is the minute's
