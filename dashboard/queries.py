@@ -239,6 +239,25 @@ def report_frame(
     return frame
 
 
+def overview_windows(today: datetime) -> tuple[Filters, Filters]:
+    """Overview's two windows: this and last month (at least 30 days) by day, and this month."""
+    tomorrow = today + DAY
+    month_start = today.replace(day=1)
+    prev_start = (month_start - DAY).replace(day=1)
+    span = Filters(since=min(prev_start, today - 29 * DAY), until=tomorrow)
+    return span, Filters(since=month_start, until=tomorrow)
+
+
+def overview_reads(today: datetime) -> list[tuple[Filters, dict[str, Any]]]:
+    """The reports Overview draws (its windows and ``report_frame`` options); the warmer reads them too."""
+    span, month = overview_windows(today)
+    return [
+        (span, {"by": ("provider",), "grain": "day"}),
+        (month, {"by": ("model",), "top": 10}),
+        (month, {"by": ("project",), "top": 10}),
+    ]
+
+
 def currencies(values: Any) -> list[str]:
     """The currencies among ``values``, the display currency first, then USD, then the rest."""
     found = sorted({str(c) for c in values if c})
@@ -894,6 +913,8 @@ def warm_budget_views() -> None:
     forecast_rows(day)
     scope_forecast("all", "", day, display_currency() or "USD")  # Overview's projection
     reconciliation(day - DAY * 29, day + DAY)  # the Reconciliation page's default 30 days
+    for window, kwargs in overview_reads(day):
+        report_frame(window, **kwargs)
     anomaly_scan(day - DAY * 30, day)
     chargeback_month(day.date().replace(day=1))
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from collector.core.windows import floor_day
 from collector.finance.forecast import METHOD as FORECAST_METHOD
-from collector.query.report import OTHER_LABEL, Filters
+from collector.query.report import OTHER_LABEL
 from dashboard import auth, charts, queries, ui
 
 DAY = timedelta(days=1)
@@ -41,13 +41,10 @@ def render() -> None:
     minute = now.replace(second=0, microsecond=0)  # budget and forecast reads are cached per minute
 
     # One grouped read covers every figure on the page but the top lists and the freshness.
-    span = Filters(since=min(prev_start, today - 29 * DAY), until=tomorrow)
-    month = Filters(since=month_start, until=tomorrow)
+    span, month = queries.overview_windows(today)
     fresh_since = today - queries.FRESHNESS_WINDOW
     queries.prefetch(
-        (queries.report_frame, (span,), {"by": ("provider",), "grain": "day"}),
-        (queries.report_frame, (month,), {"by": ("model",), "top": 10}),
-        (queries.report_frame, (month,), {"by": ("project",), "top": 10}),
+        *((queries.report_frame, (window,), kwargs) for window, kwargs in queries.overview_reads(today)),
         (queries.freshness_frame, (fresh_since,), {}),
         (queries.scope_forecast, ("all", "", minute, queries.display_currency() or "USD"), {}),
         (queries.budget_frame, (minute,), {}),
