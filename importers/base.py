@@ -41,6 +41,7 @@ from typing import IO, Any, ClassVar, cast
 from collector.core.cloud_billing import NO_TOKENS as NO_TOKENS
 from collector.core.cloud_billing import slug, token_direction, token_fields, unit_multiplier
 from collector.core.schema import InvariantError, UsageRecord
+from collector.core.store import RowColumns
 
 #: Errors collected per file before the import stops reading: enough to fix a file in one go.
 MAX_ISSUES = 50
@@ -60,6 +61,22 @@ END_RULE = "the end must be after the start (half-open window, design rule 2)"
 DAY = timedelta(days=1)
 
 RowMapper = Callable[[list[str]], UsageRecord | None]
+
+
+@dataclass
+class ColumnBatch:
+    """One Arrow batch mapped by a columnar mapper (``importers/columnar.py``)."""
+
+    #: Rows mapped column-wise (None when none was).
+    columns: RowColumns | None
+    #: Rows the columnar mapper handed to the row mapper (values it does not map itself).
+    records: list[UsageRecord]
+    #: Rows out of scope (non-AI services).
+    skipped: int
+
+
+#: From an Arrow record batch of string columns ``c0 .. cN`` to its mapped rows.
+BatchMapper = Callable[[Any], ColumnBatch]
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -707,6 +724,14 @@ class Importer(ABC):
     def row_mapper(self, cols: Columns, ctx: ImportContext) -> RowMapper:
         """A function from one row (with ``''`` appended for absent columns) to a record or None (skipped)."""
 
+    def columnar_mapper(self, cols: Columns, ctx: ImportContext) -> BatchMapper | None:
+        """A function from an Arrow batch of the file's cells to its rows, or None (row path only).
+
+        It must map every row exactly as :meth:`row_mapper` does, and raise
+        :class:`importers.columnar.ColumnarFallback` for anything it cannot.
+        """
+        return None
+
     def map_batch(
         self,
         mapper: RowMapper,
@@ -758,6 +783,8 @@ class Importer(ABC):
 __all__ = [
     "BATCH_ROWS",
     "MAX_ISSUES",
+    "BatchMapper",
+    "ColumnBatch",
     "Columns",
     "CsvFile",
     "FileFormatError",

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from collector.core.catalog import provider_id
 from collector.core.csvout import unescape_cell
 from collector.core.schema import TOKEN_FIELDS, UsageRecord
 from importers import _common
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 from importers.base import (
     END_RULE,
+    BatchMapper,
+    ColumnBatch,
     Columns,
     ImportContext,
     Importer,
@@ -234,141 +239,167 @@ class FocusImporter(Importer):
 
     def _generic_mapper(self, cols: Columns, ctx: ImportContext) -> RowMapper:
         """Any FOCUS file: tokens from ``ConsumedQuantity`` and the SKU meter's direction."""
-        i_cost, n_cost = cols.at("billed_cost"), cols.name("billed_cost")
-        i_eff, n_eff = cols.at("effective_cost"), cols.name("effective_cost")
-        i_start, n_start = cols.at("start"), cols.name("start")
-        i_end, n_end = cols.at("end"), cols.name("end")
-        i_cur, n_cur = cols.at("currency"), cols.name("currency")
-        i_service, i_category, i_provider = cols.at("service"), cols.at("category"), cols.at("provider")
-        i_account, i_sub, i_resource = cols.at("billing_account"), cols.at("sub_account"), cols.at("resource")
-        i_sku, i_meter, i_desc = cols.at("sku"), cols.at("meter"), cols.at("description")
-        i_qty, n_qty, i_unit = cols.at("quantity"), cols.name("quantity"), cols.at("unit")
-        i_cc, i_class, i_tags, i_model = (
-            cols.at("charge_category"),
-            cols.at("charge_class"),
-            cols.at("tags"),
-            cols.at("model"),
+        return _Generic(cols, ctx).mapper
+
+    def columnar_mapper(self, cols: Columns, ctx: ImportContext) -> BatchMapper | None:
+        """Map Arrow batches of any FOCUS file but this project's own export (which maps row by row)."""
+        if cols.has("x_input_tokens") and cols.has("x_provider"):
+            return None
+        return _Generic(cols, ctx).map_columns
+
+
+class _Generic:
+    """The mapping of any FOCUS row, shared by the row path and the columnar path.
+
+    Each derived value (the row's provider, its SKU's model and token direction, the unit's
+    multiplier) is a method the row mapper calls per row (with caches) and the columnar mapper
+    calls once per distinct combination of cells, so both paths compute every value with the
+    same code.
+    """
+
+    def __init__(self, cols: Columns, ctx: ImportContext) -> None:
+        self.cols, self.ctx = cols, ctx
+        self.keep_cache: dict[str, bool] = {}
+        self.provider_cache: dict[str, str] = {}
+        self.sku_cache: dict[str, tuple[str, str, str]] = {}
+        self.unit_cache: dict[str, tuple[int, str]] = {}
+        self.teams = _common.Memo(_common.team_from_tags)
+        self.fitted = _common.Memo(_common.fit)
+        self.variants = _common.Memo(lambda r: _common.fit("resource=" + r) if r else "")
+        self.i = {name: cols.at(name) for name in FocusImporter.columns}
+
+    def keep(self, category: str, service: str) -> bool:
+        """Whether a row of this category and service is an AI row to keep."""
+        key = category + "\x1f" + service
+        hit = self.keep_cache.get(key)
+        if hit is None:
+            hit = category.strip().lower() == AI_CATEGORY or service.strip().lower() in self.ctx.ai_services
+            self.keep_cache[key] = hit
+        return hit
+
+    def provider(self, pname: str, service: str) -> str:
+        """Our provider id for the row's provider and service names."""
+        key = pname + "\x1f" + service
+        hit = self.provider_cache.get(key)
+        if hit is None:
+            hit = self.provider_cache[key] = provider_for(pname, service)
+        return hit
+
+    def describe_sku(self, provider: str, sku: str, meter: str, desc: str, model_col: str) -> tuple[str, str, str]:
+        """``(model, token direction, line item)`` of a SKU."""
+        key = "\x1f".join((provider, sku, meter, desc, model_col))
+        hit = self.sku_cache.get(key)
+        if hit is None:
+            fit = _common.fit
+            text = meter or desc
+            model = fit(slug(model_col) if model_col else model_for(provider, meter, desc))
+            direction = token_direction(text) or token_direction(desc)
+            if direction == "cache_write" and "1h" in text.lower().replace(" ", ""):
+                direction = "cache_write_1h"
+            line_item = fit(" | ".join(p for p in (sku, meter) if p) or desc, _common.LINE_ITEM_LIMIT)
+            hit = (model, direction, line_item)
+            if len(self.sku_cache) > 50_000:
+                self.sku_cache.clear()
+            self.sku_cache[key] = hit
+        return hit
+
+    def charge(self, line_item: str, charge: str, charge_class: str) -> tuple[str, bool]:
+        """The line item with a non-usage charge category and a charge class appended; is it usage."""
+        usage_row = not charge or charge.lower() == USAGE
+        if not usage_row:
+            line_item = _common.fit(f"{line_item} | {charge}", _common.LINE_ITEM_LIMIT)
+        if charge_class:
+            line_item = _common.fit(f"{line_item} | {charge_class}", _common.LINE_ITEM_LIMIT)
+        return line_item, usage_row
+
+    def unit_of(self, unit: str) -> tuple[int, str]:
+        """``(multiplier, base unit)`` of a ``ConsumedUnit``."""
+        hit = self.unit_cache.get(unit)
+        if hit is None:
+            hit = unit_multiplier(unit)
+            self.unit_cache[unit] = hit
+        return hit
+
+    def mapper(self, row: list[str]) -> UsageRecord | None:
+        """One row to its record (None when it is not an AI row)."""
+        cols, ctx, i = self.cols, self.ctx, self.i
+        service = row[i["service"]]
+        if not ctx.keep_all and not self.keep(row[i["category"]], service):
+            return None
+        n_end = cols.name("end")
+        start: datetime = ctx.when(row[i["start"]], cols.name("start"))
+        end: datetime = ctx.when(row[i["end"]], n_end)
+        if end <= start:
+            raise RowError(n_end, row[i["end"]], END_RULE)
+        i_cost, n_cost = i["billed_cost"], cols.name("billed_cost")
+        cost = ctx.money(row[i_cost], n_cost)
+        cur = ctx.currency(row[i["currency"]], cols.name("currency"))
+        provider = self.provider(row[i["provider"]], service)
+        model, direction, line_item = self.describe_sku(
+            provider, row[i["sku"]], row[i["meter"]], row[i["description"]], row[i["model"]]
         )
-        keep_all, ai_services = ctx.keep_all, ctx.ai_services
-        account_override, source_ref = ctx.account, ctx.source_ref
-        when, decimal, money, currency = ctx.when, ctx.decimal, ctx.money, ctx.currency
-        keep_cache: dict[str, bool] = {}
-        provider_cache: dict[str, str] = {}
-        sku_cache: dict[str, tuple[str, str, str]] = {}
-        unit_cache: dict[str, tuple[int, str]] = {}
-        currency_cache: dict[str, str] = {}
-        teams = _common.Memo(_common.team_from_tags)
-        fit = _common.fit
-        fitted = _common.Memo(fit)
-        variants = _common.Memo(lambda r: fit("resource=" + r) if r else "")
-
-        def keep(category: str, service: str) -> bool:
-            key = category + "\x1f" + service
-            hit = keep_cache.get(key)
-            if hit is None:
-                hit = category.strip().lower() == AI_CATEGORY or service.strip().lower() in ai_services
-                keep_cache[key] = hit
-            return hit
-
-        def describe_sku(provider: str, sku: str, meter: str, desc: str, model_col: str) -> tuple[str, str, str]:
-            key = "\x1f".join((provider, sku, meter, desc, model_col))
-            hit = sku_cache.get(key)
-            if hit is None:
-                text = meter or desc
-                model = fit(slug(model_col) if model_col else model_for(provider, meter, desc))
-                direction = token_direction(text) or token_direction(desc)
-                if direction == "cache_write" and "1h" in text.lower().replace(" ", ""):
-                    direction = "cache_write_1h"
-                line_item = fit(" | ".join(p for p in (sku, meter) if p) or desc, _common.LINE_ITEM_LIMIT)
-                hit = (model, direction, line_item)
-                if len(sku_cache) > 50_000:
-                    sku_cache.clear()
-                sku_cache[key] = hit
-            return hit
-
-        def unit_of(unit: str) -> tuple[int, str]:
-            hit = unit_cache.get(unit)
-            if hit is None:
-                hit = unit_multiplier(unit)
-                unit_cache[unit] = hit
-            return hit
-
-        def mapper(row: list[str]) -> UsageRecord | None:
-            service = row[i_service]
-            if not keep_all and not keep(row[i_category], service):
-                return None
-            start: datetime = when(row[i_start], n_start)
-            end: datetime = when(row[i_end], n_end)
-            if end <= start:
-                raise RowError(n_end, row[i_end], END_RULE)
-            cost = money(row[i_cost], n_cost)
-            raw_cur = row[i_cur]
-            cur = currency_cache.get(raw_cur)
-            if cur is None:
-                cur = currency_cache[raw_cur] = currency(raw_cur, n_cur)
-            pname = row[i_provider]
-            provider = provider_cache.get(pname + "\x1f" + service)
-            if provider is None:
-                provider = provider_cache[pname + "\x1f" + service] = provider_for(pname, service)
-            model, direction, line_item = describe_sku(provider, row[i_sku], row[i_meter], row[i_desc], row[i_model])
-            charge = row[i_cc]
-            usage_row = not charge or charge.lower() == USAGE
-            if not usage_row:
-                line_item = fit(f"{line_item} | {charge}", _common.LINE_ITEM_LIMIT)
-            if row[i_class]:
-                line_item = fit(f"{line_item} | {row[i_class]}", _common.LINE_ITEM_LIMIT)
-            tokens = [0, 0, 0, 0, 0]
-            requests = 0
-            quantity = Decimal(0)
-            q_unit = ""
-            qty_text = row[i_qty]
-            if qty_text and usage_row:
-                mult, base = unit_of(row[i_unit])
-                if direction and "token" in base:
-                    if mult == 1 and qty_text.isdigit() and len(qty_text) < 16:
-                        n = int(qty_text)  # the common case, without a Decimal
-                    else:
-                        qty = decimal(qty_text, n_qty)
-                        n = ctx.tokens(qty, mult, n_qty, qty_text) if qty >= 0 else -1
-                    if n >= 0:
-                        for slot in SLOTS[direction]:
-                            tokens[slot] = n
-                    else:  # negative token quantities (usage reversals) stay a quantity
-                        quantity, q_unit = decimal(str(qty * mult), n_qty), base[:32]
+        line_item, usage_row = self.charge(line_item, row[i["charge_category"]], row[i["charge_class"]])
+        tokens = [0, 0, 0, 0, 0]
+        requests = 0
+        quantity = Decimal(0)
+        q_unit = ""
+        qty_text = row[i["quantity"]]
+        n_qty = cols.name("quantity")
+        decimal = ctx.decimal
+        if qty_text and usage_row:
+            mult, base = self.unit_of(row[i["unit"]])
+            if direction and "token" in base:
+                if mult == 1 and qty_text.isdigit() and len(qty_text) < 16:
+                    n = int(qty_text)  # the common case, without a Decimal
                 else:
                     qty = decimal(qty_text, n_qty)
-                    if base.startswith(("request", "call")) and qty >= 0 and qty == qty.to_integral_value():
-                        requests = ctx.count(str(qty * mult), n_qty)
-                    elif qty:
-                        quantity, q_unit = decimal(str(qty * mult), n_qty), (base or "units")[:32]
-            details = ""
-            if i_eff >= 0 and row[i_eff] and row[i_eff] != row[i_cost]:
-                details = '{"effective_cost": "%s"}' % money(row[i_eff], n_eff)  # noqa: UP031
-            return UsageRecord(
-                provider=provider,
-                source="csv",
-                kind="focus",
-                bucket_start=start,
-                bucket_end=end,
-                account=account_override or fitted[row[i_account]],
-                project=fitted[row[i_sub]],
-                model=model,
-                line_item=line_item,
-                variant=variants[row[i_resource]],
-                team=teams[row[i_tags]],
-                input_tokens=tokens[0],
-                cache_read_tokens=tokens[1],
-                cache_write_5m_tokens=tokens[2],
-                cache_write_1h_tokens=tokens[3],
-                output_tokens=tokens[4],
-                requests=requests,
-                quantity=quantity,
-                quantity_unit=q_unit,
-                cost=cost,
-                currency=cur,
-                basis="billed",
-                source_ref=source_ref,
-                details=details,
-            )
+                    n = ctx.tokens(qty, mult, n_qty, qty_text) if qty >= 0 else -1
+                if n >= 0:
+                    for slot in SLOTS[direction]:
+                        tokens[slot] = n
+                else:  # negative token quantities (usage reversals) stay a quantity
+                    quantity, q_unit = decimal(str(qty * mult), n_qty), base[:32]
+            else:
+                qty = decimal(qty_text, n_qty)
+                if base.startswith(("request", "call")) and qty >= 0 and qty == qty.to_integral_value():
+                    requests = ctx.count(str(qty * mult), n_qty)
+                elif qty:
+                    quantity, q_unit = decimal(str(qty * mult), n_qty), (base or "units")[:32]
+        return UsageRecord(
+            provider=provider,
+            source="csv",
+            kind="focus",
+            bucket_start=start,
+            bucket_end=end,
+            account=ctx.account or self.fitted[row[i["billing_account"]]],
+            project=self.fitted[row[i["sub_account"]]],
+            model=model,
+            line_item=line_item,
+            variant=self.variants[row[i["resource"]]],
+            team=self.teams[row[i["tags"]]],
+            input_tokens=tokens[0],
+            cache_read_tokens=tokens[1],
+            cache_write_5m_tokens=tokens[2],
+            cache_write_1h_tokens=tokens[3],
+            output_tokens=tokens[4],
+            requests=requests,
+            quantity=quantity,
+            quantity_unit=q_unit,
+            cost=cost,
+            currency=cur,
+            basis="billed",
+            source_ref=ctx.source_ref,
+            details=self.details(row[i["effective_cost"]], row[i_cost]),
+        )
 
-        return mapper
+    def details(self, effective: str, billed: str) -> str:
+        """``details`` JSON holding ``EffectiveCost`` when it differs from ``BilledCost``."""
+        if not effective or effective == billed or not self.cols.has("effective_cost"):
+            return ""
+        return '{"effective_cost": "%s"}' % self.ctx.money(effective, self.cols.name("effective_cost"))  # noqa: UP031
+
+    def map_columns(self, batch: pa.RecordBatch) -> ColumnBatch:
+        """An Arrow batch of string cells to its records as columns (see :mod:`importers.focus_columns`)."""
+        from importers.focus_columns import map_batch
+
+        return map_batch(self, batch)

@@ -21,19 +21,31 @@ import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from collector.core.ingest import NO_HOOKS, Hooks, MergeError, add, ingest, prepare
+from collector.core.ingest import (
+    NO_HOOKS,
+    CanonicalNames,
+    Hooks,
+    MergeError,
+    add,
+    ingest,
+    ingest_columns,
+    named_columns,
+    prepare,
+)
 from collector.core.schema import UsageRecord
 from collector.core.settings import Settings, get_settings
-from collector.core.store import AmountOverflow
+from collector.core.sqltypes import MONEY_SCALE
+from collector.core.store import DAY_SECONDS, AmountOverflow, RowColumns, UpsertResult
 from collector.query.billing import (
     BillingSource,
     DayBill,
@@ -47,6 +59,8 @@ from collector.query.billing import (
 from importers import detect, get_importer
 from importers.base import (
     BATCH_ROWS,
+    BatchMapper,
+    CsvFile,
     FileFormatError,
     ImportContext,
     Importer,
@@ -55,6 +69,7 @@ from importers.base import (
     TableFile,
     open_table,
 )
+from importers.columnar import ColumnarCsv, ColumnarFallback
 from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
 
 #: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
@@ -104,6 +119,8 @@ class ImportResult:
     bills: dict[tuple[str, str, date], DayBill] = field(default_factory=dict, repr=False)
     #: Account-days this file and another billed source both bill, and which one counts.
     overlaps: list[Overlap] = field(default_factory=list)
+    #: Whether the rows were read column-wise (``importers/columnar.py``) rather than row by row.
+    columnar: bool = False
 
     @property
     def ok(self) -> bool:
@@ -256,6 +273,19 @@ class _Run:
         if not ctx.issues:
             yield from pending.values()
 
+    def write(self, conn: Connection) -> UpsertResult:
+        """Ingest the file's records in the caller's transaction."""
+        written = ingest(conn, self.records(), on_record=self.tally)
+        ingest(conn, self.late_records(), additive=True, on_record=self.tally_late)
+        return written
+
+    def dry(self) -> None:
+        """Name, price and total the file's records without writing them."""
+        for _ in prepare(self.records(), self.tally):
+            pass
+        for _ in prepare(self.late_records(), self.tally_late):
+            pass
+
     def late_records(self) -> list[UsageRecord]:
         """Rows whose key an earlier batch already wrote: they are added to that row."""
         return list(self.late.values())
@@ -293,6 +323,142 @@ class _Run:
             result.period_end = rec.bucket_end
 
 
+class _ColumnarRun(_Run):
+    """The same run over Arrow batches mapped column-wise (``importers/columnar.py``).
+
+    Rows are written as :class:`RowColumns` through :func:`ingest_columns`. Rows of one file that
+    share a natural key (summed by the row path) raise :class:`ColumnarFallback`, like any value
+    the columnar mapper cannot map: the import then runs again on the row path.
+    """
+
+    def __init__(
+        self,
+        importer: Importer,
+        csv_file: TableFile,
+        ctx: ImportContext,
+        result: ImportResult,
+        reader: ColumnarCsv,
+        mapper: BatchMapper,
+    ) -> None:
+        super().__init__(importer, csv_file, ctx, result)
+        self.reader, self.mapper = reader, mapper
+        self.keys: set[bytes] = set()
+        result.columnar = True
+
+    def batches(self) -> Iterator[RowColumns]:
+        """The file's rows as columns, batch by batch; every key distinct."""
+        result, keys = self.result, self.keys
+        max_rows = self.csv.limits.max_rows
+        for batch in self.reader.batches():
+            result.rows_read += batch.num_rows
+            if max_rows and result.rows_read > max_rows:
+                raise ColumnarFallback("more rows than the limit")
+            mapped = self.mapper(batch)
+            result.skipped += mapped.skipped
+            parts = [mapped.columns, RowColumns.from_records(mapped.records) if mapped.records else None]
+            for part in parts:
+                if part is None:
+                    continue
+                before = len(keys)
+                keys.update(part.keys)
+                if len(keys) - before != part.size:
+                    raise ColumnarFallback("rows that share a natural key")
+                yield part
+        result.rows_read += self.reader.blank_rows
+        if max_rows and result.rows_read > max_rows:
+            raise ColumnarFallback("more rows than the limit")
+
+    def write(self, conn: Connection) -> UpsertResult:
+        """Ingest the file's columns in the caller's transaction."""
+        return ingest_columns(conn, self.batches(), on_batch=self.tally_columns)
+
+    def dry(self) -> None:
+        """Name and total the file's columns without writing them."""
+        names = CanonicalNames()
+        for batch in self.batches():
+            self.tally_columns(named_columns(batch, names))
+
+    def tally_columns(self, batch: RowColumns) -> None:
+        """Count a named batch in the result's totals, as :meth:`tally` counts each of its records."""
+        result = self.result
+        n = batch.size
+        starts = batch.start_ts
+        days = [t - t % DAY_SECONDS for t in starts]
+        cost = batch.cost if isinstance(batch.cost, list) else [batch.cost] * n
+        # Money is summed as decimals: a batch of scaled 64-bit integers could overflow.
+        table = pa.table(
+            {
+                "provider": list(batch.column("provider")),
+                "model": list(batch.column("model")),
+                "account": list(batch.column("account")),
+                "currency": list(batch.column("currency")),
+                "source": list(batch.column("source")),
+                "kind": list(batch.column("kind")),
+                "basis": list(batch.column("basis")),
+                "day": pa.array(days, pa.int64()),
+                "input": pa.array(list(batch.column("input_tokens")), pa.int64()),
+                "output": pa.array(list(batch.column("output_tokens")), pa.int64()),
+                "requests": pa.array(list(batch.column("requests")), pa.int64()),
+                "cost": pa.array(cost, pa.int64()).cast(pa.decimal128(38, 0)),
+            }
+        )
+        keys = ["provider", "model", "account", "currency", "source", "kind", "basis", "day"]
+        sums = [(name, "sum") for name in ("input", "output", "requests", "cost")]
+        groups = table.group_by(keys).aggregate([*sums, ("cost", "count"), ("input", "count")])
+        for g in groups.to_pylist():
+            t = result.totals.get((g["provider"], g["model"]))
+            if t is None:
+                t = result.totals[(g["provider"], g["model"])] = Totals()
+            rows = g["input_count"]
+            t.records += rows
+            result.records += rows
+            t.input_tokens += g["input_sum"]
+            t.output_tokens += g["output_sum"]
+            t.requests += g["requests_sum"]
+            t.unpriced += rows - g["cost_count"]
+            if g["cost_count"]:
+                amount = Decimal(g["cost_sum"]).scaleb(-MONEY_SCALE)
+                key = (g["basis"], g["currency"])
+                t.cost[key] = t.cost.get(key, Decimal(0)) + amount
+                if g["basis"] == "billed":
+                    group = _Group(g["provider"], g["account"], g["currency"], amount)
+                    day = datetime.fromtimestamp(g["day"], UTC).date()
+                    add_money(result.bills, group, BillingSource(g["source"], g["kind"]), day)
+            result.accounts.add(g["account"])
+        first = datetime.fromtimestamp(min(starts), UTC)
+        last = datetime.fromtimestamp(max(batch.end_ts), UTC)
+        if result.period_start is None or first < result.period_start:
+            result.period_start = first
+        if result.period_end is None or last > result.period_end:
+            result.period_end = last
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One group's billed money, shaped as :func:`add_money` reads a record."""
+
+    provider: str
+    account: str
+    currency: str
+    cost: Decimal
+
+
+def _columnar_run(
+    importer: Importer, csv_file: TableFile, fp: IO[bytes], ctx: ImportContext, result: ImportResult
+) -> _ColumnarRun | None:
+    """A columnar run when the importer maps Arrow batches and the file is a CSV Arrow reads alike."""
+    if not isinstance(csv_file, CsvFile):
+        return None
+    mapper = importer.columnar_mapper(importer.bind(csv_file.header), ctx)
+    if mapper is None:
+        return None
+    try:
+        reader = ColumnarCsv(csv_file, fp)
+    except ColumnarFallback:
+        return None
+    return _ColumnarRun(importer, csv_file, ctx, result, reader, mapper)
+
+
 # -- the public API -----------------------------------------------------------------------------
 
 
@@ -309,6 +475,7 @@ def import_file(
     name: str | None = None,
     force: bool = False,
     hooks: Hooks = NO_HOOKS,
+    columnar: bool = True,
 ) -> ImportResult:
     """Import one billing export, whole or not at all.
 
@@ -326,6 +493,8 @@ def import_file(
         force: import even if the same bytes were imported before (e.g. with other options);
             rows are upserted by natural key, so nothing is counted twice.
         hooks: what the application runs after the rows were stored (budget evaluation).
+        columnar: read the file with the columnar reader when its importer and shape allow
+            (``False``: always row by row; the stored rows are the same either way).
 
     Returns:
         The result: status ``imported``, ``duplicate``, ``dry_run`` or ``failed`` (then ``issues``
@@ -366,12 +535,26 @@ def import_file(
             return _refuse(engine, result, ctx, "", account, who, dry_run)
         result.importer = chosen.name
         ctx.decimal_comma = csv_file.decimal_comma
-        run = _Run(chosen, csv_file, ctx, result)
-        if dry_run:
-            return _dry_run(run, result, ctx, csv_file, engine)
-        assert engine is not None
-        result = _write(engine, run, result, ctx, csv_file, account, who)
+        fresh = (replace(result), replace(ctx, issues=[], _dates={}))
+        run: _Run | None = _columnar_run(chosen, csv_file, fp, ctx, result) if columnar else None
+        if run is not None:
+            try:
+                if dry_run:
+                    return _dry_run(run, result, ctx, csv_file, engine)
+                assert engine is not None
+                result = _write(engine, run, result, ctx, csv_file, account, who)
+            except ColumnarFallback:
+                run = None  # nothing was written: the attempt's transaction rolled back
+                result, ctx = replace(fresh[0]), replace(fresh[1], issues=[], _dates={})
+                csv_file = open_table(fp, display, limits(settings))
+        if run is None:
+            run = _Run(chosen, csv_file, ctx, result)
+            if dry_run:
+                return _dry_run(run, result, ctx, csv_file, engine)
+            assert engine is not None
+            result = _write(engine, run, result, ctx, csv_file, account, who)
     if result.status == IMPORTED:
+        assert engine is not None
         hooks.ingested(engine, settings)
     return result
 
@@ -380,10 +563,7 @@ def _dry_run(
     run: _Run, result: ImportResult, ctx: ImportContext, csv_file: TableFile, engine: Engine | None
 ) -> ImportResult:
     try:
-        for _ in prepare(run.records(), run.tally):
-            pass
-        for _ in prepare(run.late_records(), run.tally_late):
-            pass
+        run.dry()
     except FileFormatError as exc:
         ctx.issue(exc.line, exc.column, exc.value, exc.rule)
     _check_not_empty(result, ctx, csv_file)
@@ -415,8 +595,7 @@ def _write(
             file_id = int(pk[0])
             ctx.source_ref = f"file:{file_id}"
             try:
-                written = ingest(conn, run.records(), on_record=run.tally)
-                ingest(conn, run.late_records(), additive=True, on_record=run.tally_late)
+                written = run.write(conn)
                 result.unchanged = written.records - written.changed
             except FileFormatError as exc:
                 ctx.issue(exc.line, exc.column, exc.value, exc.rule)

@@ -34,7 +34,7 @@ from collector.core.model_ids import canonical_model
 from collector.core.pricing import estimate, wants_estimate
 from collector.core.schema import RECORD_FIELDS, TOKEN_FIELDS, InvariantError, UsageRecord
 from collector.core.settings import Settings
-from collector.core.store import USAGE, UpsertResult, upsert
+from collector.core.store import USAGE, RowColumns, UpsertResult, upsert, upsert_columns
 
 AfterIngest = Callable[[Engine, Settings], None]
 OnRecord = Callable[[UsageRecord], None]
@@ -195,6 +195,64 @@ def ingest(
     return upsert(conn, stream, batch_size=batch_size, now=now)
 
 
+class CanonicalNames(dict[tuple[str, str], str]):
+    """Canonical model ids per (provider, raw id), looked up once per distinct pair."""
+
+    def __missing__(self, key: tuple[str, str]) -> str:
+        value = self[key] = canonical_model(*key)
+        return value
+
+
+def named_columns(batch: RowColumns, names: dict[tuple[str, str], str] | None = None) -> RowColumns:
+    """The batch with each row's ``model`` set to its canonical id, as :func:`named` does per record.
+
+    A row without a model keeps ``''``; ``model_raw`` (in the key) stays the source's own id.
+    """
+    names = names if names is not None else CanonicalNames()
+    values = batch.values
+    provider, raw, model = values["provider"], values["model_raw"], values["model"]
+    if not any(isinstance(v, list) for v in (provider, raw, model)):
+        canonical: Any = names[provider, raw] if model else model
+    else:
+        pairs = zip(batch.column("provider"), batch.column("model_raw"), batch.column("model"), strict=False)
+        canonical = [names[p, r] if m else m for p, r, m in pairs]
+    return replace(batch, values={**values, "model": canonical})
+
+
+def ingest_columns(
+    conn: Connection,
+    batches: Iterable[RowColumns],
+    *,
+    on_batch: Callable[[RowColumns], None] | None = None,
+    now: datetime | None = None,
+) -> UpsertResult:
+    """:func:`ingest` for records held as columns (the columnar importers' bulk path).
+
+    Each batch is named like a record (canonical model ids) and upserted; none is priced here,
+    so every row must carry its money already (billed or estimated), which a caller checks
+    before choosing this path.
+
+    Args:
+        conn: an open connection inside a transaction.
+        batches: validated columns whose keys are distinct from each other and from every
+            earlier batch (nothing is summed here).
+        on_batch: called with each named batch (an import's running totals).
+        now: the ``updated_at`` stamp (tests).
+    """
+    names = CanonicalNames()
+
+    def stream() -> Iterator[RowColumns]:
+        for batch in batches:
+            if batch.cost is None or (isinstance(batch.cost, list) and None in batch.cost):
+                raise ValueError("ingest_columns takes rows that carry their money; price the others as records")
+            named_batch = named_columns(batch, names)
+            if on_batch is not None:
+                on_batch(named_batch)
+            yield named_batch
+
+    return upsert_columns(conn, stream(), now=now)
+
+
 def ingest_records(engine: Engine, records: Iterable[UsageRecord], **kwargs: Any) -> UpsertResult:
     """:func:`ingest` in a transaction of its own."""
     with engine.begin() as conn:
@@ -204,13 +262,16 @@ def ingest_records(engine: Engine, records: Iterable[UsageRecord], **kwargs: Any
 __all__ = [
     "NO_HOOKS",
     "AfterIngest",
+    "CanonicalNames",
     "Hooks",
     "MergeError",
     "add",
     "combine",
     "ingest",
+    "ingest_columns",
     "ingest_records",
     "named",
+    "named_columns",
     "prepare",
     "priced",
 ]

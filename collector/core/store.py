@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import operator
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from decimal import Decimal
+from itertools import islice, repeat
 from typing import Any
 
 from sqlalchemy import BigInteger, Table, bindparam, delete, func, select, text, type_coerce
@@ -38,7 +39,7 @@ from collector.core.schema import (
     UsageRecord,
     UsageRow,
 )
-from collector.core.sqltypes import MAX_MONEY, UTCDateTime
+from collector.core.sqltypes import MAX_MONEY, MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
 
 DAY_SECONDS = 86_400
 USAGE: Table = UsageRow.__table__  # type: ignore[attr-defined]
@@ -239,19 +240,148 @@ def upsert(
     for batch in _batches(records, batch_size):
         batch_touched: set[tuple[int, str, str, str, str]] = set()
         params = writer.rows(batch, stamp, batch_touched)
-        if stage is not None and len(params) >= COPY_MIN_ROWS:
-            written = stage.write(params)
-        else:
-            cursor.executemany(writer.sql, params)
-            written = cursor.rowcount
-        result.records += len(batch)
-        result.changed += written
-        if written:  # a batch that changed nothing leaves its rollups as they are
-            touched |= batch_touched
+        _execute(cursor, writer, stage, params, batch_touched, touched, result)
+    _finish(conn, touched, result)
+    return result
+
+
+def _execute(
+    cursor: Any,
+    writer: _Writer,
+    stage: _Stage | None,
+    params: list[Any],
+    batch_touched: set[tuple[int, str, str, str, str]],
+    touched: set[tuple[int, str, str, str, str]],
+    result: UpsertResult,
+) -> None:
+    """Write one batch of parameter tuples; its rollup slices count only if it changed a row."""
+    if stage is not None and len(params) >= COPY_MIN_ROWS:
+        written = stage.write(params)
+    else:
+        cursor.executemany(writer.sql, params)
+        written = cursor.rowcount
+    result.records += len(params)
+    result.changed += written
+    if written:  # a batch that changed nothing leaves its rollups as they are
+        touched |= batch_touched
+
+
+def _finish(conn: Connection, touched: set[tuple[int, str, str, str, str]], result: UpsertResult) -> None:
+    """Rebuild the rollup slices the written batches touched."""
     started = time.perf_counter()
     result.days = {t[0] for t in touched}
     refresh_slices(conn, touched)
     result.rollup_seconds = time.perf_counter() - started
+
+
+@dataclass
+class RowColumns:
+    """Validated, named and priced records held as columns: the bulk write of columnar importers.
+
+    What a list of :class:`UsageRecord` would hold, one list per field, for readers that build
+    columns directly (``importers/columnar.py``) and would otherwise build a record per row only
+    to take it apart again here. Whoever builds one guarantees what ``UsageRecord`` checks (the
+    schema's rules); :meth:`from_records` builds one from records that checked themselves.
+
+    Attributes:
+        size: the number of rows.
+        values: every field of :data:`RECORD_FIELDS` except the bucket, ``cost`` and ``quantity``:
+            a list of ``size`` values, or one value every row shares.
+        start_ts: each row's ``bucket_start`` in epoch seconds (whole seconds: a bucket starts on one).
+        end_ts: each row's ``bucket_end`` likewise.
+        cost: money as integers of ``10**-MONEY_SCALE`` (exact; ``None`` for unpriced), list or shared.
+        quantity: quantities as integers of ``10**-QUANTITY_SCALE``, list or shared.
+        keys: each row's ``record_key`` (:attr:`UsageRecord.record_key` of the same fields).
+    """
+
+    size: int
+    values: dict[str, Any]
+    start_ts: list[int]
+    end_ts: list[int]
+    cost: list[int | None] | int | None
+    quantity: list[int] | int
+    keys: list[bytes]
+
+    def column(self, name: str) -> Iterable[Any]:
+        """The field's values, one per row (a shared value repeated)."""
+        value = self.values[name]
+        return value if isinstance(value, list) else repeat(value, self.size)
+
+    @classmethod
+    def from_records(cls, records: Sequence[UsageRecord]) -> RowColumns:
+        """The columns of records built (and so validated) one by one."""
+        skip = {"bucket_start", "bucket_end", "cost", "quantity"}
+        money = ScaledDecimal(MONEY_SCALE).fast_bind(_SQLITE)
+        amount = ScaledDecimal(QUANTITY_SCALE).fast_bind(_SQLITE)
+        assert money is not None and amount is not None
+        return cls(
+            size=len(records),
+            values={name: [getattr(r, name) for r in records] for name in RECORD_FIELDS if name not in skip},
+            start_ts=[r._start_ts for r in records],
+            end_ts=[r._end_ts for r in records],
+            cost=[money(r.cost) for r in records],
+            quantity=[amount(r.quantity) for r in records],
+            keys=[r.record_key for r in records],
+        )
+
+
+_SQLITE = sqlite.dialect()
+
+
+def _scaled_to_decimal(scale: int) -> Callable[[int | None], Decimal | None]:
+    def to_decimal(value: int | None) -> Decimal | None:
+        return None if value is None else Decimal(value).scaleb(-scale)
+
+    return to_decimal
+
+
+def _column_params(writer: _Writer, batch: RowColumns, now: datetime) -> list[Any]:
+    """Parameter tuples in the writer's column order, built column-wise."""
+    epoch = writer.dialect.name == "sqlite"
+    n = batch.size
+    seqs: list[Iterable[Any]] = []
+    for name in writer.columns:
+        if name == "record_key":
+            seqs.append(batch.keys)
+        elif name in ("bucket_start", "bucket_end"):
+            ts = batch.start_ts if name == "bucket_start" else batch.end_ts
+            if epoch:
+                seqs.append(ts)
+            else:
+                cache: dict[int, datetime] = {}
+                seqs.append([cache.get(t) or cache.setdefault(t, datetime.fromtimestamp(t, UTC)) for t in ts])
+        elif name in ("cost", "quantity"):
+            scaled = batch.cost if name == "cost" else batch.quantity
+            if not epoch:
+                convert = _scaled_to_decimal(MONEY_SCALE if name == "cost" else QUANTITY_SCALE)
+                scaled = [convert(v) for v in scaled] if isinstance(scaled, list) else convert(scaled)  # type: ignore[assignment]
+            seqs.append(scaled if isinstance(scaled, list) else repeat(scaled, n))
+        elif name in ("ingested_at", "updated_at"):
+            seqs.append(repeat(writer.stamp(now) if writer.stamp else now, n))
+        else:
+            seqs.append(batch.column(name))
+    return list(zip(*seqs, strict=False))  # shared values are endless repeats
+
+
+def upsert_columns(conn: Connection, batches: Iterable[RowColumns], *, now: datetime | None = None) -> UpsertResult:
+    """:func:`upsert` for records held as columns: the same statement, rows and rollup rebuild.
+
+    Rows are written exactly as :func:`upsert` writes the records they stand for (a test
+    imports one file both ways, on SQLite and PostgreSQL, and compares every stored row).
+    """
+    writer = _writer(conn.dialect)
+    stamp = now or datetime.now(UTC)
+    result = UpsertResult()
+    cursor = conn.connection.cursor()
+    touched: set[tuple[int, str, str, str, str]] = set()
+    stage = _Stage(cursor, writer) if conn.dialect.name == "postgresql" and hasattr(cursor, "copy") else None
+    for batch in batches:
+        if not batch.size:
+            continue
+        days = [t - t % DAY_SECONDS for t in batch.start_ts]
+        batch_touched = set(zip(days, *(batch.column(name) for name in _SLICE), strict=False))
+        _execute(cursor, writer, stage, _column_params(writer, batch, stamp), batch_touched, touched, result)
+    _finish(conn, touched, result)
     return result
 
 
@@ -578,6 +708,7 @@ __all__ = [
     "USAGE_DAILY",
     "USAGE_HOURLY",
     "AmountOverflow",
+    "RowColumns",
     "UpsertResult",
     "bump_data_version",
     "data_version",
@@ -587,5 +718,6 @@ __all__ = [
     "refresh_hourly",
     "refresh_slices",
     "upsert",
+    "upsert_columns",
     "upsert_records",
 ]

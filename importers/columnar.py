@@ -1,0 +1,218 @@
+"""Read a CSV export column by column with ``pyarrow.csv``, streaming record batches.
+
+The row reader (:class:`importers.base.CsvFile`) decodes, splits and validates every cell in
+Python, which costs more than the whole database write of the row. This reader lets Arrow's C++
+parser split the file into batches of string columns, and importers that can map a batch
+column-wise (:meth:`importers.base.Importer.columnar_mapper`) work on those columns: each
+distinct string (a timestamp, a SKU, a currency) goes through the same Python function the row
+path calls, once, and the per-row work left is a few C-level array operations.
+
+It reads only files it reads exactly as the row path would: UTF-8 text, no blank lines but
+trailing ones, no lone carriage returns, no NUL characters, every row as wide as the header,
+lines within the length limit. Anything else, and any cell the columnar mapper cannot prove it
+maps exactly as the row mapper does (a bad value, an unusual number), raises
+:class:`ColumnarFallback`; the import then starts again on the row path, which reports the
+file's real line numbers (quoted newlines included), collects up to 50 problems, and writes
+nothing from the columnar attempt (the attempt's transaction is rolled back).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from importers.base import CsvFile, _Bounded
+
+#: Encodings Arrow reads natively (the BOM of ``utf-8-sig`` sits before the header, skipped here).
+ENCODINGS = ("utf-8", "utf-8-sig")
+#: Bytes Arrow parses per block: rows longer than this make Arrow fail, and the row path reports them.
+BLOCK_BYTES = 4 * 1024 * 1024
+
+
+class ColumnarFallback(Exception):
+    """This file or batch cannot be read column-wise exactly as the row path reads it."""
+
+
+class _Watched(io.RawIOBase):
+    """The raw bytes after the header, checked for what Arrow reads differently from ``csv.reader``.
+
+    ``csv.reader`` yields an empty row for a blank line (counted in ``rows_read``), and splits
+    lines on a lone carriage return too; Arrow skips blank lines silently. Blank lines at the very
+    end of a file are counted here (:attr:`trailing_blanks`); a blank line anywhere else, or a lone
+    carriage return, raises :class:`ColumnarFallback` (through Arrow, which re-raises it on read).
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        #: ``\n`` in the current run of line-break bytes (the header's own ends the first run).
+        self.run = 1
+        self.pending_cr = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.stream.read(len(buffer))
+        if data:
+            self._check(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _check(self, data: bytes) -> None:
+        lone = data.count(b"\r") - data.count(b"\r\n")
+        if data.endswith(b"\r"):
+            lone -= 1
+        if self.pending_cr and not data.startswith(b"\n"):
+            lone += 1
+        self.pending_cr = data.endswith(b"\r")
+        if lone:
+            raise ColumnarFallback("a lone carriage return")
+        body = data.rstrip(b"\r\n")
+        if not body:
+            self.run += data.count(b"\n")
+            return
+        lead = len(data) - len(data.lstrip(b"\r\n"))
+        if self.run + data[:lead].count(b"\n") > 1 or b"\n\n" in body or b"\n\r\n" in body:
+            raise ColumnarFallback("a blank line inside the file")
+        self.run = data[len(body) :].count(b"\n")
+
+    @property
+    def trailing_blanks(self) -> int:
+        """Blank lines after the last row (each an empty row to ``csv.reader``)."""
+        return max(self.run - 1, 0)
+
+
+class ColumnarCsv:
+    """A CSV file already opened by :class:`CsvFile`, read again as Arrow record batches.
+
+    Args:
+        csv_file: the opened file (its header, delimiter, encoding and limits are reused).
+        fp: the same binary file object.
+
+    Raises:
+        ColumnarFallback: the file's encoding or the lines before its header are not read
+            the same way by Arrow.
+    """
+
+    def __init__(self, csv_file: CsvFile, fp: IO[bytes]) -> None:
+        if csv_file.encoding not in ENCODINGS:
+            raise ColumnarFallback(f"encoding {csv_file.encoding}")
+        self.file = csv_file
+        self.fp = fp
+        self.width = len(csv_file.header)
+        #: Rows that ``csv.reader`` yields besides data rows (whitespace-only and trailing blank lines).
+        self.blank_rows = 0
+
+    def _stream(self) -> tuple[_Watched, int]:
+        """The bytes after the header line, and the number of cells of the header line."""
+        fp = self.fp
+        fp.seek(0)
+        raw: IO[bytes] = cast(IO[bytes], gzip.GzipFile(fileobj=fp, mode="rb")) if self.file.gzipped else fp
+        bounded = io.BufferedReader(_Bounded(raw, self.file.limits.max_bytes), 1 << 20)
+        line = b""
+        for _ in range(self.file.header_line):
+            line = bounded.readline()
+            if b"\r" in line[:-2] or (line.endswith(b"\r") and not line.endswith(b"\r\n")):
+                raise ColumnarFallback("a carriage return before the end of the header")
+        text = line.decode("utf-8-sig")
+        cells = next(csv.reader([text], delimiter=self.file.delimiter))
+        return _Watched(cast(IO[bytes], bounded)), len(cells)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Record batches of string columns ``c0 .. cN`` (one per header cell), empty cells ``''``.
+
+        Raises:
+            ColumnarFallback: on anything Arrow parses differently from the row path, or cannot parse.
+        """
+        try:
+            watched, cells = self._stream()
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            raise ColumnarFallback(str(exc)) from None
+        if cells < self.width:
+            raise ColumnarFallback("header cells")
+        names = [f"c{i}" for i in range(cells)]
+        blanks = [0]
+        limit = self.file.limits.max_line
+
+        def invalid(row: Any) -> str:
+            if row.text.strip():
+                return "error"
+            blanks[0] += 1
+            return "skip"
+
+        try:
+            reader = pa_csv.open_csv(
+                cast(Any, watched),
+                read_options=pa_csv.ReadOptions(column_names=names, block_size=max(BLOCK_BYTES, 2 * limit)),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=self.file.delimiter, newlines_in_values=True, invalid_row_handler=invalid
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+                ),
+            )
+            for batch in reader:
+                self._check(batch, cells, limit)
+                yield batch
+        except (pa.ArrowException, OSError, EOFError, ValueError, zlib.error) as exc:
+            raise ColumnarFallback(str(exc)) from None
+        self.blank_rows = blanks[0] + watched.trailing_blanks
+
+    def _check(self, batch: pa.RecordBatch, cells: int, limit: int) -> None:
+        """Refuse NUL characters, non-empty cells past the header's names, and possibly long lines."""
+        longest = 0
+        for i, column in enumerate(batch.columns):
+            lengths = pc.binary_length(column)
+            widest = pc.max(lengths).as_py() or 0
+            if i >= self.width and widest:
+                raise ColumnarFallback("cells beyond the header")
+            if widest and pc.any(pc.match_substring(column, "\x00")).as_py():
+                raise ColumnarFallback("NUL character")
+            longest += 2 * widest + 3  # every cell quoted with every character a doubled quote
+        if limit and longest + 2 > limit:
+            raise ColumnarFallback("a line may pass the length limit")
+
+
+# -- mapping columns through per-value functions -------------------------------------------------
+
+
+def distinct(columns: Sequence[pa.Array]) -> tuple[pa.Array, list[tuple[str, ...]]]:
+    """Each row's index into the list of distinct value combinations of ``columns``.
+
+    Returns:
+        ``(indices, combos)``: an int array (one per row) and the distinct tuples it points into.
+    """
+    encoded = pc.dictionary_encode(columns[0])
+    indices = encoded.indices
+    combos: list[tuple[str, ...]] = [(v,) for v in encoded.dictionary.to_pylist()]
+    for column in columns[1:]:
+        part = pc.dictionary_encode(column)
+        size = len(part.dictionary)
+        values = part.dictionary.to_pylist()
+        code = pc.add(pc.multiply(pc.cast(indices, pa.int64()), size), pc.cast(part.indices, pa.int64()))
+        joined = pc.dictionary_encode(code)
+        indices = joined.indices
+        combos = [(*combos[c // size], values[c % size]) for c in joined.dictionary.to_pylist()]
+    return indices, combos
+
+
+def per_row(indices: pa.Array, values: list[Any]) -> list[Any]:
+    """``values[i]`` for each row's index ``i`` (shared objects, no per-row allocation)."""
+    return [values[i] for i in indices.to_pylist()]
+
+
+def mapped(columns: Sequence[pa.Array], fn: Callable[..., Any]) -> tuple[pa.Array, list[Any]]:
+    """``fn`` applied once per distinct combination: ``(row indices, results)``."""
+    indices, combos = distinct(columns)
+    return indices, [fn(*combo) for combo in combos]
+
+
+__all__ = ["ColumnarCsv", "ColumnarFallback", "distinct", "mapped", "per_row"]
