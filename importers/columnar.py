@@ -33,8 +33,9 @@ from importers.base import CsvFile, _Bounded
 
 #: Encodings Arrow reads natively (the BOM of ``utf-8-sig`` sits before the header, skipped here).
 ENCODINGS = ("utf-8", "utf-8-sig")
-#: Bytes Arrow parses per block: rows longer than this make Arrow fail, and the row path reports them.
-BLOCK_BYTES = 4 * 1024 * 1024
+#: Bytes Arrow parses per block (its read-ahead holds a few: memory grows with it); a row longer
+#: than a block makes Arrow fail, and the row path then reads the file.
+BLOCK_BYTES = 1024 * 1024
 
 
 class ColumnarFallback(Exception):
@@ -151,7 +152,7 @@ class ColumnarCsv:
         try:
             reader = pa_csv.open_csv(
                 cast(Any, watched),
-                read_options=pa_csv.ReadOptions(column_names=names, block_size=max(BLOCK_BYTES, 2 * limit)),
+                read_options=pa_csv.ReadOptions(column_names=names, block_size=BLOCK_BYTES),
                 parse_options=pa_csv.ParseOptions(
                     delimiter=self.file.delimiter, newlines_in_values=True, invalid_row_handler=invalid
                 ),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -342,11 +343,13 @@ class _ColumnarRun(_Run):
     ) -> None:
         super().__init__(importer, csv_file, ctx, result)
         self.reader, self.mapper = reader, mapper
-        self.keys: set[bytes] = set()
+        #: Every row's key, 16 bytes each, checked for repeats once the file is read (a set of
+        #: a million ``bytes`` would take 80 MB; the write is rolled back if one repeats).
+        self.keys: list[pa.Array] = []
         result.columnar = True
 
     def batches(self) -> Iterator[RowColumns]:
-        """The file's rows as columns, batch by batch; every key distinct."""
+        """The file's rows as columns, batch by batch; raises at the end if two rows share a key."""
         result, keys = self.result, self.keys
         max_rows = self.csv.limits.max_rows
         for batch in self.reader.batches():
@@ -359,14 +362,13 @@ class _ColumnarRun(_Run):
             for part in parts:
                 if part is None:
                     continue
-                before = len(keys)
-                keys.update(part.keys)
-                if len(keys) - before != part.size:
-                    raise ColumnarFallback("rows that share a natural key")
+                keys.append(pa.Array.from_buffers(pa.binary(16), part.size, [None, pa.py_buffer(b"".join(part.keys))]))
                 yield part
         result.rows_read += self.reader.blank_rows
         if max_rows and result.rows_read > max_rows:
             raise ColumnarFallback("more rows than the limit")
+        if keys and pc.count_distinct(pa.chunked_array(keys)).as_py() != sum(len(k) for k in keys):
+            raise ColumnarFallback("rows that share a natural key")  # the row path sums them
 
     def write(self, conn: Connection) -> UpsertResult:
         """Ingest the file's columns in the caller's transaction."""
@@ -535,7 +537,7 @@ def import_file(
             return _refuse(engine, result, ctx, "", account, who, dry_run)
         result.importer = chosen.name
         ctx.decimal_comma = csv_file.decimal_comma
-        fresh = (replace(result), replace(ctx, issues=[], _dates={}))
+        fresh = replace(ctx, issues=[], _dates={})
         run: _Run | None = _columnar_run(chosen, csv_file, fp, ctx, result) if columnar else None
         if run is not None:
             try:
@@ -545,7 +547,8 @@ def import_file(
                 result = _write(engine, run, result, ctx, csv_file, account, who)
             except ColumnarFallback:
                 run = None  # nothing was written: the attempt's transaction rolled back
-                result, ctx = replace(fresh[0]), replace(fresh[1], issues=[], _dates={})
+                result = ImportResult(file=display, sha256=sha, size=size, importer=chosen.name)
+                ctx = fresh
                 csv_file = open_table(fp, display, limits(settings))
         if run is None:
             run = _Run(chosen, csv_file, ctx, result)
