@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from importers.base import CsvFile, _Bounded
+from importers.base import BATCH_ROWS, CsvFile, _Bounded
 
 #: Encodings Arrow reads natively (the BOM of ``utf-8-sig`` sits before the header, skipped here).
 ENCODINGS = ("utf-8", "utf-8-sig")
@@ -51,11 +51,14 @@ class _Watched(io.RawIOBase):
     carriage return, raises :class:`ColumnarFallback` (through Arrow, which re-raises it on read).
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], max_line: int) -> None:
         self.stream = stream
         #: ``\n`` in the current run of line-break bytes (the header's own ends the first run).
         self.run = 1
         self.pending_cr = False
+        #: Lines are measured only under a limit smaller than a block (Arrow fails on longer rows).
+        self.max_line = max_line if 0 < max_line < BLOCK_BYTES else 0
+        self.line = 0
 
     def readable(self) -> bool:
         return True
@@ -68,6 +71,14 @@ class _Watched(io.RawIOBase):
         return len(data)
 
     def _check(self, data: bytes) -> None:
+        if b"\x00" in data:
+            raise ColumnarFallback("NUL character")
+        if self.max_line:
+            lines = data.split(b"\n")
+            lines[0] = b"x" * self.line + lines[0]  # the line the previous read left open
+            self.line = len(lines[-1])
+            if max(map(len, lines)) >= self.max_line:  # bytes, at least the characters the row path counts
+                raise ColumnarFallback("a line may pass the length limit")
         lone = data.count(b"\r") - data.count(b"\r\n")
         if data.endswith(b"\r"):
             lone -= 1
@@ -125,7 +136,7 @@ class ColumnarCsv:
                 raise ColumnarFallback("a carriage return before the end of the header")
         text = line.decode("utf-8-sig")
         cells = next(csv.reader([text], delimiter=self.file.delimiter))
-        return _Watched(cast(IO[bytes], bounded)), len(cells)
+        return _Watched(cast(IO[bytes], bounded), self.file.limits.max_line), len(cells)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Record batches of string columns ``c0 .. cN`` (one per header cell), empty cells ``''``.
@@ -141,7 +152,6 @@ class ColumnarCsv:
             raise ColumnarFallback("header cells")
         names = [f"c{i}" for i in range(cells)]
         blanks = [0]
-        limit = self.file.limits.max_line
 
         def invalid(row: Any) -> str:
             if row.text.strip():
@@ -160,26 +170,37 @@ class ColumnarCsv:
                     column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
                 ),
             )
+            pending: list[pa.RecordBatch] = []
+            rows = 0
             for batch in reader:
-                self._check(batch, cells, limit)
-                yield batch
+                self._check(batch, cells)
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= BATCH_ROWS:
+                    yield _combined(pending)
+                    pending, rows = [], 0
+            if pending:
+                yield _combined(pending)
         except (pa.ArrowException, OSError, EOFError, ValueError, zlib.error) as exc:
             raise ColumnarFallback(str(exc)) from None
         self.blank_rows = blanks[0] + watched.trailing_blanks
 
-    def _check(self, batch: pa.RecordBatch, cells: int, limit: int) -> None:
-        """Refuse NUL characters, non-empty cells past the header's names, and possibly long lines."""
-        longest = 0
-        for i, column in enumerate(batch.columns):
-            lengths = pc.binary_length(column)
-            widest = pc.max(lengths).as_py() or 0
-            if i >= self.width and widest:
+    def _check(self, batch: pa.RecordBatch, cells: int) -> None:
+        """Refuse cells past the header's names (Excel pads rows; the row path drops blank ones)."""
+        for column in batch.columns[self.width : cells]:
+            if pc.max(pc.binary_length(column)).as_py():
                 raise ColumnarFallback("cells beyond the header")
-            if widest and pc.any(pc.match_substring(column, "\x00")).as_py():
-                raise ColumnarFallback("NUL character")
-            longest += 2 * widest + 3  # every cell quoted with every character a doubled quote
-        if limit and longest + 2 > limit:
-            raise ColumnarFallback("a line may pass the length limit")
+
+
+def _combined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of several.
+
+    Arrow's blocks are small to keep its read-ahead small; a mapped batch costs a fixed number of
+    array operations, so fewer, larger ones are cheaper.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 # -- mapping columns through per-value functions -------------------------------------------------
