@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, cast
@@ -59,16 +60,30 @@ class _Watched(io.RawIOBase):
         #: Lines are measured only under a limit smaller than a block (Arrow fails on longer rows).
         self.max_line = max_line if 0 < max_line < BLOCK_BYTES else 0
         self.line = 0
+        self.lock = threading.Lock()
+        self.stopped = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.stream.read(len(buffer))
+        with self.lock:  # Arrow reads from its own thread; stop() waits for a read in progress
+            if self.stopped:
+                return 0
+            data = self.stream.read(len(buffer))
         if data:
             self._check(data)
         buffer[: len(data)] = data
         return len(data)
+
+    def stop(self) -> None:
+        """Make every later read an end of file, once no read is in progress.
+
+        Arrow's read-ahead thread may still be reading when the batches are abandoned; the row
+        path then reads the same file object, which must not move under it.
+        """
+        with self.lock:
+            self.stopped = True
 
     def _check(self, data: bytes) -> None:
         if b"\x00" in data:
@@ -122,6 +137,12 @@ class ColumnarCsv:
         self.width = len(csv_file.header)
         #: Rows that ``csv.reader`` yields besides data rows (whitespace-only and trailing blank lines).
         self.blank_rows = 0
+        self._watched: _Watched | None = None
+
+    def close(self) -> None:
+        """Stop Arrow reading the file object (before anything else reads it again)."""
+        if self._watched is not None:
+            self._watched.stop()
 
     def _stream(self) -> tuple[_Watched, int]:
         """The bytes after the header line, and the number of cells of the header line."""
@@ -148,6 +169,7 @@ class ColumnarCsv:
             watched, cells = self._stream()
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise ColumnarFallback(str(exc)) from None
+        self._watched = watched
         if cells < self.width:
             raise ColumnarFallback("header cells")
         names = [f"c{i}" for i in range(cells)]
@@ -183,6 +205,8 @@ class ColumnarCsv:
                 yield _combined(pending)
         except (pa.ArrowException, OSError, EOFError, ValueError, zlib.error) as exc:
             raise ColumnarFallback(str(exc)) from None
+        finally:
+            watched.stop()
         self.blank_rows = blanks[0] + watched.trailing_blanks
 
     def _check(self, batch: pa.RecordBatch, cells: int) -> None:

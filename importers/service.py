@@ -541,14 +541,16 @@ def import_file(
         result.importer = chosen.name
         ctx.decimal_comma = csv_file.decimal_comma
         fresh = replace(ctx, issues=[], _dates={})
-        run: _Run | None = _columnar_run(chosen, csv_file, fp, ctx, result) if columnar else None
-        if run is not None:
+        attempt = _columnar_run(chosen, csv_file, fp, ctx, result) if columnar else None
+        run: _Run | None = attempt
+        if attempt is not None:
             try:
                 if dry_run:
-                    return _dry_run(run, result, ctx, csv_file, engine)
+                    return _dry_run(attempt, result, ctx, csv_file, engine)
                 assert engine is not None
-                result = _write(engine, run, result, ctx, csv_file, account, who)
+                result = _write(engine, attempt, result, ctx, csv_file, account, who)
             except ColumnarFallback:
+                attempt.reader.close()  # Arrow's reading thread lets go of the file before the row path reads it
                 run = None  # nothing was written: the attempt's transaction rolled back
                 result = ImportResult(file=display, sha256=sha, size=size, importer=chosen.name)
                 ctx = fresh
