@@ -36,7 +36,7 @@ from importers.base import BATCH_ROWS, CsvFile, _Bounded
 ENCODINGS = ("utf-8", "utf-8-sig")
 #: Bytes Arrow parses per block (its read-ahead holds a few: memory grows with it); a row longer
 #: than a block makes Arrow fail, and the row path then reads the file.
-BLOCK_BYTES = 1024 * 1024
+BLOCK_BYTES = 512 * 1024
 
 
 class ColumnarFallback(Exception):
