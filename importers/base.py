@@ -111,6 +111,10 @@ class RowError(ValueError):
         self.rule = rule
 
 
+class ColumnarFallback(Exception):
+    """A file or batch cannot be read column-wise exactly as the row path reads it (``importers/columnar.py``)."""
+
+
 class FileFormatError(ValueError):
     """The file as a whole cannot be read (empty, unknown format, missing columns, bad bytes)."""
 
@@ -785,6 +789,7 @@ __all__ = [
     "MAX_ISSUES",
     "BatchMapper",
     "ColumnBatch",
+    "ColumnarFallback",
     "Columns",
     "CsvFile",
     "FileFormatError",

@@ -30,17 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from importers.base import BATCH_ROWS, CsvFile, _Bounded
+from importers.base import BATCH_ROWS, ColumnarFallback, CsvFile, _Bounded
 
 #: Encodings Arrow reads natively (the BOM of ``utf-8-sig`` sits before the header, skipped here).
 ENCODINGS = ("utf-8", "utf-8-sig")
 #: Bytes Arrow parses per block (its read-ahead holds a few: memory grows with it); a row longer
 #: than a block makes Arrow fail, and the row path then reads the file.
 BLOCK_BYTES = 512 * 1024
-
-
-class ColumnarFallback(Exception):
-    """This file or batch cannot be read column-wise exactly as the row path reads it."""
 
 
 class _Watched(io.RawIOBase):

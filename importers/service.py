@@ -26,10 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -62,6 +60,7 @@ from importers import detect, get_importer
 from importers.base import (
     BATCH_ROWS,
     BatchMapper,
+    ColumnarFallback,
     CsvFile,
     FileFormatError,
     ImportContext,
@@ -71,8 +70,12 @@ from importers.base import (
     TableFile,
     open_table,
 )
-from importers.columnar import ColumnarCsv, ColumnarFallback
 from importers.log import ACCOUNT_SEPARATOR, FAILED, IMPORT_FILES, IMPORTED
+
+if TYPE_CHECKING:  # pyarrow is imported when a file is read column-wise (about 45 MB of RSS)
+    import pyarrow as pa
+
+    from importers.columnar import ColumnarCsv
 
 #: ``ImportResult.status`` values besides ``imported`` / ``failed`` (collector/imports.py).
 DUPLICATE = "duplicate"
@@ -353,6 +356,8 @@ class _ColumnarRun(_Run):
 
     def batches(self) -> Iterator[RowColumns]:
         """The file's rows as columns, batch by batch; raises at the end if two rows share a key."""
+        import pyarrow as pa
+
         result, keys = self.result, self.keys
         max_rows = self.csv.limits.max_rows
         for batch in self.reader.batches():
@@ -385,6 +390,8 @@ class _ColumnarRun(_Run):
 
     def tally_columns(self, batch: RowColumns) -> None:
         """Count a named batch in the result's totals, as :meth:`tally` counts each of its records."""
+        import pyarrow as pa
+
         result = self.result
         n = batch.size
         starts = batch.start_ts
@@ -434,6 +441,8 @@ class _ColumnarRun(_Run):
 
 def _repeats(values: pa.Array) -> bool:
     """Whether any value occurs twice (sorted, then compared with its neighbour: no hash table)."""
+    import pyarrow.compute as pc
+
     ordered = values.take(pc.sort_indices(values))
     return len(ordered) > 1 and bool(pc.any(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))).as_py())
 
@@ -457,6 +466,8 @@ def _columnar_run(
     mapper = importer.columnar_mapper(importer.bind(csv_file.header), ctx)
     if mapper is None:
         return None
+    from importers.columnar import ColumnarCsv
+
     try:
         reader = ColumnarCsv(csv_file, fp)
     except ColumnarFallback:
