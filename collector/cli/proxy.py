@@ -13,6 +13,9 @@ from collector.core.http import mask_url
 from collector.core.settings import Settings, get_settings
 from collector.db.migrate import open_database
 
+log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 tokens_app = typer.Typer(help="Monitor tokens for the proxy's X-Monitor-Token header.", no_args_is_help=True)
 
 
@@ -55,30 +58,70 @@ def proxy(
     ctx: typer.Context,
     port: int | None = typer.Option(None, help="Port to listen on (default LLM_USAGE_PROXY_PORT, 8787)."),
     host: str | None = typer.Option(None, help="Address to listen on (default LLM_USAGE_PROXY_HOST, 127.0.0.1)."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Worker processes sharing the port (default LLM_USAGE_PROXY_WORKERS, 1); each journals to "
+        "<spool>/w<k>, and rate limits are per worker unless LLM_USAGE_REDIS_URL is set.",
+    ),
 ) -> None:
     """Run the proxy sidecar: forwards LLM API calls unchanged and records their usage."""
     if ctx.invoked_subcommand is not None:
         return
+    import os
+
     import uvicorn
 
-    from collector.proxy.app import ProxyApp
+    from collector.proxy.app import ProxyApp, upstreams_from
     from collector.proxy.server import quiet_library_loggers, uvicorn_options
+    from collector.proxy.spool import adopt_strays
+    from collector.proxy.tokens import load_salt
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     quiet_library_loggers()
     settings = get_settings()
     settings = settings.model_copy(
         update={
             "proxy_port": settings.proxy_port if port is None else port,  # 0: any free port (logged by uvicorn)
             "proxy_host": host or settings.proxy_host,
+            "proxy_workers": settings.proxy_workers if workers is None else workers,
         }
     )
-    app = ProxyApp(settings, **sidecar_extras(settings))
+    n = settings.proxy_workers
     typer.echo(
         f"proxy: http://{settings.proxy_host}:{settings.proxy_port}  routes: "
-        + ", ".join(f"/{k}/v1 -> {mask_url(u.base_url)}" for k, u in app.routes.items())
+        + ", ".join(f"/{k}/v1 -> {mask_url(u.base_url)}" for k, u in upstreams_from(settings).items())
+        + (f"  workers: {n}" if n > 1 else "")
     )
-    uvicorn.run(app, **uvicorn_options(settings))
+    # Before any worker runs: segments in journal folders no worker will claim move to one that will.
+    adopt_strays(settings.resolved_spool_dir(), n)
+    if n == 1:
+        uvicorn.run(ProxyApp(settings, **sidecar_extras(settings)), **uvicorn_options(settings))
+        return
+    # Workers are spawned, not forked: they read their settings from the environment, so the count
+    # goes there, and the salt file is created here, once, so that no worker reads it half-written
+    # and all fingerprint a key alike.
+    os.environ["LLM_USAGE_PROXY_WORKERS"] = str(n)
+    load_salt(settings)
+    try:  # migrate once here rather than N times at once in the workers
+        open_database(settings).dispose()
+    except Exception as exc:  # noqa: BLE001  (the workers serve without it and keep trying)
+        log.warning("proxy database unavailable at start (%s); the workers will keep trying", type(exc).__name__)
+    if settings.redis_url is None:
+        log.info("proxy: %d workers count rate limits each on its own (LLM_USAGE_REDIS_URL shares them)", n)
+    uvicorn.run("collector.cli.proxy:worker_app", factory=True, **uvicorn_options(settings))
+
+
+def worker_app() -> Any:
+    """One worker process's app (``--workers N``): settings from the environment the parent passed on."""
+    from collector.proxy.app import ProxyApp
+    from collector.proxy.server import WorkerHeaderTimeout, quiet_library_loggers
+
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    quiet_library_loggers()
+    settings = get_settings()
+    WorkerHeaderTimeout.header_timeout = settings.proxy_header_timeout_seconds
+    return ProxyApp(settings, **sidecar_extras(settings))
 
 
 @proxy_app.command("rollup")

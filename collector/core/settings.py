@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     # -- proxy sidecar (collector/proxy) ---------------------------------------------------
     proxy_host: str = Field("127.0.0.1", description="Address the proxy sidecar listens on.")
     proxy_port: int = Field(8787, description="Port the proxy sidecar listens on.")
+    proxy_workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes of the proxy sharing its port, each with its own journal folder "
+        "(<spool>/w<k>); rate-limit counters are per worker unless LLM_USAGE_REDIS_URL is set.",
+    )
     proxy_openai_url: str = Field(
         "https://api.openai.com/v1", description="Upstream for /openai/v1/* (OpenAI API base URL, with /v1)."
     )

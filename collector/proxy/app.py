@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -127,7 +128,11 @@ class ProxyApp:
         self.transport = transport
         self.retry_seconds = retry_seconds
         self.token_map: dict[str, TokenInfo] = {}
-        self.spool = Spool(self.settings.resolved_spool_dir(), fsync_seconds=self.settings.proxy_spool_fsync_seconds)
+        self.spool = Spool(
+            self.settings.resolved_spool_dir(),
+            fsync_seconds=self.settings.proxy_spool_fsync_seconds,
+            slotted=self.settings.proxy_workers > 1,  # one of several workers: a w<k> folder of its own
+        )
         self.recorder: Recorder | None = None
         self.forwarder: Forwarder | None = None
         self.metrics = ProxyMetrics(self._queue_depth, self.spool.size_bytes)
@@ -346,6 +351,9 @@ class ProxyApp:
                 "database": "up" if recorder is not None and recorder.db_ok else "down",
                 "queue_depth": recorder.depth() if recorder else 0,
                 "spool_bytes": self.spool.size_bytes(),
+                # With --workers each process answers for itself: its slot (journal w<k>) and pid.
+                "worker": self.spool.slot,
+                "pid": os.getpid(),
                 # Names only: an upstream URL may carry credentials, and this page needs no sign-in.
                 "upstreams": sorted(u.name for u in self.routes.values()),
             }

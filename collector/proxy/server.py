@@ -82,13 +82,36 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return type("HeaderTimeoutProtocol", (_HeaderTimeout,), {"header_timeout": seconds})
 
 
+class WorkerHeaderTimeout(_HeaderTimeout):
+    """The same protocol by import name, for worker processes (uvicorn pickles their options).
+
+    A class made by :func:`header_timeout_protocol` cannot be pickled by name, so workers get
+    ``"collector.proxy.server:WorkerHeaderTimeout"`` and set :attr:`header_timeout` from their
+    settings when they build the app (before the first connection).
+    """
+
+
 def uvicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """The sidecar's ``uvicorn.run`` / ``uvicorn.Config`` options, limits included (``overrides``: tests)."""
+    """The sidecar's ``uvicorn.run`` / ``uvicorn.Config`` options, limits included (``overrides``: tests).
+
+    With ``proxy_workers`` > 1 uvicorn binds the socket in a supervisor that spawns (and restarts)
+    that many worker processes; each accepts from the shared socket.
+    """
+    workers = settings.proxy_workers
+    http: Any = (
+        f"{__name__}:WorkerHeaderTimeout"
+        if workers > 1
+        else header_timeout_protocol(settings.proxy_header_timeout_seconds)
+    )
     options: dict[str, Any] = {
         "host": settings.proxy_host,
         "port": settings.proxy_port,
         "loop": "uvloop",
-        "http": header_timeout_protocol(settings.proxy_header_timeout_seconds),
+        "http": http,
+        "workers": workers,
+        # A spawned worker imports the whole application before it answers the supervisor's first
+        # health check; on a busy machine that takes longer than uvicorn's 5 s.
+        "timeout_worker_healthcheck": 60,
         "lifespan": "on",
         "access_log": False,  # request lines can carry key-like query parameters
         "server_header": False,  # the upstream's own headers pass through
@@ -102,4 +125,10 @@ def uvicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return options
 
 
-__all__ = ["CHATTY_LOGGERS", "header_timeout_protocol", "quiet_library_loggers", "uvicorn_options"]
+__all__ = [
+    "CHATTY_LOGGERS",
+    "WorkerHeaderTimeout",
+    "header_timeout_protocol",
+    "quiet_library_loggers",
+    "uvicorn_options",
+]

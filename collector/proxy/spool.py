@@ -22,6 +22,13 @@ What survives what:
 
 One folder belongs to one process at a time (an OS lock on ``.lock``): two replicas appending to
 and deleting each other's segments would lose events, so the second one refuses to start.
+
+Worker processes sharing one port (``llm-usage proxy --workers N``) each *claim a slot*: the
+first sub-folder ``w0``, ``w1``, ... whose lock is free. The lock dies with its process, so the
+worker that replaces a killed one takes the dead one's slot and replays what it left; numbering
+from ``w0`` keeps the folders to as many as there are live workers. Segments in folders no worker
+will claim (fewer workers than before, a switch between one and several) are moved by
+:func:`adopt_strays` at start, before any worker runs.
 """
 
 from __future__ import annotations
@@ -62,6 +69,68 @@ def _segment_name() -> str:
     return f"seg-{uuid_utils.uuid7()}{_SUFFIX}"
 
 
+def _try_lock(folder: Path) -> IO[str] | None:
+    """``folder``'s lock file, held (until closed or the process dies); None when another process holds it."""
+    private_dir(folder)  # 0700: events name teams, projects and key fingerprints
+    fh = open(folder / ".lock", "a", opener=private_opener)  # noqa: SIM115  (held while locked)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
+#: More slots than any worker count: past it something is wrong (a leak of processes).
+MAX_SLOTS = 1024
+
+
+def slot_folder(root: Path, k: int) -> Path:
+    """The journal folder of worker slot ``k``."""
+    return root / f"w{k}"
+
+
+def _claim_slot(root: Path) -> tuple[IO[str], Path, int]:
+    """Lock the first free ``root/w<k>``; returns its lock file, folder and ``k``."""
+    for k in range(MAX_SLOTS):
+        folder = slot_folder(root, k)
+        fh = _try_lock(folder)
+        if fh is not None:
+            return fh, folder, k
+    raise SpoolBusyError(f"all {MAX_SLOTS} worker slots of the proxy spool {root} are in use")
+
+
+def adopt_strays(root: Path, workers: int) -> int:
+    """Move segments no worker will claim into a folder one will; returns how many moved.
+
+    With one worker (``workers`` = 1) the journal is ``root`` itself, so every ``root/w<k>`` is a
+    stray; with N workers they claim ``w0`` ... ``w<N-1>``, so ``root``'s own segments and those of
+    ``w<N>`` and up move to ``w0``. A folder whose lock another process holds (a proxy still
+    running) is left alone. Renames within one file system: atomic, nothing is read or rewritten.
+    """
+    target, first_stray = (root, 0) if workers <= 1 else (slot_folder(root, 0), workers)
+    strays = [p for p in root.glob("w*") if p.is_dir() and p.name[1:].isdigit() and int(p.name[1:]) >= first_stray]
+    if workers > 1 and root.is_dir():
+        strays.append(root)
+    moved = 0
+    for folder in strays:
+        if not any(folder.glob(f"*{_SUFFIX}")):
+            continue
+        fh = _try_lock(folder)
+        if fh is None:
+            continue
+        try:
+            private_dir(target)
+            for path in folder.glob(f"*{_SUFFIX}"):
+                path.rename(target / path.name)  # segment names are unique (UUIDv7)
+                moved += 1
+        finally:
+            fh.close()
+    if moved:
+        log.info("proxy spool: %d segment(s) of unclaimed folders moved to %s", moved, target)
+    return moved
+
+
 class Spool:
     """Append-only JSONL segment files in one folder (see the module docstring).
 
@@ -70,8 +139,13 @@ class Spool:
         fsync_seconds: how often :meth:`tick` fsyncs the active segment; 0 never does.
     """
 
-    def __init__(self, folder: Path, *, fsync_seconds: float = 0.0) -> None:
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, *, fsync_seconds: float = 0.0, slotted: bool = False) -> None:
+        self.root = Path(folder)
+        #: The folder this process appends to: ``root``, or once opened the claimed ``root/w<k>``.
+        self.folder = self.root
+        self.slotted = slotted
+        #: The claimed slot ``k`` (slotted spools, once opened), else None.
+        self.slot: int | None = None
         self.fsync_seconds = fsync_seconds
         self._lock = threading.Lock()
         self._lock_file: IO[str] | None = None
@@ -91,17 +165,16 @@ class Spool:
         Raises:
             SpoolBusyError: another process (e.g. a second replica on this host) uses the folder.
         """
-        private_dir(self.folder)  # 0700: events name teams, projects and key fingerprints
-        fh = open(self.folder / ".lock", "a", opener=private_opener)  # noqa: SIM115  (held while locked)
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise SpoolBusyError(
-                f"the proxy spool folder {self.folder} is used by another process; give each replica "
-                "its own LLM_USAGE_PROXY_SPOOL_DIR (or LLM_USAGE_DATA_DIR)"
-            ) from None
-        self._lock_file = fh
+        if self.slotted:
+            self._lock_file, self.folder, self.slot = _claim_slot(self.root)
+        else:
+            fh = _try_lock(self.root)
+            if fh is None:
+                raise SpoolBusyError(
+                    f"the proxy spool folder {self.root} is used by another process; give each replica "
+                    "its own LLM_USAGE_PROXY_SPOOL_DIR (or LLM_USAGE_DATA_DIR)"
+                )
+            self._lock_file = fh
         for tmp in self.folder.glob("*.tmp"):  # an append() cut short: its segment never became visible
             tmp.unlink(missing_ok=True)
         with self._lock:

@@ -262,6 +262,7 @@ def main() -> None:
                     f" sidecar p50 {s50:.2f} / p99 {s99:.2f} ms; added p50 {s50 - d50:+.2f} ms, p99 {s99 - d99:+.2f} ms"
                 )
                 print(f"sidecar peak RSS: {peak_rss_mb(side.pid):.0f} MiB")
+                _workers(wrk, tmp, fake_url, side_url)
             finally:
                 stop(side)
             _loops(wrk, tmp, fake_url)
@@ -372,6 +373,51 @@ def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[by
                 f" | {cpu:>6.0f}us{flag}",
                 flush=True,
             )
+
+
+def start_workers(tmp: Path, fake_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str, list[int]]:
+    """``llm-usage proxy --workers N`` (the command itself); returns it, its URL and the workers' pids."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LLM_USAGE_DATA_DIR": str(tmp / f"data-workers-{workers}"),
+        "LLM_USAGE_PROXY_OPENAI_URL": f"{fake_url}/v1",
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [str(Path(sys.executable).parent / "llm-usage"), "proxy", "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_up(f"{url}/healthz", proc)
+    pids: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(pids) < workers and time.monotonic() < deadline:  # each new connection may reach another worker
+        pids.add(httpx.get(f"{url}/healthz").json()["pid"])
+    return proc, url, sorted(pids)
+
+
+def _workers(wrk: str | None, tmp: Path, fake_url: str, side_url: str, rounds: int = 3, seconds: int = 3) -> None:
+    """16 connections, JSON: direct, one worker and two workers (``--workers 2``), alternating rounds."""
+    proc, url, pids = start_workers(tmp, fake_url, 2)
+    try:
+        targets = {
+            "direct": f"{fake_url}/v1/chat/completions",
+            "1 worker": f"{side_url}/openai/v1/chat/completions",
+            f"--workers 2 ({len(pids)} up)": f"{url}/openai/v1/chat/completions",
+        }
+        _load(wrk, targets[f"--workers 2 ({len(pids)} up)"], BODY, 16, 1, tmp)  # warm up both workers
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for _ in range(rounds):
+            for name, target in targets.items():
+                results[name].append(_load(wrk, target, BODY, 16, seconds, tmp))
+        print(f"\nworkers, JSON, 16 connections, {rounds} alternating rounds of {seconds} s (median):")
+        for name, runs in results.items():
+            rps = statistics.median(r["rps"] for r in runs)
+            p50 = statistics.median(r["p50"] for r in runs)
+            p99 = statistics.median(r["p99"] for r in runs)
+            flag = "  (errors!)" if any(r.get("errors") for r in runs) else ""
+            print(f"  {name:<20} {rps:>7.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms{flag}")
+    finally:
+        stop(proc)
 
 
 def _loops(wrk: str | None, tmp: Path, fake_url: str) -> None:
