@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,7 @@ def price_event(event: Event) -> tuple[Any, str, str]:
 
 #: Column order of the compiled insert.
 _COLUMNS = (*EVENT_KEYS, "hour", "cost", "basis", "price_version", "rolled_up", "ingested_at")
+_EVENT_VALUES = itemgetter(*EVENT_KEYS)
 
 
 class _Inserter:
@@ -132,6 +134,7 @@ class _Inserter:
         self.sql = str(compiled)
         names = [str(p) for p in (compiled.positiontup or [])] if compiled.positional else list(_COLUMNS)
         self.order = [_COLUMNS.index(n) for n in names]
+        self.pick = itemgetter(*self.order)  # a row's values in the driver's order, in C
         self.positional = compiled.positional
         self.sqlite = dialect.name == "sqlite"
 
@@ -147,7 +150,7 @@ class _Inserter:
             if len(e) < len(EVENT_KEYS):
                 e = {**_DEFAULTS, **e}
             cost, basis, version = price_event(e)
-            row = [e[k] for k in EVENT_KEYS]
+            row = list(_EVENT_VALUES(e))
             hour: Any
             if self.sqlite:
                 ts = int(e["ts"])
@@ -158,7 +161,7 @@ class _Inserter:
                 row[1] = when = datetime.fromtimestamp(e["ts"], UTC)
                 hour = when.replace(minute=0, second=0, microsecond=0)
             row += [hour, cost, basis, version, False, stamp]
-            rows.append(tuple(row[i] for i in self.order) if self.positional else dict(zip(_COLUMNS, row, strict=True)))
+            rows.append(self.pick(row) if self.positional else dict(zip(_COLUMNS, row, strict=True)))
         return rows
 
 
@@ -254,7 +257,7 @@ class Recorder:
     def record(self, event: Event) -> None:
         """Journal an event (one ``write()``); never blocks on the database, never raises."""
         try:
-            self.spool.write(encode(event))
+            self.spool.write(encode(event), event)
         except OSError as exc:
             self._spill(event, exc)
         # Counted once written: the writer's round takes ``received`` as "all of these are in the

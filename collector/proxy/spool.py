@@ -155,6 +155,12 @@ class Spool:
         self._active_bytes = 0
         #: Lines each segment sealed by this process holds (to count what got committed).
         self._own: dict[Path, int] = {}
+        #: The events written to the active segment, as the request path built them, and those of
+        #: the segment the last :meth:`rotate` sealed: its round inserts them without reading the
+        #: file back and parsing it (the writer's biggest share of the interpreter lock, which the
+        #: request path waits for). One segment's worth at most: older segments are read from disk.
+        self._active_events: list[Event] = []
+        self._sealed_events: tuple[Path, list[Event]] | None = None
         self._last_sync = 0.0
 
     # -- lifecycle (the owning process) -------------------------------------------------------
@@ -210,11 +216,12 @@ class Spool:
 
     # -- the request path -----------------------------------------------------------------------
 
-    def write(self, line: bytes) -> None:
+    def write(self, line: bytes, event: Event | None = None) -> None:
         """Append one encoded event with one ``write()``; raises OSError if it did not all land.
 
-        A short write (disk full) leaves a fragment; a newline ends it so the next event starts on
-        a line of its own (the reader skips the fragment).
+        ``event``: the dict ``line`` encodes, kept until the segment is committed (it must not
+        change afterwards). A short write (disk full) leaves a fragment; a newline ends it so the
+        next event starts on a line of its own (the reader skips the fragment).
         """
         with self._lock:
             if self._fd < 0:
@@ -226,6 +233,8 @@ class Spool:
                     self._active_bytes += os.write(self._fd, b"\n")
                 raise OSError(f"short write to the spool ({written} of {len(line)} bytes)")
             self._active_lines += 1
+            if event is not None:
+                self._active_events.append(event)
 
     # -- the writer thread ----------------------------------------------------------------------
 
@@ -236,10 +245,13 @@ class Spool:
         new_path = self.folder / _segment_name()
         new_fd = os.open(new_path, _FLAGS, 0o600)  # opened before the lock: requests never wait on it
         with self._lock:
-            old_fd, old_path, lines = self._fd, self._active, self._active_lines
+            old_fd, old_path, lines, events = self._fd, self._active, self._active_lines, self._active_events
             self._fd, self._active, self._active_lines, self._active_bytes = new_fd, new_path, 0, 0
+            self._active_events = []
         assert old_path is not None
         self._own[old_path] = lines
+        # Only when every line has its event (the request path passed them all) is memory the file.
+        self._sealed_events = (old_path, events) if len(events) == lines else None
         if self.fsync_seconds > 0:
             self._sync(old_fd)
             self._sync_folder()
@@ -259,7 +271,18 @@ class Spool:
         return sorted(files, key=lambda p: (p.name.startswith("seg-"), p.name))
 
     def batches(self, path: Path, size: int) -> Iterator[list[Event]]:
-        """The events of a segment in lists of ``size``, streamed (a segment may be large)."""
+        """The events of a segment in lists of ``size``, streamed (a segment may be large).
+
+        The segment the last :meth:`rotate` sealed comes from memory (once: a retry reads the file).
+        """
+        sealed, self._sealed_events = self._sealed_events, None
+        if sealed is not None and sealed[0] == path:
+            events = sealed[1]
+            for start in range(0, len(events), size):
+                yield events[start : start + size]
+            return
+        if sealed is not None:
+            self._sealed_events = sealed  # asked for another segment first: keep it for its turn
         it = self._events(path)
         while batch := list(islice(it, size)):
             yield batch

@@ -125,6 +125,30 @@ def test_every_event_is_on_disk_as_recorded_and_committed_on_stop(engine, tmp_pa
     assert segments(spool) == [] and not list(spool.folder.glob("*.jsonl"))  # the empty active one too
 
 
+def test_a_round_takes_the_segment_it_sealed_from_memory_and_older_ones_from_disk(engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    older = [make_event(model="from-disk") for _ in range(3)]
+    spool.append(older)  # as a previous run left it: read back from its file
+    spool.open()  # the writer thread is not started: the test runs its round
+    recorder = Recorder(engine, spool, batch_size=4)
+    events = [make_event(input_tokens=i) for i in range(10)]
+    for event in events:
+        recorder.record(event)
+    (active,) = (p for p in segments(spool) if p.name != older_name(spool, older))
+    active.write_bytes(b"")  # the file no longer says anything: only memory can
+    recorder._round()
+    spool.close()
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT id, input_tokens FROM proxy_events")).all())
+    assert rows == {**{e["id"]: 1000 for e in older}, **{e["id"]: e["input_tokens"] for e in events}}
+    assert segments(spool) == [] and recorder.depth() == 0
+
+
+def older_name(spool: Spool, older: list[dict]) -> str:
+    """The segment holding ``older``'s events."""
+    return next(p.name for p in segments(spool) if older[0]["id"] in p.read_text())
+
+
 def test_a_killed_run_leaves_its_segment_and_the_next_run_replays_it(engine, tmp_path):
     spool = Spool(tmp_path / "spool")
     first = Recorder(engine, spool, interval=30)
