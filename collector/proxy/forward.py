@@ -103,6 +103,8 @@ KNOWN_SUBENDPOINTS = frozenset(
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 #: Percent-escapes that would change how the upstream splits the path: ``/``, ``\``, ``?``, ``#``, ``.``, NUL, CR, LF.
 _BAD_ESCAPE = re.compile(rb"%(2f|5c|3f|23|2e|00|0d|0a)", re.IGNORECASE)
+#: What a finished response's stream is replaced with (see :meth:`Forwarder._forward`).
+_SPENT = httpx.ByteStream(b"")
 #: A JSON response up to this size is copied whole and parsed; a bigger one by its tail.
 MAX_JSON_COPY = 1024 * 1024
 SSE_HEAD = 16 * 1024
@@ -387,6 +389,11 @@ class _Disconnect:
             self.timer = None
         if self.watcher is not None:
             self.watcher.cancel()
+            # The cancelled watcher keeps its CancelledError, whose traceback holds the watcher's
+            # frame and so this object: without letting go of both tasks here, every streamed call
+            # would leave a reference cycle for the cycle collector.
+            self.watcher = None
+        self.task = None
 
     async def _watch(self) -> None:
         while True:
@@ -642,6 +649,10 @@ class Forwarder:
                 await self._relay(send, upstream, event, response, filt, started, guard)
             finally:
                 await response.aclose()
+                # httpx binds a response and its stream to each other: a reference cycle per call,
+                # with the request, headers and URL hanging off it, which only the cycle collector
+                # would free (its pauses land in the latency tail). Unbound, it is freed right here.
+                response.stream = _SPENT
         finally:
             guard.close()
 
