@@ -8,7 +8,9 @@ import httpx
 import openai
 import pytest
 
+from collector.proxy import forward
 from collector.proxy.app import ProxyApp
+from collector.proxy.forward import Forwarder
 from collector.proxy.spool import SpoolBusyError
 from collector.proxy.tokens import create_token, revoke_token
 from tests.fakes.upstream import OPENAI_USAGE, ServerThread
@@ -240,3 +242,19 @@ def test_sidecar_starts_and_serves_while_the_database_is_unreachable(fake, tmp_p
         side.server.stop()
     spooled = "".join(p.read_text() for p in side.app.spool.folder.glob("*.jsonl"))
     assert spooled.count("\n") == 1  # kept for replay when the database is back
+
+
+def test_upstream_urls_are_parsed_once_per_path_and_never_kept_with_a_query(monkeypatch):
+    forwarder = Forwarder(None, None, None, dict, None)  # type: ignore[arg-type]  (only its URL cache is used)
+    url = "http://upstream.test/v1/chat/completions"
+    first = forwarder._url(url, b"")
+    assert isinstance(first, httpx.URL) and str(first) == url
+    assert forwarder._url(url, None) is first  # parsed once
+    with_key = forwarder._url("http://upstream.test/v1beta/models", b"key=sk-secret")
+    assert with_key == "http://upstream.test/v1beta/models?key=sk-secret"
+    assert list(forwarder._urls) == [url]  # a URL with a query string (a key, perhaps) is never kept
+    monkeypatch.setattr(forward, "URL_CACHE_SIZE", 2)
+    for path in ("a", "b", "c"):
+        forwarder._url(f"http://upstream.test/v1/files/{path}", None)
+    # Full at "b" (the chat URL and "a"): emptied, then "b" and "c" kept; never more than 2.
+    assert list(forwarder._urls) == ["http://upstream.test/v1/files/b", "http://upstream.test/v1/files/c"]
