@@ -38,7 +38,7 @@ from collector.core.http import redact
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.store import data_version as _data_version
-from collector.core.store import refresh_hourly
+from collector.core.store import HourlyBusy, refresh_hourly
 from collector.db.migrate import open_database
 from collector.finance import alerts, budgets, chargeback, fx, views
 from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, Driver, find_anomalies
@@ -906,7 +906,8 @@ def warm_budget_views() -> None:
     ``HOURLY_DAYS``), which a write only marks.
     """
     day = floor_day_of(as_of())
-    refresh_hourly(engine(), day - DAY * HOURLY_DAYS, day + DAY)
+    with contextlib.suppress(HourlyBusy):  # behind an import's transaction: the next visitor or round does it
+        refresh_hourly(engine(), day - DAY * HOURLY_DAYS, day + DAY, wait=False)
     for b in budget_list():
         if b.active:
             budget_view(b, day)
