@@ -37,8 +37,8 @@ from collector.auth.users import Account, get_user, list_users
 from collector.core.http import redact
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
-from collector.core.store import data_version as _data_version
 from collector.core.store import HourlyBusy, refresh_hourly
+from collector.core.store import data_version as _data_version
 from collector.db.migrate import open_database
 from collector.finance import alerts, budgets, chargeback, fx, views
 from collector.finance.anomaly import SCOPE_DIMENSIONS, Anomaly, Driver, find_anomalies
