@@ -165,8 +165,14 @@ def _stop_on_sigterm(signum: int, _frame: object) -> None:
 
 
 def _serve(settings: Settings, *, with_scheduler: bool, extra_env: dict[str, str] | None = None) -> None:
-    """Run the dashboard (and the scheduler) until Ctrl-C, SIGTERM, or until the dashboard exits."""
+    """Run the dashboard (and the scheduler) until Ctrl-C, SIGTERM, or until the dashboard exits.
+
+    SIGINT gets Python's own handler explicitly: a process started in the background by a
+    non-interactive shell (CI, ``cmd &`` in a script) inherits SIGINT as ignored, and Python
+    then installs no handler, so a ``kill -INT`` would leave it running.
+    """
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     engine = open_database(settings)
     scheduler = build_scheduler(engine, settings) if with_scheduler else None
     if scheduler is not None:
