@@ -204,7 +204,7 @@ def _report(url: str, filters: Filters, **kwargs: Any) -> tuple[query.ReportResu
     eng = _engine(url)
     converter = fx.RateBook.load(eng).day_rate if to else None
     if _whole_hours(filters):
-        rates = views.rates_mark(fx.list_rates(eng)) if to else ""
+        rates = _rates_mark() if to else ""  # the cached rates list, as the kept figures use
         result = views.kept_report(eng, _data_version(eng), filters, kwargs, to, rates, converter)
     else:
         result = query.report(eng, filters, currency=to or None, converter=converter, **kwargs)
