@@ -35,9 +35,9 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from collector.auth.users import Account, get_user, list_users
 from collector.core.http import redact
+from collector.core.rollups import RollupUnavailable, refresh_hourly
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
-from collector.core.store import HourlyBusy, refresh_hourly
 from collector.core.store import data_version as _data_version
 from collector.db.migrate import open_database
 from collector.finance import alerts, budgets, chargeback, fx, views
@@ -906,7 +906,7 @@ def warm_budget_views() -> None:
     ``HOURLY_DAYS``), which a write only marks.
     """
     day = floor_day_of(as_of())
-    with contextlib.suppress(HourlyBusy):  # behind an import's transaction: the next visitor or round does it
+    with contextlib.suppress(RollupUnavailable):  # behind an import's transaction: the next visitor or round does it
         refresh_hourly(engine(), day - DAY * HOURLY_DAYS, day + DAY, wait=False)
     for b in budget_list():
         if b.active:

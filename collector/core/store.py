@@ -20,13 +20,12 @@ from decimal import Decimal
 from itertools import islice, repeat
 from typing import Any
 
-from sqlalchemy import BigInteger, Table, bindparam, delete, func, select, text, type_coerce
+from sqlalchemy import BigInteger, Table, delete, func, select, text, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import OperationalError
 
 from collector.core.schema import (
-    HOURLY_DIMENSIONS,
     KEY_FIELDS,
     LEVEL_UNITS,
     RECORD_FIELDS,
@@ -34,6 +33,8 @@ from collector.core.schema import (
     ROLLUP_MEASURES,
     DataVersion,
     UsageDaily,
+    UsageDailySlim,
+    UsageDailySlimDirty,
     UsageHourly,
     UsageHourlyDirty,
     UsageRecord,
@@ -47,6 +48,8 @@ USAGE_DAILY: Table = UsageDaily.__table__  # type: ignore[attr-defined]
 DATA_VERSION: Table = DataVersion.__table__  # type: ignore[attr-defined]
 USAGE_HOURLY: Table = UsageHourly.__table__  # type: ignore[attr-defined]
 HOURLY_DIRTY: Table = UsageHourlyDirty.__table__  # type: ignore[attr-defined]
+USAGE_DAILY_SLIM: Table = UsageDailySlim.__table__  # type: ignore[attr-defined]
+SLIM_DIRTY: Table = UsageDailySlimDirty.__table__  # type: ignore[attr-defined]
 #: Columns an upsert may change on an existing row; ``ingested_at`` keeps its first value.
 _MUTABLE = tuple(c for c in RECORD_FIELDS if c not in KEY_FIELDS)
 #: Changes to these count as a change of data; ``source_ref`` alone does not rewrite a row.
@@ -498,44 +501,24 @@ def bump_data_version(conn: Connection) -> None:
 
 
 def _changed(conn: Connection, ranges: list[tuple[int, int]]) -> None:
-    """After a rollup rebuild: count the change and mark the days' hourly rollup for rebuilding."""
+    """After a rollup rebuild: count the change and mark the days' lazy rollups for rebuilding."""
     bump_data_version(conn)
-    _mark_hourly(conn, [day for d0, d1 in ranges for day in range(d0, d1, DAY_SECONDS)])
+    _mark_lazy(conn, [day for d0, d1 in ranges for day in range(d0, d1, DAY_SECONDS)])
 
 
-def _mark_hourly(conn: Connection, days: list[int]) -> None:
-    """One upsert per written day (``seq`` + 1), instead of an hourly aggregation in the write."""
+#: The marks of the rollups rebuilt on read (:mod:`collector.core.rollups`).
+LAZY_MARKS: tuple[Table, ...] = (HOURLY_DIRTY, SLIM_DIRTY)
+
+
+def _mark_lazy(conn: Connection, days: list[int]) -> None:
+    """One upsert per written day and lazy rollup (``seq`` + 1), instead of their aggregation in the write."""
     if not days:
         return
-    bind = UTCDateTime().bind_processor(conn.dialect)
-    assert bind is not None
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(HOURLY_DIRTY)
-    stmt = stmt.on_conflict_do_update(index_elements=["day"], set_={"seq": HOURLY_DIRTY.c.seq + 1})
-    conn.execute(stmt, [{"day": datetime.fromtimestamp(day, UTC), "seq": 1} for day in days])
-
-
-def _hourly_sql(dialect_name: str) -> tuple[str, str]:
-    """The DELETE and INSERT ... SELECT that rebuild ``usage_hourly`` for ``[d0, d1)``."""
-    dims = ", ".join(HOURLY_DIMENSIONS)
-    measures = ", ".join(ROLLUP_MEASURES)
-    if dialect_name == "sqlite":
-        hour = "(bucket_start - bucket_start % 3600)"
-        daily = f"(bucket_end - bucket_start >= {DAY_SECONDS})"
-    else:
-        hour = "date_trunc('hour', bucket_start, 'UTC')"
-        daily = "(bucket_end - bucket_start >= INTERVAL '1 day')"
-    delete = "DELETE FROM usage_hourly WHERE hour >= :d0 AND hour < :d1"
-    insert = (
-        f"INSERT INTO usage_hourly (hour, daily, {dims}, {measures}, rows) "
-        f"SELECT {hour}, {daily}, {dims}, {', '.join(f'SUM({m})' for m in ROLLUP_MEASURES)}, COUNT(*) "
-        f"FROM usage WHERE bucket_start >= :d0 AND bucket_start < :d1 GROUP BY {hour}, {daily}, {dims}"
-    )
-    return delete, insert
-
-
-class HourlyBusy(RuntimeError):
-    """Another writer holds SQLite's write lock: the hourly rollup could not be rebuilt now."""
+    params = [{"day": datetime.fromtimestamp(day, UTC), "seq": 1} for day in days]
+    for marks in LAZY_MARKS:
+        stmt = dialect_insert(marks).on_conflict_do_update(index_elements=["day"], set_={"seq": marks.c.seq + 1})
+        conn.execute(stmt, params)
 
 
 @contextmanager
@@ -555,52 +538,6 @@ def short_wait(conn: Connection, ms: int) -> Iterator[None]:
         yield
     finally:
         raw.execute("PRAGMA busy_timeout=30000")
-
-
-def refresh_hourly(engine: Engine, since: datetime, until: datetime, *, wait: bool = True) -> int:
-    """Rebuild the hourly rollup of the marked days that ``[since, until)`` touches; returns how many.
-
-    Readers call this before reading ``usage_hourly``. The marks are read again under a lock
-    (PostgreSQL: an advisory lock; SQLite: the write lock a first write statement takes), so
-    two readers never rebuild the same day twice, and a mark is deleted only with the ``seq``
-    the rebuild saw (a write that landed meanwhile keeps its day marked). With ``wait=False``
-    a SQLite database whose write lock another writer holds raises :class:`HourlyBusy` at once
-    (the caller reads ``usage`` instead) rather than waiting for that writer to commit.
-    """
-    lo = datetime.fromtimestamp(int(since.timestamp()) // DAY_SECONDS * DAY_SECONDS, UTC)
-    window = (HOURLY_DIRTY.c.day >= lo, HOURLY_DIRTY.c.day < until)
-    with engine.connect() as conn:
-        if conn.execute(select(HOURLY_DIRTY.c.day).where(*window).limit(1)).first() is None:
-            return 0
-    try:
-        with engine.connect() as conn, short_wait(conn, 30_000 if wait else 50), conn.begin():
-            return _rebuild_hourly(conn, window)
-    except OperationalError as exc:
-        if wait or "locked" not in str(exc):
-            raise
-        raise HourlyBusy("another writer holds the database") from None
-
-
-def _rebuild_hourly(conn: Connection, window: tuple[Any, ...]) -> int:
-    """Rebuild the marked days of ``window`` inside the caller's transaction (see :func:`refresh_hourly`)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('usage_hourly'))"))
-    else:  # takes SQLite's write lock before the marks are read
-        conn.execute(HOURLY_DIRTY.update().where(HOURLY_DIRTY.c.seq < 0).values(seq=0))
-    marks = conn.execute(select(HOURLY_DIRTY.c.day, HOURLY_DIRTY.c.seq).where(*window)).all()
-    bind = UTCDateTime().bind_processor(conn.dialect)
-    assert bind is not None
-    delete_sql, insert_sql = _hourly_sql(conn.dialect.name)
-    for d0, d1 in _day_ranges(int(m.day.timestamp()) for m in marks):
-        params = {"d0": bind(datetime.fromtimestamp(d0, UTC)), "d1": bind(datetime.fromtimestamp(d1, UTC))}
-        conn.execute(text(delete_sql), params)
-        conn.execute(text(insert_sql), params)
-    if marks:
-        conn.execute(
-            HOURLY_DIRTY.delete().where(HOURLY_DIRTY.c.day == bindparam("d"), HOURLY_DIRTY.c.seq == bindparam("s")),
-            [{"d": m.day, "s": m.seq} for m in marks],
-        )
-    return len(marks)
 
 
 def data_version(engine: Engine) -> int:
@@ -704,8 +641,10 @@ __all__ = [
     "DATA_VERSION",
     "DAY_SECONDS",
     "HOURLY_DIRTY",
+    "SLIM_DIRTY",
     "USAGE",
     "USAGE_DAILY",
+    "USAGE_DAILY_SLIM",
     "USAGE_HOURLY",
     "AmountOverflow",
     "RowColumns",
@@ -715,7 +654,6 @@ __all__ = [
     "delete_by_source_ref",
     "rebuild_all_daily",
     "refresh_daily",
-    "refresh_hourly",
     "refresh_slices",
     "upsert",
     "upsert_columns",

@@ -54,9 +54,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from collector.core.catalog import PROVIDERS, SUBSET_KINDS
+from collector.core.rollups import SLIM, RollupUnavailable, refresh, refresh_hourly
 from collector.core.schema import HOURLY_DIMENSIONS, LEVEL_UNITS, SOURCES, TOKEN_FIELDS
 from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, UTCDateTime, combine_sum, exact_sum
-from collector.core.store import USAGE, USAGE_DAILY, USAGE_HOURLY, HourlyBusy, refresh_hourly
+from collector.core.store import USAGE, USAGE_DAILY, USAGE_DAILY_SLIM, USAGE_HOURLY
 from collector.core.windows import DateError, floor_day, is_midnight, parse_tz
 from collector.query.billing import (
     BILLING_SOURCES,
@@ -524,18 +525,38 @@ def _start_and_daily(dialect: str, table: Table) -> tuple[Any, Any]:
     return table.c.bucket_start, _is_daily_bucket(dialect, table)
 
 
+def _narrow_enough(filters: Filters, by: Sequence[str]) -> bool:
+    """True when every column grouped or filtered by is one the narrow rollups keep."""
+    wanted = {DIMENSION_COLUMNS[name] for name in by} | set(filters.value_filters())
+    return wanted <= HOURLY_COLUMNS
+
+
+def _daily_table(engine: Engine, filters: Filters, by: Sequence[str]) -> Table:
+    """``usage_daily_slim`` when it holds every column asked for, else ``usage_daily``.
+
+    Before it is read, the marked days of the window are rebuilt (:func:`refresh`); behind
+    another writer's lock, or when a narrower sum would overflow SQLite, ``usage_daily`` answers.
+    """
+    if not _narrow_enough(filters, by):
+        return USAGE_DAILY
+    try:
+        refresh(engine, SLIM, filters.since, filters.until, wait=False)
+    except RollupUnavailable:
+        return USAGE_DAILY
+    return USAGE_DAILY_SLIM
+
+
 def _hourly_table(engine: Engine, filters: Filters, by: Sequence[str], zone: tzinfo) -> Table:
     """``usage_hourly`` when it holds every column asked for and the window is whole hours, else ``usage``.
 
     Before it is read, the marked days of the window are rebuilt (:func:`refresh_hourly`).
     """
-    wanted = {DIMENSION_COLUMNS[name] for name in by} | set(filters.value_filters())
-    if not wanted <= HOURLY_COLUMNS or not (_hour_aligned(filters.since) and _hour_aligned(filters.until)):
+    if not _narrow_enough(filters, by) or not (_hour_aligned(filters.since) and _hour_aligned(filters.until)):
         return USAGE
     d0, d1 = _local_dates_as_utc(filters.since, filters.until, zone)
     try:
         refresh_hourly(engine, min(filters.since, d0), max(filters.until, d1), wait=False)
-    except HourlyBusy:  # a long import holds SQLite's write lock: read the raw rows meanwhile
+    except RollupUnavailable:  # a long import holds SQLite's write lock: read the raw rows meanwhile
         return USAGE
     return USAGE_HOURLY
 
@@ -575,7 +596,7 @@ def _facts_from(raw: list[_Raw], prefs: Preferences) -> _DayFacts:
 
 
 def _facts(
-    engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs: Preferences, hourly: Table = USAGE
+    engine: Engine, filters: Filters, zone: tzinfo, *, daily: bool, prefs: Preferences, table: Table
 ) -> _DayFacts:
     """:class:`_DayFacts` read on their own, when model, project, key, team or user filters narrow the report.
 
@@ -584,7 +605,6 @@ def _facts(
     (providers x accounts x days x sources), so it is read once and applied in Python, which keeps
     the main query a plain ``GROUP BY`` (the query benchmark: about 2x faster than a join).
     """
-    table = USAGE_DAILY if daily else hourly
     t = table.c
     dialect = engine.dialect.name
     sources = [s for s in filters.sources if s in BILLING_SOURCES]
@@ -781,8 +801,10 @@ def report(
     need_facts = basis != "estimated"
     facts = _DayFacts()
     hourly = USAGE
+    daily_table = USAGE_DAILY
     if use_daily:
-        raw = _query_daily(engine, filters, by, grain, basis, need_facts or conversion is not None)
+        daily_table = _daily_table(engine, filters, by)
+        raw = _query_daily(engine, filters, by, grain, basis, need_facts or conversion is not None, daily_table)
     else:
         hourly = _hourly_table(engine, filters, by, zone)
         raw = _query_hourly(engine, filters, by, grain, basis, zone, hourly)
@@ -796,7 +818,7 @@ def report(
         facts = (
             _facts_from(raw, prefs)
             if _coverage_in_groups(filters)
-            else _facts(engine, filters, zone, daily=use_daily, prefs=prefs, hourly=hourly)
+            else _facts(engine, filters, zone, daily=use_daily, prefs=prefs, table=daily_table if use_daily else hourly)
         )
     rows = _merge(raw, facts, basis, by, grain, zone, regroup=not use_daily, conversion=conversion)
     if top is not None:
@@ -831,10 +853,16 @@ def report(
 
 
 def _query_daily(
-    engine: Engine, filters: Filters, by: tuple[str, ...], grain: str | None, basis: str, need_facts: bool
+    engine: Engine,
+    filters: Filters,
+    by: tuple[str, ...],
+    grain: str | None,
+    basis: str,
+    need_facts: bool,
+    table: Table = USAGE_DAILY,
 ) -> list[_Raw]:
-    """Group ``usage_daily``; with day facts needed, also by UTC day (unless the grain is day)."""
-    d = USAGE_DAILY
+    """Group ``usage_daily`` (or its slim sums); with day facts needed, also by UTC day (unless the grain is day)."""
+    d = table
     dialect = engine.dialect.name
     layout = _Layout(d, by, dialect, d.c.day)
     times: list[Any] = []

@@ -17,7 +17,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
 import collector.query.report as query_module
-from collector.core.store import HOURLY_DIRTY, USAGE, USAGE_HOURLY, HourlyBusy, refresh_hourly, upsert_records
+from collector.core.rollups import RollupUnavailable, refresh_hourly
+from collector.core.store import HOURLY_DIRTY, USAGE, USAGE_HOURLY, upsert_records
 from collector.db.migrate import open_database
 from collector.query.report import Filters, report
 from tests.query.report_seed import DAY, START, actual, seed_records
@@ -190,7 +191,7 @@ def test_behind_a_long_import_an_hourly_report_reads_the_raw_rows_at_once(sqlite
         holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
         try:
             started = time.monotonic()
-            with pytest.raises(HourlyBusy):
+            with pytest.raises(RollupUnavailable):
                 refresh_hourly(engine, FULL.since, FULL.until, wait=False)
             got = actual(report(engine, FULL, by=("provider",), grain="hour"))
             assert time.monotonic() - started < 20  # generous: not the 30 s busy timeout twice
