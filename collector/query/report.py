@@ -31,7 +31,7 @@ turn scaled integers (SQLite) and ``NUMERIC`` (PostgreSQL) into :class:`~decimal
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -54,9 +54,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from collector.core.catalog import PROVIDERS, SUBSET_KINDS
+from collector.core.gcpause import paused_gc
 from collector.core.rollups import SLIM, RollupUnavailable, refresh, refresh_hourly
 from collector.core.schema import HOURLY_DIMENSIONS, LEVEL_UNITS, SOURCES, TOKEN_FIELDS
-from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, UTCDateTime, combine_sum, exact_sum
+from collector.core.sqltypes import MONEY_SCALE, QUANTITY_SCALE, UTCDateTime, combine_sum, exact_sum, scaled_decimal
 from collector.core.store import USAGE, USAGE_DAILY, USAGE_DAILY_SLIM, USAGE_HOURLY
 from collector.core.windows import DateError, floor_day, is_midnight, parse_tz
 from collector.query.billing import (
@@ -674,13 +675,14 @@ class _Raw:
     tokens: tuple[int, ...]
     quantity: Decimal
     n: int
+    #: The side source (``proxy``, ``otel``), ``subset`` for kinds another kind holds, else ``provider``.
+    section: str = ""
 
-    @property
-    def section(self) -> str:
-        """The side source (``proxy``, ``otel``), ``subset`` for kinds another kind holds, else ``provider``."""
+    def __post_init__(self) -> None:
         if self.source in SIDE_SOURCES:
-            return self.source
-        return "subset" if (self.provider, self.kind) in SUBSET_KINDS else "provider"
+            self.section = self.source
+        else:
+            self.section = "subset" if (self.provider, self.kind) in SUBSET_KINDS else "provider"
 
 
 class _Layout:
@@ -692,9 +694,12 @@ class _Layout:
     and the row count.
     """
 
-    def __init__(self, table: Table, by: tuple[str, ...], dialect: str, level_time: Any) -> None:
+    def __init__(
+        self, table: Table, by: tuple[str, ...], dialect: str, level_time: Any, *, grouped: bool = True
+    ) -> None:
         t = table.c
         self.dialect = dialect
+        self.grouped = grouped
         self.dims: list[Any] = [t[DIMENSION_COLUMNS[name]] for name in by]
         self.keys: list[Any] = [
             t.provider,
@@ -706,42 +711,86 @@ class _Layout:
             t.quantity_unit,
             case((t.quantity_unit.in_(sorted(LEVEL_UNITS)), level_time), else_=None),
         ]
+        self.scaled = dialect == "sqlite"  # money and quantities come back as scaled integers
+        if self.scaled:  # the level's time as epoch seconds, converted by :meth:`moment`
+            self.keys[-1] = type_coerce(self.keys[-1], BigInteger)
+        #: Epoch seconds (SQLite) -> aware datetime, each distinct value converted once.
+        self.moments: dict[Any, datetime | None] = {None: None}
+        if not grouped:  # one table row per group: its own columns, no SUM
+            qty, money = case((t.quantity_unit != "", t.quantity)), t.cost
+            if self.scaled:  # converted in :meth:`raw`, without a result processor per value
+                qty, money = type_coerce(qty, BigInteger), type_coerce(money, BigInteger)
+            self.measures: list[Any] = [*(t[name] for name in TOKEN_FIELDS), qty, money, t.rows]
+            self.n_qty = self.n_cost = 1
+            self.exact_ints = True
+            return
         quantity = exact_sum(case((t.quantity_unit != "", t.quantity)), dialect)
         cost = exact_sum(t.cost, dialect)
         self.n_qty, self.n_cost = len(quantity), len(cost)
         count = func.sum(t.rows) if "rows" in t else func.count()
-        self.measures: list[Any] = [*(func.sum(t[name]) for name in TOKEN_FIELDS), *quantity, *cost, count]
+        self.measures = [*(func.sum(t[name]) for name in TOKEN_FIELDS), *quantity, *cost, count]
         self.exact_ints = dialect == "sqlite"  # PostgreSQL's SUM(bigint) is a numeric (Decimal)
 
-    def raw(self, row: Any, base: int, when: datetime | None, daily: bool, day: datetime | None) -> _Raw:
-        """Unpack a result row whose keys start at ``base`` (after the dims and time columns)."""
-        i = base
+    def moment(self, value: Any) -> datetime | None:
+        """A time column's value as an aware UTC datetime (SQLite returns epoch seconds)."""
+        if isinstance(value, datetime):
+            return value
+        found = self.moments.get(value)
+        if found is None and value is not None:
+            found = self.moments[value] = datetime.fromtimestamp(int(value), UTC)
+        return found
+
+    def reader(self, base: int) -> Callable[[Any, datetime | None, bool, datetime | None], _Raw]:
+        """A function that unpacks a result row whose keys start at ``base`` (after the dims and times).
+
+        Built once per query with every offset and converter bound, because it runs once per
+        result row (tens of thousands for a year by model and day).
+        """
+        n_dims, i = len(self.dims), base
         j = i + len(self.keys)
         k = j + len(TOKEN_FIELDS)
-        tokens = tuple(row[j:k]) if self.exact_ints else tuple(int(v) for v in row[j:k])
-        quantity = combine_sum(row[k : k + self.n_qty], QUANTITY_SCALE, self.dialect)
-        cost = combine_sum(row[k + self.n_qty : k + self.n_qty + self.n_cost], MONEY_SCALE, self.dialect)
-        level_at = row[i + 7]
-        if level_at is not None and not isinstance(level_at, datetime):
-            level_at = datetime.fromtimestamp(int(level_at), UTC)
-        return _Raw(
-            tuple(row[: len(self.dims)]),
-            when,
-            daily,
-            row[i],
-            row[i + 1],
-            day,
-            row[i + 2],
-            row[i + 3],
-            row[i + 4],
-            row[i + 5],
-            row[i + 6],
-            level_at,
-            cost,
-            tokens,
-            quantity or Decimal(0),
-            int(row[-1]),
+        q_end, c_end = k + self.n_qty, k + self.n_qty + self.n_cost
+        grouped, scaled, exact_ints, dialect, moment = (
+            self.grouped,
+            self.scaled,
+            self.exact_ints,
+            self.dialect,
+            self.moment,
         )
+        zero = Decimal(0)
+
+        def read(row: Any, when: datetime | None, daily: bool, day: datetime | None) -> _Raw:
+            tokens = tuple(row[j:k]) if exact_ints else tuple(int(v) for v in row[j:k])
+            if grouped:
+                quantity = combine_sum(row[k:q_end], QUANTITY_SCALE, dialect)
+                cost = combine_sum(row[q_end:c_end], MONEY_SCALE, dialect)
+            elif scaled:
+                qty, money = row[k], row[k + 1]
+                quantity = scaled_decimal(qty, QUANTITY_SCALE) if qty else None
+                cost = None if money is None else scaled_decimal(money, MONEY_SCALE)
+            else:  # the typed columns' processors made them Decimals already
+                quantity, cost = row[k], row[k + 1]
+            provider, account, source, kind, basis, currency, unit, level = row[i:j]
+            return _Raw(
+                tuple(row[:n_dims]),
+                when,
+                daily,
+                provider,
+                account,
+                day,
+                source,
+                kind,
+                basis,
+                currency,
+                unit,
+                moment(level),
+                cost,
+                tokens,
+                quantity or zero,
+                int(row[-1]),
+            )
+
+        return read
 
 
 def _base_conditions(table: Table, basis: str, filters: Filters) -> list[ColumnElement[bool]]:
@@ -789,7 +838,22 @@ def report(
     Raises:
         QueryError: an unknown dimension, grain, basis, zone or a bad ``top``.
     """
-    by = tuple(by)
+    with paused_gc():  # tens of thousands of short-lived rows and groups, no cycles among them
+        return _report(engine, filters, tuple(by), grain, basis, tz, top, currency, converter)
+
+
+def _report(
+    engine: Engine,
+    filters: Filters,
+    by: tuple[str, ...],
+    grain: str | None,
+    basis: str,
+    tz: str,
+    top: int | None,
+    currency: str | None,
+    converter: Converter | None,
+) -> ReportResult:
+    """:func:`report`'s body."""
     _check_args(by, grain, basis, top)
     try:
         zone = parse_tz(tz)
@@ -824,7 +888,7 @@ def report(
     if top is not None:
         rows = _apply_top(rows, by, top)
     rows.sort(key=_sort_key)
-    versions, exact = _price_versions(engine, filters) if basis != "billed" else ((), True)
+    versions, exact = _price_versions(engine, filters, daily_table) if basis != "billed" else ((), True)
     if not exact:
         notes.append("price versions read from one estimated row per day (the window is large)")
     _basis_notes(rows, basis, notes)
@@ -864,24 +928,41 @@ def _query_daily(
     """Group ``usage_daily`` (or its slim sums); with day facts needed, also by UTC day (unless the grain is day)."""
     d = table
     dialect = engine.dialect.name
-    layout = _Layout(d, by, dialect, d.c.day)
+    with_day = need_facts and grain != "day"
+    layout = _Layout(d, by, dialect, d.c.day, grouped=not _one_row_per_group(d, by, grain, with_day))
     times: list[Any] = []
     if grain is not None:
         times.append(_period_daily(dialect, d.c.day, grain))
-    with_day = need_facts and grain != "day"
     if with_day:
         times.append(d.c.day)
+    if layout.scaled:  # epoch seconds, turned into datetimes once per distinct value below
+        times = [type_coerce(t, BigInteger) for t in times]
     group = [*layout.dims, *times, *layout.keys]
     conds = [d.c.day >= filters.since, d.c.day < filters.until, *_base_conditions(d, basis, filters)]
-    stmt = select(*group, *layout.measures).where(*conds).group_by(*group)
-    n, base = len(by), len(by) + len(times)
+    stmt = select(*group, *layout.measures).where(*conds)
+    if layout.grouped:
+        stmt = stmt.group_by(*group)
+    n = len(by)
+    at, read = layout.moment, layout.reader(n + len(times))
     out: list[_Raw] = []
     with engine.connect() as conn:
-        for row in conn.execute(stmt):
-            period = row[n] if grain is not None else None
-            day = row[n + len(times) - 1] if with_day else period
-            out.append(layout.raw(row, base, period, False, day))
+        for row in conn.execute(stmt).all():
+            period = at(row[n]) if grain is not None else None
+            day = at(row[n + len(times) - 1]) if with_day else period
+            out.append(read(row, period, False, day))
     return out
+
+
+def _one_row_per_group(table: Table, by: tuple[str, ...], grain: str | None, with_day: bool) -> bool:
+    """True when each ``usage_daily_slim`` row is a group of its own, so the read needs no ``GROUP BY``.
+
+    A slim row is one (day, :data:`HOURLY_DIMENSIONS`) combination. The query always groups by
+    the money rule's keys (every slim dimension but ``model``), so with the model among the
+    dimensions and the UTC day among the times (the day grain, or the facts' day column) the
+    groups are exactly its rows. Skipping the sort that ``GROUP BY`` costs SQLite is most of a
+    year-long report's SQL time.
+    """
+    return table is USAGE_DAILY_SLIM and "model" in by and (grain == "day" or with_day)
 
 
 def _query_hourly(
@@ -903,12 +984,13 @@ def _query_hourly(
     layout = _Layout(u, by, dialect, hour)
     group = [*layout.dims, when, daily, *layout.keys]
     stmt = select(*group, *layout.measures).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)
-    n, base = len(by), len(by) + 2
+    n = len(by)
+    read = layout.reader(n + 2)
     out: list[_Raw] = []
     with engine.connect() as conn:
-        for row in conn.execute(stmt):
+        for row in conn.execute(stmt).all():
             ts: datetime = row[n]
-            out.append(layout.raw(row, base, ts, bool(row[n + 1]), floor_day(ts)))
+            out.append(read(row, ts, bool(row[n + 1]), floor_day(ts)))
     return out
 
 
@@ -992,7 +1074,9 @@ def _merge(
     Token-only parts (currency ``''``) of a report row join its money part when that has exactly
     one currency, so a billed charge and the usage it bills for are one line.
     """
-    groups: dict[tuple[Any, ...], dict[str, ReportRow]] = defaultdict(dict)
+    rows: dict[tuple[Any, ...], ReportRow] = {}
+    #: (dims, period, section, basis) -> its one money row, or None once it has several currencies.
+    money_part: dict[tuple[Any, ...], ReportRow | None] = {}
     local = grain is not None and regroup  # hourly rows: find each hour's (local) period
     periods: dict[tuple[datetime | None, bool], datetime | None] = {}
     for r in raw:
@@ -1015,8 +1099,8 @@ def _merge(
             converted, converted_currency = conversion.apply(r.cost, r.currency, r.day.date())
             r = replace(r, cost=converted, currency=converted_currency)
         currency = r.currency if money else ""
-        parts = groups[(r.dims, period, section, eff)]
-        row = parts.get(currency)
+        key = (r.dims, period, section, eff, currency)
+        row = rows.get(key)
         if row is None:
             row = ReportRow(
                 dims=dict(zip(by, r.dims, strict=True)),
@@ -1026,16 +1110,19 @@ def _merge(
                 basis=eff,
                 section=section,
             )
-            parts[currency] = row
+            rows[key] = row
+            if currency:
+                part = key[:4]
+                money_part[part] = row if part not in money_part else None
         _accumulate(row, r, money, counts)
     out: list[ReportRow] = []
-    for parts in groups.values():
-        bare = parts.pop("", None)
-        if bare is not None and len(parts) == 1:
-            _fold(next(iter(parts.values())), bare)
-        elif bare is not None:
-            out.append(bare)
-        out.extend(parts.values())
+    for key, row in rows.items():
+        if not key[4]:  # a token-only part joins its group's one money part, if it has exactly one
+            target = money_part.get(key[:4])
+            if target is not None:
+                _fold(target, row)
+                continue
+        out.append(row)
     for row in out:
         _finish_levels(row.quantities, row.levels)
     return out
@@ -1107,11 +1194,22 @@ def _weight(row: ReportRow) -> tuple[Decimal, int]:
     return (row.cost or Decimal(0), row.input_tokens + row.output_tokens)
 
 
+_SECTION_RANK = {name: i for i, name in enumerate(SECTIONS)}
+
+
+_NO_PERIOD = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _sort_key(row: ReportRow) -> tuple[Any, ...]:
-    money, tokens = _weight(row)
-    period = row.period.timestamp() if row.period is not None else 0.0
-    section = SECTIONS.index(row.section) if row.section in SECTIONS else len(SECTIONS)
-    return (section, period, -money, -tokens, tuple(row.dims.values()), row.basis, row.currency)
+    return (
+        _SECTION_RANK.get(row.section, len(SECTIONS)),
+        row.period or _NO_PERIOD,  # aware datetimes compare across zones
+        -(row.cost or 0),
+        -(row.input_tokens + row.output_tokens),
+        tuple(row.dims.values()),
+        row.basis,
+        row.currency,
+    )
 
 
 def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[ReportRow]:
@@ -1154,7 +1252,7 @@ def _apply_top(rows: list[ReportRow], by: tuple[str, ...], top: int) -> list[Rep
 EXACT_PRICE_VERSION_ROWS = 20_000
 
 
-def _price_versions(engine: Engine, filters: Filters) -> tuple[tuple[str, ...], bool]:
+def _price_versions(engine: Engine, filters: Filters, daily: Table = USAGE_DAILY) -> tuple[tuple[str, ...], bool]:
     """Price-table versions behind the window's estimates (design rule 6), and whether exact.
 
     ``price_version`` is only on ``usage``, and reading it for a year of rows costs a scan of
@@ -1162,10 +1260,10 @@ def _price_versions(engine: Engine, filters: Filters) -> tuple[tuple[str, ...], 
     exact; above, one estimated row per UTC day is read through the ``bucket_start`` index
     (re-pricing rewrites whole days, so a day rarely mixes versions) and the footer says so.
     """
-    d = USAGE_DAILY.c
+    d = daily.c  # usage_daily, or its slim sums when they hold every filtered column
     u = USAGE.c
     since = floor_day(filters.since)
-    conds = [d.day >= since, d.day < filters.until, d.basis == "estimated", *_value_conditions(USAGE_DAILY, filters)]
+    conds = [d.day >= since, d.day < filters.until, d.basis == "estimated", *_value_conditions(daily, filters)]
     with engine.connect() as conn:
         total = conn.execute(select(func.sum(d.rows)).where(*conds)).scalar()
         if int(total or 0) <= EXACT_PRICE_VERSION_ROWS:
