@@ -717,8 +717,9 @@ class _Layout:
         #: Epoch seconds (SQLite) -> aware datetime, each distinct value converted once.
         self.moments: dict[Any, datetime | None] = {None: None}
         if not grouped:  # one table row per group: its own columns, no SUM
-            qty, money = case((t.quantity_unit != "", t.quantity)), t.cost
-            if self.scaled:  # converted in :meth:`raw`, without a result processor per value
+            qty: Any = case((t.quantity_unit != "", t.quantity))
+            money: Any = t.cost
+            if self.scaled:  # converted by :meth:`reader`, without a result processor per value
                 qty, money = type_coerce(qty, BigInteger), type_coerce(money, BigInteger)
             self.measures: list[Any] = [*(t[name] for name in TOKEN_FIELDS), qty, money, t.rows]
             self.n_qty = self.n_cost = 1
