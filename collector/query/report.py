@@ -941,8 +941,8 @@ def _query_daily(
     group = [*layout.dims, *times, *layout.keys]
     conds = [d.c.day >= filters.since, d.c.day < filters.until, *_base_conditions(d, basis, filters)]
     stmt = select(*group, *layout.measures).where(*conds)
-    if layout.grouped:
-        stmt = stmt.group_by(*group)
+    # Without GROUP BY, the day index's own order: the report's rows come out nearly sorted by period.
+    stmt = stmt.group_by(*group) if layout.grouped else stmt.order_by(d.c.day)
     n = len(by)
     at, read = layout.moment, layout.reader(n + len(times))
     out: list[_Raw] = []
@@ -1078,6 +1078,7 @@ def _merge(
     rows: dict[tuple[Any, ...], ReportRow] = {}
     #: (dims, period, section, basis) -> its one money row, or None once it has several currencies.
     money_part: dict[tuple[Any, ...], ReportRow | None] = {}
+    dims_named: dict[tuple[str, ...], dict[str, str]] = {}  # the dims of each value tuple, named once
     local = grain is not None and regroup  # hourly rows: find each hour's (local) period
     periods: dict[tuple[datetime | None, bool], datetime | None] = {}
     for r in raw:
@@ -1103,8 +1104,11 @@ def _merge(
         key = (r.dims, period, section, eff, currency)
         row = rows.get(key)
         if row is None:
+            named = dims_named.get(r.dims)
+            if named is None:
+                named = dims_named[r.dims] = dict(zip(by, r.dims, strict=True))
             row = ReportRow(
-                dims=dict(zip(by, r.dims, strict=True)),
+                dims=dict(named),  # a row's own dict: callers may edit it
                 period=period,
                 cost=None,
                 currency=currency,

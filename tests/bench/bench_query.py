@@ -2,8 +2,10 @@
 
 Builds ~1M synthetic hourly usage rows (12 months) in a SQLite file, then times:
 
-* ``report --by provider,model --grain day`` for the 12 months (reads ``usage_daily``), against a
-  baseline of a raw ``sqlite3`` ``SUM ... GROUP BY day, provider, model`` over ``usage_daily``;
+* ``report --by provider,model --grain day`` for the 12 months (reads the slim daily rollup,
+  ``usage_daily_slim``, rebuilt by the untimed first call), against a baseline of a raw
+  ``sqlite3`` ``SUM ... GROUP BY day, provider, model`` over ``usage_daily``, with the ratio in
+  wall time and in CPU time (both run in this process; CPU time is what load does not blur);
 * the same for one month with ``--tz Asia/Seoul`` (reads hourly ``usage`` and regroups by local
   day), against a raw ``SUM ... GROUP BY hour, provider, model`` over ``usage``.
 
@@ -48,21 +50,34 @@ SAME_SUMS_SQL = (
 )
 
 
-def _times(fn: Callable[[], object], runs: int = RUNS) -> tuple[float, float, object]:
-    fn()  # warm the page cache and statement caches
+#: CPU-time medians of the last timed call, by label (both sides run in this process, so
+#: CPU time compares them without the noise other processes add to wall time).
+CPU: dict[str, float] = {}
+
+
+def _times(fn: Callable[[], object], runs: int = RUNS, label: str = "") -> tuple[float, float, object]:
+    fn()  # warm the page cache and statement caches (and, for the report, rebuild marked slim days)
     samples = []
+    cpu = []
     out: object = None
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         out = fn()
         samples.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
     samples.sort()
     p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+    CPU[label] = statistics.median(cpu)
     return statistics.median(samples), p99, out
 
 
-def _row(name: str, p50: float, p99: float, rows: int) -> None:
-    print(f"  {name:<58} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms   ({rows:,} rows out)")
+def _row(name: str, p50: float, p99: float, rows: int, label: str = "") -> None:
+    cpu = f"   CPU p50 {CPU[label]:7.1f} ms" if label in CPU else ""
+    print(f"  {name:<58} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms{cpu}   ({rows:,} rows out)")
+
+
+def _ratio(name: str, ours: float, base: float, ours_label: str, base_label: str) -> None:
+    print(f"  {name:<58} wall p50 {ours / base:5.2f}x   CPU p50 {CPU[ours_label] / CPU[base_label]:5.2f}x")
 
 
 def main() -> None:
@@ -87,12 +102,13 @@ def main() -> None:
             "SUM(output_tokens), SUM(requests), SUM(cost) FROM usage_daily WHERE day >= ? AND day < ? "
             "GROUP BY day, provider, model, basis, currency"
         )
-        p50, p99, out = _times(lambda: raw.execute(base_sql, (y0, y1)).fetchall())
-        _row("baseline: sqlite3 SUM GROUP BY over usage_daily, 12 months", p50, p99, len(out))  # type: ignore[arg-type]
-        p50, p99, out = _times(lambda: raw.execute(SAME_SUMS_SQL, (y0, y1)).fetchall())
-        _row("baseline: sqlite3, the report's keys and 10 sums, 12 months", p50, p99, len(out))  # type: ignore[arg-type]
-        p50, p99, res = _times(lambda: report(engine, YEAR, by=("provider", "model"), grain="day"))
-        _row("report --by provider,model --grain day, 12 months", p50, p99, len(res.rows))  # type: ignore[attr-defined]
+        base50, p99, out = _times(lambda: raw.execute(base_sql, (y0, y1)).fetchall(), label="base")
+        _row("baseline: sqlite3 SUM GROUP BY over usage_daily, 12 months", base50, p99, len(out), "base")  # type: ignore[arg-type]
+        p50, p99, out = _times(lambda: raw.execute(SAME_SUMS_SQL, (y0, y1)).fetchall(), label="same")
+        _row("baseline: sqlite3, the report's keys and 10 sums, 12 months", p50, p99, len(out), "same")  # type: ignore[arg-type]
+        p50, p99, res = _times(lambda: report(engine, YEAR, by=("provider", "model"), grain="day"), label="report")
+        _row("report --by provider,model --grain day, 12 months", p50, p99, len(res.rows), "report")  # type: ignore[attr-defined]
+        _ratio("report / baseline (target: 2x or less)", p50, base50, "report", "base")
         p50, p99, res = _times(lambda: report(engine, YEAR, by=("provider",), basis="estimated"))
         _row("report --by provider --basis estimated, 12 months", p50, p99, len(res.rows))  # type: ignore[attr-defined]
 
