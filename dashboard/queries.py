@@ -35,7 +35,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from collector.auth.users import Account, get_user, list_users
 from collector.core.http import redact
-from collector.core.rollups import RollupUnavailable, refresh_hourly
+from collector.core.rollups import SLIM, RollupUnavailable, refresh, refresh_hourly
 from collector.core.schema import TOKEN_FIELDS
 from collector.core.settings import get_settings
 from collector.core.store import data_version as _data_version
@@ -902,12 +902,14 @@ WARM_EVERY = 30.0
 def warm_budget_views() -> None:
     """Compute what the Budgets page's first views show, so a visitor finds them cached.
 
-    Also rebuilds the hourly rollup of the days an hourly Explore can show (the last
-    ``HOURLY_DAYS``), which a write only marks.
+    Also rebuilds what a write only marks: the hourly rollup of the days an hourly Explore can
+    show (the last ``HOURLY_DAYS``) and every marked day of the slim daily rollup (summed from
+    ``usage_daily``, so even a year's import costs well under a second).
     """
     day = floor_day_of(as_of())
     with contextlib.suppress(RollupUnavailable):  # behind an import's transaction: the next visitor or round does it
         refresh_hourly(engine(), day - DAY * HOURLY_DAYS, day + DAY, wait=False)
+        refresh(engine(), SLIM, datetime(1970, 1, 1, tzinfo=UTC), day + DAY * 366, wait=False)
     for b in budget_list():
         if b.active:
             budget_view(b, day)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from argon2 import PasswordHasher
+from sqlalchemy import literal, select
 from streamlit.testing.v1 import AppTest
 
 from collector.auth import users
 from collector.core.schema import UsageRecord
 from collector.core.settings import get_settings
-from collector.core.store import upsert_records
+from collector.core.store import SLIM_DIRTY, USAGE_DAILY, upsert_records
 from collector.db.migrate import open_database
 from collector.finance import budgets, chargeback, fx
 from collector.finance.chargeback import Rule
@@ -273,7 +274,15 @@ def test_the_warmer_fills_the_keys_the_page_reads(page_db, monkeypatch):
     monkeypatch.setattr(queries, "warm_budget_views", lambda: warmed.append(1) or stop.set())
     queries._warm_loop(stop)  # warms once at start, then stops when asked
     assert warmed == [1]
+    with page_db.begin() as conn:  # every day marked, as a long import would leave the slim rollup
+        conn.execute(SLIM_DIRTY.delete())
+        days = select(USAGE_DAILY.c.day, literal(1)).distinct()
+        conn.execute(SLIM_DIRTY.insert().from_select(["day", "seq"], days))
+        # ... and a day years back, which no page's default window reads
+        conn.execute(SLIM_DIRTY.insert().values(day=datetime(2001, 1, 1, tzinfo=UTC), seq=1))
     warm()
+    with page_db.connect() as conn:
+        assert conn.execute(select(SLIM_DIRTY.c.day)).first() is None  # rebuilt before any visitor reads
     assert sorted(calls) == ["All LLM", "forecast", "forecast"]  # the forecast table's and Overview's
     at = run("viewer", budget="1")
     assert {m.label: m.value for m in at.metric}["Spent this period"] == "80.00 USD"
