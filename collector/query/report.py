@@ -955,15 +955,21 @@ def _query_daily(
 
 
 def _one_row_per_group(table: Table, by: tuple[str, ...], grain: str | None, with_day: bool) -> bool:
-    """True when each ``usage_daily_slim`` row is a group of its own, so the read needs no ``GROUP BY``.
+    """True when each row of a narrow rollup is a group of its own, so the read needs no ``GROUP BY``.
 
-    A slim row is one (day, :data:`HOURLY_DIMENSIONS`) combination. The query always groups by
-    the money rule's keys (every slim dimension but ``model``), so with the model among the
-    dimensions and the UTC day among the times (the day grain, or the facts' day column) the
-    groups are exactly its rows. Skipping the sort that ``GROUP BY`` costs SQLite is most of a
-    year-long report's SQL time.
+    A ``usage_daily_slim`` row is one (day, :data:`HOURLY_DIMENSIONS`) combination, a
+    ``usage_hourly`` row one (hour, daily flag, :data:`HOURLY_DIMENSIONS`). The queries always
+    group by the money rule's keys (every one of those dimensions but ``model``), so with the
+    model among the dimensions and the row's own time among the times (the slim table's day, by
+    the day grain or the facts' day column; the hourly table's hour, by any grain) the groups are
+    exactly its rows. Skipping the sort that ``GROUP BY`` costs SQLite is most of a year-long
+    report's SQL time.
     """
-    return table is USAGE_DAILY_SLIM and "model" in by and (grain == "day" or with_day)
+    if "model" not in by:
+        return False
+    if table is USAGE_DAILY_SLIM:
+        return grain == "day" or with_day
+    return table is USAGE_HOURLY and grain is not None
 
 
 def _query_hourly(
@@ -982,16 +988,24 @@ def _query_hourly(
     in_window = _hourly_window(dialect, filters, zone, u)
     hour = start if u is USAGE_HOURLY else _hour_of(dialect, start)
     when = hour if grain is not None else _day_of(dialect, start)
-    layout = _Layout(u, by, dialect, hour)
+    layout = _Layout(u, by, dialect, hour, grouped=not _one_row_per_group(u, by, grain, False))
+    if layout.scaled:  # epoch seconds, turned into datetimes once per distinct value below
+        when = type_coerce(when, BigInteger)
     group = [*layout.dims, when, daily, *layout.keys]
-    stmt = select(*group, *layout.measures).where(in_window, *_base_conditions(u, basis, filters)).group_by(*group)
+    stmt = select(*group, *layout.measures).where(in_window, *_base_conditions(u, basis, filters))
+    stmt = stmt.group_by(*group) if layout.grouped else stmt.order_by(u.c.hour)
     n = len(by)
-    read = layout.reader(n + 2)
+    at, read = layout.moment, layout.reader(n + 2)
+    days: dict[datetime, datetime] = {}
     out: list[_Raw] = []
     with engine.connect() as conn:
         for row in conn.execute(stmt).all():
-            ts: datetime = row[n]
-            out.append(read(row, ts, bool(row[n + 1]), floor_day(ts)))
+            ts = at(row[n])
+            assert ts is not None
+            day = days.get(ts)
+            if day is None:
+                day = days[ts] = floor_day(ts)
+            out.append(read(row, ts, bool(row[n + 1]), day))
     return out
 
 
