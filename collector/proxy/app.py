@@ -317,6 +317,7 @@ class ProxyApp:
             limiter=self.limiter,
             gate=self.gate,
             refusals=self.refusals,
+            fast=transport if isinstance(transport, FastTransport) else None,
         )
         # Long-lived start-up objects (price table, SQLAlchemy, SDK-sized imports) never become
         # garbage; freezing them keeps the collector's full passes, and their pauses, short.

@@ -48,6 +48,7 @@ from collector.proxy.limits import error_body as refusal_body
 from collector.proxy.metrics import ProxyMetrics
 from collector.proxy.recorder import Recorder, new_event_id
 from collector.proxy.tokens import Fingerprinter, TokenInfo, hash_token
+from collector.proxy.transport import FastTransport, RawResponse
 from collector.proxy.usage import Usage, extract_json, extract_sse, usage_from_tail
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ _DROP_REQUEST = frozenset(
     }
 )
 _DROP_RESPONSE = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"trailer"})
+#: A filtered stream changes length: its ``content-length`` goes too (the body is sent chunked).
+_DROP_FILTERED = _DROP_RESPONSE | {b"content-length"}
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 _INJECT = b',"stream_options":{"include_usage":true}'
 _EVENT_END = re.compile(rb"(\r?\n\r?\n)")
@@ -244,6 +247,12 @@ class UsageChunkFilter:
         except ValueError:
             return False
         return isinstance(payload, dict) and payload.get("choices") == [] and isinstance(payload.get("usage"), dict)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
+    """A header's value (lower-case ``name``), repeats joined with ``, `` as httpx's ``Headers.get`` does."""
+    values = [v for n, v in headers if n == name]
+    return values[0] if len(values) == 1 else b", ".join(values)
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -432,8 +441,15 @@ class Forwarder:
         limiter: Limiter | None = None,
         gate: BudgetGate | None = None,
         refusals: RefusalLog | None = None,
+        fast: FastTransport | None = None,
     ) -> None:
         self.client = client
+        #: The client's transport when it is the sidecar's own: calls whose body is in memory
+        #: skip httpx's request/response objects and go to its connection pool directly.
+        self.fast = fast
+        #: Per-request timeouts, computed once (the client's own, as ``client.send`` would use).
+        self.timeouts = client.timeout.as_dict()
+        self.extensions = {"timeout": self.timeouts}
         self.limiter = limiter
         self.gate = gate
         self.refusals = refusals or RefusalLog()
@@ -621,17 +637,17 @@ class Forwarder:
         if isinstance(content, bytes):  # a streamed body is still being received: armed once it is sent
             guard.arm()
         try:
+            response: RawResponse | httpx.Response
             try:
-                # httpx.Request, not client.build_request: the client would add its own Accept,
-                # Accept-Encoding and User-Agent (a client that never asked for gzip would get gzip).
-                request = httpx.Request(
-                    scope["method"],
-                    self._url(upstream.base_url + rest, scope.get("query_string")),
-                    headers=headers,
-                    content=content,
-                    extensions={"timeout": self.client.timeout.as_dict()},
-                )
-                response = await self.client.send(request, stream=True)
+                url = self._url(upstream.base_url + rest, scope.get("query_string"))
+                method = scope["method"]
+                if self.fast is not None and isinstance(content, bytes) and self.fast.direct(method, url):
+                    response = await self.fast.request(method, url, headers, content, self.timeouts)
+                else:
+                    # httpx.Request, not client.build_request: the client would add its own Accept,
+                    # Accept-Encoding and User-Agent (a client that never asked for gzip would get gzip).
+                    request = httpx.Request(method, url, headers=headers, content=content, extensions=self.extensions)
+                    response = await self.client.send(request, stream=True)
             except httpx.InvalidURL:
                 await self.refuse(send, 400, "invalid_request", "the request URL cannot be forwarded")
                 return
@@ -647,24 +663,33 @@ class Forwarder:
             try:
                 if not isinstance(content, bytes):
                     guard.arm()
-                await self._relay(send, upstream, event, response, filt, started, guard)
+                if isinstance(response, RawResponse):
+                    status, raw = response.status, response.headers
+                else:
+                    status, raw = response.status_code, response.headers.raw
+                await self._relay(send, upstream, event, status, raw, response.aiter_raw(), filt, started, guard)
             finally:
                 await response.aclose()
-                # httpx binds a response and its stream to each other: a reference cycle per call,
-                # with the request, headers and URL hanging off it, which only the cycle collector
-                # would free (its pauses land in the latency tail). Unbound, it is freed right here.
-                response.stream = _SPENT
+                if isinstance(response, httpx.Response):
+                    # httpx binds a response and its stream to each other: a reference cycle per
+                    # call, with the request, headers and URL hanging off it, which only the cycle
+                    # collector would free (its pauses land in the latency tail). Unbound, it is
+                    # freed right here.
+                    response.stream = _SPENT
         finally:
             guard.close()
 
-    def _url(self, url: str, query: bytes | None) -> httpx.URL | str:
+    def _url(self, url: str, query: bytes | None) -> httpx.URL:
         """The upstream URL, parsed once per path: httpx's parsing costs about a tenth of a call's CPU.
 
         A URL with a query string is never kept (it may carry a key, ``?key=``); the cache is
         emptied when full, so paths with ids in them cannot grow it.
+
+        Raises:
+            httpx.InvalidURL: the URL cannot be forwarded.
         """
         if query:
-            return url + "?" + query.decode("latin-1")
+            return httpx.URL(url + "?" + query.decode("latin-1"))
         parsed = self._urls.get(url)
         if parsed is None:
             if len(self._urls) >= URL_CACHE_SIZE:
@@ -775,7 +800,9 @@ class Forwarder:
         send: Send,
         upstream: Upstream,
         event: dict[str, Any],
-        response: httpx.Response,
+        status: int,
+        raw: list[tuple[bytes, bytes]],
+        chunks: AsyncIterator[bytes],
         filt: UsageChunkFilter | None,
         started: float,
         guard: _Disconnect,
@@ -786,28 +813,25 @@ class Forwarder:
         ``content-length``, or else the end of the chunked body. So a call the client received
         completely has its event on disk even if the process dies right after.
         """
-        status = response.status_code
         event["status"] = status
         if status >= 400:
             event["error"] = f"http_{status}"
-        ctype = response.headers.get("content-type", "")
-        sse = ctype.startswith("text/event-stream")
+        headers = [(n.lower(), v) for n, v in raw]
+        sse = _header(headers, b"content-type").startswith(b"text/event-stream")
         event["stream"] = event["stream"] or sse
         if not sse:
             filt = None  # the upstream answered without a stream (e.g. an error): nothing to filter
-        headers = [
-            (n.lower(), v)
-            for n, v in response.headers.raw
-            if n.lower() not in _DROP_RESPONSE and not (filt is not None and n.lower() == b"content-length")
-        ]
+        drop = _DROP_RESPONSE if filt is None else _DROP_FILTERED
+        headers = [(n, v) for n, v in headers if n not in drop]
         left = _content_length(headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        tap = Tap(SSE_HEAD if sse else MAX_JSON_COPY, TAIL, response.headers.get("content-encoding", "").lower())
+        coding = _header(headers, b"content-encoding").decode("latin-1").lower()
+        tap = Tap(SSE_HEAD if sse else MAX_JSON_COPY, TAIL, coding)
         ttfb = None
         if sse:
             guard.stream()
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in chunks:
                 if ttfb is None:
                     ttfb = time.perf_counter()
                 tap.feed(chunk)

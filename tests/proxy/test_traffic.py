@@ -245,7 +245,8 @@ def test_sidecar_starts_and_serves_while_the_database_is_unreachable(fake, tmp_p
 
 
 def test_upstream_urls_are_parsed_once_per_path_and_never_kept_with_a_query(monkeypatch):
-    forwarder = Forwarder(None, None, None, dict, None)  # type: ignore[arg-type]  (only its URL cache is used)
+    client = httpx.AsyncClient()  # only its URL cache and the client's timeouts are used
+    forwarder = Forwarder(client, None, None, dict, None)  # type: ignore[arg-type]
     url = "http://upstream.test/v1/chat/completions"
     first = forwarder._url(url, b"")
     assert isinstance(first, httpx.URL) and str(first) == url

@@ -68,3 +68,107 @@ def test_close_delimited_and_truncated_bodies():
     assert asyncio.run(fetch(None)) == b"data: {}\n\ndata: [DONE]\n\n"  # ends at close: complete
     with pytest.raises(httpx.RemoteProtocolError):
         asyncio.run(fetch(500))  # promised 500 bytes, closed early: truncated
+
+
+async def _captured(send_one) -> bytes:  # type: ignore[no-untyped-def]
+    """The bytes of one request as a raw server receives them (answered with an empty 200)."""
+    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+        )
+        got.set_result(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        await send_one(server.sockets[0].getsockname()[1])
+        return await got
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content"),
+    [
+        ("POST", "/v1/chat/completions", b'{"model":"m"}'),
+        ("POST", "/v1/chat/completions", b""),
+        ("GET", "/v1/models", b""),
+        ("DELETE", "/v1/files/file-1?x=%20y&key=a%2Fb", b""),
+        ("PUT", "/v1/caf\u00e9 path", b"\x00\xff binary"),
+    ],
+)
+def test_direct_requests_send_exactly_the_bytes_httpx_would(method, path, content):
+    """The hot path writes the request itself; what the upstream receives must not change by a byte."""
+    headers = [(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-x"), (b"x-odd", b"a\tb\x80")]
+
+    async def via_httpx(port: int) -> None:
+        async with httpx.AsyncClient(transport=FastTransport(read_timeout=5)) as client:
+            request = httpx.Request(method, f"http://127.0.0.1:{port}{path}", headers=headers, content=content)
+            (await client.send(request)).raise_for_status()
+
+    async def direct(port: int) -> None:
+        transport = FastTransport(read_timeout=5)
+        url = httpx.URL(f"http://127.0.0.1:{port}{path}")
+        assert transport.direct(method, url)
+        response = await transport.request(method, url, headers, content, {"read": 5, "connect": 5})
+        assert response.status == 200 and [c async for c in response.aiter_raw()] == []
+        await response.aclose()
+        await transport.aclose()
+
+    async def both() -> tuple[bytes, bytes]:
+        return await _captured(via_httpx), await _captured(direct)
+
+    expected, sent = asyncio.run(both())
+    port_free = [line for line in expected.split(b"\r\n") if not line.startswith(b"Host: ")]
+    assert [line for line in sent.split(b"\r\n") if not line.startswith(b"Host: ")] == port_free
+    assert sent.split(b"\r\n")[1].startswith(b"Host: 127.0.0.1:") and expected.split(b"\r\n")[1].startswith(b"Host: ")
+
+
+def test_direct_requests_raise_httpx_errors_and_reuse_connections():
+    async def go() -> None:
+        transport = FastTransport(read_timeout=5)
+        with pytest.raises(httpx.ConnectError):
+            await transport.request("POST", httpx.URL("http://127.0.0.1:9/"), [], b"{}", {})
+        assert not transport.direct("HEAD", httpx.URL("http://127.0.0.1:9/"))  # HEAD goes through httpx
+
+        async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(truncated, "127.0.0.1", 0)
+        url = httpx.URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x")
+        try:
+            response = await transport.request("GET", url, [], b"", {"read": 5})
+            with pytest.raises(httpx.RemoteProtocolError):
+                async for _ in response.aiter_raw():
+                    pass
+            await response.aclose()
+            assert not transport.idle.get(("http", "127.0.0.1", url.port))  # a broken connection is not pooled
+        finally:
+            server.close()
+        await transport.aclose()
+
+    asyncio.run(go())
+    with ServerThread(FakeUpstream()) as server:
+
+        async def reuse() -> list[int]:
+            transport = FastTransport(read_timeout=5)
+            url = httpx.URL(f"{server.url}/v1/chat/completions")
+            pooled = []
+            for _ in range(3):
+                response = await transport.request("POST", url, [], b'{"model":"m"}', {"read": 5})
+                body = b"".join([c async for c in response.aiter_raw()])
+                assert response.status == 200 and b"usage" in body
+                await response.aclose()
+                pooled.append(sum(len(c) for c in transport.idle.values()))
+            await transport.aclose()
+            return pooled
+
+        assert asyncio.run(reuse()) == [1, 1, 1]  # one connection, back in the pool after each call
