@@ -7,6 +7,7 @@ spool size are read when ``/metrics`` is scraped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -22,6 +23,8 @@ class ProxyMetrics:
 
     def __init__(self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        #: Label children per ``(upstream, status class, error)`` (see :meth:`observe`).
+        self._children: dict[tuple[str, int, str], tuple[Any, Any, Any, Any]] = {}
         self.requests = Counter(
             "llm_proxy_requests",
             "Requests forwarded, by upstream and HTTP status class.",
@@ -68,13 +71,28 @@ class ProxyMetrics:
         spool.set_function(spool_bytes)
 
     def observe(self, upstream: str, status: int, latency_s: float, ttfb_s: float, error: str) -> None:
-        """Count one finished request."""
-        self.requests.labels(upstream, f"{status // 100}xx" if status else "none").inc()
-        self.latency.labels(upstream).observe(latency_s)
+        """Count one finished request.
+
+        ``labels()`` validates and locks on every call; a call's children are looked up once per
+        ``(upstream, status class, error)`` and kept (a small, fixed set: upstream names and error
+        kinds come from the configuration and fixed lists, never from callers).
+        """
+        key = (upstream, status // 100, error)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(upstream, f"{status // 100}xx" if status else "none"),
+                self.latency.labels(upstream),
+                self.ttfb.labels(upstream),
+                self.errors.labels(upstream, error) if error else None,
+            )
+        requests, latency, ttfb, errors = children
+        requests.inc()
+        latency.observe(latency_s)
         if ttfb_s:
-            self.ttfb.labels(upstream).observe(ttfb_s)
-        if error:
-            self.errors.labels(upstream, error).inc()
+            ttfb.observe(ttfb_s)
+        if errors is not None:
+            errors.inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

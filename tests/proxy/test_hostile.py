@@ -15,8 +15,11 @@ import tracemalloc
 import httpx
 import openai
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
+from collector.proxy.forward import clean_model
 from collector.proxy.rollup import rollup
 from collector.proxy.tokens import create_token
 from tests.fakes.upstream import FakeUpstream, ServerThread
@@ -342,3 +345,12 @@ def test_concurrent_large_bodies_are_streamed_not_held_in_memory(fake, sqlite_en
     assert app.discarded == [size] * clients
     # The clients' own 4 MB payload is shared; whole bodies held by the sidecar would add 48 MB+.
     assert peak < 24 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+@given(
+    st.text(max_size=200)
+    | st.sampled_from(["gpt-4o", "gpt 4o mini", " gpt 4o\t", "gpt\u20034o", "m\x1c\x85x", "\u2028", "", "x" * 300])
+)
+def test_model_labels_are_cleaned_the_same_on_the_fast_path(model):
+    """``clean_model`` skips its per-character pass for clean names; any name comes out as the full pass makes it."""
+    assert clean_model(model) == "".join(c for c in model if c.isprintable() and not c.isspace())[:128]

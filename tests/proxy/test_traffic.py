@@ -11,6 +11,7 @@ import pytest
 from collector.proxy import forward
 from collector.proxy.app import ProxyApp
 from collector.proxy.forward import Forwarder
+from collector.proxy.metrics import ProxyMetrics
 from collector.proxy.spool import SpoolBusyError
 from collector.proxy.tokens import create_token, revoke_token
 from tests.fakes.upstream import OPENAI_USAGE, ServerThread
@@ -196,6 +197,26 @@ def test_metrics_and_healthz(fake, side):
     health = httpx.get(f"{side.url}/healthz").json()
     assert (health["status"], health["database"], health["queue_depth"]) == ("ok", "up", 0)
     assert OPENAI_USAGE  # the fake's usage constants are importable for the bench
+
+
+def test_metrics_count_each_call_under_its_own_labels():
+    """Label children are kept per (upstream, status class, error): each call still lands on its own."""
+    metrics = ProxyMetrics(lambda: 0.0, lambda: 0.0)
+    for upstream, status, error in [
+        ("openai", 200, ""), ("openai", 502, "upstream_timeout"), ("openai", 502, "upstream_unreachable"),
+        ("openai", 200, ""), ("groq", 200, "client_disconnected"), ("openai", 0, "upstream_cut"),
+    ]:  # fmt: skip
+        metrics.observe(upstream, status, 0.002, 0.001 if status else 0.0, error)
+    text = metrics.render().decode()
+    assert 'llm_proxy_requests_total{status="2xx",upstream="openai"} 2.0' in text
+    assert 'llm_proxy_requests_total{status="5xx",upstream="openai"} 2.0' in text
+    assert 'llm_proxy_requests_total{status="none",upstream="openai"} 1.0' in text
+    assert 'llm_proxy_requests_total{status="2xx",upstream="groq"} 1.0' in text
+    assert 'llm_proxy_errors_total{kind="upstream_timeout",upstream="openai"} 1.0' in text
+    assert 'llm_proxy_errors_total{kind="upstream_unreachable",upstream="openai"} 1.0' in text
+    assert 'llm_proxy_errors_total{kind="client_disconnected",upstream="groq"} 1.0' in text
+    assert 'llm_proxy_request_duration_seconds_count{upstream="openai"} 5.0' in text
+    assert 'llm_proxy_time_to_first_byte_seconds_count{upstream="openai"} 4.0' in text
 
 
 @pytest.mark.parametrize("fast", [True, False])
