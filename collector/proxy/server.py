@@ -115,6 +115,9 @@ def uvicorn_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "lifespan": "on",
         "access_log": False,  # request lines can carry key-like query parameters
         "server_header": False,  # the upstream's own headers pass through
+        # Nothing here reads the client's address or scheme, so uvicorn's X-Forwarded-* middleware
+        # would only add a coroutine and a header scan to every call.
+        "proxy_headers": False,
         "date_header": False,
         "log_level": "info",
         "timeout_graceful_shutdown": 30,
