@@ -48,6 +48,9 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
+        #: When the current wait times out (loop time), and the one timer that checks it.
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
         self.keep_alive = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
@@ -65,6 +68,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()  # whoever waits is woken below, and nothing waits on this connection again
         if self.headers_done and not self.done and exc is None and not self._framed():
             # A body without Content-Length or chunking ends when the server closes (RFC 9112 §6.3).
             self.done = True
@@ -118,20 +122,36 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     async def wait(self, timeout: float | None) -> None:
-        """Wait for the next parser event (or an error); raise ``ReadTimeout`` after ``timeout``."""
+        """Wait for the next parser event (or an error); raise ``ReadTimeout`` after ``timeout``.
+
+        A stream waits once per chunk; scheduling and cancelling a timer each time cost more than
+        the chunk's own work. So a wait only moves :attr:`deadline`, and one timer per connection
+        checks it when it fires (and re-arms itself for a deadline that moved on).
+        """
         waiter = self.waiter = self.loop.create_future()
-        handle = self.loop.call_later(timeout, self._expire, waiter) if timeout else None
+        if timeout:
+            self.deadline = self.loop.time() + timeout
+            if self.timer is None:
+                self.timer = self.loop.call_at(self.deadline, self._check_deadline)
         try:
             await waiter
         finally:
             self.waiter = None
-            if handle is not None:
-                handle.cancel()
 
-    @staticmethod
-    def _expire(waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
+    def _check_deadline(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms a timer again
+        if self.loop.time() >= self.deadline:
             waiter.set_exception(httpx.ReadTimeout("timed out waiting for the upstream"))
+        else:
+            self.timer = self.loop.call_at(self.deadline, self._check_deadline)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def take(self) -> bytes:
         """All response bytes received so far."""
@@ -148,9 +168,11 @@ class _Connection(asyncio.Protocol):
         self.headers, self.status, self.headers_done, self.done, self.error = [], 0, False, False, None
         self.chunks.clear()
         self.buffered = 0
+        self._stop_timer()  # an idle connection in the pool needs none
 
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 

@@ -172,3 +172,45 @@ def test_direct_requests_raise_httpx_errors_and_reuse_connections():
             return pooled
 
         assert asyncio.run(reuse()) == [1, 1, 1]  # one connection, back in the pool after each call
+
+
+def test_read_timeout_is_per_wait_for_the_next_bytes_not_per_response():
+    """A stream that keeps sending completes however long it lasts; one that stops times out."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, chunks: int, stall: bool) -> None:
+        for _ in range(2):  # two requests on one keep-alive connection
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)  # the body, b"{}"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            for i in range(chunks):
+                event = b"data: %d\n\n" % i
+                writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            if stall:
+                await asyncio.sleep(3)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async def fetch(chunks: int, stall: bool) -> list[bytes]:
+        server = await asyncio.start_server(lambda r, w: serve(r, w, chunks, stall), "127.0.0.1", 0)
+        transport = FastTransport(read_timeout=0.5)
+        url = httpx.URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x")
+        got: list[bytes] = []
+        try:
+            for _ in range(2):  # the second call reuses the connection (and its timer state)
+                response = await transport.request("POST", url, [], b"{}", {"read": 0.5})
+                try:
+                    async for chunk in response.aiter_raw():
+                        got.append(chunk)
+                finally:
+                    await response.aclose()
+        finally:
+            server.close()
+            await transport.aclose()
+        return got
+
+    steady = asyncio.run(fetch(20, stall=False))  # 20 chunks 50 ms apart: a second each, twice the timeout
+    assert b"".join(steady) == 2 * b"".join(b"data: %d\n\n" % i for i in range(20))
+    with pytest.raises(httpx.ReadTimeout):
+        asyncio.run(fetch(2, stall=True))
