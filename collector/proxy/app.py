@@ -84,6 +84,13 @@ def upstreams_from(settings: Settings) -> dict[str, Upstream]:
     return table
 
 
+#: The cycle collector's thresholds while the sidecar serves. Calls free what they allocate by
+#: reference counting, but journaled events wait in memory for the writer's round and its batches
+#: build thousands of rows, so with Python's default 700 a young-generation pass came every few
+#: hundred calls, each a pause of up to several milliseconds on the event loop (same-run count
+#: over ~7,000 calls at 16 connections: 19 young and 2 middle passes; none at 10,000).
+GC_THRESHOLD = (10_000, 10, 10)
+
 #: Versioned prefixes of the Google routes: ``(route prefix, routing key, API versions)``.
 _GOOGLE_ROUTES = (
     ("/google/", "google", ("v1beta", "v1", "v1alpha")),
@@ -323,9 +330,12 @@ class ProxyApp:
         # garbage; freezing them keeps the collector's full passes, and their pauses, short.
         gc.collect()
         gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLD)
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
             self.forwarder = None
             await client.aclose()
             await self.limiter.aclose()

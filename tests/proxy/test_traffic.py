@@ -1,5 +1,6 @@
 """Errors, cut connections, client disconnects, attribution tokens, /metrics and /healthz."""
 
+import gc
 import socket
 import time
 
@@ -9,7 +10,7 @@ import openai
 import pytest
 
 from collector.proxy import forward
-from collector.proxy.app import ProxyApp
+from collector.proxy.app import GC_THRESHOLD, ProxyApp
 from collector.proxy.forward import Forwarder
 from collector.proxy.metrics import ProxyMetrics
 from collector.proxy.spool import SpoolBusyError
@@ -197,6 +198,19 @@ def test_metrics_and_healthz(fake, side):
     health = httpx.get(f"{side.url}/healthz").json()
     assert (health["status"], health["database"], health["queue_depth"]) == ("ok", "up", 0)
     assert OPENAI_USAGE  # the fake's usage constants are importable for the bench
+
+
+def test_cycle_collector_thresholds_are_raised_while_serving_and_restored_after(fake, sqlite_engine):
+    before = gc.get_threshold()
+    side = start_sidecar(proxy_settings(fake[1].url), sqlite_engine)
+    try:
+        assert gc.get_threshold() == GC_THRESHOLD
+        assert httpx.post(f"{side.url}/openai/v1/chat/completions", json=CHAT).status_code == 200
+        side.flush(1)
+    finally:
+        side.server.stop()
+    assert gc.get_threshold() == before
+    assert len(events(sqlite_engine)) == 1
 
 
 def test_metrics_count_each_call_under_its_own_labels():
