@@ -329,8 +329,12 @@ class FastTransport(httpx.AsyncBaseTransport):
 
     @staticmethod
     def direct(method: str, url: httpx.URL) -> bool:
-        """True when :meth:`request` serves this call (else it goes through httpx and the fallback)."""
-        return method != "HEAD" and url.scheme in ("http", "https")
+        """True when :meth:`request` serves this call (else it goes through httpx and the fallback).
+
+        An upstream URL with credentials in it (``https://user:pass@host``) stays with httpx, whose
+        client turns them into a ``Basic`` authorization header.
+        """
+        return method != "HEAD" and url.scheme in ("http", "https") and not url.userinfo
 
     async def _send(
         self, key: tuple[str, str, int], payload: bytes, timeouts: dict[str, Any]

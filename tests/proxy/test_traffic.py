@@ -200,6 +200,25 @@ def test_metrics_and_healthz(fake, side):
     assert OPENAI_USAGE  # the fake's usage constants are importable for the bench
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_upstream_url_with_credentials_sends_them_on_either_transport(fake, sqlite_engine, fast):
+    """Such a URL skips the direct path, so httpx still turns its userinfo into Basic auth."""
+    app, upstream = fake
+    host = upstream.url.removeprefix("http://")
+    settings = proxy_settings(
+        upstream.url, proxy_fast_transport=fast, proxy_upstreams={"cred": f"http://u:pw@{host}/v1"}
+    )
+    side = start_sidecar(settings, sqlite_engine)
+    try:
+        r = httpx.post(f"{side.url}/u/cred/v1/chat/completions", json=CHAT)
+        assert r.status_code == 200
+        side.flush(1)
+    finally:
+        side.server.stop()
+    assert app.requests[-1]["headers"]["authorization"] == "Basic dTpwdw=="  # base64 of "u:pw"
+    assert len(events(sqlite_engine)) == 1
+
+
 def test_cycle_collector_thresholds_are_raised_while_serving_and_restored_after(fake, sqlite_engine):
     before = gc.get_threshold()
     side = start_sidecar(proxy_settings(fake[1].url), sqlite_engine)

@@ -135,6 +135,8 @@ def test_direct_requests_raise_httpx_errors_and_reuse_connections():
         with pytest.raises(httpx.ConnectError):
             await transport.request("POST", httpx.URL("http://127.0.0.1:9/"), [], b"{}", {})
         assert not transport.direct("HEAD", httpx.URL("http://127.0.0.1:9/"))  # HEAD goes through httpx
+        assert not transport.direct("POST", httpx.URL("http://user:pw@127.0.0.1:9/"))  # httpx adds Basic auth
+        assert transport.direct("POST", httpx.URL("http://127.0.0.1:9/"))
 
         async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
