@@ -1,7 +1,9 @@
 """The hot path: forward one request upstream and stream the response back, unchanged.
 
-Lean by design (the latency budget is about a millisecond): one shared
-``httpx.AsyncClient`` with a keep-alive pool (from :func:`collector.core.http.make_async_client`), raw
+Lean by design (the latency budget is about a millisecond): a body already in memory goes straight
+to :class:`~collector.proxy.transport.FastTransport`'s keep-alive pool (:meth:`FastTransport.request
+<collector.proxy.transport.FastTransport.request>`: no httpx request or response objects); anything
+else through one shared ``httpx.AsyncClient`` (from :func:`collector.core.http.make_async_client`); raw
 ASGI instead of framework request/response objects, the request body forwarded as the bytes that
 came in, the response forwarded chunk by chunk as raw (still encoded) bytes the moment they
 arrive. To learn the stream flag the request body is scanned with a regular expression, and parsed

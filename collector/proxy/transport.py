@@ -6,7 +6,8 @@ sidecar's whole latency budget (about 1 ms added at p50). This transport keeps t
 ``httpx`` client API (requests, responses, streaming, exceptions) and replaces only the wire:
 ``asyncio`` protocols (uvloop's when uvicorn runs on it) and ``httptools``, the C HTTP parser
 uvicorn itself uses. One request is one ``write()`` of head and body; response bytes are handed
-to the reader the moment they arrive.
+to the reader the moment they arrive. The sidecar's forwarder calls :meth:`FastTransport.request`
+directly for bodies in memory, skipping httpx's request and response objects as well.
 
 Scope: ``http``/``https`` requests whose body is already in memory (the proxy's JSON bodies).
 Streamed request bodies (large uploads) and ``HEAD`` go through httpx's own transport. Errors are
