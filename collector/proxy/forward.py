@@ -80,6 +80,9 @@ _DROP_FILTERED = _DROP_RESPONSE | {b"content-length"}
 _STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
 _INJECT = b',"stream_options":{"include_usage":true}'
 _EVENT_END = re.compile(rb"(\r?\n\r?\n)")
+#: An empty JSON array in any formatting: a usage-only chunk has ``"choices": []``, so an event
+#: without one is passed on without being parsed (every chunk of an injected stream names usage).
+_EMPTY_ARRAY = re.compile(rb"\[\s*\]")
 #: An SSE event longer than this without a blank line means the filter does not understand the stream.
 _MAX_EVENT = 1024 * 1024
 #: Endpoints whose streams report usage only with ``stream_options.include_usage``.
@@ -241,6 +244,8 @@ class UsageChunkFilter:
 
     @staticmethod
     def _usage_only(event: bytes) -> bool:
+        if _EMPTY_ARRAY.search(event) is None:
+            return False  # no "choices": [] anywhere: a content chunk, known without parsing its JSON
         data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
         if not data.startswith(b"{"):
             return False

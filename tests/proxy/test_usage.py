@@ -258,3 +258,19 @@ def test_gemini_endpoints_and_query_keys():
     assert google_endpoint("/v1beta/models/m:inventedMethod") == "other"
     assert google_endpoint("/v1beta/models") == "models"
     assert query_key(b"alt=sse&key=AIza%2Dx") == b"AIza-x" and query_key(b"alt=sse") == b""
+
+
+def test_filter_finds_the_usage_only_chunk_in_any_json_formatting_without_parsing_content_chunks():
+    injected = (
+        b'data: {"id":"c","choices":[{"delta":{"content":"x = []"}}],"usage":null}\n\n'
+        b'data: {"id":"c","choices":[{"delta":{"content":"b"}}],"usage":null}\n\n'
+        b'data: {"id":"c", "choices" : [ \t], "usage": {"prompt_tokens":1,"completion_tokens":1}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    asked = (
+        b'data: {"id":"c","choices":[{"delta":{"content":"x = []"}}]}\n\n'
+        b'data: {"id":"c","choices":[{"delta":{"content":"b"}}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    f = UsageChunkFilter()
+    assert f.feed(injected) + f.flush() == asked
