@@ -204,3 +204,71 @@ def test_data_version_counts_rollup_changes_and_nothing_else(engine, ten_thousan
     with engine.begin() as conn:
         delete_by_source_ref(conn, sample[0].source_ref)
     assert data_version(engine) > changed
+
+
+def rollup_rows(engine):
+    """Every ``usage_daily`` row but its id, sorted: what a rebuild from ``usage`` must reproduce."""
+    columns = [c for c in USAGE_DAILY.c if c.name != "id"]
+    with engine.connect() as conn:
+        return sorted(tuple(row) for row in conn.execute(select(*columns)).all())
+
+
+def rebuilt_rollup_rows(engine):
+    """The rollup rebuilt from ``usage`` by SQL (``GROUP BY``), read, then rolled back."""
+    with engine.connect() as conn, conn.begin() as tx:
+        rebuild_all_daily(conn, count=False)
+        columns = [c for c in USAGE_DAILY.c if c.name != "id"]
+        rows = sorted(tuple(row) for row in conn.execute(select(*columns)).all())
+        tx.rollback()
+    return rows
+
+
+def test_first_writes_summed_from_the_rows_equal_the_rebuild_from_usage(engine, ten_thousand):
+    """Slices new to the rollup are summed from the written rows (SQLite) or rebuilt (PostgreSQL): the same rows.
+
+    One write mixes slice-days that held rows with new ones in the same batches, a level unit
+    (a daily mean), unpriced rows, negative amounts, and keys written twice (in one batch and
+    across batches, with changed values: the last row wins and its slices are rebuilt instead).
+    """
+    old = [r for r in ten_thousand if r.provider == "openai" and r.bucket_start.day % 2 == 0]
+    upsert_records(engine, old)
+    before = rollup_rows(engine)
+    assert before == rebuilt_rollup_rows(engine)
+    old_ids = {id(r) for r in old}
+    rest = [r for r in ten_thousand if id(r) not in old_ids]
+    tweaked = []
+    for i, r in enumerate(rest):
+        if i % 7 == 0:
+            r = replace(r, cost=None, basis="unpriced", currency="", price_version="")
+        elif i % 11 == 0:
+            r = replace(r, quantity=Decimal(1000 + i), quantity_unit="bytes")
+        elif i % 13 == 0 and r.cost is not None:
+            r = replace(r, cost=-r.cost, basis="billed")
+        tweaked.append(r)
+    repeats = [replace(tweaked[5], output_tokens=tweaked[5].output_tokens + 9), tweaked[40]]
+    stream = [*old[:300], *tweaked[:2000], *repeats, *tweaked[2000:], replace(tweaked[3000], input_tokens=1)]
+    result = upsert_records(engine, stream, batch_size=997)
+    assert result.records == len(stream)
+    assert result.changed == len(tweaked) + 2  # two repeats with new values; old rows and one identical repeat skip
+    after = rollup_rows(engine)
+    assert after == rebuilt_rollup_rows(engine)
+    assert len(after) > len(before)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(USAGE)).scalar_one() == len(old) + len(tweaked)
+        assert conn.execute(select(func.sum(USAGE_DAILY.c.rows))).scalar_one() == len(old) + len(tweaked)
+        bytes_rows = conn.execute(select(func.count()).where(USAGE_DAILY.c.quantity_unit == "bytes")).scalar_one()
+        null_costs = conn.execute(select(func.count()).where(USAGE_DAILY.c.cost.is_(None))).scalar_one()
+    assert bytes_rows and null_costs
+
+
+def test_a_key_repeated_in_a_later_batch_of_a_new_slice_keeps_the_last_values(engine, ten_thousand):
+    """A new slice's repeated key is found by the row count of ``DO NOTHING`` and settled by the upsert."""
+    batch = ten_thousand[:600]
+    again = replace(batch[3], output_tokens=batch[3].output_tokens + 500, cost=None, basis="unpriced", currency="")
+    result = upsert_records(engine, [*batch, again], batch_size=100)
+    assert result.changed == 601
+    with engine.connect() as conn:
+        out = conn.execute(select(func.sum(USAGE.c.output_tokens))).scalar_one()
+        daily = conn.execute(select(func.sum(USAGE_DAILY.c.output_tokens))).scalar_one()
+    assert out == daily == sum(r.output_tokens for r in batch) + 500
+    assert rollup_rows(engine) == rebuilt_rollup_rows(engine)
