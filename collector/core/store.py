@@ -393,26 +393,31 @@ class _Fresh:
         return plan, {g[0] for g in self.sums}
 
     def insert(self) -> None:
-        """Insert the summed rollup rows, in the order a ``GROUP BY`` rebuild would insert them."""
+        """Insert the summed rollup rows, in the order a ``GROUP BY`` rebuild would insert them.
+
+        The rows are made one at a time as the driver takes them, and each group's sums are
+        dropped once its row is made (an import's million rows make tens of thousands of groups).
+        """
         if not self.sums:
             return
-        levels, unit_at = LEVEL_UNITS, ROLLUP_DIMENSIONS.index("quantity_unit")
-        quantity_at = len(ROLLUP_DIMENSIONS) + 1 + ROLLUP_MEASURES.index("quantity")
-        rows = []
-        for group in sorted(self.sums):
-            day, dims = group
-            *measures, count, priced = self.sums[group]
-            if not priced:
-                measures[self.cost_at] = None
-            row = [day, *dims, *measures, count]
-            if dims[unit_at] in levels:  # a level's daily value is its mean (SQLite's integer division)
-                total, count = row[quantity_at], row[-1]
-                row[quantity_at] = abs(total) // count * (1 if total >= 0 else -1)
-            rows.append(row)
         columns = ("day", *ROLLUP_DIMENSIONS, *ROLLUP_MEASURES, "rows")
         self.cursor.executemany(
-            f"INSERT INTO usage_daily ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows
+            f"INSERT INTO usage_daily ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            self._rollup_rows(),
         )
+
+    def _rollup_rows(self) -> Iterator[list[Any]]:
+        levels, unit_at = LEVEL_UNITS, ROLLUP_DIMENSIONS.index("quantity_unit")
+        quantity_at, cost_at, sums = ROLLUP_MEASURES.index("quantity"), self.cost_at, self.sums
+        for group in sorted(sums):
+            day, dims = group
+            *measures, count, priced = sums.pop(group)
+            if not priced:
+                measures[cost_at] = None
+            if dims[unit_at] in levels:  # a level's daily value is its mean (SQLite's integer division)
+                total = measures[quantity_at]
+                measures[quantity_at] = abs(total) // count * (1 if total >= 0 else -1)
+            yield [day, *dims, *measures, count]
 
 
 def upsert(
