@@ -11,7 +11,6 @@ rollup of slices a write is the first to fill is summed from the written rows in
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import operator
 import sqlite3
@@ -30,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import OperationalError
 
+from collector.core.gcpause import paused_gc
 from collector.core.schema import (
     KEY_FIELDS,
     LEVEL_UNITS,
@@ -449,34 +449,15 @@ def upsert(
     cursor = conn.connection.cursor()
     touched: set[tuple[int, str, str, str, str]] = set()
     bulk = _bulk(conn, cursor, writer)
-    with _gc_paused():
+    # Each row allocates a few tuples and no cycles: the collections they would trigger find
+    # nothing, and cost about 10 % of a bulk write's CPU time (store benchmark).
+    with paused_gc():
         for batch in _batches(records, batch_size):
             batch_touched: set[tuple[int, str, str, str, str]] = set()
             params = writer.rows(batch, stamp, batch_touched)
             _execute(cursor, writer, bulk, params, batch_touched, touched, result)
     _finish(conn, touched, result, bulk)
     return result
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while batches are written, then resume it.
-
-    Each row allocates a few tuples (parameters, rollup keys), none of them in a cycle, so the
-    collections their allocation triggers find nothing but still walk the young objects and,
-    now and then, every object of the process: about 10 % of a bulk write's CPU time
-    (store benchmark). Reference counting still frees everything as usual; only cyclic garbage
-    made during the write waits for the collector's next run. A thread that finds the collector
-    already paused leaves it to whoever paused it.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _bulk(conn: Connection, cursor: Any, writer: _Writer) -> _Stage | _Fresh | None:
@@ -629,7 +610,7 @@ def upsert_columns(conn: Connection, batches: Iterable[RowColumns], *, now: date
     cursor = conn.connection.cursor()
     touched: set[tuple[int, str, str, str, str]] = set()
     bulk = _bulk(conn, cursor, writer)
-    with _gc_paused():
+    with paused_gc():  # as in upsert()
         for batch in batches:
             if not batch.size:
                 continue
