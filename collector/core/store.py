@@ -449,10 +449,11 @@ def upsert(
     cursor = conn.connection.cursor()
     touched: set[tuple[int, str, str, str, str]] = set()
     bulk = _bulk(conn, cursor, writer)
-    # Each row allocates a few tuples and no cycles: the collections they would trigger find
-    # nothing, and cost about 10 % of a bulk write's CPU time (store benchmark).
-    with paused_gc():
-        for batch in _batches(records, batch_size):
+    for batch in _batches(records, batch_size):
+        # Each row allocates a few tuples and no cycles: the collections they would trigger find
+        # nothing, and cost about 10 % of a bulk write's CPU time (store benchmark). Only this
+        # write's own work is paused, never the caller's generator (a sync's HTTP pages, retries).
+        with paused_gc():
             batch_touched: set[tuple[int, str, str, str, str]] = set()
             params = writer.rows(batch, stamp, batch_touched)
             _execute(cursor, writer, bulk, params, batch_touched, touched, result)
@@ -610,10 +611,10 @@ def upsert_columns(conn: Connection, batches: Iterable[RowColumns], *, now: date
     cursor = conn.connection.cursor()
     touched: set[tuple[int, str, str, str, str]] = set()
     bulk = _bulk(conn, cursor, writer)
-    with paused_gc():  # as in upsert()
-        for batch in batches:
-            if not batch.size:
-                continue
+    for batch in batches:
+        if not batch.size:
+            continue
+        with paused_gc():  # as in upsert(): this write's own work only, not the reader's
             days = [t - t % DAY_SECONDS for t in batch.start_ts]
             batch_touched = set(zip(days, *(batch.column(name) for name in _SLICE), strict=False))
             _execute(cursor, writer, bulk, _column_params(writer, batch, stamp), batch_touched, touched, result)
