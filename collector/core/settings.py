@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         True,
         description="Forward over the sidecar's asyncio + httptools transport (false: httpx's default transport).",
     )
+    proxy_writer_process: bool = Field(
+        True,
+        description="Commit the journal to the database from a child process at a lower CPU priority, so "
+        "pricing and inserts never hold the interpreter lock that requests need (false: a thread of the sidecar).",
+    )
     proxy_upstream_timeout_seconds: float = Field(
         600.0, description="Read timeout towards the upstream (long completions stream slowly)."
     )

@@ -37,7 +37,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -46,8 +45,8 @@ from starlette.routing import BaseRoute, Route
 
 from collector.core.http import NODELAY, make_async_client
 from collector.core.settings import Settings, get_settings
-from collector.db.engine import make_engine
 from collector.db.migrate import upgrade
+from collector.proxy.committer import WriterProcess, writer_engine
 from collector.proxy.forward import Forwarder, Upstream, UpstreamCut, check_path
 from collector.proxy.limits import BudgetGate, CapLoader, Limiter, RefusalLog
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
@@ -237,10 +236,28 @@ class ProxyApp:
         A batch every half second costs nothing to reopen, and a replaced or repaired database
         file is picked up at once instead of through a stale pooled handle.
         """
-        url = self.settings.resolved_database_url()
-        engine = make_engine(url, poolclass=NullPool) if url.startswith("sqlite") else make_engine(url)
+        engine = writer_engine(self.settings.resolved_database_url())
         upgrade(engine)
         return engine
+
+    def _committer(self) -> WriterProcess | None:
+        """The writer's child process, when enabled and the database is one another process can open.
+
+        An injected engine (tests, embedding) is reached through its URL; an in-memory SQLite
+        database exists only in this process, so it keeps the writer thread.
+        """
+        if not self.settings.proxy_writer_process:
+            return None
+        if self.engine is not None:
+            url = self.engine.url
+            if url.get_backend_name() == "sqlite" and (
+                url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+            ):
+                return None
+            target = url.render_as_string(hide_password=False)
+        else:
+            target = self.settings.resolved_database_url()
+        return WriterProcess(target, self.settings.proxy_batch_size)
 
     def _reload_tokens(self, engine: Engine) -> None:
         self.token_map = load_active(engine)
@@ -288,6 +305,7 @@ class ProxyApp:
             ],
             engine_factory=self._open_engine,
             on_written=self.gate.written,
+            committer=self._committer(),
         )
         if self.engine is not None and self.gate.loader is not None:
             try:

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -42,6 +42,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from collector.core.pricing import PRICE_VERSION, estimate_request
 from collector.core.private import private_opener
 from collector.core.sqltypes import MONEY_SCALE
+from collector.proxy.committer import CommitFailed, WriterProcess
 from collector.proxy.models import PROXY_EVENTS
 from collector.proxy.spool import Spool, SpoolBusyError, encode
 
@@ -187,6 +188,56 @@ def insert_events(engine: Engine, events: list[Event]) -> int:
 _UNAVAILABLE = (OperationalError, InterfaceError)
 
 
+def insert_batch(engine: Engine, batch: list[Event], rejected: list[Event]) -> int:
+    """Insert a batch; an event the database refuses (not an outage) is set aside, not retried forever.
+
+    Returns the rows newly inserted; refused events are appended to ``rejected``.
+    """
+    try:
+        return insert_events(engine, batch)
+    except _UNAVAILABLE:
+        raise
+    except (StatementError, LookupError, TypeError, ValueError):
+        pass
+    new = 0
+    for event in batch:
+        try:
+            new += insert_events(engine, [event])
+        except _UNAVAILABLE:
+            raise
+        except (StatementError, LookupError, TypeError, ValueError):
+            rejected.append(event)
+    return new
+
+
+def rejected_path(segment: Path) -> Path:
+    """Where a segment's refused events are kept, beside it in the spool folder."""
+    return segment.with_name(f"rejected-{segment.stem}.json")
+
+
+def store_batches(
+    engine: Engine,
+    batches: Iterable[list[Event]],
+    set_aside: Path,
+    on_batch: Callable[[list[Event]], Any] | None = None,
+) -> tuple[int, int]:
+    """Insert a segment's batches; returns ``(rows newly inserted, events set aside)``.
+
+    Shared by the writer thread and the writer's child process (:mod:`collector.proxy.committer`),
+    so both store, refuse and set aside events the same way. ``on_batch`` sees each committed batch.
+    """
+    rejected: list[Event] = []
+    new = 0
+    for batch in batches:
+        new += insert_batch(engine, batch, rejected)
+        if on_batch is not None:
+            on_batch(batch)
+    if rejected:
+        with open(set_aside, "wb", opener=private_opener) as fh:  # 0600, like the journal it came from
+            fh.write(b"".join(encode(e) for e in rejected))
+    return new, len(rejected)
+
+
 @dataclass
 class _Job:
     every: float
@@ -210,6 +261,8 @@ class Recorder:
         engine_factory: opens the database when ``engine`` is None.
         on_written: called in the writer thread with each batch once it is committed (the
             budget caps add its cost; a failure is logged, never stops recording).
+        committer: commits sealed segments in a child process (:mod:`collector.proxy.committer`);
+            None: the writer thread inserts them itself. Closed by :meth:`stop`.
     """
 
     def __init__(
@@ -224,8 +277,10 @@ class Recorder:
         periodic: list[tuple[float, Callable[[Engine], Any]]] | None = None,
         engine_factory: Callable[[], Engine] | None = None,
         on_written: Callable[[list[Event]], Any] | None = None,
+        committer: WriterProcess | None = None,
     ) -> None:
         self.engine = engine
+        self.committer = committer
         self.on_written = on_written
         self.spool = spool
         self.queue_size = queue_size
@@ -306,6 +361,8 @@ class Recorder:
         self._wake.set()
         self._thread.join(timeout)
         self._thread = None
+        if self.committer is not None:
+            self.committer.close()
         self.spool.close()
 
     def flush(self, expected: int = 0, timeout: float = 10.0) -> bool:
@@ -377,34 +434,26 @@ class Recorder:
         return self.engine
 
     def _commit_segment(self, engine: Engine, path: Path) -> None:
-        rejected: list[Event] = []
-        for batch in self.spool.batches(path, self.batch_size):
-            self.written += self._insert(engine, batch, rejected)
-            self._notify(batch)
+        if self.committer is not None:
+            outcome = self.committer.commit(path)
+            new, rejected = outcome.new, outcome.rejected
+            if self.on_written is not None:  # the caps' hook runs here, where the caps live
+                for batch in self.spool.batches(path, self.batch_size):
+                    self._notify(batch)
+            else:
+                self.spool.forget(path)
+        else:
+            batches = self.spool.batches(path, self.batch_size)
+            new, rejected = store_batches(engine, batches, rejected_path(path), self._notify)
+        self.written += new
         if rejected:
-            kept = self.spool.folder / f"rejected-{path.stem}.json"
-            with open(kept, "wb", opener=private_opener) as fh:  # 0600, like the journal it came from
-                fh.write(b"".join(encode(e) for e in rejected))
-            log.error("%d proxy event(s) of %s could not be stored; set aside in %s", len(rejected), path.name, kept)
+            log.error(
+                "%d proxy event(s) of %s could not be stored; set aside in %s",
+                rejected,
+                path.name,
+                rejected_path(path).name,
+            )
         self.committed += self.spool.done(path)
-
-    def _insert(self, engine: Engine, batch: list[Event], rejected: list[Event]) -> int:
-        """Insert a batch; an event the database refuses (not an outage) is set aside, not retried forever."""
-        try:
-            return insert_events(engine, batch)
-        except _UNAVAILABLE:
-            raise
-        except (StatementError, LookupError, TypeError, ValueError):
-            pass
-        new = 0
-        for event in batch:
-            try:
-                new += insert_events(engine, [event])
-            except _UNAVAILABLE:
-                raise
-            except (StatementError, LookupError, TypeError, ValueError):
-                rejected.append(event)
-        return new
 
     def _commit_memory(self, engine: Engine) -> None:
         while self._memory:
@@ -437,7 +486,8 @@ class Recorder:
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._db_ok:
-            log.warning("proxy database unavailable (%s); spooling events", type(exc).__name__)
+            reason = exc.reason if isinstance(exc, CommitFailed) else type(exc).__name__
+            log.warning("proxy database unavailable (%s); spooling events", reason)
         self._db_ok = False
         self._next_probe = time.monotonic() + self.retry_seconds
 

@@ -64,6 +64,27 @@ def encode(event: Event) -> bytes:
     return (json.dumps(event, separators=(",", ":")) + "\n").encode()
 
 
+def read_segment(path: Path) -> Iterator[Event]:
+    """The events of a segment file, streamed; lines a cut-short write left are skipped with a warning.
+
+    A plain function, so the writer's child process (:mod:`collector.proxy.committer`) reads
+    segments exactly as the writer thread does.
+    """
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                # Only a write cut short (a kill mid-write, a full disk) leaves a bad line, and its
+                # call never completed: the response's last byte is sent after the write.
+                log.warning("spool %s line %d is not valid JSON (write cut short); skipped", path.name, number)
+                continue
+            if isinstance(event, dict):
+                yield event
+
+
 def _segment_name() -> str:
     # UUIDv7: time-ordered and unique across processes without any coordination.
     return f"seg-{uuid_utils.uuid7()}{_SUFFIX}"
@@ -283,24 +304,14 @@ class Spool:
             return
         if sealed is not None:
             self._sealed_events = sealed  # asked for another segment first: keep it for its turn
-        it = self._events(path)
+        it = read_segment(path)
         while batch := list(islice(it, size)):
             yield batch
 
-    def _events(self, path: Path) -> Iterator[Event]:
-        with open(path, "rb") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    # Only a write cut short (a kill mid-write, a full disk) leaves a bad line, and
-                    # its call never completed: the response's last byte is sent after the write.
-                    log.warning("spool %s line %d is not valid JSON (write cut short); skipped", path.name, number)
-                    continue
-                if isinstance(event, dict):
-                    yield event
+    def forget(self, path: Path) -> None:
+        """Drop the in-memory events of ``path`` (they were committed from the file by someone else)."""
+        if self._sealed_events is not None and self._sealed_events[0] == path:
+            self._sealed_events = None
 
     def done(self, path: Path) -> int:
         """Delete a segment whose events are committed; returns how many of them this process wrote."""

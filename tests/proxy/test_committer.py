@@ -1,0 +1,158 @@
+"""The writer's child process: segments committed off the serving process, exactly once, on SQLite and PostgreSQL.
+
+Real child processes (``spawn``), real databases and real segment files: the child is the thing
+under test, so nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+
+import pytest
+from sqlalchemy import create_engine
+
+from collector.core.settings import get_settings
+from collector.proxy.app import ProxyApp
+from collector.proxy.committer import CommitFailed, WriterProcess
+from collector.proxy.recorder import Recorder, insert_events
+from collector.proxy.spool import Spool
+from tests.proxy.test_recorder_rollup import count, make_event, segments
+
+
+def url_of(engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
+def settle(recorder: Recorder, timeout: float = 60.0) -> None:
+    """Wait until every recorded event is committed (a down database first has to come back)."""
+    deadline = time.monotonic() + timeout
+    while recorder.depth() or not recorder.db_ok:
+        assert time.monotonic() < deadline, f"depth {recorder.depth()}, db_ok {recorder.db_ok}"
+        recorder.flush(recorder.received, timeout=1.0)
+
+
+def test_recorded_events_are_committed_by_the_child_and_seen_by_the_hook(engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    seen: list[str] = []
+    committer = WriterProcess(url_of(engine), batch_size=500)
+    hook = lambda batch: seen.extend(e["id"] for e in batch)  # noqa: E731
+    recorder = Recorder(engine, spool, batch_size=500, interval=30, committer=committer, on_written=hook)
+    recorder.start()
+    events = [make_event() for _ in range(1200)]
+    try:
+        for event in events:
+            recorder.record(event)
+        assert recorder.flush(1200, timeout=60)
+        child = committer.pid()
+        assert child is not None and child != os.getpid()
+        # The child runs behind the request path: its niceness is above the serving process's.
+        assert os.getpriority(os.PRIO_PROCESS, child) > os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        recorder.stop()
+    assert count(engine) == 1200 and recorder.written == 1200 and recorder.committed == 1200
+    assert sorted(seen) == sorted(e["id"] for e in events)  # once each, from the sealed segment in memory
+    assert segments(spool) == [] and committer.pid() is None  # stop() closed the child
+
+
+def test_a_replayed_segment_counts_once(engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    events = [make_event() for _ in range(30)]
+    assert insert_events(engine, events[:12]) == 12  # committed before a kill cut the segment's deletion
+    spool.append(events)
+    seen: list[str] = []
+    recorder = Recorder(
+        engine,
+        spool,
+        batch_size=7,
+        committer=WriterProcess(url_of(engine), batch_size=7),
+        on_written=lambda b: seen.extend(e["id"] for e in b),
+    )
+    recorder.start()
+    recorder.stop()
+    assert count(engine) == 30 and recorder.written == 18 and segments(spool) == []
+    assert sorted(seen) == sorted(e["id"] for e in events)  # a replay's events come from the file
+
+
+def test_a_killed_child_loses_nothing_and_doubles_nothing(engine, tmp_path, caplog):
+    spool = Spool(tmp_path / "spool")
+    committer = WriterProcess(url_of(engine), batch_size=50)
+    recorder = Recorder(engine, spool, batch_size=50, interval=30, retry_seconds=0.05, committer=committer)
+    recorder.start()
+    try:
+        for _ in range(100):
+            recorder.record(make_event())
+        settle(recorder)
+        child = committer.pid()
+        assert child is not None
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _alive(child):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with caplog.at_level(logging.WARNING, logger="collector.proxy.recorder"):
+            for _ in range(100):
+                recorder.record(make_event())
+            settle(recorder)  # the first round finds the child dead; a probe starts a new one
+    finally:
+        recorder.stop()
+    assert count(engine) == 200 and recorder.written == 200 and segments(spool) == []
+    assert committer.pid() is None
+    assert any("writer process died" in r.getMessage() for r in caplog.records)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_refused_events_are_set_aside_by_the_child(sqlite_engine, tmp_path):
+    spool = Spool(tmp_path / "spool")
+    bad = make_event()
+    del bad["ts"]  # cannot be stored: set aside, never retried forever
+    spool.append([make_event(), bad, make_event()])
+    recorder = Recorder(sqlite_engine, spool, batch_size=10, committer=WriterProcess(url_of(sqlite_engine), 10))
+    recorder.start()
+    recorder.stop()
+    assert recorder.db_ok and count(sqlite_engine) == 2 and segments(spool) == []
+    (kept,) = spool.folder.glob("rejected-*.json")
+    assert json.loads(kept.read_text())["id"] == bad["id"]
+
+
+def test_an_unreachable_database_keeps_the_segment_and_never_logs_the_url(tmp_path, caplog):
+    secret = "pw-SECRETMARKER-41"
+    url = f"postgresql+psycopg://collector:{secret}@127.0.0.1:9/nowhere?connect_timeout=2"
+    spool = Spool(tmp_path / "spool")
+    spool.append([make_event(), make_event()])
+    committer = WriterProcess(url, batch_size=10)
+    with pytest.raises(CommitFailed) as failed:
+        committer.commit(segments(spool)[0])
+    committer.close()
+    assert failed.value.reason == "OperationalError" and secret not in str(failed.value)
+    # Through the recorder: the database is marked down, the events wait on disk.
+    engine = create_engine(url)
+    recorder = Recorder(engine, spool, committer=WriterProcess(url, 10), retry_seconds=60)
+    with caplog.at_level(logging.INFO):
+        recorder.start()
+        recorder.stop()  # its final round tries the database once more
+    assert not recorder.db_ok and len(segments(spool)) == 1 and recorder.written == 0
+    assert "proxy database unavailable (OperationalError)" in caplog.text
+    assert secret not in caplog.text
+
+
+def test_the_app_uses_a_child_only_for_a_database_another_process_can_open(sqlite_engine, tmp_path):
+    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    on_file = ProxyApp(settings, engine=sqlite_engine)._committer()
+    assert isinstance(on_file, WriterProcess) and on_file.url == url_of(sqlite_engine)
+    memory = create_engine("sqlite://")
+    assert ProxyApp(settings, engine=memory)._committer() is None
+    off = settings.model_copy(update={"proxy_writer_process": False})
+    assert ProxyApp(off, engine=sqlite_engine)._committer() is None
+    configured = ProxyApp(settings.model_copy(update={"database_url": ""}))._committer()
+    assert configured is not None and configured.url == settings.resolved_database_url()
