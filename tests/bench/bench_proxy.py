@@ -9,10 +9,15 @@ sidecar, with the same client in the same run, and the table shows:
 
 * requests/s through the sidecar (and direct);
 * added latency p50 / p99 = sidecar percentile minus direct percentile;
-* sidecar CPU time per request (from ``/proc/<pid>/stat`` over the run) and its peak RSS.
+* sidecar CPU time per request (from ``/proc/<pid>/stat`` over the run, its journal writer's
+  child process included) and its peak RSS.
+
+After the table, the sidecar's database is checked against the calls wrk completed: every one is
+one row of ``proxy_events`` (nothing lost, no id twice).
 
 A probe then measures time to first streamed chunk (direct vs sidecar, one client), and a short
-run compares uvicorn's asyncio + h11 with uvloop + httptools for the sidecar. Last, the request
+run compares uvicorn's asyncio + h11 with uvloop + httptools for the sidecar, and another the journal
+committed by a thread of the sidecar against its child process (1 client, alternating rounds). Last, the request
 path's share of recording alone: ``Recorder.record`` (one JSON line written to the journal) per
 call, beside putting the same event on an in-memory queue (what recording cost before the journal).
 
@@ -23,7 +28,7 @@ counters in Redis on loopback (``LLM_USAGE_REDIS_URL``; skipped when no Redis an
 127.0.0.1:6379). The limits are far above the load, so no call is refused: the difference in p50
 is the cost of the check itself.
 
-Run with ``make bench BENCH=proxy`` (about two minutes); ``python -m tests.bench.bench_proxy
+Run with ``make bench BENCH=proxy`` (about three minutes); ``python -m tests.bench.bench_proxy
 enforcement`` runs only the enforcement part.
 """
 
@@ -35,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -81,9 +87,28 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _own_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # a child that ended meanwhile
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (the sidecar's journal writer, uvicorn's workers)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its live children (and theirs): the sidecar's cost includes its writer's."""
+    return _own_cpu(pid) + sum(cpu_seconds(child) for child in children(pid))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -245,8 +270,9 @@ def main() -> None:
             wait_up(f"{fake_url}/v1/models", fake)
             side, side_url = start_sidecar(tmp, fake_url)
             try:
-                _matrix(wrk, tmp, fake_url, side, side_url)
+                sent = _matrix(wrk, tmp, fake_url, side, side_url)
                 _settle(side_url)
+                _recorded_once(tmp / "data-uvloop-httptools", sent)
                 direct_ttfb, side_ttfb = first_chunk_ms(
                     [f"{fake_url}/v1/chat/completions", f"{side_url}/openai/v1/chat/completions"]
                 )
@@ -265,6 +291,7 @@ def main() -> None:
                 _workers(wrk, tmp, fake_url, side_url)
             finally:
                 stop(side)
+            _writer_ab(wrk, tmp, fake_url)
             _loops(wrk, tmp, fake_url)
             _enforcement(wrk, tmp, fake_url)
         finally:
@@ -351,11 +378,12 @@ def _enforcement(wrk: str | None, tmp: Path, fake_url: str, rounds: int = 5, sec
             stop(side)
 
 
-def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[bytes], side_url: str) -> None:
+def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[bytes], side_url: str) -> int:
+    """The table; returns how many calls through the sidecar completed (warm-ups included)."""
     direct = f"{fake_url}/v1/chat/completions"
     proxied = f"{side_url}/openai/v1/chat/completions"
-    _load(wrk, proxied, BODY, 4, 1, tmp)  # warm up: pool, imports, price table
-    _load(wrk, proxied, STREAM_BODY, 4, 1, tmp)
+    sent = _load(wrk, proxied, BODY, 4, 1, tmp)["requests"]  # warm up: pool, imports, price table
+    sent += _load(wrk, proxied, STREAM_BODY, 4, 1, tmp)["requests"]
     print(
         f"\n{'mode':<7}{'conns':>6} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'sidecar rps':>11} {'p50':>7}"
         f" {'p99':>7} | {'added p50':>9} {'added p99':>9} | {'CPU/req':>8}"
@@ -365,6 +393,7 @@ def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[by
             d = _load(wrk, direct, body, conns, DURATION, tmp)
             cpu0 = cpu_seconds(side.pid)
             s = _load(wrk, proxied, body, conns, DURATION, tmp)
+            sent += s["requests"]
             cpu = (cpu_seconds(side.pid) - cpu0) / max(s["requests"], 1) * 1e6
             flag = "  (errors!)" if s.get("errors") or d.get("errors") else ""
             print(
@@ -373,6 +402,26 @@ def _matrix(wrk: str | None, tmp: Path, fake_url: str, side: subprocess.Popen[by
                 f" | {cpu:>6.0f}us{flag}",
                 flush=True,
             )
+    return int(sent)
+
+
+def _recorded_once(data_dir: Path, completed: int) -> None:
+    """Every completed call is one row of ``proxy_events``: nothing lost, nothing twice.
+
+    A load generator stopping mid-call may leave a call the sidecar answered (and recorded) but
+    the generator did not count, so rows may exceed ``completed`` by at most the calls in flight
+    at each run's cut; fewer rows than completed calls would be a loss.
+    """
+    (db,) = data_dir.glob("*.db")
+    with sqlite3.connect(db) as conn:
+        rows, ids, cut = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT id), SUM(client_gone) FROM proxy_events"
+        ).fetchone()
+    verdict = "nothing lost" if rows >= completed and ids == rows else "LOST OR DOUBLED"
+    print(
+        f"\nrecorded: {rows:,} events for {completed:,} calls wrk completed ({rows - completed:+,} answered as wrk"
+        f" stopped; {cut or 0} of them cut mid-call), {ids:,} distinct ids: {verdict}"
+    )
 
 
 def start_workers(tmp: Path, fake_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str, list[int]]:
@@ -418,6 +467,43 @@ def _workers(wrk: str | None, tmp: Path, fake_url: str, side_url: str, rounds: i
             print(f"  {name:<20} {rps:>7.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms{flag}")
     finally:
         stop(proc)
+
+
+def _writer_ab(wrk: str | None, tmp: Path, fake_url: str, rounds: int = 5, seconds: int = 3) -> None:
+    """1 connection, JSON: the journal committed by a thread of the sidecar or by its child process.
+
+    Alternating rounds against two sidecars that differ only in ``LLM_USAGE_PROXY_WRITER_PROCESS``,
+    so both see the same machine: the p99 difference is what moving the writer's work out of the
+    serving process (and below it in CPU priority) buys.
+    """
+    sides = {
+        name: start_sidecar(
+            tmp, fake_url, data_dir=tmp / f"data-writer-{flag}", extra_env={"LLM_USAGE_PROXY_WRITER_PROCESS": flag}
+        )
+        for name, flag in (("writer thread", "false"), ("writer process", "true"))
+    }
+    try:
+        targets = {"direct": f"{fake_url}/v1/chat/completions"}
+        targets |= {name: f"{url}/openai/v1/chat/completions" for name, (_, url) in sides.items()}
+        for target in targets.values():
+            _load(wrk, target, BODY, 4, 1, tmp)  # warm up
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+        for _ in range(rounds):
+            for name, target in targets.items():
+                proc = sides[name][0] if name in sides else None
+                cpu0 = cpu_seconds(proc.pid) if proc else 0.0
+                run = _load(wrk, target, BODY, 1, seconds, tmp)
+                run["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / max(run["requests"], 1) * 1e6 if proc else 0.0
+                results[name].append(run)
+        print(f"\njournal writer, JSON, 1 connection, {rounds} alternating rounds of {seconds} s (median):")
+        d50, d99 = (statistics.median(r[k] for r in results["direct"]) for k in ("p50", "p99"))
+        for name, runs in results.items():
+            p50, p99, cpu = (statistics.median(r[k] for r in runs) for k in ("p50", "p99", "cpu_us"))
+            added = f"  added p50 {p50 - d50:+.2f} / p99 {p99 - d99:+.2f} ms, {cpu:.0f} us CPU per call" if cpu else ""
+            print(f"  {name:<16} p50 {p50:.2f} ms  p99 {p99:.2f} ms{added}")
+    finally:
+        for proc, _ in sides.values():
+            stop(proc)
 
 
 def _loops(wrk: str | None, tmp: Path, fake_url: str) -> None:
