@@ -51,7 +51,7 @@ from collector.proxy.forward import Forwarder, Upstream, UpstreamCut, check_path
 from collector.proxy.limits import BudgetGate, CapLoader, Limiter, RefusalLog
 from collector.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from collector.proxy.recorder import Recorder
-from collector.proxy.rollup import purge, rollup
+from collector.proxy.rollup import rollup_and_purge
 from collector.proxy.server import quiet_library_loggers
 from collector.proxy.spool import Spool
 from collector.proxy.tokens import Fingerprinter, TokenInfo, load_active, load_salt
@@ -263,8 +263,7 @@ class ProxyApp:
         self.token_map = load_active(engine)
 
     def _rollup(self, engine: Engine) -> None:
-        rollup(engine)
-        purge(engine, self.settings.proxy_retention_days)
+        rollup_and_purge(engine, self.settings.proxy_retention_days)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -289,6 +288,9 @@ class ProxyApp:
                 self._reload_tokens(self.engine)
             except Exception as exc:  # noqa: BLE001
                 log.warning("monitor tokens not loaded (%s)", type(exc).__name__)
+        committer = self._committer()
+        # The rollup and purge are database work only: with a writer process they run there too.
+        rollup_job = committer.offloaded_rollup(s.proxy_retention_days) if committer is not None else self._rollup
         self.recorder = Recorder(
             self.engine,
             self.spool,
@@ -298,14 +300,14 @@ class ProxyApp:
             retry_seconds=self.retry_seconds,
             periodic=[
                 (s.proxy_token_refresh_seconds, self._reload_tokens),
-                (s.proxy_rollup_interval_seconds, self._rollup),
+                (s.proxy_rollup_interval_seconds, rollup_job),
                 (s.proxy_budget_refresh_seconds, self.gate.refresh),
                 (s.proxy_batch_interval_seconds, self.refusals.store),
                 *self.extra_periodic,
             ],
             engine_factory=self._open_engine,
             on_written=self.gate.written,
-            committer=self._committer(),
+            committer=committer,
         )
         if self.engine is not None and self.gate.loader is not None:
             try:

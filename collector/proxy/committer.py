@@ -7,27 +7,37 @@ and the calls that arrive meanwhile wait for it: that was most of the sidecar's 
 client (README, "Proxy sidecar").
 
 So the serving process keeps only what must stay there (appending to the journal, sealing a
-segment, counting, the budget caps' hook, the periodic jobs) and hands each sealed segment's
-*path* to one child process, started with ``spawn`` (forking a process that runs an event loop and
-threads is unsafe) at a lower CPU priority, so that the kernel runs requests first when both want
-a core. The child reads the segment from disk, inserts its events with the same statement and the
-same set-aside rule for refused events as the thread does (:func:`collector.proxy.recorder.store_batches`),
-and answers with counts. The segment is deleted by the serving process only after that answer, so
-a child that dies mid-commit loses nothing: the segment is committed again by the next child, and
-event ids with ``ON CONFLICT (id) DO NOTHING`` keep it from counting twice.
+segment, counting, the budget caps' hook, the token and budget reloads) and hands each sealed
+segment's *path* to one child process, ``python -m collector.proxy.committer``, which runs at a
+lower CPU priority so that the kernel runs requests first when both want a core. The child reads
+the segment from disk, inserts its events with the same statement and the same set-aside rule for
+refused events as the thread does (:func:`collector.proxy.recorder.store_batches`), and answers
+with counts. The periodic rollup and purge, database work only, run there too.
+
+The segment is deleted by the serving process only after the child's answer, so a child that dies
+mid-commit loses nothing: the next child commits the segment again, and event ids with
+``ON CONFLICT (id) DO NOTHING`` keep it from counting twice.
+
+The protocol is one JSON line each way on the child's stdin and stdout. The first line carries
+the database URL, so it is never on a command line (``ps``) or in the environment. The child is a
+plain ``subprocess`` rather than ``multiprocessing``: nothing is pickled, and the sidecar's main
+module (a console script, ``python -c``, an embedding program) is never re-imported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
@@ -39,14 +49,14 @@ log = logging.getLogger(__name__)
 
 #: Niceness added to the child: the request path wins a contended core, the writer catches up later.
 CHILD_NICENESS = 10
+#: How long :meth:`WriterProcess.close` waits for the child's current work before killing it.
+CLOSE_SECONDS = 30.0
 
 
 class CommitFailed(RuntimeError):
-    """The child could not commit a segment; ``reason`` names the error's type, nothing more.
+    """The child could not do what it was asked; ``reason`` names the error's type, nothing more.
 
-    Exceptions cross the process boundary by pickling, and a driver's exception may neither
-    pickle nor be safe to log (its message can carry a connection URL), so only the type's name
-    comes back.
+    A driver's message can carry a connection URL, so only the type's name crosses back.
     """
 
     def __init__(self, reason: str) -> None:
@@ -73,31 +83,48 @@ def writer_engine(url: str) -> Engine:
 
 # -- the child process -------------------------------------------------------------------------
 
-_CHILD_ENGINE: Engine | None = None
 
-
-def _child_start(url: str) -> None:
-    """Runs once in the child: lower its priority and create (not connect) its engine."""
-    global _CHILD_ENGINE
-    with contextlib.suppress(OSError):
-        os.nice(CHILD_NICENESS)
-    _CHILD_ENGINE = writer_engine(url)
-
-
-def _child_commit(path: str, batch_size: int) -> Committed:
-    """Insert one sealed segment's events (in the child); the segment itself is left to the parent."""
+def _commit(engine: Engine, path: str, batch_size: int) -> dict[str, int]:
     # recorder imports this module (for WriterProcess), so its helpers are imported at call time.
     from collector.proxy.recorder import rejected_path, store_batches
 
-    assert _CHILD_ENGINE is not None
     segment = Path(path)
     events = read_segment(segment)
     batches = iter(lambda: list(islice(events, batch_size)), [])
+    new, rejected = store_batches(engine, batches, rejected_path(segment))
+    return {"new": new, "rejected": rejected}
+
+
+def _rollup(engine: Engine, retention_days: int) -> dict[str, int]:
+    from collector.proxy.rollup import rollup_and_purge
+
+    rollup_and_purge(engine, retention_days)
+    return {}
+
+
+def _answer(engine: Engine, batch_size: int, request: dict[str, Any]) -> dict[str, Any]:
+    """One request's answer; any failure becomes ``{"error": <type name>}`` (see CommitFailed)."""
     try:
-        new, rejected = store_batches(_CHILD_ENGINE, batches, rejected_path(segment))
-    except Exception as exc:  # noqa: BLE001  (see CommitFailed: only the type's name crosses back)
-        raise CommitFailed(type(exc).__name__) from None
-    return Committed(new, rejected)
+        if "commit" in request:
+            return _commit(engine, str(request["commit"]), batch_size)
+        if "rollup" in request:
+            return _rollup(engine, int(request["rollup"]))
+        return {"error": "UnknownRequest"}
+    except Exception as exc:  # noqa: BLE001  (the serving process decides what a failure means)
+        return {"error": type(exc).__name__}
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The child's loop: a config line, then one answer line per request line, until stdin closes."""
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)
+    config = json.loads(requests.readline() or b"{}")
+    engine = writer_engine(config["url"])
+    batch_size = int(config["batch_size"])
+    for line in requests:
+        answers.write(json.dumps(_answer(engine, batch_size, json.loads(line))).encode() + b"\n")
+        answers.flush()
+    engine.dispose()
 
 
 # -- the serving process -----------------------------------------------------------------------
@@ -106,15 +133,19 @@ def _child_commit(path: str, batch_size: int) -> Committed:
 class WriterProcess:
     """One child process that commits sealed segments; started on first use, restarted after a crash.
 
+    Only the recorder's writer thread calls :meth:`commit` and the offloaded jobs, one at a time;
+    a lock still guards the pipe against :meth:`close` from another thread.
+
     Args:
-        url: the database URL (passed to the child through its pipe, never on a command line).
+        url: the database URL (sent on the child's stdin, never on a command line).
         batch_size: events per insert.
     """
 
     def __init__(self, url: str, batch_size: int) -> None:
         self.url = url
         self.batch_size = batch_size
-        self._pool: ProcessPoolExecutor | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
 
     def commit(self, path: Path) -> Committed:
         """Commit ``path``'s events in the child and wait for its answer (the GIL is free meanwhile).
@@ -123,34 +154,85 @@ class WriterProcess:
             CommitFailed: the database refused the segment as a whole (unreachable, locked), or
                 the child died; the segment stays on disk for the next try.
         """
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_child_start,
-                initargs=(self.url,),
-            )
-        try:
-            return self._pool.submit(_child_commit, str(path), self.batch_size).result()
-        except BrokenProcessPool:
-            self._discard()
-            raise CommitFailed("writer process died") from None
+        answer = self._call({"commit": str(path)})
+        return Committed(int(answer["new"]), int(answer["rejected"]))
+
+    def offloaded_rollup(self, retention_days: int) -> Callable[[Engine], None]:
+        """The rollup and purge as a periodic job of the recorder that runs in the child.
+
+        The job ignores the engine it is given: the child uses its own.
+        """
+
+        def rollup_and_purge(_engine: Engine) -> None:
+            self._call({"rollup": retention_days})
+
+        return rollup_and_purge
 
     def pid(self) -> int | None:
-        """The child's process id, once it runs (for tests and diagnostics)."""
-        processes = getattr(self._pool, "_processes", None) or {}
-        return next(iter(processes), None)
+        """The child's process id while it runs (for tests and diagnostics)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     def close(self) -> None:
-        """Stop the child once its current segment, if any, is committed."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Let the child finish its current request, then stop it (killed after CLOSE_SECONDS)."""
+        with self._lock:
+            self._stop(CLOSE_SECONDS)
 
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except OSError:
+                line = b""
+            if not line:
+                self._stop(0)
+                raise CommitFailed("writer process died")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise CommitFailed(str(answer["error"]))
+        return answer
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self._stop(0)  # reap a dead predecessor
+        root = str(Path(__file__).resolve().parents[2])  # so a source checkout's child imports the same code
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "collector.proxy.committer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps({"url": self.url, "batch_size": self.batch_size}).encode() + b"\n")
+        proc.stdin.flush()
+        self._proc = proc
+        return proc
+
+    def _stop(self, grace: float) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()  # the child's loop ends at end of input
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
-__all__ = ["CommitFailed", "Committed", "WriterProcess", "writer_engine"]
+__all__ = ["CommitFailed", "Committed", "WriterProcess", "serve", "writer_engine"]
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="proxy writer: %(levelname)s %(name)s: %(message)s")
+    serve(sys.stdin.buffer, sys.stdout.buffer)

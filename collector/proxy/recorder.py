@@ -500,7 +500,8 @@ class Recorder:
             try:
                 job.fn(self.engine)
             except Exception as exc:  # noqa: BLE001  (a failing job must not stop recording)
-                log.warning("proxy background job %s failed: %s", getattr(job.fn, "__name__", "?"), type(exc).__name__)
+                reason = exc.reason if isinstance(exc, CommitFailed) else type(exc).__name__
+                log.warning("proxy background job %s failed: %s", getattr(job.fn, "__name__", "?"), reason)
 
 
 __all__ = ["EVENT_KEYS", "Recorder", "Spool", "SpoolBusyError", "insert_events", "new_event_id", "price_event"]

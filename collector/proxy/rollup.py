@@ -181,6 +181,15 @@ def purge(engine: Engine, retention_days: int, *, now: datetime | None = None) -
     return max(result.rowcount or 0, 0)
 
 
+def rollup_and_purge(engine: Engine, retention_days: int) -> None:
+    """The sidecar's periodic job: roll events up, then purge the rolled-up ones past retention.
+
+    One function for the writer thread and the writer's child process (:mod:`collector.proxy.committer`).
+    """
+    rollup(engine)
+    purge(engine, retention_days)
+
+
 def install_rollup(scheduler: Any, engine: Engine, settings: Settings) -> None:
     """Hourly proxy rollup and retention purge in ``llm-usage run`` (a no-op without proxy events)."""
 

@@ -1,11 +1,12 @@
 """The writer's child process: segments committed off the serving process, exactly once, on SQLite and PostgreSQL.
 
-Real child processes (``spawn``), real databases and real segment files: the child is the thing
-under test, so nothing here is mocked.
+Real child processes, real databases and real segment files: the child is the thing under test,
+so nothing here is mocked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,9 +14,10 @@ import signal
 import time
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, select, text
 
 from collector.core.settings import get_settings
+from collector.core.store import USAGE
 from collector.proxy.app import ProxyApp
 from collector.proxy.committer import CommitFailed, WriterProcess
 from collector.proxy.recorder import Recorder, insert_events
@@ -77,39 +79,51 @@ def test_a_replayed_segment_counts_once(engine, tmp_path):
     assert sorted(seen) == sorted(e["id"] for e in events)  # a replay's events come from the file
 
 
-def test_a_killed_child_loses_nothing_and_doubles_nothing(engine, tmp_path, caplog):
+@contextlib.contextmanager
+def write_lock(engine):
+    """Another connection holds the write lock on ``proxy_events``: a commit waits until it is released."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+        else:
+            conn.begin()
+            conn.execute(text("LOCK TABLE proxy_events IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def test_a_child_killed_mid_commit_loses_nothing_and_doubles_nothing(engine, tmp_path, caplog):
     spool = Spool(tmp_path / "spool")
     committer = WriterProcess(url_of(engine), batch_size=50)
-    recorder = Recorder(engine, spool, batch_size=50, interval=30, retry_seconds=0.05, committer=committer)
+    recorder = Recorder(engine, spool, batch_size=50, interval=0.05, retry_seconds=0.05, committer=committer)
     recorder.start()
     try:
-        for _ in range(100):
-            recorder.record(make_event())
-        settle(recorder)
-        child = committer.pid()
-        assert child is not None
-        os.kill(child, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while _alive(child):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
         with caplog.at_level(logging.WARNING, logger="collector.proxy.recorder"):
+            with write_lock(engine):  # the child's commit waits on the lock (30 s busy timeout on SQLite)
+                for _ in range(100):
+                    recorder.record(make_event())
+                # The writer's next round seals the segment, starts the child and asks it to commit.
+                deadline = time.monotonic() + 30
+                while (child := committer.pid()) is None:
+                    assert time.monotonic() < deadline, "no child started"
+                    time.sleep(0.005)
+                # The child exists only inside the writer's call that started it, and cannot answer
+                # while the lock is held: the writer is waiting for this child when it dies.
+                os.kill(child, signal.SIGKILL)
+                while recorder.db_ok:
+                    assert time.monotonic() < deadline, "the writer did not notice its child died"
+                    time.sleep(0.005)
+            settle(recorder)  # a probe starts a new child, which commits the segment once the lock is gone
             for _ in range(100):
                 recorder.record(make_event())
-            settle(recorder)  # the first round finds the child dead; a probe starts a new one
+            settle(recorder)
     finally:
         recorder.stop()
     assert count(engine) == 200 and recorder.written == 200 and segments(spool) == []
     assert committer.pid() is None
-    assert any("writer process died" in r.getMessage() for r in caplog.records)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][:1] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+    assert "proxy database unavailable (writer process died)" in caplog.text
 
 
 def test_refused_events_are_set_aside_by_the_child(sqlite_engine, tmp_path):
@@ -156,3 +170,29 @@ def test_the_app_uses_a_child_only_for_a_database_another_process_can_open(sqlit
     assert ProxyApp(off, engine=sqlite_engine)._committer() is None
     configured = ProxyApp(settings.model_copy(update={"database_url": ""}))._committer()
     assert configured is not None and configured.url == settings.resolved_database_url()
+
+
+def test_the_rollup_runs_in_the_child_on_its_own_engine(engine, tmp_path):
+    assert insert_events(engine, [make_event() for _ in range(40)]) == 40
+    writer = WriterProcess(url_of(engine), batch_size=10)
+    job = writer.offloaded_rollup(retention_days=30)
+    try:
+        assert job.__name__ == "rollup_and_purge"  # what the recorder's log names a failing job
+        job(None)  # the serving process's engine is not used: the child has its own
+    finally:
+        writer.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM proxy_events WHERE NOT rolled_up")).scalar_one() == 0
+        c = USAGE.c
+        usage = conn.execute(select(func.sum(c.requests), func.sum(c.input_tokens)).where(c.source == "proxy"))
+        assert tuple(usage.one()) == (40, 40 * 1000)
+
+
+def test_a_failing_child_job_names_its_error_type_only():
+    writer = WriterProcess("postgresql+psycopg://u:pw-SECRET-9@127.0.0.1:9/x?connect_timeout=2", batch_size=10)
+    try:
+        with pytest.raises(CommitFailed) as failed:
+            writer.offloaded_rollup(retention_days=30)(None)
+    finally:
+        writer.close()
+    assert failed.value.reason == "OperationalError" and "SECRET" not in str(failed.value)
