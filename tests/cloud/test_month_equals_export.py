@@ -27,17 +27,27 @@ from tests.cloud.helpers import connection
 from tests.fakes.cloud_bills import aws_cur_csv, azure_csv, gcp_csv
 from tests.sync.sync_helpers import make_settings
 
-TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-LAST_MONTH = ((TODAY.replace(day=1) - timedelta(days=1)).replace(day=1), TODAY.replace(day=1))
-LAST_30 = (TODAY - timedelta(days=30), TODAY)
 CASES = {
-    # provider: (window, importer, export format kind, the account both file the month under)
-    "aws_bedrock": (LAST_MONTH, "aws_cur", "999988887777"),
-    "azure_openai": (LAST_MONTH, "azure_cost", "8611537"),
-    "google": (LAST_MONTH, "gcp_billing", "0123AB-4567CD-89EF01"),
-    "xai": (LAST_MONTH, "generic", "team-fake-123"),
-    "openrouter": (LAST_30, "generic", "openrouter"),
+    # provider: (window kind, importer, the account both file the month under)
+    "aws_bedrock": ("last month", "aws_cur", "999988887777"),
+    "azure_openai": ("last month", "azure_cost", "8611537"),
+    "google": ("last month", "gcp_billing", "0123AB-4567CD-89EF01"),
+    "xai": ("last month", "generic", "team-fake-123"),
+    "openrouter": ("last 30 days", "generic", "openrouter"),
 }
+
+
+def _window(kind: str) -> tuple[datetime, datetime]:
+    """The window as of now: computed when the test runs, not when the module is imported.
+
+    The fake API and the provider module take "today" at request time; a window taken at import
+    would be a day behind theirs for every test that runs after midnight UTC in a long suite.
+    """
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind == "last 30 days":
+        return today - timedelta(days=30), today
+    first = today.replace(day=1)
+    return (first - timedelta(days=1)).replace(day=1), first
 
 
 def _export(cloud, provider: str, window) -> bytes:
@@ -70,7 +80,8 @@ def _money(engine, source: str, window) -> dict[tuple[str, str, str], Decimal]:
 
 @pytest.mark.parametrize("provider", list(CASES))
 def test_a_month_through_the_api_equals_its_export_and_counts_once(provider, engine, tmp_path, cloud):
-    window, importer, account = CASES[provider]
+    kind, importer, account = CASES[provider]
+    window = _window(kind)
     settings = make_settings(tmp_path)
     spec = connection(provider, cloud.url, cloud.authority_url)
     conn = add_connection(engine, settings, load_vault(settings), provider=provider, label="openrouter", **spec)
