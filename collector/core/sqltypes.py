@@ -12,9 +12,11 @@ formats. Naive datetimes are rejected on the way in.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import compress, count, repeat
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Numeric, func, literal, type_coerce
@@ -109,6 +111,37 @@ class ScaledDecimal(TypeDecorator[Decimal]):
             return int(value.scaleb(scale).to_integral_value())
 
         return to_scaled
+
+    def fast_bind_column(self, dialect: Dialect) -> Callable[[list[Any]], list[Any]] | None:
+        """:meth:`fast_bind` over a whole column: the same values, at C speed when every one is a Decimal.
+
+        Validated records carry Decimals, so a bulk write converts each column with three
+        ``map`` calls over the very methods :meth:`fast_bind` calls (``scaleb``,
+        ``to_integral_value``, ``int``) instead of one Python call per value; any other column
+        (``None`` for unpriced rows, plain ints) goes value by value through :meth:`fast_bind`.
+        """
+        one = self.fast_bind(dialect)
+        if one is None:
+            return None
+        shift = Decimal(self.scale)  # a Decimal operand: ``scaleb`` would convert an int on every call
+
+        def scaled(values: list[Decimal]) -> list[Any]:
+            return list(map(int, map(Decimal.to_integral_value, map(Decimal.scaleb, values, repeat(shift)))))
+
+        def to_scaled_column(values: list[Any]) -> list[Any]:
+            types = set(map(type, values))
+            if types == {Decimal}:
+                # Token rows carry no quantity: ``any`` stops at the first non-zero value.
+                return scaled(values) if any(values) else [0] * len(values)
+            if types == {Decimal, type(None)}:  # unpriced rows among priced ones: NULL where they are
+                unpriced = list(compress(count(), map(operator.is_, values, repeat(None))))
+                out = scaled([_ZERO if value is None else value for value in values])
+                for i in unpriced:
+                    out[i] = None
+                return out
+            return list(map(one, values))
+
+        return to_scaled_column
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:

