@@ -290,7 +290,7 @@ class _Fresh:
         #: Every slice-day this write touched: True if it held no rows before (summed here).
         self.fresh: dict[_SliceDay, bool] = {}
         #: (day, ROLLUP_DIMENSIONS values) -> [*ROLLUP_MEASURES sums, rows, rows with a cost].
-        self.sums: dict[tuple[int, tuple[Any, ...]], list[Any]] = {}
+        self.sums: dict[tuple[int, tuple[Any, ...]], tuple[Any, ...]] = {}
 
     def write(self, params: list[Any], touched: set[_SliceDay]) -> tuple[int, set[_SliceDay]]:
         """Write one batch; returns the rows written and the slice-days left to the rebuild from ``usage``."""
@@ -367,7 +367,9 @@ class _Fresh:
                 columns[cost_at] = costs  # type: ignore[call-overload]
                 totals = [*map(sum, columns), len(members), len(costs)]
             held = sums.get(group)
-            sums[group] = totals if held is None else list(map(add, held, totals))
+            # Tuples of numbers, which the cyclic GC stops tracking: the write's many thousand
+            # groups then add nothing to the full collections that run between batches.
+            sums[group] = tuple(totals) if held is None else tuple(map(add, held, totals))
 
     def _demote(self, slice_days: set[_SliceDay]) -> None:
         """Leave these slice-days to the rebuild from ``usage``: drop what was summed for them."""
