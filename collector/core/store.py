@@ -164,8 +164,8 @@ class _Writer:
 
         Built column-wise with C-level calls (``map``, ``zip``, ``attrgetter``) so that no
         Python code runs per row: each row is the plain columns' tuple joined to a tuple of its
-        key, converted values and stamps. This took the Python time per row from about 2.1 to
-        about 1.2 µs (store benchmark, SQLite).
+        key, converted values and stamps. On SQLite this took the time per row, keys included,
+        from 2.3-2.5 to 2.0-2.1 µs of CPU (200k rows, same-run A/B).
         """
         stamp = self.stamp(now) if self.stamp else now
         # Distinct (hour, slice) pairs first: a batch has far fewer of them than rows.
@@ -289,7 +289,7 @@ class _Fresh:
         self.cost_at = ROLLUP_MEASURES.index("cost")
         #: Every slice-day this write touched: True if it held no rows before (summed here).
         self.fresh: dict[_SliceDay, bool] = {}
-        #: (day, ROLLUP_DIMENSIONS values) -> [*ROLLUP_MEASURES sums, rows, rows with a cost].
+        #: (day, ROLLUP_DIMENSIONS values) -> (*ROLLUP_MEASURES sums, rows, rows with a cost).
         self.sums: dict[tuple[int, tuple[Any, ...]], tuple[Any, ...]] = {}
 
     def write(self, params: list[Any], touched: set[_SliceDay]) -> tuple[int, set[_SliceDay]]:
