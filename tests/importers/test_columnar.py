@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 from collector.core.store import USAGE, USAGE_DAILY
@@ -414,3 +417,46 @@ def test_dry_run_totals_match_the_row_path(tmp_path):
     rows = import_file(path, dry_run=True, columnar=False)
     assert columnar.columnar and columnar.status == "dry_run"
     assert summary(columnar) == summary(rows)
+
+
+def _reference_check(blocks: list[bytes]) -> str:
+    """What the byte checks must find, by plain search over the whole text: the first reason to refuse, or ''."""
+    text = b"".join(blocks)
+    if b"\x00" in text:
+        return "NUL character"
+    if text.count(b"\r") != text.count(b"\r\n") + text.endswith(b"\r"):
+        return "a lone carriage return"
+    body = text.rstrip(b"\r\n")
+    if body and (b"\n\n" in b"\n" + body or b"\n\r\n" in b"\n" + body):
+        return "a blank line inside the file"
+    return ""
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.lists(st.sampled_from([b"a", b",", b"\r", b"\n", b"\r\n", b"\x00"]), max_size=24).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=24), max_size=4),
+)
+def test_block_checks_find_what_a_search_of_the_whole_text_finds(text, cuts):
+    """Blocks are checked one by one (split on line feeds): a break between blocks changes nothing."""
+    from importers.columnar import ColumnarFallback, _Watched
+
+    edges = sorted({0, len(text), *(c for c in cuts if c < len(text))})
+    blocks = [text[a:b] for a, b in pairwise(edges)]
+    watched = _Watched(io.BytesIO(), 0)
+    watched.run = 1  # the header's own line break precedes the first block
+    found = ""
+    try:
+        for block in blocks:
+            watched._check(block)
+    except ColumnarFallback as exc:
+        found = str(exc)
+    expected = _reference_check(blocks)
+    if found == "" or expected == "":
+        assert found == expected
+    else:  # the first block that shows two problems names the one it checks first: both are refused
+        assert {found, expected} <= {"NUL character", "a lone carriage return", "a blank line inside the file"}
+    if not found:
+        body = text.rstrip(b"\r\n")
+        breaks = text[len(body) :].count(b"\n") + (0 if body else 1)  # the header's line break starts a run
+        assert watched.trailing_blanks == max(breaks - 1, 0)
