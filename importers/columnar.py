@@ -18,9 +18,11 @@ nothing from the columnar attempt (the attempt's transaction is rolled back).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
+import os
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +40,22 @@ ENCODINGS = ("utf-8", "utf-8-sig")
 #: Bytes Arrow parses per block (its read-ahead holds a few: memory grows with it); a row longer
 #: than a block makes Arrow fail, and the row path then reads the file.
 BLOCK_BYTES = 512 * 1024
+
+
+def _lean_memory_pool() -> None:
+    """Make jemalloc Arrow's allocator in this process, unless ``ARROW_DEFAULT_MEMORY_POOL`` chose one.
+
+    Arrow's default (mimalloc) keeps more of what a batch freed for later batches: importing the
+    1M-row bench file peaked about 22 MB higher with it (291 against 270 MB), at the same CPU
+    time. Wheels built without jemalloc keep their default.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    with contextlib.suppress(NotImplementedError, pa.ArrowNotImplementedError):
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+_lean_memory_pool()
 
 
 class _Watched(io.RawIOBase):

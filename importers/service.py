@@ -19,7 +19,6 @@ import contextlib
 import getpass
 import hashlib
 import shutil
-import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -370,7 +369,7 @@ class _ColumnarRun(_Run):
             for part in parts:
                 if part is None:
                     continue
-                keys.append(pa.array(struct.unpack(f"<{2 * part.size}Q", b"".join(part.keys))[::2], pa.uint64()))
+                keys.append(_key_prefixes(part.keys))
                 yield part
         result.rows_read += self.reader.blank_rows
         if max_rows and result.rows_read > max_rows:
@@ -437,6 +436,22 @@ class _ColumnarRun(_Run):
             result.period_start = first
         if result.period_end is None or last > result.period_end:
             result.period_end = last
+
+
+def _key_prefixes(keys: list[bytes]) -> pa.Array:
+    """The first 8 bytes of each 16-byte key as a ``uint64`` array, cut by Arrow from the joined keys.
+
+    Unpacking them into Python integers first (``struct``) cost about 0.2 s per million rows.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    joined = b"".join(keys)
+    if len(joined) != 16 * len(keys):
+        raise ValueError("record keys are 16 bytes")
+    whole = pa.Array.from_buffers(pa.binary(16), len(keys), [None, pa.py_buffer(joined)])
+    head = pc.binary_slice(whole, 0, 8)
+    return pa.Array.from_buffers(pa.uint64(), len(keys), [None, head.buffers()[1]], offset=head.offset)
 
 
 def _repeats(values: pa.Array) -> bool:
