@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from collector.core.schema import InvariantError, UsageRecord
 from collector.core.sqltypes import MONEY_SCALE
 from collector.core.store import RowColumns
-from importers.base import ColumnBatch, RowError
+from importers.base import ArrowColumns, ColumnBatch, RowError
 from importers.columnar import ColumnarFallback, mapped, per_row
 
 if TYPE_CHECKING:
@@ -127,15 +127,18 @@ def _columns(
     counted = pc.and_(tokens, pc.greater(qty_len, 0))
     mult = pa.array([s[6] for s in skus], pa.int64()).take(sku_idx)
     amount = pc.multiply(pc.cast(pc.if_else(counted, qty, "0"), pa.int64()), mult)
+    #: Columns that vary by row as Arrow arrays: for the keys (_keys) and the import's totals.
+    arrow: dict[str, pa.Array] = {}
     slot_values: dict[str, Any] = {}
     for i, name in enumerate(SLOT_FIELDS):
         if not any(s[7][i] and s[4] for s in skus):
             slot_values[name] = 0
             continue
         in_slot = pa.array([s[7][i] for s in skus], pa.bool_()).take(sku_idx)
-        slot_values[name] = pc.if_else(in_slot, amount, 0).to_pylist()
+        filled = pc.if_else(in_slot, amount, 0)
+        arrow[name] = filled
+        slot_values[name] = filled.to_pylist()
     # Fields that vary by row, also as Arrow strings for the keys (see _keys).
-    arrow: dict[str, pa.Array] = {}
     provider = _sku_field(skus, 0, sku_idx, arrow, "provider")
     model = _sku_field(skus, 1, sku_idx, arrow, "model_raw")
     line_item = _sku_field(skus, 2, sku_idx, arrow, "line_item")
@@ -179,7 +182,7 @@ def _columns(
         "model_raw": model,
     }
     keys = _keys(values, arrow, start_ts, end_ts, n)
-    return RowColumns(
+    return ArrowColumns(
         size=n,
         values=values,
         start_ts=start_ts.to_pylist(),
@@ -187,6 +190,7 @@ def _columns(
         cost=scaled.to_pylist(),
         quantity=0,
         keys=keys,
+        arrow={**arrow, "start_ts": start_ts, "cost": scaled},
     )
 
 

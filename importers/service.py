@@ -58,6 +58,7 @@ from collector.query.billing import (
 from importers import detect, get_importer
 from importers.base import (
     BATCH_ROWS,
+    ArrowColumns,
     BatchMapper,
     ColumnarFallback,
     CsvFile,
@@ -394,18 +395,28 @@ class _ColumnarRun(_Run):
         result = self.result
         n = batch.size
         starts = batch.start_ts
-        days = [t - t % DAY_SECONDS for t in starts]
-        cost = batch.cost if isinstance(batch.cost, list) else [batch.cost] * n
+        # Columns the mapper still holds as Arrow arrays are taken as they are (ArrowColumns).
+        arrow: dict[str, Any] = batch.arrow if isinstance(batch, ArrowColumns) else {}
         # Only columns that vary are grouped by; a shared value (one currency, one account) is
         # the same in every group. Money is summed as decimals: scaled 64-bit integers could overflow.
         dims = ("provider", "model", "account", "currency", "source", "kind", "basis")
         shared = {name: batch.values[name] for name in dims if not isinstance(batch.values[name], list)}
-        columns: dict[str, Any] = {name: batch.values[name] for name in dims if name not in shared}
-        columns["day"] = pa.array(days, pa.int64())
+        columns: dict[str, Any] = {name: arrow.get(name, batch.values[name]) for name in dims if name not in shared}
+        columns["day"] = _days(arrow.get("start_ts"), starts)
         for name, field_name in (("input", "input_tokens"), ("output", "output_tokens"), ("requests", "requests")):
             value = batch.values[field_name]
-            columns[name] = pa.array(value if isinstance(value, list) else [value] * n, pa.int64())
-        columns["cost"] = pa.array(cost, pa.int64()).cast(pa.decimal128(38, 0))
+            if field_name in arrow:
+                columns[name] = arrow[field_name]
+            elif isinstance(value, list):
+                columns[name] = pa.array(value, pa.int64())
+            else:
+                columns[name] = pa.repeat(pa.scalar(value, pa.int64()), n)
+        cost = (
+            arrow["cost"]
+            if "cost" in arrow
+            else pa.array(batch.cost if isinstance(batch.cost, list) else [batch.cost] * n, pa.int64())
+        )
+        columns["cost"] = cost.cast(pa.decimal128(38, 0))
         sums = [(name, "sum") for name in ("input", "output", "requests", "cost")]
         keys = [name for name in columns if name not in ("input", "output", "requests", "cost")]
         groups = pa.table(columns).group_by(keys).aggregate([*sums, ("cost", "count"), ("input", "count")])
@@ -436,6 +447,17 @@ class _ColumnarRun(_Run):
             result.period_start = first
         if result.period_end is None or last > result.period_end:
             result.period_end = last
+
+
+def _days(starts: pa.Array | None, start_ts: list[int]) -> pa.Array:
+    """Each row's UTC day (epoch seconds of its midnight), from its ``start_ts``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if starts is None:
+        return pa.array([t - t % DAY_SECONDS for t in start_ts], pa.int64())
+    # floor_temporal floors toward the past, as t - t % DAY_SECONDS does (also before 1970).
+    return pc.floor_temporal(starts.cast(pa.timestamp("s")), unit="day").cast(pa.int64())
 
 
 def _key_prefixes(keys: list[bytes]) -> pa.Array:
