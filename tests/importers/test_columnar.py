@@ -460,3 +460,35 @@ def test_block_checks_find_what_a_search_of_the_whole_text_finds(text, cuts):
         body = text.rstrip(b"\r\n")
         breaks = text[len(body) :].count(b"\n") + (0 if body else 1)  # the header's line break starts a run
         assert watched.trailing_blanks == max(breaks - 1, 0)
+
+
+def _many_rows(count: int) -> list[str]:
+    """``count`` distinct one-line rows (a resource id each), spread over several Arrow batches."""
+    first = list(CELLS[0])
+    rows = []
+    for i in range(count):
+        first[12] = f"r{i}"
+        first[7], first[8] = f"2026-09-{1 + i % 28:02d}T00:00:00Z", f"2026-09-{1 + i % 28:02d}T01:00:00Z"
+        rows.append(csv_line(tuple(first)))
+    return rows
+
+
+def test_a_file_of_several_batches_stores_what_the_row_path_stores(engine, tmp_path):
+    path = write(tmp_path / "focus.csv", _many_rows(12_000))
+    columnar, rows, first, second = both_paths(engine, path)
+    assert columnar.columnar and columnar.ok and columnar.records == 12_000
+    assert summary(columnar) == summary(rows)
+    assert first == second
+
+
+def test_a_bad_cell_in_the_middle_of_a_batch_names_its_line_and_nothing_is_written(engine, tmp_path):
+    rows = _many_rows(12_000)
+    rows[7_499] = rows[7_499].replace("1.25,1.25", "1.2.5,1.25", 1)  # data row 7,500: inside the second batch
+    path = write(tmp_path / "focus.csv", rows)
+    result = import_file(path, engine=engine, who="t")
+    by_rows = import_file(path, engine=engine, who="t", columnar=False)
+    assert not result.ok
+    # a comment line and the header come first: data row 7,500 is line 7,502
+    assert [str(i) for i in result.issues] == ["focus.csv:7502: column 'BilledCost': value '1.2.5': not a number"]
+    assert [str(i) for i in result.issues] == [str(i) for i in by_rows.issues]
+    assert stored(engine) == ([], [])
