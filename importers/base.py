@@ -80,7 +80,8 @@ class ArrowColumns(RowColumns):
     """:class:`RowColumns` that also carry some of their columns as the Arrow arrays they came from.
 
     The import's running totals group every batch with Arrow; converting the rows' Python lists
-    back (days, tokens, money, providers) cost more than the grouping itself.
+    back (days, tokens, money, providers) took about a quarter of their time (0.14 of 0.51 s of CPU
+    for a million rows).
     """
 
     #: Arrow arrays of some columns, one value per row: ``start_ts``, ``cost`` (``int64``) and any
