@@ -306,7 +306,7 @@ class ProxyApp:
                 *self.extra_periodic,
             ],
             engine_factory=self._open_engine,
-            on_written=self.gate.written,
+            on_costs=self.gate.spent,
             committer=committer,
         )
         if self.engine is not None and self.gate.loader is not None:

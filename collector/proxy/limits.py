@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine
 
 from collector.proxy.metrics import ProxyMetrics
 from collector.proxy.models import PROXY_REFUSALS
-from collector.proxy.recorder import price_event
+from collector.proxy.recorder import CostScope
 from collector.proxy.tokens import TokenInfo
 
 log = logging.getLogger(__name__)
@@ -329,17 +329,17 @@ class BudgetGate:
         self.extra = {}
         self._update()
 
-    def written(self, events: Iterable[dict[str, Any]]) -> None:
-        """Add the estimated cost of newly stored events to the caps they fall in (writer thread)."""
+    def spent(self, costs: Mapping[CostScope, Decimal]) -> None:
+        """Add the estimated cost of newly stored events, summed per scope, to the caps they fall in.
+
+        Called by the writer thread after each commit (:func:`collector.proxy.recorder.event_costs`).
+        """
         if not self.caps:
             return
-        for event in events:
-            cost, _, _ = price_event(event)
-            if cost is None:
-                continue
-            info = TokenInfo(event["token_id"], event["team"], event["project"])
+        for (token_id, team, project, provider, key_fp), cost in costs.items():
+            info = TokenInfo(token_id, team, project)
             for cap in self.caps:
-                if cap.covers(info, event["provider"], event["api_key_fp"]):
+                if cap.covers(info, provider, key_fp):
                     self.extra[cap.budget_id] = self.extra.get(cap.budget_id, Decimal(0)) + cost * cap.per_usd
         self._update()
 

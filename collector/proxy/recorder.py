@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,35 @@ def price_event(event: Event) -> tuple[Any, str, str]:
         return None, "unpriced", ""
     return cost, "estimated", PRICE_VERSION
 
+
+#: Who an event's estimated cost is charged to by the budget caps:
+#: (token id, team, project, provider, key fingerprint).
+CostScope = tuple[Any, Any, Any, Any, Any]
+
+
+def event_costs(events: Iterable[Event], into: dict[CostScope, Decimal] | None = None) -> dict[CostScope, Decimal]:
+    """Estimated cost of ``events`` summed per :data:`CostScope` (added to ``into`` when given).
+
+    What the budget caps need from a committed batch, in a form that crosses a pipe cheaply: the
+    writer's child returns these sums, so the serving process never holds or re-reads the events.
+    Unpriced events add nothing; an event too malformed to price (it was set aside, not stored)
+    is skipped rather than failing the whole segment.
+    """
+    sums: dict[CostScope, Decimal] = {} if into is None else into
+    for event in events:
+        try:
+            cost, _, _ = price_event(event)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            continue
+        if cost is None:
+            continue
+        get = event.get
+        scope = (get("token_id"), get("team"), get("project"), get("provider"), get("api_key_fp"))
+        sums[scope] = sums.get(scope, _ZERO) + cost
+    return sums
+
+
+_ZERO = Decimal(0)
 
 #: Column order of the compiled insert.
 _COLUMNS = (*EVENT_KEYS, "hour", "cost", "basis", "price_version", "rolled_up", "ingested_at")
@@ -259,10 +289,11 @@ class Recorder:
         periodic: ``(every_seconds, fn(engine))`` jobs run by the writer while the database is
             up (rollup, purge, token reload); a failing job is logged and retried next period.
         engine_factory: opens the database when ``engine`` is None.
-        on_written: called in the writer thread with each batch once it is committed (the
-            budget caps add its cost; a failure is logged, never stops recording).
-        committer: commits sealed segments in a child process (:mod:`collector.proxy.committer`);
-            None: the writer thread inserts them itself. Closed by :meth:`stop`.
+        on_costs: called in the writer thread with the estimated cost of committed events per
+            :data:`CostScope` (the budget caps add it up; a failure is logged, never stops recording).
+        committer: commits sealed segments in a child process (:mod:`collector.proxy.committer`),
+            which also sums their costs; None: the writer thread does both itself, from the events
+            the request path left in memory. Closed by :meth:`stop`.
     """
 
     def __init__(
@@ -276,12 +307,16 @@ class Recorder:
         retry_seconds: float = 5.0,
         periodic: list[tuple[float, Callable[[Engine], Any]]] | None = None,
         engine_factory: Callable[[], Engine] | None = None,
-        on_written: Callable[[list[Event]], Any] | None = None,
+        on_costs: Callable[[dict[CostScope, Decimal]], Any] | None = None,
         committer: WriterProcess | None = None,
     ) -> None:
         self.engine = engine
         self.committer = committer
-        self.on_written = on_written
+        self.on_costs = on_costs
+        #: Whether the request path leaves each event's dict for the writer. Only the thread reads
+        #: them (no JSON parse of the segment it sealed); with a child they would only be freed
+        #: later, thousands at once, by the writer thread holding the interpreter lock.
+        self._keep_events = committer is None
         self.spool = spool
         self.queue_size = queue_size
         self.batch_size = batch_size
@@ -312,7 +347,7 @@ class Recorder:
     def record(self, event: Event) -> None:
         """Journal an event (one ``write()``); never blocks on the database, never raises."""
         try:
-            self.spool.write(encode(event), event)
+            self.spool.write(encode(event), event if self._keep_events else None)
         except OSError as exc:
             self._spill(event, exc)
         # Counted once written: the writer's round takes ``received`` as "all of these are in the
@@ -435,16 +470,14 @@ class Recorder:
 
     def _commit_segment(self, engine: Engine, path: Path) -> None:
         if self.committer is not None:
-            outcome = self.committer.commit(path)
+            outcome = self.committer.commit(path, costs=self.on_costs is not None)
+            self.spool.forget(path)
             new, rejected = outcome.new, outcome.rejected
-            if self.on_written is not None:  # the caps' hook runs here, where the caps live
-                for batch in self.spool.batches(path, self.batch_size):
-                    self._notify(batch)
-            else:
-                self.spool.forget(path)
+            self._notify(outcome.costs)
         else:
             batches = self.spool.batches(path, self.batch_size)
-            new, rejected = store_batches(engine, batches, rejected_path(path), self._notify)
+            on_batch = (lambda batch: self._notify(event_costs(batch))) if self.on_costs is not None else None
+            new, rejected = store_batches(engine, batches, rejected_path(path), on_batch)
         self.written += new
         if rejected:
             log.error(
@@ -464,15 +497,16 @@ class Recorder:
                 self._memory.extendleft(reversed(batch))
                 raise
             self.committed += len(batch)
-            self._notify(batch)
+            if self.on_costs is not None:
+                self._notify(event_costs(batch))
 
-    def _notify(self, batch: list[Event]) -> None:
-        if self.on_written is None:
+    def _notify(self, costs: dict[CostScope, Decimal]) -> None:
+        if self.on_costs is None or not costs:
             return
         try:
-            self.on_written(batch)
+            self.on_costs(costs)
         except Exception as exc:  # noqa: BLE001  (a hook must not stop recording)
-            log.warning("proxy on-written hook failed: %s", type(exc).__name__)
+            log.warning("proxy cost hook failed: %s", type(exc).__name__)
 
     def _memory_to_spool(self) -> None:
         """While the database is down, move events held in memory to disk once the spool takes them."""
@@ -504,4 +538,14 @@ class Recorder:
                 log.warning("proxy background job %s failed: %s", getattr(job.fn, "__name__", "?"), reason)
 
 
-__all__ = ["EVENT_KEYS", "Recorder", "Spool", "SpoolBusyError", "insert_events", "new_event_id", "price_event"]
+__all__ = [
+    "EVENT_KEYS",
+    "CostScope",
+    "Recorder",
+    "Spool",
+    "SpoolBusyError",
+    "event_costs",
+    "insert_events",
+    "new_event_id",
+    "price_event",
+]
