@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     )
     proxy_writer_process: bool = Field(
         True,
-        description="Commit the journal to the database from a child process at a lower CPU priority, so "
+        description="Commit the journal to the database from a child process at the lowest CPU priority, so "
         "pricing and inserts never hold the interpreter lock that requests need (false: a thread of the sidecar).",
     )
     proxy_upstream_timeout_seconds: float = Field(
