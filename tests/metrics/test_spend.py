@@ -28,7 +28,19 @@ from collector.sync.connections import add_connection, mark_status
 from collector.sync.vault import load_vault
 from tests.fakes.upstream import ServerThread
 
-NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+
+def _now() -> datetime:
+    """The tests' clock: now, or 23:30 yesterday in the first hours of a UTC day.
+
+    The seed puts rows up to 3 hours before it and expects them "today"; right after midnight
+    they would fall on the day before. Everything here reads this clock (the collector is given
+    it), so an earlier "now" is consistent.
+    """
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    return now if now.hour >= 4 else now - timedelta(hours=now.hour + 1)
+
+
+NOW = _now()
 MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini", "gpt-4.1"]
 
 
