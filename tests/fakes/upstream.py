@@ -589,4 +589,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # The benchmarks stop the fake with SIGINT; uvicorn shuts down cleanly, then re-raises it.
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
