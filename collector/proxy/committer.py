@@ -125,8 +125,8 @@ def _answer(engine: Engine, batch_size: int, request: dict[str, Any]) -> dict[st
         return {"error": type(exc).__name__}
 
 
-def lower_priority() -> str:
-    """Put this process below every ordinary one; returns the policy it got.
+def lower_priority() -> None:
+    """Put this process below every ordinary one.
 
     ``SCHED_IDLE`` where Linux has it: a request-path process that wakes up preempts it at once,
     where a merely niced process could keep the core until its time slice ended (on a quiet
@@ -136,10 +136,9 @@ def lower_priority() -> str:
     """
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return "idle"
+        return
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICENESS)
-    return "nice"
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:

@@ -119,6 +119,7 @@ def price_event(event: Event) -> tuple[Any, str, str]:
 #: Who an event's estimated cost is charged to by the budget caps:
 #: (token id, team, project, provider, key fingerprint).
 CostScope = tuple[Any, Any, Any, Any, Any]
+_ZERO = Decimal(0)
 
 
 def event_costs(events: Iterable[Event], into: dict[CostScope, Decimal] | None = None) -> dict[CostScope, Decimal]:
@@ -142,8 +143,6 @@ def event_costs(events: Iterable[Event], into: dict[CostScope, Decimal] | None =
         sums[scope] = sums.get(scope, _ZERO) + cost
     return sums
 
-
-_ZERO = Decimal(0)
 
 #: Column order of the compiled insert.
 _COLUMNS = (*EVENT_KEYS, "hour", "cost", "basis", "price_version", "rolled_up", "ingested_at")
@@ -212,6 +211,11 @@ def insert_events(engine: Engine, events: list[Event]) -> int:
         result = conn.exec_driver_sql(inserter.sql, params)
         # Both drivers sum the rows each execution changed; conflicts change none.
         return max(result.rowcount or 0, 0)
+
+
+def _reason(exc: BaseException) -> str:
+    """What a log line may say of a failure: its type's name, or what the writer's child named."""
+    return exc.reason if isinstance(exc, CommitFailed) else type(exc).__name__
 
 
 #: Failures that mean "the database is unavailable" (try again later), not "this event is bad".
@@ -471,7 +475,6 @@ class Recorder:
     def _commit_segment(self, engine: Engine, path: Path) -> None:
         if self.committer is not None:
             outcome = self.committer.commit(path, costs=self.on_costs is not None)
-            self.spool.forget(path)
             new, rejected = outcome.new, outcome.rejected
             self._notify(outcome.costs)
         else:
@@ -520,8 +523,7 @@ class Recorder:
 
     def _mark_down(self, exc: BaseException) -> None:
         if self._db_ok:
-            reason = exc.reason if isinstance(exc, CommitFailed) else type(exc).__name__
-            log.warning("proxy database unavailable (%s); spooling events", reason)
+            log.warning("proxy database unavailable (%s); spooling events", _reason(exc))
         self._db_ok = False
         self._next_probe = time.monotonic() + self.retry_seconds
 
@@ -534,8 +536,7 @@ class Recorder:
             try:
                 job.fn(self.engine)
             except Exception as exc:  # noqa: BLE001  (a failing job must not stop recording)
-                reason = exc.reason if isinstance(exc, CommitFailed) else type(exc).__name__
-                log.warning("proxy background job %s failed: %s", getattr(job.fn, "__name__", "?"), reason)
+                log.warning("proxy background job %s failed: %s", getattr(job.fn, "__name__", "?"), _reason(exc))
 
 
 __all__ = [

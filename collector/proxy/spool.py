@@ -308,11 +308,6 @@ class Spool:
         while batch := list(islice(it, size)):
             yield batch
 
-    def forget(self, path: Path) -> None:
-        """Drop the in-memory events of ``path`` (they were committed from the file by someone else)."""
-        if self._sealed_events is not None and self._sealed_events[0] == path:
-            self._sealed_events = None
-
     def done(self, path: Path) -> int:
         """Delete a segment whose events are committed; returns how many of them this process wrote."""
         path.unlink(missing_ok=True)
