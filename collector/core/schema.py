@@ -65,6 +65,14 @@ TOKEN_FIELDS: tuple[str, ...] = (
 )
 
 
+#: The record's slots that :attr:`UsageRecord.record_key` joins, in its order, for the store's C
+#: row builder (``collector/core/_rowbuild.c``): the buckets as epoch seconds, and ``batch``
+#: (marked ``?``) as ``1`` or ``0``. A test pins the builder's keys to the property's bytes.
+KEY_PARTS: tuple[str, ...] = (
+    "provider", "account", "source", "kind", "_start_ts", "_end_ts", "project", "api_key_id", "user_id",
+    "model_raw", "service_tier", "?batch", "line_item", "variant", "team",
+)  # fmt: skip
+
 _set = object.__setattr__
 
 

@@ -1,0 +1,24 @@
+"""Types of the store's C row builder (``_rowbuild.c``); see its docstrings."""
+
+from collections.abc import Callable
+from typing import Any
+
+def rows(
+    records: list[Any],
+    type: type,
+    fields: tuple[str, ...],
+    key_fields: tuple[str, ...],
+    key_cache: str,
+    blake2b: Callable[..., Any],
+    columns: tuple[list[Any], ...],
+    constants: tuple[Any, ...],
+) -> list[tuple[Any, ...]]: ...
+def flatten(rows: list[tuple[Any, ...]], per: int) -> list[list[Any]]: ...
+def group_sums(
+    rows: list[Any],
+    start_at: int,
+    dims_at: tuple[int, ...],
+    measures_at: tuple[int, ...],
+    cost_index: int,
+    day_seconds: int,
+) -> dict[tuple[int, tuple[Any, ...]], list[Any]]: ...
