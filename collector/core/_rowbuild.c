@@ -316,20 +316,25 @@ flatten(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(group_sums_doc,
-"group_sums(rows, start_at, dims_at, measures_at, cost_index, day_seconds) -> dict\n\n"
+"group_sums(rows, start_at, dims_at, measures_at, cost_index, day_seconds, day_of=None) -> dict\n\n"
 "Rows summed per (day, dims): {(day, (row[d] for d in dims_at)): [*sums, rows, rows priced]}.\n"
-"`day` is row[start_at] floored to a multiple of `day_seconds`; sums are of row[m] for m in\n"
+"`day` is row[start_at] floored to a multiple of `day_seconds`, or day_of[row[start_at]] when\n"
+"`day_of` is a dict (PostgreSQL's rows carry datetimes); sums are of row[m] for m in\n"
 "measures_at, except that the measure at `cost_index` skips None (unpriced) and counts the\n"
 "rows it summed as 'rows priced'.");
 
 static PyObject *
 group_sums(PyObject *self, PyObject *args)
 {
-    PyObject *rows, *dims_at, *measures_at;
+    PyObject *rows, *dims_at, *measures_at, *day_of = Py_None;
     Py_ssize_t start_at, cost_index;
     long long day_seconds;
-    if (!PyArg_ParseTuple(args, "O!nO!O!nL:group_sums", &PyList_Type, &rows, &start_at, &PyTuple_Type, &dims_at,
-                          &PyTuple_Type, &measures_at, &cost_index, &day_seconds)) {
+    if (!PyArg_ParseTuple(args, "O!nO!O!nL|O:group_sums", &PyList_Type, &rows, &start_at, &PyTuple_Type, &dims_at,
+                          &PyTuple_Type, &measures_at, &cost_index, &day_seconds, &day_of)) {
+        return NULL;
+    }
+    if (day_of != Py_None && !PyDict_Check(day_of)) {
+        PyErr_SetString(PyExc_TypeError, "day_of must be a dict or None");
         return NULL;
     }
     Py_ssize_t ndims = PyTuple_GET_SIZE(dims_at), nmeas = PyTuple_GET_SIZE(measures_at);
@@ -368,17 +373,29 @@ group_sums(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "rows must be tuples with every column named");
             goto fail;
         }
-        long long start = PyLong_AsLongLong(PyTuple_GET_ITEM(row, start_at));
-        if (start == -1 && PyErr_Occurred()) {
-            goto fail;
-        }
-        long long rem = start % day_seconds;
-        if (rem < 0) {
-            rem += day_seconds;  /* Python's floor modulo */
+        PyObject *day;
+        if (day_of != Py_None) {
+            day = PyDict_GetItemWithError(day_of, PyTuple_GET_ITEM(row, start_at));
+            if (day == NULL) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetObject(PyExc_KeyError, PyTuple_GET_ITEM(row, start_at));
+                }
+                goto fail;
+            }
+            Py_INCREF(day);
+        } else {
+            long long start = PyLong_AsLongLong(PyTuple_GET_ITEM(row, start_at));
+            if (start == -1 && PyErr_Occurred()) {
+                goto fail;
+            }
+            long long rem = start % day_seconds;
+            if (rem < 0) {
+                rem += day_seconds;  /* Python's floor modulo */
+            }
+            day = PyLong_FromLongLong(start - rem);
         }
         PyObject *key = PyTuple_New(2);
         PyObject *dimvals = PyTuple_New(ndims);
-        PyObject *day = PyLong_FromLongLong(start - rem);
         if (key == NULL || dimvals == NULL || day == NULL) {
             Py_XDECREF(key);
             Py_XDECREF(dimvals);

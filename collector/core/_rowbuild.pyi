@@ -21,4 +21,5 @@ def group_sums(
     measures_at: tuple[int, ...],
     cost_index: int,
     day_seconds: int,
+    day_of: dict[Any, int] | None = None,
 ) -> dict[tuple[int, tuple[Any, ...]], list[Any]]: ...

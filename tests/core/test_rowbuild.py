@@ -55,7 +55,7 @@ def _record(hour: int, cost: str | None, quantity: str, unit: str, input_tokens:
 RECORDS = st.lists(
     st.builds(
         _record,
-        hour=st.integers(min_value=-10**5, max_value=10**5),
+        hour=st.integers(min_value=-(10**5), max_value=10**5),
         cost=st.one_of(st.none(), st.sampled_from(["0", "1.5", "-2.25", "0.000000001", "123456.789012345"])),
         quantity=st.sampled_from(["0", "3", "1.125", "-4"]),
         unit=st.sampled_from(["", "images", "bytes"]),
@@ -119,7 +119,9 @@ def test_keys_join_the_same_fields_as_the_property():
         other = replace(base, **{name: "csv" if name == "source" else "changed"})
         (row,) = writer.rows([other], NOW, set())
         assert row[at] == other.record_key != base.record_key, name
-    joined = "\x1f".join(["openai", "", "api", "tokens", str(base._start_ts), str(base._end_ts), *[""] * 5, "0", "", "", ""])
+    joined = "\x1f".join(
+        ["openai", "", "api", "tokens", str(base._start_ts), str(base._end_ts), *[""] * 5, "0", "", "", ""]
+    )
     assert writer.rows([base], NOW, set())[0][at] == hashlib.blake2b(joined.encode(), digest_size=16).digest()
 
 
@@ -129,7 +131,9 @@ def test_rows_refuse_what_is_not_a_record():
     with pytest.raises(TypeError, match="expected"):
         _rowbuild.rows([object()], UsageRecord, writer.fields, KEY_PARTS, "_key", hashlib.blake2b, (), ())
     with pytest.raises(ValueError, match="column"):
-        _rowbuild.rows([_record(1, None, "0", "")], UsageRecord, ("provider",), KEY_PARTS, "_key", hashlib.blake2b, ([],), ())
+        _rowbuild.rows(
+            [_record(1, None, "0", "")], UsageRecord, ("provider",), KEY_PARTS, "_key", hashlib.blake2b, ([],), ()
+        )
     with pytest.raises(TypeError, match="slot"):
         _rowbuild.rows([], UsageRecord, ("describe",), KEY_PARTS, "_key", hashlib.blake2b, (), ())
     with pytest.raises(UnicodeEncodeError):  # as ``str.encode`` of the joined key raises

@@ -224,7 +224,7 @@ def rebuilt_rollup_rows(engine):
 
 
 def test_first_writes_summed_from_the_rows_equal_the_rebuild_from_usage(engine, ten_thousand):
-    """Slices new to the rollup are summed from the written rows (SQLite) or rebuilt (PostgreSQL): the same rows.
+    """Slices new to the rollup are summed from the written rows: the same rows as the rebuild from ``usage``.
 
     One write mixes slice-days that held rows with new ones in the same batches, a level unit
     (a daily mean), unpriced rows, negative amounts, and keys written twice (in one batch and
@@ -300,3 +300,37 @@ def test_every_stored_value_is_the_records_own(engine, ten_thousand):
         assert row.quantity == r.quantity
         expected = None if r.cost is None else r.cost.quantize(Decimal("1E-10"))
         assert row.cost == expected
+
+
+def test_rows_another_writer_commits_to_a_summed_slice_are_counted(pg_url):
+    """PostgreSQL: writers run side by side, so a slice found empty may not be empty at the end.
+
+    While one write is between batches, another commits rows to the same slice-days, one of them
+    under a key the first write sends next (with other values). The first write's rollup must
+    count both writers' rows, with the last value of the shared key, as the rebuild does.
+    """
+    from collector.db.migrate import open_database
+
+    engine = open_database(url=pg_url)
+    records = list(generate(GeneratorConfig(days=2, rows_per_hour=40, seed=23), limit=1500))
+    ours, theirs = records[::2], records[1::2]
+    shared = replace(ours[700], output_tokens=ours[700].output_tokens + 77)
+
+    def stream():
+        yield from ours[:600]
+        # The first batch is written and its slices found empty; another writer commits now.
+        upsert_records(engine, [*theirs, shared])
+        yield from ours[600:]
+
+    with engine.begin() as conn:
+        from collector.core.store import upsert
+
+        result = upsert(conn, stream(), batch_size=600)
+    assert result.records == len(ours)
+    assert rollup_rows(engine) == rebuilt_rollup_rows(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(USAGE)).scalar_one() == len(records)
+        assert conn.execute(select(func.sum(USAGE_DAILY.c.rows))).scalar_one() == len(records)
+        out = conn.execute(select(func.sum(USAGE_DAILY.c.output_tokens))).scalar_one()
+    assert out == sum(r.output_tokens for r in records)  # our row of the shared key came last
+    engine.dispose()
