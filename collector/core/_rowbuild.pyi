@@ -1,6 +1,5 @@
 """Types of the store's C row builder (``_rowbuild.c``); see its docstrings."""
 
-from collections.abc import Callable
 from typing import Any
 
 def rows(
@@ -9,10 +8,10 @@ def rows(
     fields: tuple[str, ...],
     key_fields: tuple[str, ...],
     key_cache: str,
-    blake2b: Callable[..., Any],
     columns: tuple[list[Any], ...],
     constants: tuple[Any, ...],
 ) -> list[tuple[Any, ...]]: ...
+def blake2b_16(data: bytes) -> bytes: ...
 def flatten(rows: list[tuple[Any, ...]], per: int) -> list[list[Any]]: ...
 def group_sums(
     rows: list[Any],

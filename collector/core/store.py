@@ -187,9 +187,7 @@ class _Writer:
         touched.update((ts - ts % DAY_SECONDS, *sl) for ts, *sl in set(map(_START_AND_SLICE, records)))
         if _rowbuild is not None and type(records) is list:
             converted = tuple(conv(list(map(get, records))) for get, conv in self.converted)
-            return _rowbuild.rows(
-                records, UsageRecord, self.fields, KEY_PARTS, "_key", hashlib.blake2b, converted, (stamp, stamp)
-            )
+            return _rowbuild.rows(records, UsageRecord, self.fields, KEY_PARTS, "_key", converted, (stamp, stamp))
         extra = zip(
             UsageRecord.record_keys(records),
             *(conv(list(map(get, records))) for get, conv in self.converted),

@@ -129,15 +129,28 @@ def test_keys_join_the_same_fields_as_the_property():
 def test_rows_refuse_what_is_not_a_record():
     writer = WRITERS["sqlite"]
     with pytest.raises(TypeError, match="expected"):
-        _rowbuild.rows([object()], UsageRecord, writer.fields, KEY_PARTS, "_key", hashlib.blake2b, (), ())
+        _rowbuild.rows([object()], UsageRecord, writer.fields, KEY_PARTS, "_key", (), ())
     with pytest.raises(ValueError, match="column"):
-        _rowbuild.rows(
-            [_record(1, None, "0", "")], UsageRecord, ("provider",), KEY_PARTS, "_key", hashlib.blake2b, ([],), ()
-        )
+        _rowbuild.rows([_record(1, None, "0", "")], UsageRecord, ("provider",), KEY_PARTS, "_key", ([],), ())
     with pytest.raises(TypeError, match="slot"):
-        _rowbuild.rows([], UsageRecord, ("describe",), KEY_PARTS, "_key", hashlib.blake2b, (), ())
+        _rowbuild.rows([], UsageRecord, ("describe",), KEY_PARTS, "_key", (), ())
     with pytest.raises(UnicodeEncodeError):  # as ``str.encode`` of the joined key raises
         writer.rows([_record(1, None, "0", "", team="\ud800")], NOW, set())
+
+
+@needs_extension
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(st.binary(max_size=600), st.integers(min_value=0, max_value=400).map(lambda n: b"\x1f" * n)))
+def test_the_key_hash_is_hashlibs_blake2b(data):
+    """The builder's own BLAKE2b-128 equals ``hashlib``'s, for every length around the 128-byte block."""
+    assert _rowbuild.blake2b_16(data) == hashlib.blake2b(data, digest_size=16).digest()
+
+
+@needs_extension
+def test_the_key_hash_at_block_edges():
+    for n in (0, 1, 127, 128, 129, 255, 256, 257, 1000, 5000):
+        data = bytes(range(256)) * (n // 256 + 1)
+        assert _rowbuild.blake2b_16(data[:n]) == hashlib.blake2b(data[:n], digest_size=16).digest(), n
 
 
 @needs_extension
