@@ -447,21 +447,26 @@ flatten(PyObject *self, PyObject *args)
 }
 
 PyDoc_STRVAR(group_sums_doc,
-"group_sums(rows, start_at, dims_at, measures_at, cost_index, day_seconds, day_of=None) -> dict\n\n"
+"group_sums(rows, start_at, dims_at, measures_at, cost_index, day_seconds, day_of=None, into=None) -> dict\n\n"
 "Rows summed per (day, dims): {(day, (row[d] for d in dims_at)): [*sums, rows, rows priced]}.\n"
 "`day` is row[start_at] floored to a multiple of `day_seconds`, or day_of[row[start_at]] when\n"
 "`day_of` is a dict (PostgreSQL's rows carry datetimes); sums are of row[m] for m in\n"
 "measures_at, except that the measure at `cost_index` skips None (unpriced) and counts the\n"
-"rows it summed as 'rows priced'.");
+"rows it summed as 'rows priced'. With `into` (a dict of such lists), rows are added to its sums\n"
+"and `into` is returned.");
 
 static PyObject *
 group_sums(PyObject *self, PyObject *args)
 {
-    PyObject *rows, *dims_at, *measures_at, *day_of = Py_None;
+    PyObject *rows, *dims_at, *measures_at, *day_of = Py_None, *into = Py_None;
     Py_ssize_t start_at, cost_index;
     long long day_seconds;
-    if (!PyArg_ParseTuple(args, "O!nO!O!nL|O:group_sums", &PyList_Type, &rows, &start_at, &PyTuple_Type, &dims_at,
-                          &PyTuple_Type, &measures_at, &cost_index, &day_seconds, &day_of)) {
+    if (!PyArg_ParseTuple(args, "O!nO!O!nL|OO:group_sums", &PyList_Type, &rows, &start_at, &PyTuple_Type, &dims_at,
+                          &PyTuple_Type, &measures_at, &cost_index, &day_seconds, &day_of, &into)) {
+        return NULL;
+    }
+    if (into != Py_None && !PyDict_CheckExact(into)) {
+        PyErr_SetString(PyExc_TypeError, "into must be a dict or None");
         return NULL;
     }
     if (day_of != Py_None && !PyDict_Check(day_of)) {
@@ -493,7 +498,7 @@ group_sums(PyObject *self, PyObject *args)
             max_at = dims[i];
         }
     }
-    PyObject *groups = PyDict_New();
+    PyObject *groups = into == Py_None ? PyDict_New() : Py_NewRef(into);
     PyObject *one = PyLong_FromLong(1);
     if (groups == NULL || one == NULL) {
         goto fail;
@@ -539,6 +544,11 @@ group_sums(PyObject *self, PyObject *args)
         PyTuple_SET_ITEM(key, 0, day);
         PyTuple_SET_ITEM(key, 1, dimvals);
         PyObject *sums = PyDict_GetItemWithError(groups, key);  /* borrowed */
+        if (sums != NULL && (!PyList_CheckExact(sums) || PyList_GET_SIZE(sums) != nmeas + 2)) {
+            PyErr_SetString(PyExc_TypeError, "into's sums must be lists of the measures, rows and rows priced");
+            Py_DECREF(key);
+            goto fail;
+        }
         if (sums == NULL) {
             if (PyErr_Occurred()) {
                 Py_DECREF(key);

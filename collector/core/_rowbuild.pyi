@@ -21,4 +21,5 @@ def group_sums(
     cost_index: int,
     day_seconds: int,
     day_of: dict[Any, int] | None = None,
+    into: dict[tuple[int, tuple[Any, ...]], Any] | None = None,
 ) -> dict[tuple[int, tuple[Any, ...]], list[Any]]: ...

@@ -327,8 +327,9 @@ class _Fresh:
         self.day_of: dict[Any, int] | None = {} if self.postgres else None
         #: Every slice-day this write touched: True if it held no rows before (summed here).
         self.fresh: dict[_SliceDay, bool] = {}
-        #: (day, ROLLUP_DIMENSIONS values) -> (*ROLLUP_MEASURES sums, rows, rows with a cost).
-        self.sums: dict[tuple[int, tuple[Any, ...]], tuple[Any, ...]] = {}
+        #: (day, ROLLUP_DIMENSIONS values) -> [*ROLLUP_MEASURES sums, rows, rows with a cost]
+        #: (lists where the C extension adds to them in place, tuples where Python sums them).
+        self.sums: dict[tuple[int, tuple[Any, ...]], Any] = {}
 
     def write(self, params: list[Any], touched: set[_SliceDay]) -> tuple[int, set[_SliceDay]]:
         """Write one batch; returns the rows written and the slice-days left to the rebuild from ``usage``."""
@@ -396,9 +397,13 @@ class _Fresh:
         return found
 
     def _add(self, rows: list[Any]) -> None:
-        """Sum rows into their daily rollup groups (per batch first, then into the write's totals)."""
+        """Sum rows into their daily rollup groups (the C extension straight into the write's totals)."""
         sums, add = self.sums, operator.add
         with localcontext(_EXACT):  # PostgreSQL's amounts are Decimals: sums as exact as numeric's
+            if _rowbuild is not None:
+                start_at, dims_at, measures_at = self.native_columns
+                _rowbuild.group_sums(rows, start_at, dims_at, measures_at, self.cost_at, DAY_SECONDS, self.day_of, sums)
+                return
             for group, totals in self._batch_sums(rows).items():
                 held = sums.get(group)
                 # Tuples of numbers, which the cyclic GC stops tracking: the write's many thousand
