@@ -446,6 +446,58 @@ flatten(PyObject *self, PyObject *args)
     return result;
 }
 
+/* A group new to this batch: its list in `groups` (made if new there too), its index in `local`,
+ * and zeroed accumulators. Returns the index, or -1 with an exception set. The lists are
+ * borrowed: `groups` holds them for the call. */
+static Py_ssize_t
+add_group(PyObject *groups, PyObject *local, PyObject *key, Py_ssize_t width, PyObject ***lists,
+          long long **acc, Py_ssize_t *n, Py_ssize_t *cap)
+{
+    PyObject *sums = PyDict_GetItemWithError(groups, key);  /* borrowed */
+    if (sums != NULL && (!PyList_CheckExact(sums) || PyList_GET_SIZE(sums) != width)) {
+        PyErr_SetString(PyExc_TypeError, "into's sums must be lists of the measures, rows and rows priced");
+        return -1;
+    }
+    if (sums == NULL) {
+        if (PyErr_Occurred() || (sums = PyList_New(width)) == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t m = 0; m < width; m++) {
+            PyList_SET_ITEM(sums, m, PyLong_FromLong(0));
+        }
+        int failed = PyDict_SetItem(groups, key, sums);
+        Py_DECREF(sums);  /* the dict holds it */
+        if (failed < 0) {
+            return -1;
+        }
+    }
+    if (*n == *cap) {
+        Py_ssize_t grown = *cap ? *cap * 2 : 256;
+        PyObject **l = PyMem_Realloc(*lists, sizeof(PyObject *) * grown);
+        if (l == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *lists = l;
+        long long *a = PyMem_Realloc(*acc, sizeof(long long) * grown * width);
+        if (a == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *acc = a;
+        *cap = grown;
+    }
+    PyObject *index = PyLong_FromSsize_t(*n);
+    if (index == NULL || PyDict_SetItem(local, key, index) < 0) {
+        Py_XDECREF(index);
+        return -1;
+    }
+    Py_DECREF(index);
+    (*lists)[*n] = sums;
+    memset(*acc + *n * width, 0, sizeof(long long) * width);
+    return (*n)++;
+}
+
 PyDoc_STRVAR(group_sums_doc,
 "group_sums(rows, start_at, dims_at, measures_at, cost_index, day_seconds, day_of=None, into=None) -> dict\n\n"
 "Rows summed per (day, dims): {(day, (row[d] for d in dims_at)): [*sums, rows, rows priced]}.\n"
@@ -499,8 +551,13 @@ group_sums(PyObject *self, PyObject *args)
         }
     }
     PyObject *groups = into == Py_None ? PyDict_New() : Py_NewRef(into);
-    PyObject *one = PyLong_FromLong(1);
-    if (groups == NULL || one == NULL) {
+    /* This batch's groups: key -> index into `lists` and `acc`. Integer measures are summed in
+     * 64-bit accumulators (no int object per addition), others and overflows into the lists. */
+    PyObject *local = PyDict_New();
+    PyObject **lists = NULL;
+    long long *acc = NULL;
+    Py_ssize_t nlocal = 0, cap = 0, width = nmeas + 2;
+    if (groups == NULL || local == NULL) {
         goto fail;
     }
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
@@ -543,39 +600,31 @@ group_sums(PyObject *self, PyObject *args)
         }
         PyTuple_SET_ITEM(key, 0, day);
         PyTuple_SET_ITEM(key, 1, dimvals);
-        PyObject *sums = PyDict_GetItemWithError(groups, key);  /* borrowed */
-        if (sums != NULL && (!PyList_CheckExact(sums) || PyList_GET_SIZE(sums) != nmeas + 2)) {
-            PyErr_SetString(PyExc_TypeError, "into's sums must be lists of the measures, rows and rows priced");
+        Py_ssize_t at;
+        PyObject *found = PyDict_GetItemWithError(local, key);  /* borrowed */
+        if (found != NULL) {
+            at = PyLong_AsSsize_t(found);
+        } else if (PyErr_Occurred() || (at = add_group(groups, local, key, width, &lists, &acc, &nlocal, &cap)) < 0) {
             Py_DECREF(key);
             goto fail;
         }
-        if (sums == NULL) {
-            if (PyErr_Occurred()) {
-                Py_DECREF(key);
-                goto fail;
-            }
-            sums = PyList_New(nmeas + 2);
-            if (sums == NULL) {
-                Py_DECREF(key);
-                goto fail;
-            }
-            for (Py_ssize_t m = 0; m < nmeas + 2; m++) {
-                PyList_SET_ITEM(sums, m, PyLong_FromLong(0));
-            }
-            int failed = PyDict_SetItem(groups, key, sums);
-            Py_DECREF(sums);  /* the dict holds it */
-            if (failed < 0) {
-                Py_DECREF(key);
-                goto fail;
-            }
-        }
         Py_DECREF(key);
+        PyObject *sums = lists[at];
+        long long *totals = acc + at * width;
         int priced = 1;
         for (Py_ssize_t m = 0; m < nmeas; m++) {
             PyObject *value = PyTuple_GET_ITEM(row, meas[m]);
             if (m == cost_index && value == Py_None) {
                 priced = 0;
                 continue;
+            }
+            if (PyLong_CheckExact(value)) {
+                int overflow = 0;
+                long long v = PyLong_AsLongLongAndOverflow(value, &overflow), sum;
+                if (!overflow && !__builtin_add_overflow(totals[m], v, &sum)) {  /* sum is wrapped on overflow */
+                    totals[m] = sum;
+                    continue;
+                }
             }
             PyObject *total = PyNumber_Add(PyList_GET_ITEM(sums, m), value);
             if (total == NULL) {
@@ -585,22 +634,37 @@ group_sums(PyObject *self, PyObject *args)
             PyList_SET_ITEM(sums, m, total);
             Py_DECREF(old);
         }
-        for (Py_ssize_t m = nmeas; m < nmeas + 1 + priced; m++) {
-            PyObject *total = PyNumber_Add(PyList_GET_ITEM(sums, m), one);
+        totals[nmeas] += 1;
+        totals[nmeas + 1] += priced;
+    }
+    /* Each group's 64-bit totals into its list. */
+    for (Py_ssize_t g = 0; g < nlocal; g++) {
+        for (Py_ssize_t m = 0; m < width; m++) {
+            long long v = acc[g * width + m];
+            if (v == 0) {
+                continue;
+            }
+            PyObject *add = PyLong_FromLongLong(v);
+            PyObject *total = add == NULL ? NULL : PyNumber_Add(PyList_GET_ITEM(lists[g], m), add);
+            Py_XDECREF(add);
             if (total == NULL) {
                 goto fail;
             }
-            PyObject *old = PyList_GET_ITEM(sums, m);
-            PyList_SET_ITEM(sums, m, total);
+            PyObject *old = PyList_GET_ITEM(lists[g], m);
+            PyList_SET_ITEM(lists[g], m, total);
             Py_DECREF(old);
         }
     }
     PyMem_Free(dims);
-    Py_DECREF(one);
+    PyMem_Free(lists);
+    PyMem_Free(acc);
+    Py_DECREF(local);
     return groups;
 fail:
     PyMem_Free(dims);
-    Py_XDECREF(one);
+    PyMem_Free(lists);
+    PyMem_Free(acc);
+    Py_XDECREF(local);
     Py_XDECREF(groups);
     return NULL;
 }

@@ -185,6 +185,19 @@ def test_group_sums_floor_days_before_the_epoch():
     assert sums == {(-86400, ("a",)): [5, 5, 2, 1], (0, ("a",)): [1, 1, 1, 1]}
 
 
+@needs_extension
+def test_group_sums_past_64_bits_and_into_a_running_total():
+    """Sums leave 64-bit accumulators exactly (big values, overflowing totals) and add to ``into``'s lists."""
+    big = 2**63 - 5
+    rows = [(0, "a", big, 1), (10, "a", big, None), (20, "a", 2**70, 2), (30, "b", -big, 3)]
+    into = {(0, ("a",)): [1, 1, 1, 1]}
+    out = _rowbuild.group_sums(rows, 0, (1,), (2, 3), 1, 86400, None, into)
+    assert out is into
+    assert into == {(0, ("a",)): [1 + 2 * big + 2**70, 1 + 3, 1 + 3, 1 + 2], (0, ("b",)): [-big, 3, 1, 1]}
+    with pytest.raises(TypeError, match="lists"):
+        _rowbuild.group_sums(rows, 0, (1,), (2, 3), 1, 86400, None, {(0, ("a",)): (0, 0, 0, 0)})
+
+
 def _stored(engine):
     daily = [c for c in USAGE_DAILY.c if c.name != "id"]
     with engine.connect() as conn:
