@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -498,6 +499,155 @@ add_group(PyObject *groups, PyObject *local, PyObject *key, Py_ssize_t width, Py
     return (*n)++;
 }
 
+static const unsigned long long pow10_u64[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL, 1000000000ULL,
+    10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+    1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL, 1000000000000000000ULL,
+    10000000000000000000ULL,
+};
+
+/* round_half_even(text * 10**scale) for a Decimal's str() of at most 18 significant digits,
+ * into *out; 0 if the text is anything else (NaN, more digits, a result past 64 bits). */
+static int
+parse_scaled(const char *p, Py_ssize_t n, int scale, long long *out)
+{
+    const char *end = p + n;
+    int negative = 0, digits = 0, fraction = 0, seen_point = 0, seen_digit = 0;
+    unsigned long long coef = 0;
+    long exponent = 0;
+    if (p < end && (*p == '-' || *p == '+')) {
+        negative = *p++ == '-';
+    }
+    for (; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); p++) {
+        if (*p == '.') {
+            if (seen_point) {
+                return 0;
+            }
+            seen_point = 1;
+            continue;
+        }
+        seen_digit = 1;
+        fraction += seen_point;
+        if (coef == 0 && *p == '0') {
+            continue;  /* leading zeros are not significant */
+        }
+        if (++digits > 18) {
+            return 0;
+        }
+        coef = coef * 10 + (unsigned long long)(*p - '0');
+    }
+    if (!seen_digit) {
+        return 0;
+    }
+    if (p < end && (*p == 'E' || *p == 'e')) {
+        int exp_negative = 0, exp_digits = 0;
+        p++;
+        if (p < end && (*p == '-' || *p == '+')) {
+            exp_negative = *p++ == '-';
+        }
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (++exp_digits > 6) {
+                return 0;
+            }
+            exponent = exponent * 10 + (*p - '0');
+        }
+        if (!exp_digits) {
+            return 0;
+        }
+        if (exp_negative) {
+            exponent = -exponent;
+        }
+    }
+    if (p != end) {
+        return 0;
+    }
+    long shift = exponent - fraction + scale;
+    unsigned long long magnitude;
+    if (coef == 0) {
+        magnitude = 0;
+    } else if (shift >= 0) {
+        if (shift > 18 || coef > (unsigned long long)LLONG_MAX / pow10_u64[shift]) {
+            return 0;
+        }
+        magnitude = coef * pow10_u64[shift];
+    } else if (shift < -19) {
+        magnitude = 0;  /* coef < 10**18: below a twentieth of a unit, which rounds to 0 */
+    } else {
+        unsigned long long div = pow10_u64[-shift], half = div / 2;
+        unsigned long long q = coef / div, r = coef % div;
+        magnitude = q + (r > half || (r == half && (q & 1)));
+    }
+    if (magnitude > (unsigned long long)LLONG_MAX) {
+        return 0;
+    }
+    *out = negative ? -(long long)magnitude : (long long)magnitude;
+    return 1;
+}
+
+PyDoc_STRVAR(scaled_doc,
+"scaled(values, scale, decimal, fallback) -> list\n\n"
+"int(value.scaleb(scale).to_integral_value()) of each `decimal` instance (rounding half to even,\n"
+"the default context's rounding), 0 for a zero one, None for None; any other value, and a\n"
+"Decimal of more than 18 significant digits or outside 64 bits, goes to fallback(value).");
+
+static PyObject *
+scaled(PyObject *self, PyObject *args)
+{
+    PyObject *values, *decimal, *fallback;
+    int scale;
+    if (!PyArg_ParseTuple(args, "O!iOO:scaled", &PyList_Type, &values, &scale, &decimal, &fallback)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    PyObject *result = PyList_New(n);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *value = PyList_GET_ITEM(values, i), *item = NULL;
+        if (value == Py_None) {
+            item = Py_NewRef(Py_None);
+        } else if ((PyObject *)Py_TYPE(value) == decimal) {
+            int truth = PyObject_IsTrue(value);
+            if (truth < 0) {
+                goto fail;
+            }
+            if (!truth) {
+                item = PyLong_FromLong(0);
+            } else {
+                PyObject *text = PyObject_Str(value);
+                if (text == NULL) {
+                    goto fail;
+                }
+                Py_ssize_t size;
+                const char *chars = PyUnicode_AsUTF8AndSize(text, &size);
+                long long v;
+                if (chars == NULL) {
+                    Py_DECREF(text);
+                    goto fail;
+                }
+                if (parse_scaled(chars, size, scale, &v)) {
+                    item = PyLong_FromLongLong(v);
+                }
+                Py_DECREF(text);
+                if (item == NULL && !PyErr_Occurred()) {
+                    item = PyObject_CallOneArg(fallback, value);
+                }
+            }
+        } else {
+            item = PyObject_CallOneArg(fallback, value);
+        }
+        if (item == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(result, i, item);
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
 PyDoc_STRVAR(group_sums_doc,
 "group_sums(rows, start_at, dims_at, measures_at, cost_index, day_seconds, day_of=None, into=None) -> dict\n\n"
 "Rows summed per (day, dims): {(day, (row[d] for d in dims_at)): [*sums, rows, rows priced]}.\n"
@@ -672,6 +822,7 @@ fail:
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS, rows_doc},
     {"blake2b_16", py_blake2b_16, METH_O, blake2b_16_doc},
+    {"scaled", scaled, METH_VARARGS, scaled_doc},
     {"flatten", flatten, METH_VARARGS, flatten_doc},
     {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
     {NULL, NULL, 0, NULL},

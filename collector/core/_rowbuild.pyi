@@ -1,5 +1,6 @@
 """Types of the store's C row builder (``_rowbuild.c``); see its docstrings."""
 
+from collections.abc import Callable
 from typing import Any
 
 def rows(
@@ -12,6 +13,7 @@ def rows(
     constants: tuple[Any, ...],
 ) -> list[tuple[Any, ...]]: ...
 def blake2b_16(data: bytes) -> bytes: ...
+def scaled(values: list[Any], scale: int, decimal: type, fallback: Callable[[Any], Any]) -> list[Any]: ...
 def flatten(rows: list[tuple[Any, ...]], per: int) -> list[list[Any]]: ...
 def group_sums(
     rows: list[Any],

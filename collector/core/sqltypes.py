@@ -23,6 +23,11 @@ from sqlalchemy import BigInteger, DateTime, Numeric, func, literal, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+try:
+    from collector.core import _rowbuild
+except ImportError:  # built without a C compiler (collector/core/store.py)
+    _rowbuild = None  # type: ignore[assignment]
+
 MONEY_SCALE = 10
 QUANTITY_SCALE = 6
 #: The largest amount one usage row may carry (money in its currency's major units). Scaled by
@@ -119,6 +124,8 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         ``map`` calls over the very methods :meth:`fast_bind` calls (``scaleb``,
         ``to_integral_value``, ``int``) instead of one Python call per value; any other column
         (``None`` for unpriced rows, plain ints) goes value by value through :meth:`fast_bind`.
+        The store's C extension, where built, does the same from each Decimal's text in one pass
+        (half the time of the three calls); a property test compares the two.
         """
         one = self.fast_bind(dialect)
         if one is None:
@@ -128,7 +135,11 @@ class ScaledDecimal(TypeDecorator[Decimal]):
         def scaled(values: list[Decimal]) -> list[Any]:
             return list(map(int, map(Decimal.to_integral_value, map(Decimal.scaleb, values, repeat(shift)))))
 
+        scale = self.scale
+
         def to_scaled_column(values: list[Any]) -> list[Any]:
+            if _rowbuild is not None:  # the same values, parsed from each Decimal's text in C
+                return _rowbuild.scaled(values, scale, Decimal, one)
             types = set(map(type, values))
             if types == {Decimal}:
                 # Token rows carry no quantity: ``any`` stops at the first non-zero value.

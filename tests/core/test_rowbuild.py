@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from collector.core import store
+from collector.core import sqltypes, store
 from collector.core.schema import KEY_PARTS, UsageRecord
 from collector.core.store import USAGE, USAGE_DAILY, _Fresh, _Writer, upsert_records
 from collector.demo.synthetic import GeneratorConfig, generate
@@ -86,6 +86,7 @@ needs_extension = pytest.mark.skipif(_rowbuild is None, reason="the C row builde
 
 def _python(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "_rowbuild", None)
+    monkeypatch.setattr(sqltypes, "_rowbuild", None)
 
 
 @needs_extension
@@ -151,6 +152,48 @@ def test_the_key_hash_at_block_edges():
     for n in (0, 1, 127, 128, 129, 255, 256, 257, 1000, 5000):
         data = bytes(range(256)) * (n // 256 + 1)
         assert _rowbuild.blake2b_16(data[:n]) == hashlib.blake2b(data[:n], digest_size=16).digest(), n
+
+
+AMOUNTS = st.one_of(
+    st.none(),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.decimals(allow_nan=False, allow_infinity=False, places=12, min_value=-(10**9), max_value=10**9),
+    st.builds(lambda c, e: Decimal(c).scaleb(e), st.integers(-(10**19), 10**19), st.integers(-30, 12)),
+    st.sampled_from([Decimal("0.5E-10"), Decimal("1.5E-10"), Decimal("2.5E-10"), Decimal("-0.5E-10"), Decimal("-0")]),
+    st.integers(-(10**9), 10**9),
+)
+
+
+@needs_extension
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(AMOUNTS, max_size=30), scale=st.sampled_from([sqltypes.MONEY_SCALE, sqltypes.QUANTITY_SCALE]))
+def test_scaled_amounts_equal_the_per_value_binding(values, scale):
+    """Money and quantities parsed from their text equal ``scaleb``/``to_integral_value``/``int`` (half-even)."""
+    one = sqltypes.ScaledDecimal(scale).fast_bind(sqlite.dialect())
+    assert one is not None
+    expected = []
+    for value in values:
+        try:
+            expected.append(one(value))
+        except Exception as exc:  # what the per-value form raises, the C form must raise too
+            expected.append(type(exc))
+    try:
+        got = _rowbuild.scaled(values, scale, Decimal, one)
+    except Exception as exc:
+        assert type(exc) in expected
+    else:
+        assert got == expected
+
+
+@needs_extension
+def test_scaled_sends_what_it_does_not_parse_to_the_fallback():
+    one = sqltypes.ScaledDecimal(10).fast_bind(sqlite.dialect())
+    with pytest.raises(ValueError):  # NaN: int() refuses it, as the per-value form does
+        _rowbuild.scaled([Decimal("NaN")], 10, Decimal, one)
+    with pytest.raises(TypeError, match="float"):
+        _rowbuild.scaled([1.5], 10, Decimal, one)
+    many = Decimal("1234567890.123456789012345678")  # 28 digits: rounded by the context first, as scaleb does
+    assert _rowbuild.scaled([many, 7], 10, Decimal, one) == [one(many), 70_000_000_000]
 
 
 @needs_extension
