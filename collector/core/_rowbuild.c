@@ -466,6 +466,9 @@ add_group(PyObject *groups, PyObject *local, PyObject *key, Py_ssize_t width, Py
         for (Py_ssize_t m = 0; m < width; m++) {
             PyList_SET_ITEM(sums, m, PyLong_FromLong(0));
         }
+        /* A list of numbers holds no reference back: left out of the cyclic collector, as a tuple of
+         * numbers is, so a write's tens of thousands of groups add nothing to its full collections. */
+        PyObject_GC_UnTrack(sums);
         int failed = PyDict_SetItem(groups, key, sums);
         Py_DECREF(sums);  /* the dict holds it */
         if (failed < 0) {

@@ -479,9 +479,9 @@ class _Fresh:
     def insert(self) -> None:
         """Insert the summed rollup rows, in the order a ``GROUP BY`` rebuild would insert them.
 
-        The rows are made one at a time as the driver takes them (PostgreSQL: ``COPY``), and each
-        group's sums are dropped once its row is made (an import's million rows make tens of
-        thousands of groups).
+        The rows are made as the driver takes them (100 to a multi-row ``VALUES`` on SQLite,
+        ``COPY`` on PostgreSQL), and each group's sums are dropped once its row is made (an
+        import's million rows make tens of thousands of groups).
         """
         if not self.sums:
             return
@@ -493,8 +493,19 @@ class _Fresh:
                     row[0] = datetime.fromtimestamp(row[0], UTC)
                     write_row(row)
             return
-        marks = ", ".join("?" * (len(ROLLUP_DIMENSIONS) + len(ROLLUP_MEASURES) + 2))
-        self.cursor.executemany(f"INSERT INTO usage_daily ({columns}) VALUES ({marks})", self._rollup_rows())
+        width = len(ROLLUP_DIMENSIONS) + len(ROLLUP_MEASURES) + 2
+        values = f"({', '.join('?' * width)})"
+        per = min(100, _sqlite_max_variables() // width)  # rows per multi-row VALUES, as _Writer.execute
+        rows, tail = self._rollup_rows(), []
+
+        def runs() -> Iterator[list[Any]]:
+            while len(run := list(islice(rows, per))) == per:
+                yield list(chain.from_iterable(run))
+            tail.extend(run)
+
+        self.cursor.executemany(f"INSERT INTO usage_daily ({columns}) VALUES {', '.join([values] * per)}", runs())
+        if tail:
+            self.cursor.executemany(f"INSERT INTO usage_daily ({columns}) VALUES {values}", tail)
 
     def _rollup_rows(self) -> Iterator[list[Any]]:
         levels, unit_at = LEVEL_UNITS, ROLLUP_DIMENSIONS.index("quantity_unit")
