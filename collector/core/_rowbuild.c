@@ -282,19 +282,72 @@ done:
 }
 
 PyDoc_STRVAR(rows_doc,
-"rows(records, type, fields, key_fields, key_cache, columns, constants) -> list[tuple]\n\n"
+"rows(records, type, fields, key_fields, key_cache, columns, constants, touched=None, slice_fields=None,\n"
+"     day_seconds=86400) -> list[tuple]\n\n"
 "One tuple per record: the record's `fields`, its key, the record's value in each of `columns`\n"
 "(lists as long as `records`), then `constants`. The key is the record's `key_cache` slot if it\n"
 "is not None, else BLAKE2b-128 of `key_fields` joined by 0x1f (a field named '?name' is written\n"
-"as '1' or '0' by its truth), as UsageRecord.record_key computes it.");
+"as '1' or '0' by its truth), as UsageRecord.record_key computes it. With `touched` (a set),\n"
+"each record's (day, *slice) is added to it: `slice_fields` names the bucket start in epoch\n"
+"seconds, floored to a multiple of `day_seconds`, and the four slice fields.");
+
+#define SLICE_CACHE 64
+
+typedef struct {
+    long long day;
+    PyObject *parts[4];
+} SliceSeen;
+
+/* Add (day, provider, account, source, kind) of a record to `touched` unless this call has added
+ * the same objects already (a small cache by identity; a miss only costs a set insertion). */
+static int
+touch(PyObject *touched, SliceSeen *seen, long long start, PyObject *const parts[4], long long day_seconds)
+{
+    long long rem = start % day_seconds;
+    long long day = start - (rem < 0 ? rem + day_seconds : rem);
+    size_t h = (size_t)day * 31u;
+    for (int i = 0; i < 4; i++) {
+        h = (h ^ ((size_t)parts[i] >> 4)) * 1000003u;
+    }
+    SliceSeen *slot = &seen[h % SLICE_CACHE];
+    if (slot->parts[0] == parts[0] && slot->parts[1] == parts[1] && slot->parts[2] == parts[2] &&
+        slot->parts[3] == parts[3] && slot->day == day) {
+        return 0;
+    }
+    PyObject *item = Py_BuildValue("(LOOOO)", day, parts[0], parts[1], parts[2], parts[3]);
+    if (item == NULL) {
+        return -1;
+    }
+    int failed = PySet_Add(touched, item);
+    Py_DECREF(item);
+    if (failed < 0) {
+        return -1;
+    }
+    slot->day = day;
+    memcpy(slot->parts, parts, sizeof slot->parts);
+    return 0;
+}
 
 static PyObject *
 rows(PyObject *self, PyObject *args)
 {
     PyObject *records, *type, *fields, *key_fields, *key_cache, *columns, *constants;
-    if (!PyArg_ParseTuple(args, "O!OO!O!UO!O!:rows", &PyList_Type, &records, &type, &PyTuple_Type, &fields,
+    PyObject *touched = Py_None, *slice_fields = NULL;
+    long long day_seconds = 86400;
+    if (!PyArg_ParseTuple(args, "O!OO!O!UO!O!|OO!L:rows", &PyList_Type, &records, &type, &PyTuple_Type, &fields,
                           &PyTuple_Type, &key_fields, &key_cache, &PyTuple_Type, &columns, &PyTuple_Type,
-                          &constants)) {
+                          &constants, &touched, &PyTuple_Type, &slice_fields, &day_seconds)) {
+        return NULL;
+    }
+    if (touched != Py_None && (!PySet_Check(touched) || slice_fields == NULL ||
+                               PyTuple_GET_SIZE(slice_fields) != 5 || day_seconds < 1)) {
+        PyErr_SetString(PyExc_TypeError, "touched needs a set, the five slice fields and day_seconds");
+        return NULL;
+    }
+    Py_ssize_t slice_at[5];
+    SliceSeen seen[SLICE_CACHE];
+    memset(seen, 0, sizeof seen);
+    if (touched != Py_None && slot_offsets(type, slice_fields, slice_at) < 0) {
         return NULL;
     }
     if (!PyType_Check(type)) {
@@ -385,6 +438,18 @@ rows(PyObject *self, PyObject *args)
         }
         for (Py_ssize_t c = 0; c < nconst; c++) {
             PyTuple_SET_ITEM(row, nfields + 1 + ncols + c, Py_NewRef(PyTuple_GET_ITEM(constants, c)));
+        }
+        if (touched != Py_None) {
+            PyObject *parts[5];
+            for (int i = 0; i < 5; i++) {
+                if ((parts[i] = slot(rec, slice_at[i], PyTuple_GET_ITEM(slice_fields, i))) == NULL) {
+                    goto fail;
+                }
+            }
+            long long start = PyLong_AsLongLong(parts[0]);
+            if ((start == -1 && PyErr_Occurred()) || touch(touched, seen, start, parts + 1, day_seconds) < 0) {
+                goto fail;
+            }
         }
     }
     goto done;

@@ -11,6 +11,9 @@ def rows(
     key_cache: str,
     columns: tuple[list[Any], ...],
     constants: tuple[Any, ...],
+    touched: set[Any] | None = None,
+    slice_fields: tuple[str, ...] | None = None,
+    day_seconds: int = 86400,
 ) -> list[tuple[Any, ...]]: ...
 def blake2b_16(data: bytes) -> bytes: ...
 def scaled(values: list[Any], scale: int, decimal: type, fallback: Callable[[Any], Any]) -> list[Any]: ...

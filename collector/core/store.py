@@ -183,11 +183,14 @@ class _Writer:
         joined to a tuple of its key, converted values and stamps. Both give the same tuples.
         """
         stamp = self.stamp(now) if self.stamp else now
-        # Distinct (hour, slice) pairs first: a batch has far fewer of them than rows.
-        touched.update((ts - ts % DAY_SECONDS, *sl) for ts, *sl in set(map(_START_AND_SLICE, records)))
         if _rowbuild is not None and type(records) is list:
             converted = tuple(conv(list(map(get, records))) for get, conv in self.converted)
-            return _rowbuild.rows(records, UsageRecord, self.fields, KEY_PARTS, "_key", converted, (stamp, stamp))
+            return _rowbuild.rows(
+                records, UsageRecord, self.fields, KEY_PARTS, "_key", converted, (stamp, stamp),
+                touched, _START_AND_SLICE_FIELDS, DAY_SECONDS,
+            )  # fmt: skip
+        # Distinct (hour, slice) pairs first: a batch has far fewer of them than rows.
+        touched.update((ts - ts % DAY_SECONDS, *sl) for ts, *sl in set(map(_START_AND_SLICE, records)))
         extra = zip(
             UsageRecord.record_keys(records),
             *(conv(list(map(get, records))) for get, conv in self.converted),
@@ -199,7 +202,8 @@ class _Writer:
 
 
 _WRITERS: dict[str, _Writer] = {}
-_START_AND_SLICE = operator.attrgetter("_start_ts", "provider", "account", "source", "kind")
+_START_AND_SLICE_FIELDS = ("_start_ts", "provider", "account", "source", "kind")
+_START_AND_SLICE = operator.attrgetter(*_START_AND_SLICE_FIELDS)
 
 
 def _sqlite_max_variables() -> int:
