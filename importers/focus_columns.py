@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector.core.native import rowbuild as _rowbuild
 from collector.core.schema import InvariantError, UsageRecord
 from collector.core.sqltypes import MONEY_SCALE
 from collector.core.store import RowColumns
@@ -250,5 +251,10 @@ def _keys(
     joined = pc.binary_join_element_wise(*parts, "\x1f")
     if not isinstance(joined, pa.Array):
         joined = pa.repeat(joined, n)
+    joined = pc.cast(joined, pa.binary())
+    if _rowbuild is not None and joined.null_count == 0:  # hashed straight from Arrow's buffers
+        _, offsets, data = joined.buffers()
+        data = data if data is not None else b""
+        return _rowbuild.blake2b_16_column(offsets, data, joined.offset, len(joined), False)
     blake = _blake2b
-    return [blake(k, digest_size=16).digest() for k in pc.cast(joined, pa.binary()).to_pylist()]
+    return [blake(k, digest_size=16).digest() for k in joined.to_pylist()]

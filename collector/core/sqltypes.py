@@ -23,10 +23,7 @@ from sqlalchemy import BigInteger, DateTime, Numeric, func, literal, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-try:
-    from collector.core import _rowbuild
-except ImportError:  # built without a C compiler (collector/core/store.py)
-    _rowbuild = None  # type: ignore[assignment]
+from collector.core.native import rowbuild as _rowbuild
 
 MONEY_SCALE = 10
 QUANTITY_SCALE = 6

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import OperationalError
 
 from collector.core.gcpause import paused_gc
+from collector.core.native import rowbuild as _rowbuild
 from collector.core.schema import (
     KEY_FIELDS,
     KEY_PARTS,
@@ -49,11 +50,6 @@ from collector.core.schema import (
     UsageRow,
 )
 from collector.core.sqltypes import MAX_MONEY, MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
-
-try:
-    from collector.core import _rowbuild
-except ImportError:  # built without a C compiler (the extension is optional): the same work in Python
-    _rowbuild = None  # type: ignore[assignment]
 
 DAY_SECONDS = 86_400
 USAGE: Table = UsageRow.__table__  # type: ignore[attr-defined]

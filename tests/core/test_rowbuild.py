@@ -148,6 +148,26 @@ def test_the_key_hash_is_hashlibs_blake2b(data):
 
 
 @needs_extension
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.binary(max_size=300), max_size=40), cut=st.integers(min_value=0, max_value=40))
+def test_column_keys_hash_each_value_of_an_arrow_array(values, cut):
+    """Keys from an Arrow binary array's buffers (sliced or not, 32- or 64-bit offsets) equal hashlib's."""
+    import pyarrow as pa
+
+    expected = [hashlib.blake2b(v, digest_size=16).digest() for v in values]
+    for kind, wide in ((pa.binary(), False), (pa.large_binary(), True)):
+        array = pa.array(values, kind)
+        part = array.slice(min(cut, len(values)))
+        _, offsets, data = part.buffers()
+        got = _rowbuild.blake2b_16_column(offsets, data if data is not None else b"", part.offset, len(part), wide)
+        assert got == expected[min(cut, len(values)) :]
+    with pytest.raises(ValueError, match="shorter"):
+        _rowbuild.blake2b_16_column(b"\0" * 8, b"", 0, 5, False)
+    with pytest.raises(ValueError, match="outside"):
+        _rowbuild.blake2b_16_column((0).to_bytes(4, "little") + (9).to_bytes(4, "little"), b"abc", 0, 1, False)
+
+
+@needs_extension
 def test_the_key_hash_at_block_edges():
     for n in (0, 1, 127, 128, 129, 255, 256, 257, 1000, 5000):
         data = bytes(range(256)) * (n // 256 + 1)
