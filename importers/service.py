@@ -380,7 +380,9 @@ class _ColumnarRun(_Run):
 
     def write(self, conn: Connection) -> UpsertResult:
         """Ingest the file's columns in the caller's transaction."""
-        return ingest_columns(conn, self.batches(), on_batch=self.tally_columns)
+        from importers.columnar import read_ahead
+
+        return ingest_columns(conn, read_ahead(self.batches()), on_batch=self.tally_columns)
 
     def dry(self) -> None:
         """Name and total the file's columns without writing them."""

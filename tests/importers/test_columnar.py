@@ -492,3 +492,50 @@ def test_a_bad_cell_in_the_middle_of_a_batch_names_its_line_and_nothing_is_writt
     assert [str(i) for i in result.issues] == ["focus.csv:7502: column 'BilledCost': value '1.2.5': not a number"]
     assert [str(i) for i in result.issues] == [str(i) for i in by_rows.issues]
     assert stored(engine) == ([], [])
+
+
+def _reader_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "import-reader"]
+
+
+def test_read_ahead_yields_every_item_in_order_and_raises_what_the_producer_raised():
+    from importers.columnar import read_ahead
+
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield from range(3)
+        raise ValueError("focus.csv:7502: column 'BilledCost': value '1.2.5': not a number")
+
+    got = []
+    with pytest.raises(ValueError, match=r"focus\.csv:7502"):
+        for item in read_ahead(failing()):
+            got.append(item)
+    assert got == [0, 1, 2]
+    assert not _reader_threads()
+
+
+def test_read_ahead_stops_and_closes_the_producer_when_the_consumer_stops():
+    """A write that fails mid-file stops the reader thread, which closes the file's generator."""
+    import threading
+
+    from importers.columnar import read_ahead
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    reader = read_ahead(endless())
+    assert [next(reader) for _ in range(5)] == [0, 1, 2, 3, 4]
+    reader.close()  # what a failed write does to the generator it was consuming
+    assert closed.is_set()
+    assert not _reader_threads()
