@@ -380,9 +380,7 @@ class _ColumnarRun(_Run):
 
     def write(self, conn: Connection) -> UpsertResult:
         """Ingest the file's columns in the caller's transaction."""
-        from importers.columnar import read_ahead
-
-        return ingest_columns(conn, read_ahead(self.batches()), on_batch=self.tally_columns)
+        return ingest_columns(conn, self.batches(), on_batch=self.tally_columns)
 
     def dry(self) -> None:
         """Name and total the file's columns without writing them."""

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from collector.core.model_ids import canonical_model
 from collector.core.pricing import estimate, wants_estimate
+from collector.core.readahead import read_ahead
 from collector.core.schema import RECORD_FIELDS, TOKEN_FIELDS, InvariantError, UsageRecord
 from collector.core.settings import Settings
 from collector.core.store import USAGE, RowColumns, UpsertResult, upsert, upsert_columns
@@ -230,7 +231,9 @@ def ingest_columns(
 
     Each batch is named like a record (canonical model ids) and upserted; none is priced here,
     so every row must carry its money already (billed or estimated), which a caller checks
-    before choosing this path.
+    before choosing this path. The batches are taken, named and passed to ``on_batch`` one
+    batch ahead of the write, in another thread (:func:`collector.core.readahead.read_ahead`):
+    on two cores reading overlaps writing, and an error still ends the write where it occurs.
 
     Args:
         conn: an open connection inside a transaction.
@@ -250,7 +253,8 @@ def ingest_columns(
                 on_batch(named_batch)
             yield named_batch
 
-    return upsert_columns(conn, stream(), now=now)
+    # Read, mapped, named and totalled a batch ahead of the write, in a thread of its own.
+    return upsert_columns(conn, read_ahead(stream()), now=now)
 
 
 def ingest_records(engine: Engine, records: Iterable[UsageRecord], **kwargs: Any) -> UpsertResult:
