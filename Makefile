@@ -12,11 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(RUN_STAMP): pyproject.toml collector/core/_rowbuild.c | $(BIN)/python
+$(RUN_STAMP): pyproject.toml setup.py collector/core/_rowbuild.c | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml collector/core/_rowbuild.c | $(BIN)/python
+$(DEV_STAMP): pyproject.toml setup.py collector/core/_rowbuild.c | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@ $(RUN_STAMP)
 
