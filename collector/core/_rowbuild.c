@@ -411,6 +411,10 @@ rows(PyObject *self, PyObject *args)
                           &constants, &touched, &PyTuple_Type, &slice_fields, &day_seconds)) {
         return NULL;
     }
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "type must be a type");
+        return NULL;
+    }
     if (touched != Py_None && (!PySet_Check(touched) || slice_fields == NULL ||
                                PyTuple_GET_SIZE(slice_fields) != 5 || day_seconds < 1)) {
         PyErr_SetString(PyExc_TypeError, "touched needs a set, the five slice fields and day_seconds");
@@ -420,10 +424,6 @@ rows(PyObject *self, PyObject *args)
     SliceSeen seen[SLICE_CACHE];
     memset(seen, 0, sizeof seen);
     if (touched != Py_None && slot_offsets(type, slice_fields, slice_at) < 0) {
-        return NULL;
-    }
-    if (!PyType_Check(type)) {
-        PyErr_SetString(PyExc_TypeError, "type must be a type");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(records);
