@@ -413,14 +413,11 @@ class _Fresh:
     def _batch_sums(self, rows: list[Any]) -> dict[tuple[int, tuple[Any, ...]], list[Any]]:
         """One batch's sums per (day, dimensions): ``[*ROLLUP_MEASURES, rows, rows with a cost]``.
 
-        The C extension sums in one pass (``_rowbuild.group_sums``). Without it, the group keys
-        are built by C calls (``map``, ``itemgetter``), and so is the grouping: each row's
-        measures are appended to ``groups[key]`` by a ``map`` that a zero-length ``deque``
-        drains, with no Python loop per row. Both give the same sums.
+        What ``_rowbuild.group_sums`` adds up where the extension is built (:meth:`_add`). Here
+        the group keys are built by C calls (``map``, ``itemgetter``), and so is the grouping:
+        each row's measures are appended to ``groups[key]`` by a ``map`` that a zero-length
+        ``deque`` drains, with no Python loop per row.
         """
-        if _rowbuild is not None:
-            start_at, dims_at, measures_at = self.native_columns
-            return _rowbuild.group_sums(rows, start_at, dims_at, measures_at, self.cost_at, DAY_SECONDS, self.day_of)
         starts = list(map(self.start_of, rows))
         if self.day_of is None:
             days: Iterable[int] = map(operator.sub, starts, map(operator.mod, starts, repeat(DAY_SECONDS)))
