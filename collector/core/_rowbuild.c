@@ -535,52 +535,192 @@ done:
 }
 
 PyDoc_STRVAR(flatten_doc,
-"flatten(rows, per) -> list[list]\n\n"
+"flatten(rows, per, keep=None, lead=()) -> list[list]\n\n"
 "The parameters of each full run of `per` rows, one list per run, in order (a multi-row VALUES\n"
-"statement's parameters); the rows after the last full run are left to the caller.");
+"statement's parameters); the rows after the last full run are left to the caller. With `keep`\n"
+"(a tuple of positions) only those items of each row are taken, and every run starts with the\n"
+"items of `lead`: the values a statement binds once for all its rows. A bytes item at a position\n"
+"in `blobs` is copied into a bytearray: Python's sqlite3 binds a bytearray straight away, while\n"
+"bytes (like None) first go through its adapter lookup, which fails by raising and clearing an\n"
+"AttributeError, about a microsecond each.");
 
 static PyObject *
 flatten(PyObject *self, PyObject *args)
 {
-    PyObject *rows;
+    PyObject *rows, *keep = Py_None, *lead = NULL, *blobs = NULL;
     Py_ssize_t per;
-    if (!PyArg_ParseTuple(args, "O!n:flatten", &PyList_Type, &rows, &per)) {
+    if (!PyArg_ParseTuple(args, "O!n|OO!O!:flatten", &PyList_Type, &rows, &per, &keep, &PyTuple_Type, &lead,
+                          &PyTuple_Type, &blobs)) {
         return NULL;
+    }
+    /* Blob positions as a bitmap over the row (positions past 63 are refused: rows are narrower). */
+    unsigned long long blob_bits = 0;
+    for (Py_ssize_t k = 0; blobs != NULL && k < PyTuple_GET_SIZE(blobs); k++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(blobs, k));
+        if (at < 0 || at > 63) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "blob positions must be within 0..63");
+            }
+            return NULL;
+        }
+        blob_bits |= 1ULL << at;
     }
     if (per < 1) {
         PyErr_SetString(PyExc_ValueError, "per must be at least 1");
         return NULL;
     }
+    if (keep != Py_None && !PyTuple_Check(keep)) {
+        PyErr_SetString(PyExc_TypeError, "keep must be a tuple of positions or None");
+        return NULL;
+    }
+    Py_ssize_t nkeep = keep == Py_None ? -1 : PyTuple_GET_SIZE(keep);
+    Py_ssize_t nlead = lead == NULL ? 0 : PyTuple_GET_SIZE(lead);
+    Py_ssize_t *at_keep = NULL;
+    if (nkeep >= 0) {
+        at_keep = PyMem_Malloc(sizeof(Py_ssize_t) * (nkeep ? nkeep : 1));
+        if (at_keep == NULL) {
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t k = 0; k < nkeep; k++) {
+            at_keep[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(keep, k));
+            if (at_keep[k] < 0) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_ValueError, "keep's positions must not be negative");
+                }
+                PyMem_Free(at_keep);
+                return NULL;
+            }
+        }
+    }
     Py_ssize_t runs = PyList_GET_SIZE(rows) / per;
     PyObject *result = PyList_New(runs);
     if (result == NULL) {
+        PyMem_Free(at_keep);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < runs; i++) {
-        Py_ssize_t total = 0;
+        Py_ssize_t total = nlead;
         for (Py_ssize_t j = 0; j < per; j++) {
             PyObject *row = PyList_GET_ITEM(rows, i * per + j);
             if (!PyTuple_Check(row)) {
                 PyErr_SetString(PyExc_TypeError, "rows must be tuples");
-                Py_DECREF(result);
-                return NULL;
+                goto error;
             }
-            total += PyTuple_GET_SIZE(row);
+            for (Py_ssize_t k = 0; k < nkeep; k++) {
+                if (at_keep[k] >= PyTuple_GET_SIZE(row)) {
+                    PyErr_SetString(PyExc_IndexError, "a kept position is past the end of a row");
+                    goto error;
+                }
+            }
+            total += nkeep >= 0 ? nkeep : PyTuple_GET_SIZE(row);
         }
         PyObject *flat = PyList_New(total);
         if (flat == NULL) {
-            Py_DECREF(result);
-            return NULL;
+            goto error;
         }
         PyList_SET_ITEM(result, i, flat);
         Py_ssize_t at = 0;
+        for (Py_ssize_t k = 0; k < nlead; k++) {
+            PyList_SET_ITEM(flat, at++, Py_NewRef(PyTuple_GET_ITEM(lead, k)));
+        }
         for (Py_ssize_t j = 0; j < per; j++) {
             PyObject *row = PyList_GET_ITEM(rows, i * per + j);
-            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(row); k++) {
-                PyList_SET_ITEM(flat, at++, Py_NewRef(PyTuple_GET_ITEM(row, k)));
+            Py_ssize_t width = nkeep >= 0 ? nkeep : PyTuple_GET_SIZE(row);
+            for (Py_ssize_t k = 0; k < width; k++) {
+                Py_ssize_t from = nkeep >= 0 ? at_keep[k] : k;
+                PyObject *item = PyTuple_GET_ITEM(row, from);
+                if (from < 64 && (blob_bits >> from) & 1 && PyBytes_CheckExact(item)) {
+                    item = PyByteArray_FromStringAndSize(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
+                    if (item == NULL) {
+                        goto error;
+                    }
+                } else {
+                    Py_INCREF(item);
+                }
+                PyList_SET_ITEM(flat, at++, item);
             }
         }
     }
+    PyMem_Free(at_keep);
+    return result;
+error:
+    PyMem_Free(at_keep);
+    Py_DECREF(result);
+    return NULL;
+}
+
+PyDoc_STRVAR(shared_columns_doc,
+"shared_columns(rows) -> tuple[int, ...]\n\n"
+"The positions at which every row (a tuple) holds the same value: the very same object, or a\n"
+"str, int or bytes of the same exact type that compares equal. Such a value binds the same way\n"
+"in every row; floats and other types count only when identical (0.0 and -0.0 are equal but\n"
+"store differently). An empty list, or rows of different lengths, share nothing.");
+
+static int
+same_value(PyObject *a, PyObject *b)
+{
+    if (a == b) {
+        return 1;
+    }
+    if (Py_TYPE(a) != Py_TYPE(b) || !(PyUnicode_CheckExact(a) || PyLong_CheckExact(a) || PyBytes_CheckExact(a))) {
+        return 0;
+    }
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+static PyObject *
+shared_columns(PyObject *self, PyObject *rows)
+{
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a list of tuples");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (n == 0) {
+        return PyTuple_New(0);
+    }
+    PyObject *first = PyList_GET_ITEM(rows, 0);
+    if (!PyTuple_Check(first)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be tuples");
+        return NULL;
+    }
+    Py_ssize_t width = PyTuple_GET_SIZE(first);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row)) {
+            PyErr_SetString(PyExc_TypeError, "rows must be tuples");
+            return NULL;
+        }
+        if (PyTuple_GET_SIZE(row) != width) {
+            return PyTuple_New(0);
+        }
+    }
+    PyObject *found = PyList_New(0);
+    if (found == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < width; k++) {
+        PyObject *value = PyTuple_GET_ITEM(first, k);
+        int shared = 1;
+        for (Py_ssize_t i = 1; i < n && shared; i++) {
+            shared = same_value(value, PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), k));
+            if (shared < 0) {
+                Py_DECREF(found);
+                return NULL;
+            }
+        }
+        if (shared) {
+            PyObject *at = PyLong_FromSsize_t(k);
+            if (at == NULL || PyList_Append(found, at) < 0) {
+                Py_XDECREF(at);
+                Py_DECREF(found);
+                return NULL;
+            }
+            Py_DECREF(at);
+        }
+    }
+    PyObject *result = PyList_AsTuple(found);
+    Py_DECREF(found);
     return result;
 }
 
@@ -965,6 +1105,7 @@ static PyMethodDef methods[] = {
     {"blake2b_16_column", blake2b_16_column, METH_VARARGS, blake2b_16_column_doc},
     {"scaled", scaled, METH_VARARGS, scaled_doc},
     {"flatten", flatten, METH_VARARGS, flatten_doc},
+    {"shared_columns", shared_columns, METH_O, shared_columns_doc},
     {"group_sums", group_sums, METH_VARARGS, group_sums_doc},
     {NULL, NULL, 0, NULL},
 };

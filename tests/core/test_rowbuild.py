@@ -227,6 +227,73 @@ def test_flatten_equals_chaining_the_rows(rows, per):
 
 
 @needs_extension
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.integers(0, 3), st.binary(max_size=3), st.text(max_size=2)), max_size=12),
+    per=st.integers(1, 4),
+    keep=st.lists(st.integers(0, 2), max_size=3).map(tuple),
+    lead=st.lists(st.integers(), max_size=2).map(tuple),
+)
+def test_flatten_keeps_positions_leads_each_run_and_copies_blobs(rows, per, keep, lead):
+    """Each run: ``lead``, then the kept items of its rows; bytes at a blob position become equal bytearrays."""
+    runs = _rowbuild.flatten(rows, per, keep, lead, (1,))
+    starts = range(0, len(rows) - len(rows) % per, per)
+    expected = [[*lead, *(row[k] for row in rows[i : i + per] for k in keep)] for i in starts]
+    assert runs == expected  # bytearray(b"x") == b"x"
+    for run in runs:
+        blobs = [v for v in run[len(lead) :] if isinstance(v, bytes | bytearray)]
+        assert all(type(v) is bytearray for v in blobs)
+    with pytest.raises(IndexError):
+        _rowbuild.flatten([(1, 2)], 1, (2,))
+    with pytest.raises(ValueError):
+        _rowbuild.flatten([(1, 2)], 1, None, (), (64,))
+
+
+@needs_extension
+def test_shared_columns_are_the_same_value_in_every_row():
+    """Identical objects, or equal str, int and bytes of one type; never a float merely equal, nor 1 and True."""
+    big = 2**70
+    rows = [("csv", 0, b"k", 1.5, None, True, big, "a"), ("csv", 0, b"k", 1.5, None, True, big + 0, "b")]
+    rows.append(tuple("".join(["cs", "v"]) if i == 0 else v for i, v in enumerate(rows[0])))
+    assert _rowbuild.shared_columns(rows) == (0, 1, 2, 3, 4, 5, 6)
+    assert _rowbuild.shared_columns([(0.0, 1), (-0.0, 1)]) == (1,)
+    assert _rowbuild.shared_columns([(1, 1), (True, 1)]) == (1,)
+    assert _rowbuild.shared_columns([(1, 2), (1,)]) == ()  # rows of different lengths share nothing
+    assert _rowbuild.shared_columns([]) == ()
+    with pytest.raises(TypeError):
+        _rowbuild.shared_columns([[1, 2]])
+
+
+@needs_extension
+def test_a_key_repeated_inside_one_multi_row_statement_keeps_the_last_values(engine, monkeypatch):
+    """Rows that share every column but the key and tokens go through SQLite's statement that binds
+    the shared columns once; a key repeated in the same statement and in the next one ends with its
+    last row, exactly as through the Python path."""
+    base = [_record(h % 48, "1.5", "0", "", input_tokens=h, project=f"p{h}") for h in range(300)]
+    for r in base:
+        assert (r.source, r.provider, r.cost) == ("api", "openai", Decimal("1.5"))
+    stream = [*base[:50], replace(base[10], output_tokens=91), *base[50:150], replace(base[10], output_tokens=92)]
+    stream += base[150:]
+    results = []
+    for python in (False, True):
+        if python:
+            _python(monkeypatch)
+        _clear(engine)
+        upsert_records(engine, stream[:5], now=NOW)  # an old slice: the rest goes through the upsert too
+        writer = store._writer(engine.dialect)
+        writer.shared_sql.clear()
+        result = upsert_records(engine, stream, now=NOW, batch_size=len(stream))
+        results.append((result.records, result.changed, _stored(engine)))
+        if engine.dialect.name == "sqlite":  # the C path bound shared columns once, in the upsert and DO NOTHING
+            assert {new for _, new in writer.shared_sql} == (set() if python else {False, True})
+        with engine.connect() as conn:
+            out = conn.execute(select(USAGE.c.output_tokens).where(USAGE.c.record_key == base[10].record_key)).scalar()
+        assert out == 92
+    assert results[0] == results[1]
+    assert len(results[0][2][0]) == 300
+
+
+@needs_extension
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records=RECORDS)
 def test_group_sums_equal_the_python_grouping(records):
