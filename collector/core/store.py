@@ -50,6 +50,7 @@ from collector.core.schema import (
     UsageRow,
 )
 from collector.core.sqltypes import MAX_MONEY, MONEY_SCALE, QUANTITY_SCALE, ScaledDecimal, UTCDateTime
+from collector.core.walsync import WalSync
 
 DAY_SECONDS = 86_400
 USAGE: Table = UsageRow.__table__  # type: ignore[attr-defined]
@@ -590,6 +591,7 @@ def upsert(
     cursor = conn.connection.cursor()
     touched: set[tuple[int, str, str, str, str]] = set()
     bulk = _bulk(conn, cursor, writer)
+    wal = WalSync(conn.connection.dbapi_connection)
     for batch in _batches(records, batch_size):
         # Each row allocates a few tuples and no cycles: the collections they would trigger find
         # nothing, and cost about 10 % of a bulk write's CPU time (store benchmark). Only this
@@ -601,7 +603,9 @@ def upsert(
             # Freed inside the pause: the collection that the first allocation after it runs
             # then finds these 5,000 tuples gone instead of walking them (about 0.3 µs a row).
             del params
+        wal.batch()
     _finish(conn, touched, result, bulk)
+    wal.close()
     return result
 
 
@@ -752,6 +756,7 @@ def upsert_columns(conn: Connection, batches: Iterable[RowColumns], *, now: date
     cursor = conn.connection.cursor()
     touched: set[tuple[int, str, str, str, str]] = set()
     bulk = _bulk(conn, cursor, writer)
+    wal = WalSync(conn.connection.dbapi_connection)
     for batch in batches:
         if not batch.size:
             continue
@@ -759,7 +764,9 @@ def upsert_columns(conn: Connection, batches: Iterable[RowColumns], *, now: date
             days = [t - t % DAY_SECONDS for t in batch.start_ts]
             batch_touched = set(zip(days, *(batch.column(name) for name in _SLICE), strict=False))
             _execute(cursor, writer, bulk, _column_params(writer, batch, stamp), batch_touched, touched, result)
+        wal.batch()
     _finish(conn, touched, result, bulk)
+    wal.close()
     return result
 
 
