@@ -492,3 +492,24 @@ def test_a_bad_cell_in_the_middle_of_a_batch_names_its_line_and_nothing_is_writt
     assert [str(i) for i in result.issues] == ["focus.csv:7502: column 'BilledCost': value '1.2.5': not a number"]
     assert [str(i) for i in result.issues] == [str(i) for i in by_rows.issues]
     assert stored(engine) == ([], [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.sampled_from(["", "a", "b", "a\x00", "\x00b", "é", "a,b"]), min_size=3, max_size=3),
+        min_size=1,
+        max_size=30,
+    ),
+    width=st.integers(1, 3),
+)
+def test_distinct_points_each_row_at_its_own_combination(rows, width):
+    """Joined or column by column (a value holding NUL), every row's index names its own values, once each."""
+    import pyarrow as pa
+
+    from importers.columnar import distinct
+
+    columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(width)]
+    indices, combos = distinct(columns)
+    assert len(set(combos)) == len(combos)
+    assert [combos[i] for i in indices.to_pylist()] == [tuple(row[:width]) for row in rows]
