@@ -207,6 +207,8 @@ class _Writer:
             tail = self.nothing if new else self.conflict
             select = f"SELECT {', '.join(picks)} FROM (VALUES {rows}) WHERE true"
             sql = f"INSERT INTO usage ({self.column_list}) {select}{tail}"
+            if len(self.shared_sql) >= 64:  # batches of ever other shared columns: keep the cache small
+                self.shared_sql.clear()
             self.shared_sql[(shared, new)] = sql
         return sql
 
