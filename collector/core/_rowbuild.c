@@ -535,7 +535,7 @@ done:
 }
 
 PyDoc_STRVAR(flatten_doc,
-"flatten(rows, per, keep=None, lead=()) -> list[list]\n\n"
+"flatten(rows, per, keep=None, lead=(), blobs=()) -> list[list]\n\n"
 "The parameters of each full run of `per` rows, one list per run, in order (a multi-row VALUES\n"
 "statement's parameters); the rows after the last full run are left to the caller. With `keep`\n"
 "(a tuple of positions) only those items of each row are taken, and every run starts with the\n"
