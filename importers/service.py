@@ -435,8 +435,6 @@ class _ColumnarRun(_Run):
 
     def batches(self) -> Iterator[RowColumns]:
         """The file's rows as columns, batch by batch; raises at the end if two rows share a key."""
-        import pyarrow as pa
-
         result, keys = self.result, self.keys
         max_rows = self.csv.limits.max_rows
         for batch in self.reader.batches():
@@ -454,7 +452,7 @@ class _ColumnarRun(_Run):
         result.rows_read += self.reader.blank_rows
         if max_rows and result.rows_read > max_rows:
             raise ColumnarFallback("more rows than the limit")
-        if keys and _repeats(pa.chunked_array(keys).combine_chunks()):
+        if keys and _repeats(keys):
             raise ColumnarFallback("rows that share a natural key")  # the row path sums them
 
     def write(self, conn: Connection) -> UpsertResult:
@@ -555,12 +553,18 @@ def _key_prefixes(keys: list[bytes]) -> pa.Array:
     return pa.Array.from_buffers(pa.uint64(), len(keys), [None, head.buffers()[1]], offset=head.offset)
 
 
-def _repeats(values: pa.Array) -> bool:
-    """Whether any value occurs twice (sorted, then compared with its neighbour: no hash table)."""
-    import pyarrow.compute as pc
+def _repeats(chunks: list[pa.Array]) -> bool:
+    """Whether any value of the ``uint64`` chunks occurs twice (sorted, then compared with its neighbour).
 
-    ordered = values.take(pc.sort_indices(values))
-    return len(ordered) > 1 and bool(pc.any(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))).as_py())
+    The values are copied once into one NumPy array and sorted in place: Arrow's sort returns
+    indices and then a sorted copy, three arrays of the file's size at once, which made the
+    end of the 1M-row import its peak of memory (about 16 MB above the rest of it).
+    """
+    import numpy as np
+
+    values = np.concatenate([chunk.to_numpy(zero_copy_only=True) for chunk in chunks])
+    values.sort()
+    return bool(len(values) > 1 and (values[1:] == values[:-1]).any())
 
 
 @dataclass(frozen=True)

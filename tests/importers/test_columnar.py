@@ -513,3 +513,21 @@ def test_distinct_points_each_row_at_its_own_combination(rows, width):
     indices, combos = distinct(columns)
     assert len(set(combos)) == len(combos)
     assert [combos[i] for i in indices.to_pylist()] == [tuple(row[:width]) for row in rows]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.binary(min_size=16, max_size=16), max_size=40), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_key_repeats_are_found_within_and_across_batches(batches, repeat_one):
+    """``_repeats`` over ``_key_prefixes`` says what a set of the keys' first 8 bytes says."""
+    from importers.service import _key_prefixes, _repeats
+
+    if repeat_one and any(batches):
+        first = next(b for b in batches if b)[0]
+        batches = [*batches, [first]]  # the same key again, in a later batch
+    chunks = [_key_prefixes(b) for b in batches]
+    prefixes = [k[:8] for b in batches for k in b]
+    assert _repeats(chunks) == (len(set(prefixes)) != len(prefixes))
+    assert [int.from_bytes(p, "little") for p in prefixes] == [v for c in chunks for v in c.to_pylist()]
