@@ -12,6 +12,11 @@ run imports the same bytes) into the system temp directory (``llm-usage-bench/``
 checkout) and reused by later runs; the databases live in a temporary directory deleted
 afterwards. Set ``BENCH_IMPORT_ROWS`` for a smaller run. If the ``sqlite3`` shell is missing it is installed
 from Debian (``apt-get install -y sqlite3``), and the bench says so.
+
+A single pair of runs swung by a quarter on these shared machines (the baseline alone between
+10.1 and 14.4 s in one session), so the pairs run ``BENCH_IMPORT_ROUNDS`` times (3 by default),
+each baseline right beside the import it is compared with, after ``sync`` so no run flushes
+the previous one's writes; the table shows medians, and each round's ratio is printed too.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import csv
 import gzip
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +35,8 @@ from decimal import Decimal
 from pathlib import Path
 
 ROWS = int(os.environ.get("BENCH_IMPORT_ROWS", "1000000"))
+#: Rounds of (baseline, ours) pairs; the table shows each run's median.
+ROUNDS = max(1, int(os.environ.get("BENCH_IMPORT_ROUNDS", "3")))
 ROOT = Path(__file__).resolve().parents[2]
 
 HEADER = [
@@ -170,6 +178,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, float]:
     CPU time (user + system, every thread) is reported beside wall time because a shared machine's
     load stretches wall time far more than the work done.
     """
+    os.sync()  # the previous run's writes are not flushed during this one
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -217,42 +226,51 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="bench_import_") as tmp:
         work = Path(tmp)
-        base_plain = run_measured([shell, str(work / "base.db"), f".import --csv {plain} focus"])
-        base_gz = run_measured([shell, str(work / "base_gz.db"), f".import --csv '|gzip -dc {gz}' focus"])
-        ours_plain = run_measured(
-            [
-                sys.executable,
-                "-c",
-                f"from tests.bench.bench_import import child; child({str(plain)!r}, {str(work / 'a.db')!r})",
-            ]
-        )
-        ours_gz = run_measured(
-            [
-                sys.executable,
-                "-c",
-                f"from tests.bench.bench_import import child; child({str(gz)!r}, {str(work / 'b.db')!r})",
-            ]
-        )
-        rows_plain = run_measured(
-            [
-                sys.executable,
-                "-c",
-                f"from tests.bench.bench_import import child; child({str(plain)!r}, {str(work / 'c.db')!r}, False)",
-            ]
-        )
+        runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _ in LABELS}
+        for r in range(ROUNDS):
+            # Each baseline beside its own import, in turn: a machine's load moves both alike.
+            base_gz = f".import --csv '|gzip -dc {gz}' focus"
+            runs["base_plain"].append(run_measured([shell, str(work / f"base{r}.db"), f".import --csv {plain} focus"]))
+            runs["ours_plain"].append(run_measured(ours(plain, work / f"a{r}.db")))
+            runs["base_gz"].append(run_measured([shell, str(work / f"gz{r}.db"), base_gz]))
+            runs["ours_gz"].append(run_measured(ours(gz, work / f"b{r}.db")))
+            for db in work.iterdir():  # keep the temp directory to one round's files
+                db.unlink()
+        runs["rows_plain"].append(run_measured(ours(plain, work / "c.db", columnar=False)))
+    print(f"{ROUNDS} round(s); each figure is the median of its runs, peak RSS the highest")
     print(f"{'run':<40} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>12} {'vs baseline':>12} {'CPU s':>6} {'vs':>6}")
-    for label, (secs, rss, cpu), base in (
-        ("baseline: sqlite3 .import (plain)", base_plain, base_plain),
-        ("baseline: sqlite3 .import (|gzip -dc)", base_gz, base_gz),
-        ("llm-usage import_file (plain)", ours_plain, base_plain),
-        ("llm-usage import_file (.gz)", ours_gz, base_gz),
-        ("llm-usage import_file, row path (plain)", rows_plain, base_plain),
-    ):
+    base_of = {"ours_plain": "base_plain", "ours_gz": "base_gz", "rows_plain": "base_plain"}
+    for key, label in LABELS:
+        secs, rss, cpu = _median(runs[key])
+        bsecs, _, bcpu = _median(runs[base_of.get(key, key)])
         print(
-            f"{label:<40} {secs:>8.1f} {ROWS / secs:>10,.0f} {rss:>12.0f} {secs / base[0]:>11.2f}x "
-            f"{cpu:>6.1f} {cpu / base[2]:>5.2f}x"
+            f"{label:<40} {secs:>8.1f} {ROWS / secs:>10,.0f} {rss:>12.0f} {secs / bsecs:>11.2f}x "
+            f"{cpu:>6.1f} {cpu / bcpu:>5.2f}x"
         )
+    for key in ("ours_plain", "ours_gz"):
+        ratios = [o[0] / b[0] for o, b in zip(runs[key], runs[base_of[key]], strict=True)]
+        print(f"ratio per round, {key.replace('_', ' ')}: " + ", ".join(f"{x:.2f}x" for x in ratios))
     print("target: within 2x of the baseline, peak RSS under 300 MB")
+
+
+LABELS = (
+    ("base_plain", "baseline: sqlite3 .import (plain)"),
+    ("base_gz", "baseline: sqlite3 .import (|gzip -dc)"),
+    ("ours_plain", "llm-usage import_file (plain)"),
+    ("ours_gz", "llm-usage import_file (.gz)"),
+    ("rows_plain", "llm-usage import_file, row path (plain)"),
+)
+
+
+def ours(path: Path, db: Path, *, columnar: bool = True) -> list[str]:
+    """The command that imports ``path`` into ``db`` in a child process (see :func:`child`)."""
+    call = f"child({str(path)!r}, {str(db)!r}{'' if columnar else ', False'})"
+    return [sys.executable, "-c", f"from tests.bench.bench_import import child; {call}"]
+
+
+def _median(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Median wall and CPU seconds of the runs, and their highest peak RSS."""
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs), statistics.median(r[2] for r in runs)
 
 
 if __name__ == "__main__":
