@@ -67,3 +67,39 @@ def test_overlapping_pauses_in_two_threads_end_with_the_collector_on():
         t.join(10)
     assert seen == {"after A left": False}
     assert gc.isenabled()
+
+
+def test_a_columnar_write_holds_the_collector_off_in_its_reading_thread_too(sqlite_engine):
+    """``ingest_columns`` pauses for the whole write: batches are built in the read-ahead thread."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from collector.core.ingest import ingest_columns
+    from collector.core.schema import UsageRecord
+    from collector.core.store import RowColumns
+
+    start = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    seen: list[tuple[str, bool]] = []
+
+    def batches():
+        for i in range(3):
+            seen.append((threading.current_thread().name, gc.isenabled()))
+            rec = UsageRecord(
+                provider="openai",
+                source="csv",
+                kind="focus",
+                bucket_start=start + timedelta(hours=i),
+                bucket_end=start + timedelta(hours=i + 1),
+                model="gpt-5",
+                input_tokens=10,
+                cost=Decimal("0.5"),
+                currency="USD",
+                basis="billed",
+            )
+            yield RowColumns.from_records([rec])
+
+    with sqlite_engine.begin() as conn:
+        result = ingest_columns(conn, batches())
+    assert result.changed == 3
+    assert seen == [("read-ahead", False)] * 3
+    assert gc.isenabled()
