@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -110,16 +111,41 @@ def test_torn_spool_line_is_skipped_and_the_rest_replayed(engine, tmp_path):
     assert count(engine) == 2 and segments(spool) == []
 
 
+def park(recorder: Recorder) -> threading.Event:
+    """Stop the writer at the start of its next round (not the final one) until the event returned is set.
+
+    Returns once the writer waits there, so no round runs meanwhile: a test can then record
+    events and look at the spool and the counters while nothing commits them. Waiting for
+    ``flush`` is not enough, as it may have woken one more round (it asks for one every 50 ms
+    until the round it waits for ends).
+    """
+    gate, parked = threading.Event(), threading.Event()
+    real_round = recorder._round
+
+    def gated(*, final: bool = False) -> None:
+        if not final:
+            parked.set()
+            gate.wait(30)
+        real_round(final=final)
+
+    recorder._round = gated  # type: ignore[method-assign]
+    recorder._wake.set()
+    assert parked.wait(30)
+    return gate
+
+
 def test_every_event_is_on_disk_as_recorded_and_committed_on_stop(engine, tmp_path):
     spool = Spool(tmp_path / "spool")
     recorder = Recorder(engine, spool, batch_size=7, interval=30)  # only the stop commits
     recorder.start()
+    gate = park(recorder)  # after the first round (which start() runs): none during the records
     events = [make_event() for _ in range(50)]
     for event in events:
         recorder.record(event)
     (active,) = segments(spool)
     assert [json.loads(line)["id"] for line in active.read_text().splitlines()] == [e["id"] for e in events]
     assert count(engine) == 0 and recorder.depth() == 50
+    gate.set()
     recorder.stop()
     assert count(engine) == 50 and recorder.written == 50 and recorder.depth() == 0
     assert segments(spool) == [] and not list(spool.folder.glob("*.jsonl"))  # the empty active one too
@@ -182,13 +208,13 @@ def test_unwritable_spool_holds_events_in_memory_then_the_database_takes_them(sq
     recorder = Recorder(sqlite_engine, spool, queue_size=3, interval=30)
     recorder.start()
     recorder.record(make_event())
-    # The writer's first round (started by start()) is over once it has committed that event; with
-    # a 30 s interval it does not run again during the records below, however slow the machine.
     assert recorder.flush(1)
+    gate = park(recorder)  # a round would commit what memory holds while the disk is full
     os.dup2(os.open("/dev/full", os.O_WRONLY), spool._fd)  # the disk is full: every write() fails
     for _ in range(5):
         recorder.record(make_event())  # never raises
     assert (recorder.spilled, recorder.lost, recorder.depth()) == (3, 2, 3)
+    gate.set()
     recorder.stop()
     assert count(sqlite_engine) == 4 and recorder.depth() == 0
 
