@@ -648,8 +648,11 @@ def import_file(
             hashing, sha = _Hashing(fp.fileno()), ""  # cannot be a duplicate until hashed: see _Hashing
         else:
             sha, size = _digest(fp)
-            if engine is not None and not force and (previous := _previous_import(engine, sha)) is not None:
-                return _duplicate(display, sha, size, previous)
+            if engine is not None and not force:
+                with engine.connect() as conn:
+                    previous = _previous_import(conn, sha)
+                if previous is not None:
+                    return _duplicate(display, sha, size, previous)
         result = ImportResult(file=display, sha256=sha, size=size or 0)
         try:
             ctx = ImportContext(
@@ -870,19 +873,14 @@ def _file_row(
     }
 
 
-def _previous_import(db: Engine | Connection, sha: str) -> dict[str, Any] | None:
+def _previous_import(conn: Connection, sha: str) -> dict[str, Any] | None:
     """The first successful import of these bytes, if any."""
-    query = (
+    row = conn.execute(
         select(IMPORT_FILES.c.id, IMPORT_FILES.c.imported_at, IMPORT_FILES.c.rows, IMPORT_FILES.c.importer)
         .where(IMPORT_FILES.c.sha256 == sha, IMPORT_FILES.c.status == IMPORTED)
         .order_by(IMPORT_FILES.c.id)
         .limit(1)
-    )
-    if isinstance(db, Connection):
-        row = db.execute(query).first()
-    else:
-        with db.connect() as conn:
-            row = conn.execute(query).first()
+    ).first()
     return dict(row._mapping) if row is not None else None
 
 

@@ -227,9 +227,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_import_") as tmp:
         work = Path(tmp)
         runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _ in LABELS}
+        base_gz = f".import --csv '|gzip -dc {gz}' focus"
         for r in range(ROUNDS):
             # Each baseline beside its own import, in turn: a machine's load moves both alike.
-            base_gz = f".import --csv '|gzip -dc {gz}' focus"
             runs["base_plain"].append(run_measured([shell, str(work / f"base{r}.db"), f".import --csv {plain} focus"]))
             runs["ours_plain"].append(run_measured(ours(plain, work / f"a{r}.db")))
             runs["base_gz"].append(run_measured([shell, str(work / f"gz{r}.db"), base_gz]))
